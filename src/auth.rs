@@ -1,0 +1,153 @@
+//! The `Auth` extractor: logging users in and out from a handler.
+
+use axum::extract::FromRequestParts;
+use axum::response::Redirect;
+use http::request::Parts;
+
+use crate::error::AuthError;
+use crate::fingerprint::fingerprint;
+use crate::login::{LoginContext, Resolved};
+use crate::next;
+use crate::rejection::{LoginRejection, MissingLayer};
+use crate::remember::{Remember, RememberGrant};
+use crate::token;
+use crate::user::User;
+
+/// Logs users in and out. Needs the [`Session`](crate::Session) and
+/// [`Login`](crate::Login) layers; without them it rejects with a `500`
+/// that names the missing layer.
+///
+/// ```
+/// use axum::{response::{IntoResponse, Redirect, Response}, Form};
+/// use latch::{Auth, Remember, User};
+/// # #[derive(Clone)] struct Account { id: u64, hash: String }
+/// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+/// # async fn check_password(_: &str, _: &str) -> Option<Account> { None }
+///
+/// #[derive(serde::Deserialize)]
+/// struct Credentials { username: String, password: String, remember_me: Option<String> }
+///
+/// async fn login(auth: Auth<Account>, Form(form): Form<Credentials>) -> Response {
+///     match check_password(&form.username, &form.password).await {
+///         Some(user) => {
+///             let remember = Remember::from(form.remember_me.is_some());
+///             // 303 See Other to `next`, if it is a path on this site, else to `/`.
+///             auth.login_user(&user, remember).await.into_response()
+///         }
+///         None => Redirect::to("/login").into_response(),
+///     }
+/// }
+///
+/// async fn logout(auth: Auth<Account>) -> Redirect {
+///     auth.logout_user().await;
+///     Redirect::to("/")
+/// }
+/// ```
+pub struct Auth<U: User> {
+    context: LoginContext<U>,
+    next: Option<String>,
+}
+
+impl<U: User> Auth<U> {
+    /// Logs `user` in, for this browser session and (with `remember`) beyond.
+    ///
+    /// Call it once the user's credentials are checked. The session gets a
+    /// fresh login; with `remember` on, a `_remember` cookie keeps the user
+    /// logged in for that many days after the browser closes (restored logins
+    /// are not fresh). Without `remember`, a remember cookie the browser
+    /// already had is deleted.
+    ///
+    /// Returns a `303 See Other` to the request's `next` query parameter if it
+    /// is a path on this site, else to the [default redirect](crate::Login::default_redirect).
+    pub async fn login_user(&self, user: &U, remember: impl Into<Remember>) -> Result<Redirect, AuthError> {
+        let remember = remember.into();
+        let user_id = serde_json::to_value(user.id()).map_err(AuthError::UserId)?;
+        let session = self.context.session();
+        let keys = &session.config().keys;
+        let auth = fingerprint(keys.current(), user.auth_hash());
+        session.set_login(user_id.clone(), auth.clone(), true);
+        self.context
+            .set_resolved(Resolved::User {
+                user: user.clone(),
+                fresh: true,
+            })
+            .await;
+        self.forget_remembered().await;
+        if let Some(days) = remember.days() {
+            let grant = RememberGrant {
+                keys,
+                user_id: &user_id,
+                fingerprint: &auth,
+                days,
+                now: token::now(),
+                user_agent: self.context.user_agent(),
+            };
+            let token = self.context.config().remember.issue(grant).await?;
+            self.context.set_remember_cookie(&token, days);
+        }
+        tracing::info!(target: "latch", user_id = ?user.id(), remember_days = ?remember.days(), "user logged in");
+        Ok(Redirect::to(self.next_url()))
+    }
+
+    /// Logs the user out: the login leaves the session (the app's own session
+    /// data stays; see [`SessionData::clear`](crate::SessionData::clear)),
+    /// and the remember cookie is revoked and deleted.
+    pub async fn logout_user(&self) {
+        self.context.session().clear_login();
+        self.context.set_resolved(Resolved::Anonymous).await;
+        self.forget_remembered().await;
+        tracing::info!(target: "latch", "user logged out");
+    }
+
+    /// Keeps this session logged in after the user's `auth_hash` changed
+    /// (a new password, "log out everywhere"), while every other session and
+    /// remember cookie of the user stops working. The remember cookie of this
+    /// browser, made for the old `auth_hash`, is deleted too.
+    pub async fn update_user(&self, user: &U) {
+        let session = self.context.session();
+        let auth = fingerprint(session.config().keys.current(), user.auth_hash());
+        session.set_auth(auth);
+        let fresh = matches!(self.context.resolve().await, Resolved::User { fresh: true, .. });
+        self.context
+            .set_resolved(Resolved::User { user: user.clone(), fresh })
+            .await;
+        self.forget_remembered().await;
+    }
+
+    /// The logged-in user, if any (loaded at most once per request).
+    pub async fn current_user(&self) -> Result<Option<U>, LoginRejection> {
+        match self.context.resolve().await {
+            Resolved::User { user, .. } => Ok(Some(user)),
+            Resolved::Anonymous => Ok(None),
+            Resolved::Failed => Err(LoginRejection::LoaderFailed),
+        }
+    }
+
+    /// Where a login would redirect to: the safe `next`, or the default.
+    pub fn next_url(&self) -> &str {
+        next::safe_or(self.next.as_deref(), &self.context.config().default_redirect)
+    }
+
+    /// Revokes and deletes the browser's remember cookie, if it has one.
+    async fn forget_remembered(&self) {
+        if let Some(token) = self.context.remember_cookie() {
+            let keys = &self.context.session().config().keys;
+            if let Err(error) = self.context.config().remember.revoke(keys, token).await {
+                tracing::error!(target: "latch", %error, "remember token not revoked");
+            }
+        }
+        self.context.delete_remember_cookie();
+    }
+}
+
+impl<S: Send + Sync, U: User> FromRequestParts<S> for Auth<U> {
+    type Rejection = MissingLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let context = LoginContext::<U>::from_extensions(&parts.extensions)?;
+        Ok(Self {
+            context,
+            next: next::from_query(parts.uri.query()),
+        })
+    }
+}

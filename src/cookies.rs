@@ -1,0 +1,228 @@
+//! Reading latch's cookies from a request and writing them on a response,
+//! always with the same attributes, so a deletion matches what was set.
+
+use cookie::{Cookie, SameSite};
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderMap, HeaderValue};
+use std::time::Duration;
+
+/// A cookie setting that cannot be used, found when configuring latch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A cookie name that is empty or has characters a cookie name cannot have.
+    #[error("{0:?} cannot be a cookie name: use letters, digits, `-`, `_` or `.`")]
+    CookieName(String),
+    /// A cookie path that does not start with `/` or has `;`, spaces or control characters.
+    #[error("{0:?} cannot be a cookie path: it must start with `/` and have no `;`, spaces or control characters")]
+    CookiePath(String),
+    /// A cookie domain with characters a host name cannot have.
+    #[error("{0:?} cannot be a cookie domain: use a plain host name such as `example.com`")]
+    CookieDomain(String),
+    /// A URL latch redirects to that is not a path on this site.
+    #[error("{0:?} cannot be a redirect target here: use a path on this site, such as `/login`")]
+    LocalUrl(String),
+}
+
+/// The attributes latch gives both of its cookies.
+#[derive(Debug, Clone)]
+pub(crate) struct CookieAttributes {
+    pub secure: bool,
+    pub same_site: SameSite,
+    pub path: String,
+    pub domain: Option<String>,
+}
+
+impl Default for CookieAttributes {
+    fn default() -> Self {
+        Self {
+            secure: true,
+            same_site: SameSite::Lax,
+            path: "/".to_owned(),
+            domain: None,
+        }
+    }
+}
+
+/// What a request's `Cookie` headers hold under one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// No cookie of that name.
+    Missing,
+    /// Exactly one cookie of that name, with this value.
+    Found(String),
+    /// More than one cookie of that name: which one is ours cannot be told.
+    Duplicate,
+    /// A `Cookie` header that is not text.
+    Unreadable,
+}
+
+/// Finds the cookie called `name` in every `Cookie` header of a request.
+pub(crate) fn find(headers: &HeaderMap, name: &str) -> Lookup {
+    let mut found = Lookup::Missing;
+    for header in headers.get_all(COOKIE) {
+        let Ok(text) = header.to_str() else {
+            return Lookup::Unreadable;
+        };
+        for cookie in Cookie::split_parse(text).flatten() {
+            if cookie.name() == name {
+                if found != Lookup::Missing {
+                    return Lookup::Duplicate;
+                }
+                found = Lookup::Found(cookie.value().to_owned());
+            }
+        }
+    }
+    found
+}
+
+impl CookieAttributes {
+    /// A `Set-Cookie` value that stores `value`, for `max_age` or (without
+    /// one) until the browser closes.
+    pub fn set(&self, name: &str, value: &str, max_age: Option<Duration>) -> HeaderValue {
+        let mut cookie = self.base(name, value);
+        if let Some(age) = max_age {
+            cookie.set_max_age(cookie::time::Duration::seconds(age.as_secs() as i64));
+        }
+        to_header(&cookie)
+    }
+
+    /// A `Set-Cookie` value that deletes the cookie, with the attributes it was set with.
+    pub fn delete(&self, name: &str) -> HeaderValue {
+        let mut cookie = self.base(name, "");
+        cookie.make_removal();
+        to_header(&cookie)
+    }
+
+    fn base<'a>(&'a self, name: &'a str, value: &'a str) -> Cookie<'a> {
+        let mut cookie = Cookie::new(name, value);
+        cookie.set_path(self.path.as_str());
+        if let Some(domain) = &self.domain {
+            cookie.set_domain(domain.as_str());
+        }
+        cookie.set_http_only(true);
+        cookie.set_secure(self.secure);
+        cookie.set_same_site(self.same_site);
+        cookie
+    }
+}
+
+/// Appends a `Set-Cookie` header.
+pub(crate) fn append(headers: &mut HeaderMap, value: HeaderValue) {
+    headers.append(SET_COOKIE, value);
+}
+
+fn to_header(cookie: &Cookie<'_>) -> HeaderValue {
+    // Names, paths and domains are checked when latch is configured, and
+    // values are base64url tokens, so the cookie is always a valid header.
+    HeaderValue::try_from(cookie.to_string()).expect("latch cookies are valid header values")
+}
+
+/// Checks a cookie name: an RFC 6265 token.
+pub(crate) fn check_name(name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| ConfigError::CookieName(name.to_owned()))
+}
+
+/// Checks a cookie path.
+pub(crate) fn check_path(path: &str) -> Result<(), ConfigError> {
+    let ok = path.starts_with('/')
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b';' && b != b',');
+    ok.then_some(())
+        .ok_or_else(|| ConfigError::CookiePath(path.to_owned()))
+}
+
+/// Checks a cookie domain.
+pub(crate) fn check_domain(domain: &str) -> Result<(), ConfigError> {
+    let ok = !domain.is_empty()
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    ok.then_some(())
+        .ok_or_else(|| ConfigError::CookieDomain(domain.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn finds_a_cookie_among_others_and_across_headers() {
+        let h = headers(&[b"a=1; session=xyz", b"b=2"]);
+        assert_eq!(find(&h, "session"), Lookup::Found("xyz".into()));
+        assert_eq!(find(&h, "b"), Lookup::Found("2".into()));
+        assert_eq!(find(&h, "_remember"), Lookup::Missing);
+    }
+
+    #[test]
+    fn duplicated_cookie_is_reported() {
+        assert_eq!(find(&headers(&[b"session=a; session=b"]), "session"), Lookup::Duplicate);
+        assert_eq!(find(&headers(&[b"session=a", b"session=b"]), "session"), Lookup::Duplicate);
+    }
+
+    #[test]
+    fn non_utf8_header_is_unreadable() {
+        assert_eq!(find(&headers(&[b"session=\xff\xfe"]), "session"), Lookup::Unreadable);
+    }
+
+    #[test]
+    fn garbage_is_ignored() {
+        let h = headers(&[b";;; =; ==; session"]);
+        assert_eq!(find(&h, "session"), Lookup::Missing);
+    }
+
+    #[test]
+    fn set_and_delete_carry_the_same_attributes() {
+        let attrs = CookieAttributes {
+            domain: Some("example.com".into()),
+            path: "/app".into(),
+            ..Default::default()
+        };
+        let set = attrs.set("session", "tok", None);
+        let set = set.to_str().unwrap();
+        for part in ["session=tok", "HttpOnly", "SameSite=Lax", "Secure", "Path=/app", "Domain=example.com"] {
+            assert!(set.contains(part), "{set} lacks {part}");
+        }
+        assert!(!set.contains("Max-Age"), "{set}");
+        let del = attrs.delete("session");
+        let del = del.to_str().unwrap();
+        for part in ["session=", "HttpOnly", "SameSite=Lax", "Secure", "Path=/app", "Domain=example.com", "Max-Age=0"] {
+            assert!(del.contains(part), "{del} lacks {part}");
+        }
+    }
+
+    #[test]
+    fn remember_cookie_has_a_max_age() {
+        let set = CookieAttributes::default().set("_remember", "t", Some(Duration::from_secs(86400 * 30)));
+        assert!(set.to_str().unwrap().contains("Max-Age=2592000"));
+    }
+
+    #[test]
+    fn config_checks() {
+        assert!(check_name("session").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a b").is_err());
+        assert!(check_name("a;b").is_err());
+        assert!(check_path("/").is_ok());
+        assert!(check_path("/child").is_ok());
+        assert!(check_path("child").is_err());
+        assert!(check_path("/a;b").is_err());
+        assert!(check_path("/a b").is_err());
+        assert!(check_domain("example.com").is_ok());
+        assert!(check_domain("exa mple.com").is_err());
+        assert!(check_domain("").is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! Fingerprints of a user's `auth_hash`: what ties sessions and remember
+//! tokens to the user's current credentials, so that changing them revokes.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use subtle::ConstantTimeEq;
+
+use crate::key::{KeyRing, SecretKey};
+use crate::token::hmac_sha256;
+
+/// How many bytes of the HMAC a fingerprint keeps.
+const FINGERPRINT_LEN: usize = 16;
+
+/// Sets these fingerprints apart from any other HMAC made with the same key.
+const CONTEXT: &[u8] = b"latch auth_hash fingerprint\0";
+
+/// The fingerprint of `auth_hash` under `key`: a truncated HMAC, so the
+/// token (which the browser can read) never shows the hash itself.
+pub(crate) fn fingerprint(key: &SecretKey, auth_hash: &[u8]) -> String {
+    let mac = hmac_sha256(key, &[CONTEXT, auth_hash]);
+    URL_SAFE_NO_PAD.encode(&mac[..FINGERPRINT_LEN])
+}
+
+/// Whether `claimed` is the fingerprint of `auth_hash` under any key of the
+/// ring (a token signed before a key rotation carries the old key's).
+/// Compared in constant time.
+pub(crate) fn matches(keys: &KeyRing, auth_hash: &[u8], claimed: &str) -> bool {
+    keys.keys().iter().any(|key| {
+        fingerprint(key, auth_hash)
+            .as_bytes()
+            .ct_eq(claimed.as_bytes())
+            .into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_short_stable_and_hides_the_hash() {
+        let key = SecretKey::new([3u8; 32]).unwrap();
+        let a = fingerprint(&key, b"$argon2id$v=19$secret");
+        assert_eq!(a, fingerprint(&key, b"$argon2id$v=19$secret"));
+        assert_eq!(a.len(), 22);
+        assert!(!a.contains("argon"));
+        assert_ne!(a, fingerprint(&key, b"$argon2id$v=19$other"));
+    }
+
+    #[test]
+    fn any_key_of_the_ring_matches() {
+        let old = SecretKey::new([1u8; 32]).unwrap();
+        let new = SecretKey::new([2u8; 32]).unwrap();
+        let claimed = fingerprint(&old, b"h");
+        assert!(matches(&KeyRing::new(new.clone()).with_previous(old), b"h", &claimed));
+        assert!(!matches(&KeyRing::new(new), b"h", &claimed));
+    }
+
+    #[test]
+    fn different_hash_does_not_match() {
+        let key = SecretKey::new([1u8; 32]).unwrap();
+        let ring = KeyRing::new(key.clone());
+        assert!(!matches(&ring, b"new password", &fingerprint(&key, b"old password")));
+        assert!(!matches(&ring, b"h", ""));
+    }
+}

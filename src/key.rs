@@ -1,0 +1,180 @@
+//! Secret keys and the key ring that signs and verifies every latch token.
+
+use std::fmt;
+
+/// The fewest bytes a [`SecretKey`] may have.
+pub const MIN_KEY_LEN: usize = 32;
+
+/// Why a secret key was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    /// The key is shorter than [`MIN_KEY_LEN`] bytes.
+    #[error(
+        "the secret key is {len} bytes long; latch needs at least {MIN_KEY_LEN}. \
+         Make one with `openssl rand -base64 48` (or `SecretKey::generate()`) \
+         and keep it out of your source code"
+    )]
+    TooShort {
+        /// The length of the refused key, in bytes.
+        len: usize,
+    },
+    /// The operating system's random number generator failed.
+    #[error("could not read random bytes from the operating system: {0}")]
+    Random(String),
+}
+
+/// A secret key for signing session and remember-me tokens.
+///
+/// The key is used as-is as an HMAC-SHA256 key, so a Microdot app with the
+/// same `secret_key` string signs and verifies the same tokens. It must be at
+/// least [`MIN_KEY_LEN`] bytes long.
+///
+/// ```
+/// use latch::SecretKey;
+///
+/// let key = SecretKey::new("a key of at least thirty-two bytes, from the environment")?;
+/// assert!(SecretKey::new("top-secret!").is_err());
+/// # Ok::<(), latch::KeyError>(())
+/// ```
+#[derive(Clone)]
+pub struct SecretKey(Box<[u8]>);
+
+impl SecretKey {
+    /// Makes a key from bytes (a string works too), refusing keys shorter
+    /// than [`MIN_KEY_LEN`] bytes.
+    pub fn new(bytes: impl AsRef<[u8]>) -> Result<Self, KeyError> {
+        let bytes = bytes.as_ref();
+        if bytes.len() < MIN_KEY_LEN {
+            return Err(KeyError::TooShort { len: bytes.len() });
+        }
+        Ok(Self(bytes.into()))
+    }
+
+    /// Makes a random 64-byte key from the operating system's random source.
+    ///
+    /// Sessions signed with a generated key end when the process does, so
+    /// use it for tests and throw-away development servers only.
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut bytes = [0u8; 64];
+        getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
+        Ok(Self(bytes.into()))
+    }
+
+    /// The key's bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretKey({} bytes, redacted)", self.0.len())
+    }
+}
+
+/// The keys latch signs with and accepts: one current key and any number of
+/// previous keys.
+///
+/// New tokens are always signed with the current key. Tokens signed with a
+/// previous key are still accepted, and are signed again with the current key
+/// the next time they are re-issued. Removing a key from the ring ends every
+/// session it signed.
+///
+/// ```
+/// use latch::{KeyRing, SecretKey};
+///
+/// let current = SecretKey::new("the new key, at least thirty-two bytes long")?;
+/// let previous = SecretKey::new("the old key, at least thirty-two bytes long")?;
+/// let ring = KeyRing::new(current).with_previous(previous);
+/// assert_eq!(ring.len(), 2);
+/// # Ok::<(), latch::KeyError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct KeyRing {
+    keys: Vec<SecretKey>,
+}
+
+impl KeyRing {
+    /// A ring with one key, the current one.
+    pub fn new(current: SecretKey) -> Self {
+        Self {
+            keys: vec![current],
+        }
+    }
+
+    /// Adds a previous key, accepted for verification only.
+    pub fn with_previous(mut self, previous: SecretKey) -> Self {
+        self.keys.push(previous);
+        self
+    }
+
+    /// The key new tokens are signed with.
+    pub fn current(&self) -> &SecretKey {
+        &self.keys[0]
+    }
+
+    /// Every key, the current one first.
+    pub fn keys(&self) -> &[SecretKey] {
+        &self.keys
+    }
+
+    /// How many keys the ring holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Always false: a ring holds at least its current key.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl From<SecretKey> for KeyRing {
+    fn from(key: SecretKey) -> Self {
+        Self::new(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_key_is_refused_with_advice() {
+        let err = SecretKey::new("top-secret!").unwrap_err();
+        assert_eq!(err, KeyError::TooShort { len: 11 });
+        let message = err.to_string();
+        assert!(message.contains("at least 32"), "{message}");
+        assert!(message.contains("openssl rand"), "{message}");
+    }
+
+    #[test]
+    fn key_of_exactly_the_minimum_length_is_accepted() {
+        assert!(SecretKey::new([7u8; MIN_KEY_LEN]).is_ok());
+        assert!(SecretKey::new([7u8; MIN_KEY_LEN - 1]).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        let key = SecretKey::new("a very secret key that nobody may read").unwrap();
+        let shown = format!("{key:?}");
+        assert!(!shown.contains("secret key that"), "{shown}");
+    }
+
+    #[test]
+    fn generated_keys_differ() {
+        let a = SecretKey::generate().unwrap();
+        let b = SecretKey::generate().unwrap();
+        assert_ne!(a.as_bytes(), b.as_bytes());
+        assert_eq!(a.as_bytes().len(), 64);
+    }
+
+    #[test]
+    fn ring_signs_with_the_first_key() {
+        let a = SecretKey::new([1u8; 32]).unwrap();
+        let b = SecretKey::new([2u8; 32]).unwrap();
+        let ring = KeyRing::new(a).with_previous(b);
+        assert_eq!(ring.current().as_bytes(), &[1u8; 32]);
+        assert_eq!(ring.keys().len(), 2);
+    }
+}

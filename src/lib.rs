@@ -1,0 +1,162 @@
+//! User logins for axum apps: sessions in signed cookies, a login page
+//! redirect with a safe `next`, remember-me, fresh-login-only routes, logout,
+//! and revocation that needs no server-side session store.
+//!
+//! latch carries the login extension of Microdot (a small Python web
+//! framework) over to Rust, keeping its small API and its cookie format, and
+//! closing its security gaps.
+//!
+//! # Wiring
+//!
+//! Two layers go on the router, [`Login`] inside [`Session`]. axum runs the
+//! layer added *last* first, so add them in this order:
+//!
+//! ```text
+//! Router::new()
+//!     .route(...)                          // handlers use CurrentUser, Auth, SessionData
+//!     .route_layer(login.required())       // optional: a whole group needs a login
+//!     .layer(login)                        // 2. who is logged in
+//!     .layer(Session::new(key))            // 1. the signed session cookie
+//! ```
+//!
+//! An extractor on a router without these layers answers `500` with a
+//! message naming the missing layer (and logs it), so a wiring mistake shows
+//! on the first request.
+//!
+//! # Quickstart
+//!
+//! ```
+//! use axum::{
+//!     extract::Form,
+//!     response::{IntoResponse, Redirect, Response},
+//!     routing::{get, post},
+//!     Router,
+//! };
+//! use latch::{Auth, CurrentUser, FreshUser, Login, Remember, SecretKey, Session, User};
+//! use std::convert::Infallible;
+//!
+//! #[derive(Clone)]
+//! struct Account {
+//!     id: String,
+//!     username: String,
+//!     password_hash: String,
+//! }
+//!
+//! impl User for Account {
+//!     type Id = String;
+//!     fn id(&self) -> String {
+//!         self.id.clone()
+//!     }
+//!     fn auth_hash(&self) -> &[u8] {
+//!         self.password_hash.as_bytes()
+//!     }
+//! }
+//!
+//! async fn load_user(id: String) -> Result<Option<Account>, Infallible> {
+//!     // Look the user up in your database here.
+//!     Ok((id == "user001").then(|| Account {
+//!         id,
+//!         username: "susan".into(),
+//!         password_hash: "…".into(),
+//!     }))
+//! }
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Credentials {
+//!     username: String,
+//!     password: String,
+//!     remember_me: Option<String>,
+//! }
+//!
+//! async fn login(auth: Auth<Account>, Form(form): Form<Credentials>) -> Response {
+//!     let user = load_user("user001".into()).await.unwrap_or(None);
+//!     match user {
+//!         // Check form.password against the stored hash here.
+//!         Some(user) if form.username == user.username && !form.password.is_empty() => {
+//!             let remember = Remember::from(form.remember_me.is_some());
+//!             auth.login_user(&user, remember).await.into_response()
+//!         }
+//!         _ => Redirect::to("/login").into_response(),
+//!     }
+//! }
+//!
+//! async fn index(CurrentUser(user): CurrentUser<Account>) -> String {
+//!     format!("Hello, {}!", user.username)
+//! }
+//!
+//! async fn fresh(FreshUser(user): FreshUser<Account>) -> String {
+//!     format!("Hello, {}! This page needs a fresh login.", user.username)
+//! }
+//!
+//! async fn logout(auth: Auth<Account>) -> Redirect {
+//!     auth.logout_user().await;
+//!     Redirect::to("/")
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = SecretKey::new(std::env::var("SECRET_KEY").unwrap_or_else(|_| "x".repeat(32)))?;
+//! let app: Router = Router::new()
+//!     .route("/", get(index))
+//!     .route("/fresh", get(fresh))
+//!     .route("/login", post(login))
+//!     .route("/logout", post(logout))
+//!     .layer(Login::new(load_user))
+//!     .layer(Session::new(key));
+//! # Ok(()) }
+//! ```
+//!
+//! # What happens on a request
+//!
+//! 1. [`Session`] finds the `session` cookie. When something first reads
+//!    the session, it verifies the token (signature first, constant-time;
+//!    then the header; then `exp`); a bad token is an empty session.
+//! 2. [`Login`] finds the user, at most once per request and only when
+//!    asked: the user id from the session, else from the `_remember` cookie
+//!    (a restored login is not *fresh*); then the [`UserLoader`]; then the
+//!    fingerprint of the user's [`User::auth_hash`], so that changing it
+//!    ends every other session of the user.
+//! 3. [`CurrentUser`] and [`FreshUser`] (or the [`Login::required`] and
+//!    [`Login::fresh`] route layers) refuse requests without a (fresh) login:
+//!    see [`LoginRequired`].
+//! 4. On the way out, the session cookie is written only if it changed or is
+//!    due for renewal, and responses that read it get `Vary: Cookie`.
+//!
+//! Events are logged with `tracing`, target `latch`: logins, logouts,
+//! remembered logins, and (at `debug`) every rejected cookie with the reason.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod auth;
+mod cookies;
+mod error;
+mod extract;
+mod fingerprint;
+mod key;
+mod login;
+mod next;
+mod rejection;
+mod remember;
+mod require;
+mod session;
+mod session_data;
+pub mod token;
+mod user;
+
+pub use auth::Auth;
+pub use cookie::SameSite;
+pub use cookies::ConfigError;
+pub use error::AuthError;
+pub use extract::{CurrentUser, FreshUser, MaybeUser};
+pub use key::{KeyError, KeyRing, SecretKey, MIN_KEY_LEN};
+pub use login::{Login, LoginFuture, LoginService};
+pub use next::{is_safe_next, MAX_NEXT_LEN};
+pub use rejection::{LoginRejection, LoginRequired, MissingLayer};
+pub use remember::{
+    Redeemed, Remember, RememberError, RememberGrant, RememberTokens, StatelessRemember,
+    DEFAULT_REMEMBER_DAYS, MAX_REMEMBER_DAYS,
+};
+pub use require::{RequireLogin, RequireLoginService};
+pub use session::{Session, SessionFuture, SessionService};
+pub use session_data::{SessionData, SessionError};
+pub use user::{BoxError, User, UserLoader};

@@ -1,0 +1,501 @@
+//! The `Login` layer: who is logged in, found lazily and at most once per
+//! request, from the session or else from the remember-me cookie.
+
+use futures_util::lock::Mutex as AsyncMutex;
+use http::header::USER_AGENT;
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::cookies::{self, ConfigError, Lookup};
+use crate::fingerprint;
+use crate::next::is_safe_next;
+use crate::rejection::MissingLayer;
+use crate::remember::{RememberTokens, StatelessRemember};
+use crate::require::RequireLogin;
+use crate::session::SessionHandle;
+use crate::token;
+use crate::user::{DynLoader, User, UserLoader};
+
+/// The remember-me cookie's name, as in Microdot.
+pub(crate) const REMEMBER_COOKIE: &str = "_remember";
+
+/// The login layer: put it on the router inside the [`Session`](crate::Session) layer.
+///
+/// It makes the logged-in user available to the [`CurrentUser`](crate::CurrentUser),
+/// [`FreshUser`](crate::FreshUser), [`MaybeUser`](crate::MaybeUser) and
+/// [`Auth`](crate::Auth) extractors and to the [`required`](Self::required)
+/// and [`fresh`](Self::fresh) route layers. Nothing is loaded until one of
+/// them asks, and then the user is loaded once for the whole request.
+///
+/// Layer order: axum runs the layer added last first, so add `Login`, then
+/// `Session`:
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use latch::{CurrentUser, Login, SecretKey, Session, User};
+/// use std::convert::Infallible;
+///
+/// #[derive(Clone)]
+/// struct Account { id: u64, name: String, hash: String }
+///
+/// impl User for Account {
+///     type Id = u64;
+///     fn id(&self) -> u64 { self.id }
+///     fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() }
+/// }
+///
+/// async fn load(id: u64) -> Result<Option<Account>, Infallible> {
+///     Ok(Some(Account { id, name: format!("user{id}"), hash: String::new() }))
+/// }
+///
+/// async fn index(CurrentUser(user): CurrentUser<Account>) -> String {
+///     format!("Hello, {}!", user.name)
+/// }
+///
+/// let login = Login::new(load);
+/// let app: Router = Router::new()
+///     .route("/", get(index))
+///     .layer(login)                                   // inner: who is logged in
+///     .layer(Session::new(SecretKey::generate()?));   // outer: the cookie
+/// # Ok::<(), latch::KeyError>(())
+/// ```
+pub struct Login<U: User> {
+    config: Arc<LoginConfig<U>>,
+}
+
+pub(crate) struct LoginConfig<U: User> {
+    pub loader: Arc<dyn DynLoader<U>>,
+    pub login_url: String,
+    pub default_redirect: String,
+    pub remember: Arc<dyn RememberTokens>,
+}
+
+impl<U: User> Clone for Login<U> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<U: User> Clone for LoginConfig<U> {
+    fn clone(&self) -> Self {
+        Self {
+            loader: self.loader.clone(),
+            login_url: self.login_url.clone(),
+            default_redirect: self.default_redirect.clone(),
+            remember: self.remember.clone(),
+        }
+    }
+}
+
+impl<U: User> std::fmt::Debug for Login<U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("login_url", &self.config.login_url)
+            .field("default_redirect", &self.config.default_redirect)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<U: User> Login<U> {
+    /// A login layer that finds users with `loader`, with the login page at
+    /// `/login`, `/` as the page to go to after a login without `next`, and
+    /// stateless remember-me tokens.
+    pub fn new(loader: impl UserLoader<U>) -> Self {
+        Self {
+            config: Arc::new(LoginConfig {
+                loader: Arc::new(loader),
+                login_url: "/login".to_owned(),
+                default_redirect: "/".to_owned(),
+                remember: Arc::new(StatelessRemember),
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut LoginConfig<U>)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// The login page that anonymous requests are sent to (default `/login`).
+    /// It must be a path on this site; a query (`/login?lang=en`) is kept.
+    pub fn login_url(self, url: &str) -> Result<Self, ConfigError> {
+        check_local(url)?;
+        Ok(self.edit(|c| c.login_url = url.to_owned()))
+    }
+
+    /// Where [`Auth::login_user`](crate::Auth::login_user) redirects when the
+    /// request has no safe `next` (default `/`). It must be a path on this site.
+    pub fn default_redirect(self, url: &str) -> Result<Self, ConfigError> {
+        check_local(url)?;
+        Ok(self.edit(|c| c.default_redirect = url.to_owned()))
+    }
+
+    /// Uses other remember-me tokens than the stateless default.
+    pub fn remember_tokens(self, tokens: impl RememberTokens) -> Self {
+        self.edit(|c| c.remember = Arc::new(tokens))
+    }
+
+    /// A route layer that lets only logged-in users through, for a group of
+    /// routes. Others get what [`LoginRequired`](crate::LoginRequired) says.
+    ///
+    /// ```
+    /// # use axum::{routing::get, Router};
+    /// # use latch::{Login, SecretKey, Session, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// let login = Login::new(load);
+    /// let app: Router = Router::new()
+    ///     .route("/settings", get(|| async { "settings" }))
+    ///     .route("/billing", get(|| async { "billing" }))
+    ///     .route_layer(login.required())
+    ///     .route("/login", get(|| async { "the form" }))
+    ///     .layer(login)
+    ///     .layer(Session::new(SecretKey::generate()?));
+    /// # Ok::<(), latch::KeyError>(())
+    /// ```
+    pub fn required(&self) -> RequireLogin<U> {
+        RequireLogin::new(self.config.login_url.clone(), false)
+    }
+
+    /// A route layer that lets only users with a fresh login through: one
+    /// made with a password in this browser session, not restored from a
+    /// remember-me cookie. Others are sent to log in again.
+    pub fn fresh(&self) -> RequireLogin<U> {
+        RequireLogin::new(self.config.login_url.clone(), true)
+    }
+}
+
+fn check_local(url: &str) -> Result<(), ConfigError> {
+    if is_safe_next(url) {
+        Ok(())
+    } else {
+        Err(ConfigError::LocalUrl(url.to_owned()))
+    }
+}
+
+impl<S, U: User> Layer<S> for Login<U> {
+    type Service = LoginService<S, U>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LoginService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by the [`Login`] layer.
+pub struct LoginService<S, U: User> {
+    inner: S,
+    config: Arc<LoginConfig<U>>,
+}
+
+impl<S: Clone, U: User> Clone for LoginService<S, U> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S, U, ReqBody, ResBody> Service<Request<ReqBody>> for LoginService<S, U>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    U: User,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = LoginFuture<S::Future, U>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let context = match request.extensions().get::<SessionHandle>() {
+            Some(session) => {
+                let context = LoginContext::new(self.config.clone(), session.clone(), request.headers());
+                request.extensions_mut().insert(context.clone());
+                Some(context)
+            }
+            None => {
+                tracing::error!(target: "latch", "{}", MissingLayer::Session);
+                None
+            }
+        };
+        LoginFuture {
+            inner: self.inner.call(request),
+            context,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`LoginService`].
+    pub struct LoginFuture<F, U: User> {
+        #[pin]
+        inner: F,
+        context: Option<LoginContext<U>>,
+    }
+}
+
+impl<F, U, ResBody, E> Future for LoginFuture<F, U>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    U: User,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(context) = this.context.take() {
+            if let Some(cookie) = context.take_remember_cookie() {
+                cookies::append(response.headers_mut(), cookie);
+            }
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// The user of a request, once found.
+#[derive(Clone)]
+pub(crate) enum Resolved<U> {
+    Anonymous,
+    User { user: U, fresh: bool },
+    /// The loader failed; the request cannot be answered for this user.
+    Failed,
+}
+
+/// Why [`LoginContext::require`] found no user to let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Anonymous,
+    NotFresh,
+    LoaderFailed,
+}
+
+/// One request's login state, in the request's extensions.
+pub(crate) struct LoginContext<U: User> {
+    inner: Arc<ContextInner<U>>,
+}
+
+impl<U: User> Clone for LoginContext<U> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct ContextInner<U: User> {
+    config: Arc<LoginConfig<U>>,
+    session: SessionHandle,
+    /// The request's remember cookie, as found.
+    remember_cookie: Lookup,
+    user_agent: Option<String>,
+    resolved: AsyncMutex<Option<Resolved<U>>>,
+    /// The `Set-Cookie` for the remember cookie, if it changes.
+    remember_update: Mutex<Option<HeaderValue>>,
+}
+
+impl<U: User> LoginContext<U> {
+    fn new(config: Arc<LoginConfig<U>>, session: SessionHandle, headers: &http::HeaderMap) -> Self {
+        Self {
+            inner: Arc::new(ContextInner {
+                config,
+                session,
+                remember_cookie: cookies::find(headers, REMEMBER_COOKIE),
+                user_agent: headers
+                    .get(USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.chars().take(256).collect()),
+                resolved: AsyncMutex::new(None),
+                remember_update: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The context put in the request by the [`Login`] layer, or which layer is missing.
+    pub fn from_extensions(extensions: &http::Extensions) -> Result<Self, MissingLayer> {
+        match extensions.get::<Self>() {
+            Some(context) => Ok(context.clone()),
+            None if extensions.get::<SessionHandle>().is_none() => Err(MissingLayer::Session),
+            None => Err(MissingLayer::Login),
+        }
+    }
+
+    pub fn config(&self) -> &LoginConfig<U> {
+        &self.inner.config
+    }
+
+    pub fn session(&self) -> &SessionHandle {
+        &self.inner.session
+    }
+
+    /// The request's user, found on the first call and remembered.
+    pub async fn resolve(&self) -> Resolved<U> {
+        let mut resolved = self.inner.resolved.lock().await;
+        if let Some(found) = &*resolved {
+            return found.clone();
+        }
+        let found = self.find_user().await;
+        *resolved = Some(found.clone());
+        found
+    }
+
+    /// The user, if logged in (and freshly so, when `fresh` is asked for).
+    pub async fn require(&self, fresh: bool) -> Result<U, Refusal> {
+        match self.resolve().await {
+            Resolved::User { user, fresh: is_fresh } if is_fresh || !fresh => Ok(user),
+            Resolved::User { .. } => Err(Refusal::NotFresh),
+            Resolved::Anonymous => Err(Refusal::Anonymous),
+            Resolved::Failed => Err(Refusal::LoaderFailed),
+        }
+    }
+
+    /// Replaces what [`resolve`](Self::resolve) returns, after a login or logout.
+    pub async fn set_resolved(&self, found: Resolved<U>) {
+        *self.inner.resolved.lock().await = Some(found);
+    }
+
+    fn keys(&self) -> &crate::KeyRing {
+        &self.inner.session.config().keys
+    }
+
+    async fn find_user(&self) -> Resolved<U> {
+        if let Some(login) = self.inner.session.login() {
+            return match self.load_checked(login.user_id, login.auth.as_deref()).await {
+                Ok(Some(user)) => Resolved::User { user, fresh: login.fresh },
+                Ok(None) => {
+                    self.inner.session.clear_login();
+                    Resolved::Anonymous
+                }
+                Err(()) => Resolved::Failed,
+            };
+        }
+        self.restore_remembered().await
+    }
+
+    /// Loads the user with this id and checks the fingerprint of its
+    /// `auth_hash`. `Ok(None)` for a user that is gone or whose credentials
+    /// changed; `Err` when the loader failed (already logged).
+    async fn load_checked(&self, user_id: Value, auth: Option<&str>) -> Result<Option<U>, ()> {
+        let id: U::Id = match serde_json::from_value(user_id) {
+            Ok(id) => id,
+            Err(error) => {
+                tracing::debug!(target: "latch", %error, "login rejected: user id of another type");
+                return Ok(None);
+            }
+        };
+        let user = match self.inner.config.loader.load(id.clone()).await {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                tracing::debug!(target: "latch", user_id = ?id, "login rejected: no such user");
+                return Ok(None);
+            }
+            Err(error) => {
+                tracing::error!(target: "latch", user_id = ?id, %error, "user loader failed");
+                return Err(());
+            }
+        };
+        let current = auth.is_some_and(|auth| fingerprint::matches(self.keys(), user.auth_hash(), auth));
+        if !current {
+            tracing::debug!(target: "latch", user_id = ?id, "login rejected: auth_hash changed");
+            return Ok(None);
+        }
+        Ok(Some(user))
+    }
+
+    /// Logs the user in from the remember cookie, if there is a good one.
+    async fn restore_remembered(&self) -> Resolved<U> {
+        let token = match &self.inner.remember_cookie {
+            Lookup::Missing => return Resolved::Anonymous,
+            Lookup::Found(token) => token.as_str(),
+            Lookup::Duplicate | Lookup::Unreadable => {
+                tracing::debug!(target: "latch", "remember cookie rejected: duplicated or unreadable");
+                return Resolved::Anonymous;
+            }
+        };
+        let remember = &self.inner.config.remember;
+        let redeemed = remember
+            .redeem(self.keys(), token, token::now(), self.inner.user_agent.as_deref())
+            .await;
+        let redeemed = match redeemed {
+            Ok(Some(redeemed)) => redeemed,
+            Ok(None) => {
+                self.delete_remember_cookie();
+                return Resolved::Anonymous;
+            }
+            Err(error) => {
+                tracing::error!(target: "latch", %error, "remember cookie not checked");
+                return Resolved::Anonymous;
+            }
+        };
+        let user = match self.load_checked(redeemed.user_id.clone(), redeemed.fingerprint.as_deref()).await {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                self.delete_remember_cookie();
+                return Resolved::Anonymous;
+            }
+            Err(()) => return Resolved::Failed,
+        };
+        let auth = fingerprint::fingerprint(self.keys().current(), user.auth_hash());
+        self.inner.session.set_login(redeemed.user_id, auth, false);
+        if let Some(replacement) = redeemed.replacement {
+            self.set_remember_cookie(&replacement, redeemed.days);
+        }
+        tracing::info!(target: "latch", user_id = ?user.id(), "login restored from remember cookie");
+        Resolved::User { user, fresh: false }
+    }
+
+    /// The remember cookie the request came with, if exactly one.
+    pub fn remember_cookie(&self) -> Option<&str> {
+        match &self.inner.remember_cookie {
+            Lookup::Found(token) => Some(token),
+            _ => None,
+        }
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        self.inner.user_agent.as_deref()
+    }
+
+    pub fn set_remember_cookie(&self, token: &str, days: u32) {
+        let attributes = &self.inner.session.config().attributes;
+        let max_age = Duration::from_secs(u64::from(days) * 24 * 60 * 60);
+        let cookie = attributes.set(REMEMBER_COOKIE, token, Some(max_age));
+        *self.remember_update() = Some(cookie);
+    }
+
+    /// Deletes the remember cookie if the request had one or this response sets one.
+    pub fn delete_remember_cookie(&self) {
+        let mut update = self.remember_update();
+        if update.is_some() || self.inner.remember_cookie != Lookup::Missing {
+            *update = Some(self.inner.session.config().attributes.delete(REMEMBER_COOKIE));
+        }
+    }
+
+    fn remember_update(&self) -> std::sync::MutexGuard<'_, Option<HeaderValue>> {
+        self.inner
+            .remember_update
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn take_remember_cookie(&self) -> Option<HeaderValue> {
+        self.remember_update().take()
+    }
+}

@@ -1,0 +1,205 @@
+//! What latch answers when a request cannot go on: no login, no fresh login,
+//! a layer missing from the router, or a user loader that failed.
+
+use axum::extract::OriginalUri;
+use axum::response::{IntoResponse, Response};
+use http::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use http::request::Parts;
+use http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+
+use crate::next::login_redirect;
+
+/// The router lacks a layer that an extractor or route layer needs.
+///
+/// This is a mistake in the app's wiring, not in the request: the answer is
+/// `500 Internal Server Error` with the message below, also logged at `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MissingLayer {
+    /// No [`Session`](crate::Session) layer.
+    #[error(
+        "latch: this route needs the `Session` layer, and the router has none. \
+         Add it as the outermost layer, after the `Login` layer in code: \
+         `router.layer(login).layer(Session::new(key))`"
+    )]
+    Session,
+    /// No [`Login`](crate::Login) layer for this user type.
+    #[error(
+        "latch: this route needs a `Login` layer for its user type, and the router has none. \
+         Add it inside the `Session` layer: `router.layer(Login::new(loader)).layer(Session::new(key))`. \
+         Route layers such as `login.required()` go on with `route_layer`, before both"
+    )]
+    Login,
+}
+
+impl IntoResponse for MissingLayer {
+    fn into_response(self) -> Response {
+        tracing::error!(target: "latch", "{self}");
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+/// A request that needs a login (or a fresh login) and has none.
+///
+/// A browser navigating (its `Accept` names `text/html` or `*/*`, or it sends
+/// no `Accept`) is redirected to the login page with `next` set to the
+/// path and query it asked for: `302 Found` for `GET` and `HEAD`, `303 See
+/// Other` for other methods. An API client (an `Accept` without those, or
+/// `X-Requested-With: XMLHttpRequest`) gets `401 Unauthorized` with a small
+/// JSON body: `{"error":"login_required","login_url":"/login?next=..."}`, or
+/// `"fresh_login_required"` when a login exists but is not fresh.
+#[derive(Debug, Clone)]
+pub struct LoginRequired {
+    location: String,
+    redirect: StatusCode,
+    api: bool,
+    fresh: bool,
+}
+
+impl LoginRequired {
+    pub(crate) fn new(
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+        login_url: &str,
+        fresh: bool,
+    ) -> Self {
+        // Inside a nested router, the URI has lost its prefix: use the original.
+        let uri = extensions
+            .get::<OriginalUri>()
+            .map(|original| &original.0)
+            .unwrap_or(uri);
+        let path_and_query = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        Self {
+            location: login_redirect(login_url, path_and_query),
+            redirect: if method == Method::GET || method == Method::HEAD {
+                StatusCode::FOUND
+            } else {
+                StatusCode::SEE_OTHER
+            },
+            api: is_api_client(headers),
+            fresh,
+        }
+    }
+
+    pub(crate) fn from_parts(parts: &Parts, login_url: &str, fresh: bool) -> Self {
+        Self::new(&parts.method, &parts.uri, &parts.headers, &parts.extensions, login_url, fresh)
+    }
+
+    /// Where a browser is sent: the login page with `next`.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Whether the request had a login that was not fresh enough.
+    pub fn needs_fresh_login(&self) -> bool {
+        self.fresh
+    }
+}
+
+impl IntoResponse for LoginRequired {
+    fn into_response(self) -> Response {
+        if self.api {
+            let error = if self.fresh { "fresh_login_required" } else { "login_required" };
+            let body = serde_json::json!({ "error": error, "login_url": self.location });
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                body.to_string(),
+            )
+                .into_response();
+        }
+        match HeaderValue::try_from(self.location) {
+            Ok(location) => (self.redirect, [(LOCATION, location)]).into_response(),
+            // Cannot happen: the login URL is checked at start-up and `next`
+            // is percent-encoded. Still, never panic on a request.
+            Err(_) => StatusCode::UNAUTHORIZED.into_response(),
+        }
+    }
+}
+
+/// Whether the request comes from a script or API client rather than a
+/// browser navigating.
+fn is_api_client(headers: &HeaderMap) -> bool {
+    let xhr = headers
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"));
+    if xhr {
+        return true;
+    }
+    let mut accepts = headers.get_all(ACCEPT).iter().peekable();
+    if accepts.peek().is_none() {
+        return false;
+    }
+    !accepts.any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',').any(|media| {
+                let media = media.split(';').next().unwrap_or("").trim();
+                media.eq_ignore_ascii_case("text/html") || media == "*/*"
+            })
+        })
+    })
+}
+
+/// Why an extractor of a user refused the request.
+#[derive(Debug)]
+pub enum LoginRejection {
+    /// No login, or not a fresh one: a redirect or a `401`.
+    LoginRequired(LoginRequired),
+    /// The router lacks a latch layer: a `500` that says which.
+    MissingLayer(MissingLayer),
+    /// The user loader failed: a `500` (the error is logged).
+    LoaderFailed,
+}
+
+impl IntoResponse for LoginRejection {
+    fn into_response(self) -> Response {
+        match self {
+            LoginRejection::LoginRequired(rejection) => rejection.into_response(),
+            LoginRejection::MissingLayer(missing) => missing.into_response(),
+            LoginRejection::LoaderFailed => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+            }
+        }
+    }
+}
+
+impl From<MissingLayer> for LoginRejection {
+    fn from(missing: MissingLayer) -> Self {
+        LoginRejection::MissingLayer(missing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn navigation_or_api() {
+        assert!(!is_api_client(&headers(&[])));
+        assert!(!is_api_client(&headers(&[("accept", "text/html,application/xhtml+xml;q=0.9")])));
+        assert!(!is_api_client(&headers(&[("accept", "*/*")])));
+        assert!(!is_api_client(&headers(&[("accept", "application/json"), ("accept", "text/html")])));
+        assert!(is_api_client(&headers(&[("accept", "application/json")])));
+        assert!(is_api_client(&headers(&[("accept", "text/html"), ("x-requested-with", "XMLHttpRequest")])));
+        assert!(is_api_client(&headers(&[("accept", "text/htmlx")])));
+    }
+
+    #[test]
+    fn redirect_status_depends_on_the_method() {
+        let uri: Uri = "/a?b=c".parse().unwrap();
+        let get = LoginRequired::new(&Method::GET, &uri, &HeaderMap::new(), &Extensions::new(), "/login", false);
+        assert_eq!(get.redirect, StatusCode::FOUND);
+        assert_eq!(get.location(), "/login?next=/a%3Fb%3Dc");
+        let post = LoginRequired::new(&Method::POST, &uri, &HeaderMap::new(), &Extensions::new(), "/login", false);
+        assert_eq!(post.redirect, StatusCode::SEE_OTHER);
+    }
+}

@@ -1,0 +1,264 @@
+//! Remember-me: how long a login outlives the browser session, and the
+//! `RememberTokens` trait that makes and checks the `_remember` cookie.
+
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value};
+
+use crate::key::KeyRing;
+use crate::token;
+use crate::user::BoxError;
+
+/// How many days "remember me" lasts when it is simply on, as in Microdot.
+pub const DEFAULT_REMEMBER_DAYS: u32 = 30;
+
+/// The most days latch remembers a login for (ten years).
+pub const MAX_REMEMBER_DAYS: u32 = 3650;
+
+/// Whether a login outlives the browser session, and for how long.
+///
+/// ```
+/// use latch::Remember;
+///
+/// assert_eq!(Remember::On.days(), Some(30));
+/// assert_eq!(Remember::Days(7).days(), Some(7));
+/// assert_eq!(Remember::from(false).days(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Remember {
+    /// The login ends when the browser closes.
+    #[default]
+    Off,
+    /// The login is remembered for 30 days.
+    On,
+    /// The login is remembered for this many days (`0` is off; at most
+    /// [`MAX_REMEMBER_DAYS`]).
+    Days(u32),
+}
+
+impl Remember {
+    /// The number of days, or `None` when off.
+    pub fn days(self) -> Option<u32> {
+        match self {
+            Remember::Off | Remember::Days(0) => None,
+            Remember::On => Some(DEFAULT_REMEMBER_DAYS),
+            Remember::Days(days) => Some(days.min(MAX_REMEMBER_DAYS)),
+        }
+    }
+}
+
+impl From<bool> for Remember {
+    /// `true` is [`Remember::On`] (30 days), like Microdot's `remember=True`.
+    fn from(on: bool) -> Self {
+        if on {
+            Remember::On
+        } else {
+            Remember::Off
+        }
+    }
+}
+
+/// Why a remember-me token could not be made or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum RememberError {
+    /// The store behind the tokens failed.
+    #[error("the remember-me store failed: {0}")]
+    Store(#[source] BoxError),
+}
+
+/// What a new remember-me token is for.
+#[derive(Debug, Clone, Copy)]
+pub struct RememberGrant<'a> {
+    /// The keys to sign with, if the tokens are signed.
+    pub keys: &'a KeyRing,
+    /// The user's id, as stored in the session (JSON).
+    pub user_id: &'a Value,
+    /// The fingerprint of the user's `auth_hash`.
+    pub fingerprint: &'a str,
+    /// How many days the token lasts.
+    pub days: u32,
+    /// The current time, in seconds since the Unix epoch.
+    pub now: u64,
+    /// The request's `User-Agent`, for stores that list devices.
+    pub user_agent: Option<&'a str>,
+}
+
+/// A remember-me token that checked out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redeemed {
+    /// The user's id (JSON).
+    pub user_id: Value,
+    /// The fingerprint of the user's `auth_hash` when the token was made.
+    pub fingerprint: Option<String>,
+    /// How many days the token was made for.
+    pub days: u32,
+    /// The token that replaces it in the cookie, if any.
+    pub replacement: Option<String>,
+}
+
+/// Makes, checks and revokes the tokens of the `_remember` cookie.
+///
+/// latch ships [`StatelessRemember`]; a store-backed implementation that
+/// can revoke tokens on the server plugs in through
+/// [`Login::remember_tokens`](crate::Login::remember_tokens) without any
+/// other change to the app. latch checks the user and the fingerprint that
+/// [`redeem`](Self::redeem) returns, so an implementation only vouches for
+/// the token itself.
+pub trait RememberTokens: Send + Sync + 'static {
+    /// Makes a token for a login.
+    fn issue<'a>(&'a self, grant: RememberGrant<'a>) -> BoxFuture<'a, Result<String, RememberError>>;
+
+    /// Checks a token from a request: `Ok(None)` for a token that is not
+    /// (or no longer) good, which makes the request anonymous.
+    fn redeem<'a>(
+        &'a self,
+        keys: &'a KeyRing,
+        token: &'a str,
+        now: u64,
+        user_agent: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Redeemed>, RememberError>>;
+
+    /// Revokes a token, on logout. Stateless tokens cannot be revoked one by
+    /// one; deleting the cookie is all that can be done for them.
+    fn revoke<'a>(&'a self, keys: &'a KeyRing, token: &'a str) -> BoxFuture<'a, Result<(), RememberError>>;
+}
+
+/// Microdot's remember-me token: a signed JWT `{user_id, days, exp}`, plus
+/// latch's `_auth` fingerprint. Needs no store; a copy of the cookie works
+/// until it expires or the user's `auth_hash` changes.
+///
+/// Each use re-issues it for the same number of days it was made for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatelessRemember;
+
+impl StatelessRemember {
+    fn make(keys: &KeyRing, user_id: &Value, fingerprint: &str, days: u32, now: u64) -> String {
+        let mut claims = Map::new();
+        claims.insert("user_id".into(), user_id.clone());
+        claims.insert("days".into(), Value::from(days));
+        claims.insert("exp".into(), Value::from(now + u64::from(days) * 24 * 60 * 60));
+        claims.insert(crate::session::AUTH.into(), Value::from(fingerprint));
+        token::encode(&claims, keys.current())
+    }
+
+    fn check(keys: &KeyRing, value: &str, now: u64) -> Result<Redeemed, String> {
+        let claims = token::decode(value, keys).map_err(|e| e.to_string())?.claims;
+        token::check_expiry(&claims, now).map_err(|e| e.to_string())?;
+        let user_id = match claims.get("user_id") {
+            None | Some(Value::Null) => return Err("no user id".to_owned()),
+            Some(id) => id.clone(),
+        };
+        let days = claims
+            .get("days")
+            .and_then(Value::as_u64)
+            .filter(|days| (1..=u64::from(MAX_REMEMBER_DAYS)).contains(days))
+            .ok_or("days is not a whole number from 1 to 3650")? as u32;
+        let fingerprint = claims
+            .get(crate::session::AUTH)
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let replacement = fingerprint
+            .as_deref()
+            .map(|fp| Self::make(keys, &user_id, fp, days, now));
+        Ok(Redeemed {
+            user_id,
+            fingerprint,
+            days,
+            replacement,
+        })
+    }
+}
+
+impl RememberTokens for StatelessRemember {
+    fn issue<'a>(&'a self, grant: RememberGrant<'a>) -> BoxFuture<'a, Result<String, RememberError>> {
+        let token = Self::make(grant.keys, grant.user_id, grant.fingerprint, grant.days, grant.now);
+        Box::pin(std::future::ready(Ok(token)))
+    }
+
+    fn redeem<'a>(
+        &'a self,
+        keys: &'a KeyRing,
+        token: &'a str,
+        now: u64,
+        _user_agent: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Redeemed>, RememberError>> {
+        let redeemed = match Self::check(keys, token, now) {
+            Ok(redeemed) => Some(redeemed),
+            Err(reason) => {
+                tracing::debug!(target: "latch", %reason, "remember cookie rejected");
+                None
+            }
+        };
+        Box::pin(std::future::ready(Ok(redeemed)))
+    }
+
+    fn revoke<'a>(&'a self, _keys: &'a KeyRing, _token: &'a str) -> BoxFuture<'a, Result<(), RememberError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SecretKey;
+    use serde_json::json;
+
+    fn ring() -> KeyRing {
+        KeyRing::new(SecretKey::new([9u8; 32]).unwrap())
+    }
+
+    #[test]
+    fn remember_days() {
+        assert_eq!(Remember::Off.days(), None);
+        assert_eq!(Remember::Days(0).days(), None);
+        assert_eq!(Remember::On.days(), Some(30));
+        assert_eq!(Remember::from(true), Remember::On);
+        assert_eq!(Remember::Days(u32::MAX).days(), Some(MAX_REMEMBER_DAYS));
+    }
+
+    #[test]
+    fn stateless_token_round_trip_keeps_its_days() {
+        let keys = ring();
+        let now = 1_700_000_000;
+        let token = StatelessRemember::make(&keys, &json!("user001"), "fp", 7, now);
+        let redeemed = StatelessRemember::check(&keys, &token, now + 3600).unwrap();
+        assert_eq!(redeemed.user_id, json!("user001"));
+        assert_eq!(redeemed.days, 7);
+        assert_eq!(redeemed.fingerprint.as_deref(), Some("fp"));
+        let replacement = redeemed.replacement.unwrap();
+        let again = token::decode(&replacement, &keys).unwrap().claims;
+        assert_eq!(again["days"], 7);
+        assert_eq!(again["exp"], now + 3600 + 7 * 86400);
+    }
+
+    #[test]
+    fn stateless_token_expires() {
+        let keys = ring();
+        let token = StatelessRemember::make(&keys, &json!(1), "fp", 1, 1000);
+        assert!(StatelessRemember::check(&keys, &token, 1000 + 86400).is_err());
+    }
+
+    #[test]
+    fn microdot_logout_token_has_no_user() {
+        // Microdot "deletes" with a token whose user_id is null and days 0.
+        let keys = ring();
+        let mut claims = Map::new();
+        claims.insert("user_id".into(), Value::Null);
+        claims.insert("days".into(), json!(0));
+        claims.insert("exp".into(), json!(4_000_000_000u64));
+        let token = token::encode(&claims, keys.current());
+        assert!(StatelessRemember::check(&keys, &token, 1000).is_err());
+    }
+
+    #[test]
+    fn odd_days_are_refused() {
+        let keys = ring();
+        for days in [json!(0), json!(-1), json!(1.5), json!("30"), json!(99999)] {
+            let mut claims = Map::new();
+            claims.insert("user_id".into(), json!("u"));
+            claims.insert("days".into(), days.clone());
+            claims.insert("exp".into(), json!(4_000_000_000u64));
+            let token = token::encode(&claims, keys.current());
+            assert!(StatelessRemember::check(&keys, &token, 1000).is_err(), "{days}");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Route layers that let only logged-in (or freshly logged-in) users
+//! through: `Login::required()` and `Login::fresh()`.
+
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use http::Request;
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::task::{Context, Poll};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::login::{LoginContext, Refusal};
+use crate::rejection::{LoginRejection, LoginRequired};
+use crate::user::User;
+
+/// A route layer that refuses requests without a login (or without a fresh
+/// one), made by [`Login::required`](crate::Login::required) and
+/// [`Login::fresh`](crate::Login::fresh). Add it with `Router::route_layer`.
+pub struct RequireLogin<U> {
+    login_url: String,
+    fresh: bool,
+    user: PhantomData<fn() -> U>,
+}
+
+impl<U> RequireLogin<U> {
+    pub(crate) fn new(login_url: String, fresh: bool) -> Self {
+        Self {
+            login_url,
+            fresh,
+            user: PhantomData,
+        }
+    }
+}
+
+impl<U> Clone for RequireLogin<U> {
+    fn clone(&self) -> Self {
+        Self::new(self.login_url.clone(), self.fresh)
+    }
+}
+
+impl<U> std::fmt::Debug for RequireLogin<U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequireLogin")
+            .field("login_url", &self.login_url)
+            .field("fresh", &self.fresh)
+            .finish()
+    }
+}
+
+impl<S, U> Layer<S> for RequireLogin<U> {
+    type Service = RequireLoginService<S, U>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireLoginService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`RequireLogin`].
+pub struct RequireLoginService<S, U> {
+    inner: S,
+    layer: RequireLogin<U>,
+}
+
+impl<S: Clone, U> Clone for RequireLoginService<S, U> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S, U, B> Service<Request<B>> for RequireLoginService<S, U>
+where
+    S: Service<Request<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send,
+    U: User,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The clone that was polled ready serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let login_url = self.layer.login_url.clone();
+        let fresh = self.layer.fresh;
+        Box::pin(async move {
+            let context = match LoginContext::<U>::from_extensions(request.extensions()) {
+                Ok(context) => context,
+                Err(missing) => return Ok(missing.into_response()),
+            };
+            match context.require(fresh).await {
+                Ok(_) => match inner.call(request).await {
+                    Ok(response) => Ok(response.into_response()),
+                    Err(never) => match never {},
+                },
+                Err(Refusal::LoaderFailed) => Ok(LoginRejection::LoaderFailed.into_response()),
+                Err(refusal) => {
+                    let rejection = LoginRequired::new(
+                        request.method(),
+                        request.uri(),
+                        request.headers(),
+                        request.extensions(),
+                        &login_url,
+                        refusal == Refusal::NotFresh,
+                    );
+                    Ok(rejection.into_response())
+                }
+            }
+        })
+    }
+}

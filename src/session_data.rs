@@ -1,0 +1,118 @@
+//! The `SessionData` extractor: the app's own typed values in the session.
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::rejection::MissingLayer;
+use crate::session::{is_reserved, SessionHandle};
+
+/// Why a value could not be put in the session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The name is kept by latch: `exp`, `iat`, `nbf`, or one that starts with `_`.
+    #[error("the session key {0:?} is reserved by latch: pick a name that does not start with `_` and is not `exp`, `iat` or `nbf`")]
+    ReservedKey(String),
+    /// The value could not be turned into JSON.
+    #[error("the value for session key {key:?} cannot be stored as JSON: {source}")]
+    Serialize {
+        /// The session key.
+        key: String,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+}
+
+/// The app's data in the session, typed with serde. Needs the [`Session`](crate::Session) layer.
+///
+/// Values are stored as JSON in the signed session cookie, which the
+/// browser can read but not change: keep secrets out of it, and keep it
+/// small (a browser keeps about 4 KB per cookie). Changes are saved when the
+/// response goes out, with no call to make.
+///
+/// Rejects with `500 Internal Server Error` and a message naming the missing
+/// layer if the router has no [`Session`](crate::Session) layer.
+///
+/// ```
+/// use latch::SessionData;
+///
+/// async fn set_theme(session: SessionData) -> &'static str {
+///     session.insert("theme", "dark").expect("a string always serializes");
+///     "saved"
+/// }
+///
+/// async fn theme(session: SessionData) -> String {
+///     session.get::<String>("theme").unwrap_or_else(|| "light".to_owned())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct SessionData(SessionHandle);
+
+impl SessionData {
+    /// The value stored under `key`, if there is one of type `T`. A value of
+    /// another shape (say, written by an older version of the app) reads as
+    /// `None` rather than failing the request.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let state = self.0.state();
+        let value = state.claims().get(key)?;
+        match T::deserialize(value) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                tracing::debug!(target: "latch", key, %error, "session value of another type ignored");
+                None
+            }
+        }
+    }
+
+    /// Stores `value` under `key`, replacing what was there.
+    pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        if is_reserved(key) {
+            return Err(SessionError::ReservedKey(key.to_owned()));
+        }
+        let value = serde_json::to_value(value).map_err(|source| SessionError::Serialize {
+            key: key.to_owned(),
+            source,
+        })?;
+        let mut state = self.0.state();
+        if state.claims().get(key) != Some(&value) {
+            state.claims_mut().insert(key.to_owned(), value);
+        }
+        Ok(())
+    }
+
+    /// Removes `key`, telling whether it was there. Keys kept by latch are
+    /// left alone (use [`Auth::logout_user`](crate::Auth::logout_user) to log out).
+    pub fn remove(&self, key: &str) -> bool {
+        if is_reserved(key) {
+            return false;
+        }
+        let mut state = self.0.state();
+        if !state.claims().contains_key(key) {
+            return false;
+        }
+        state.claims_mut().remove(key);
+        true
+    }
+
+    /// Empties the session, the login included: the cookie is deleted.
+    pub fn clear(&self) {
+        let mut state = self.0.state();
+        if !state.claims().is_empty() {
+            state.claims_mut().clear();
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionData {
+    type Rejection = MissingLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<SessionHandle>()
+            .cloned()
+            .map(SessionData)
+            .ok_or(MissingLayer::Session)
+    }
+}
