@@ -59,7 +59,11 @@ impl<U: User> Auth<U> {
     ///
     /// Returns a `303 See Other` to the request's `next` query parameter if it
     /// is a path on this site, else to the [default redirect](crate::Login::default_redirect).
-    pub async fn login_user(&self, user: &U, remember: impl Into<Remember>) -> Result<Redirect, AuthError> {
+    pub async fn login_user(
+        &self,
+        user: &U,
+        remember: impl Into<Remember>,
+    ) -> Result<Redirect, AuthError> {
         let remember = remember.into();
         let user_id = serde_json::to_value(user.id()).map_err(AuthError::UserId)?;
         let session = self.context.session();
@@ -102,16 +106,31 @@ impl<U: User> Auth<U> {
     /// Keeps this session logged in after the user's `auth_hash` changed
     /// (a new password, "log out everywhere"), while every other session and
     /// remember cookie of the user stops working. The remember cookie of this
-    /// browser, made for the old `auth_hash`, is deleted too.
-    pub async fn update_user(&self, user: &U) {
+    /// browser, made for the old `auth_hash`, is revoked and deleted too; the
+    /// login keeps its freshness and its start time.
+    ///
+    /// Returns `false`, changing nothing, if this session is not logged in as
+    /// `user`.
+    pub async fn update_user(&self, user: &U) -> bool {
         let session = self.context.session();
+        let same_user = match (session.login(), serde_json::to_value(user.id())) {
+            (Some(login), Ok(user_id)) => login.user_id == user_id,
+            _ => false,
+        };
+        if !same_user {
+            return false;
+        }
         let auth = fingerprint(session.config().keys.current(), user.auth_hash());
-        session.set_auth(auth);
-        let fresh = matches!(self.context.resolve().await, Resolved::User { fresh: true, .. });
+        let fresh = session.set_auth(auth);
         self.context
-            .set_resolved(Resolved::User { user: user.clone(), fresh })
+            .set_resolved(Resolved::User {
+                user: user.clone(),
+                fresh,
+            })
             .await;
         self.forget_remembered().await;
+        tracing::info!(target: "latch", user_id = ?user.id(), "session kept after auth_hash change");
+        true
     }
 
     /// The logged-in user, if any (loaded at most once per request).
@@ -125,7 +144,10 @@ impl<U: User> Auth<U> {
 
     /// Where a login would redirect to: the safe `next`, or the default.
     pub fn next_url(&self) -> &str {
-        next::safe_or(self.next.as_deref(), &self.context.config().default_redirect)
+        next::safe_or(
+            self.next.as_deref(),
+            &self.context.config().default_redirect,
+        )
     }
 
     /// Revokes and deletes the browser's remember cookie, if it has one.

@@ -169,13 +169,22 @@ mod tests {
 
     #[test]
     fn duplicated_cookie_is_reported() {
-        assert_eq!(find(&headers(&[b"session=a; session=b"]), "session"), Lookup::Duplicate);
-        assert_eq!(find(&headers(&[b"session=a", b"session=b"]), "session"), Lookup::Duplicate);
+        assert_eq!(
+            find(&headers(&[b"session=a; session=b"]), "session"),
+            Lookup::Duplicate
+        );
+        assert_eq!(
+            find(&headers(&[b"session=a", b"session=b"]), "session"),
+            Lookup::Duplicate
+        );
     }
 
     #[test]
     fn non_utf8_header_is_unreadable() {
-        assert_eq!(find(&headers(&[b"session=\xff\xfe"]), "session"), Lookup::Unreadable);
+        assert_eq!(
+            find(&headers(&[b"session=\xff\xfe"]), "session"),
+            Lookup::Unreadable
+        );
     }
 
     #[test]
@@ -193,20 +202,39 @@ mod tests {
         };
         let set = attrs.set("session", "tok", None);
         let set = set.to_str().unwrap();
-        for part in ["session=tok", "HttpOnly", "SameSite=Lax", "Secure", "Path=/app", "Domain=example.com"] {
+        for part in [
+            "session=tok",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+            "Path=/app",
+            "Domain=example.com",
+        ] {
             assert!(set.contains(part), "{set} lacks {part}");
         }
         assert!(!set.contains("Max-Age"), "{set}");
         let del = attrs.delete("session");
         let del = del.to_str().unwrap();
-        for part in ["session=", "HttpOnly", "SameSite=Lax", "Secure", "Path=/app", "Domain=example.com", "Max-Age=0"] {
+        for part in [
+            "session=",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+            "Path=/app",
+            "Domain=example.com",
+            "Max-Age=0",
+        ] {
             assert!(del.contains(part), "{del} lacks {part}");
         }
     }
 
     #[test]
     fn remember_cookie_has_a_max_age() {
-        let set = CookieAttributes::default().set("_remember", "t", Some(Duration::from_secs(86400 * 30)));
+        let set = CookieAttributes::default().set(
+            "_remember",
+            "t",
+            Some(Duration::from_secs(86400 * 30)),
+        );
         assert!(set.to_str().unwrap().contains("Max-Age=2592000"));
     }
 

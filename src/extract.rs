@@ -68,14 +68,19 @@ pub struct MaybeUser<U>(pub Option<U>);
 
 async fn require<U: User>(parts: &Parts, fresh: bool) -> Result<U, LoginRejection> {
     let context = LoginContext::<U>::from_extensions(&parts.extensions)?;
-    context.require(fresh).await.map_err(|refusal| match refusal {
-        Refusal::LoaderFailed => LoginRejection::LoaderFailed,
-        Refusal::Anonymous | Refusal::NotFresh => LoginRejection::LoginRequired(LoginRequired::from_parts(
-            parts,
-            &context.config().login_url,
-            refusal == Refusal::NotFresh,
-        )),
-    })
+    context
+        .require(fresh)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::LoaderFailed => LoginRejection::LoaderFailed,
+            Refusal::Anonymous | Refusal::NotFresh => {
+                LoginRejection::LoginRequired(LoginRequired::from_parts(
+                    parts,
+                    &context.config().login_url,
+                    refusal == Refusal::NotFresh,
+                ))
+            }
+        })
 }
 
 impl<S: Send + Sync, U: User> FromRequestParts<S> for CurrentUser<U> {
@@ -110,8 +115,12 @@ impl<S: Send + Sync, U: User> FromRequestParts<S> for MaybeUser<U> {
 impl<S: Send + Sync, U: User> OptionalFromRequestParts<S> for CurrentUser<U> {
     type Rejection = LoginRejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, Self::Rejection> {
-        let MaybeUser(user) = <MaybeUser<U> as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let MaybeUser(user) =
+            <MaybeUser<U> as FromRequestParts<S>>::from_request_parts(parts, state).await?;
         Ok(user.map(CurrentUser))
     }
 }

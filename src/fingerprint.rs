@@ -21,11 +21,11 @@ pub(crate) fn fingerprint(key: &SecretKey, auth_hash: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(&mac[..FINGERPRINT_LEN])
 }
 
-/// Whether `claimed` is the fingerprint of `auth_hash` under any key of the
-/// ring (a token signed before a key rotation carries the old key's).
-/// Compared in constant time.
-pub(crate) fn matches(keys: &KeyRing, auth_hash: &[u8], claimed: &str) -> bool {
-    keys.keys().iter().any(|key| {
+/// Which key of the ring makes `claimed` the fingerprint of `auth_hash`
+/// (`0` is the current key; a token from before a key rotation carries an
+/// old key's), or `None` if no key does. Compared in constant time.
+pub(crate) fn matching_key(keys: &KeyRing, auth_hash: &[u8], claimed: &str) -> Option<usize> {
+    keys.keys().iter().position(|key| {
         fingerprint(key, auth_hash)
             .as_bytes()
             .ct_eq(claimed.as_bytes())
@@ -52,15 +52,26 @@ mod tests {
         let old = SecretKey::new([1u8; 32]).unwrap();
         let new = SecretKey::new([2u8; 32]).unwrap();
         let claimed = fingerprint(&old, b"h");
-        assert!(matches(&KeyRing::new(new.clone()).with_previous(old), b"h", &claimed));
-        assert!(!matches(&KeyRing::new(new), b"h", &claimed));
+        assert_eq!(
+            matching_key(
+                &KeyRing::new(new.clone()).with_previous(old),
+                b"h",
+                &claimed
+            ),
+            Some(1)
+        );
+        assert_eq!(matching_key(&KeyRing::new(new), b"h", &claimed), None);
     }
 
     #[test]
     fn different_hash_does_not_match() {
         let key = SecretKey::new([1u8; 32]).unwrap();
         let ring = KeyRing::new(key.clone());
-        assert!(!matches(&ring, b"new password", &fingerprint(&key, b"old password")));
-        assert!(!matches(&ring, b"h", ""));
+        assert_eq!(
+            matching_key(&ring, b"new password", &fingerprint(&key, b"old password")),
+            None
+        );
+        assert_eq!(matching_key(&ring, b"h", ""), None);
+        assert_eq!(matching_key(&ring, b"h", &fingerprint(&key, b"h")), Some(0));
     }
 }

@@ -160,3 +160,8 @@ pub use require::{RequireLogin, RequireLoginService};
 pub use session::{Session, SessionFuture, SessionService};
 pub use session_data::{SessionData, SessionError};
 pub use user::{BoxError, User, UserLoader};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

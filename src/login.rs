@@ -226,7 +226,8 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let context = match request.extensions().get::<SessionHandle>() {
             Some(session) => {
-                let context = LoginContext::new(self.config.clone(), session.clone(), request.headers());
+                let context =
+                    LoginContext::new(self.config.clone(), session.clone(), request.headers());
                 request.extensions_mut().insert(context.clone());
                 Some(context)
             }
@@ -274,7 +275,10 @@ where
 #[derive(Clone)]
 pub(crate) enum Resolved<U> {
     Anonymous,
-    User { user: U, fresh: bool },
+    User {
+        user: U,
+        fresh: bool,
+    },
     /// The loader failed; the request cannot be answered for this user.
     Failed,
 }
@@ -359,7 +363,10 @@ impl<U: User> LoginContext<U> {
     /// The user, if logged in (and freshly so, when `fresh` is asked for).
     pub async fn require(&self, fresh: bool) -> Result<U, Refusal> {
         match self.resolve().await {
-            Resolved::User { user, fresh: is_fresh } if is_fresh || !fresh => Ok(user),
+            Resolved::User {
+                user,
+                fresh: is_fresh,
+            } if is_fresh || !fresh => Ok(user),
             Resolved::User { .. } => Err(Refusal::NotFresh),
             Resolved::Anonymous => Err(Refusal::Anonymous),
             Resolved::Failed => Err(Refusal::LoaderFailed),
@@ -377,8 +384,22 @@ impl<U: User> LoginContext<U> {
 
     async fn find_user(&self) -> Resolved<U> {
         if let Some(login) = self.inner.session.login() {
-            return match self.load_checked(login.user_id, login.auth.as_deref()).await {
-                Ok(Some(user)) => Resolved::User { user, fresh: login.fresh },
+            return match self
+                .load_checked(login.user_id, login.auth.as_deref())
+                .await
+            {
+                Ok(Some((user, key_index))) => {
+                    if key_index != 0 {
+                        // Signed before a key rotation: move to the current key.
+                        let auth =
+                            fingerprint::fingerprint(self.keys().current(), user.auth_hash());
+                        self.inner.session.set_auth(auth);
+                    }
+                    Resolved::User {
+                        user,
+                        fresh: login.fresh,
+                    }
+                }
                 Ok(None) => {
                     self.inner.session.clear_login();
                     Resolved::Anonymous
@@ -390,9 +411,14 @@ impl<U: User> LoginContext<U> {
     }
 
     /// Loads the user with this id and checks the fingerprint of its
-    /// `auth_hash`. `Ok(None)` for a user that is gone or whose credentials
+    /// `auth_hash`, returning the user and the index of the key that made the
+    /// fingerprint. `Ok(None)` for a user that is gone or whose credentials
     /// changed; `Err` when the loader failed (already logged).
-    async fn load_checked(&self, user_id: Value, auth: Option<&str>) -> Result<Option<U>, ()> {
+    async fn load_checked(
+        &self,
+        user_id: Value,
+        auth: Option<&str>,
+    ) -> Result<Option<(U, usize)>, ()> {
         let id: U::Id = match serde_json::from_value(user_id) {
             Ok(id) => id,
             Err(error) => {
@@ -411,12 +437,13 @@ impl<U: User> LoginContext<U> {
                 return Err(());
             }
         };
-        let current = auth.is_some_and(|auth| fingerprint::matches(self.keys(), user.auth_hash(), auth));
-        if !current {
-            tracing::debug!(target: "latch", user_id = ?id, "login rejected: auth_hash changed");
-            return Ok(None);
+        match auth.and_then(|auth| fingerprint::matching_key(self.keys(), user.auth_hash(), auth)) {
+            Some(key_index) => Ok(Some((user, key_index))),
+            None => {
+                tracing::debug!(target: "latch", user_id = ?id, "login rejected: auth_hash changed");
+                Ok(None)
+            }
         }
-        Ok(Some(user))
     }
 
     /// Logs the user in from the remember cookie, if there is a good one.
@@ -431,7 +458,12 @@ impl<U: User> LoginContext<U> {
         };
         let remember = &self.inner.config.remember;
         let redeemed = remember
-            .redeem(self.keys(), token, token::now(), self.inner.user_agent.as_deref())
+            .redeem(
+                self.keys(),
+                token,
+                token::now(),
+                self.inner.user_agent.as_deref(),
+            )
             .await;
         let redeemed = match redeemed {
             Ok(Some(redeemed)) => redeemed,
@@ -444,8 +476,11 @@ impl<U: User> LoginContext<U> {
                 return Resolved::Anonymous;
             }
         };
-        let user = match self.load_checked(redeemed.user_id.clone(), redeemed.fingerprint.as_deref()).await {
-            Ok(Some(user)) => user,
+        let user = match self
+            .load_checked(redeemed.user_id.clone(), redeemed.fingerprint.as_deref())
+            .await
+        {
+            Ok(Some((user, _))) => user,
             Ok(None) => {
                 self.delete_remember_cookie();
                 return Resolved::Anonymous;
@@ -484,7 +519,13 @@ impl<U: User> LoginContext<U> {
     pub fn delete_remember_cookie(&self) {
         let mut update = self.remember_update();
         if update.is_some() || self.inner.remember_cookie != Lookup::Missing {
-            *update = Some(self.inner.session.config().attributes.delete(REMEMBER_COOKIE));
+            *update = Some(
+                self.inner
+                    .session
+                    .config()
+                    .attributes
+                    .delete(REMEMBER_COOKIE),
+            );
         }
     }
 

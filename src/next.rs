@@ -79,7 +79,14 @@ mod tests {
 
     #[test]
     fn same_site_paths_pass() {
-        for ok in ["/", "/a", "/a/b?c=d&e=f", "/%2F%2Fevil.example", "/?next=//x", "/caf\u{e9}"] {
+        for ok in [
+            "/",
+            "/a",
+            "/a/b?c=d&e=f",
+            "/%2F%2Fevil.example",
+            "/?next=//x",
+            "/caf\u{e9}",
+        ] {
             assert!(is_safe_next(ok), "{ok:?}");
         }
     }
@@ -87,9 +94,22 @@ mod tests {
     #[test]
     fn other_sites_and_odd_characters_fail() {
         for bad in [
-            "", "a", "//evil.example", "///evil.example", "/\\evil.example", "\\\\evil.example",
-            "http://evil.example", "javascript:alert(1)", " /a", "/\t/evil.example", "/a\nb",
-            "/a\rb", "/a\0b", "/a b", "/a\u{a0}b", "/a\u{2028}b",
+            "",
+            "a",
+            "//evil.example",
+            "///evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "http://evil.example",
+            "javascript:alert(1)",
+            " /a",
+            "/\t/evil.example",
+            "/a\nb",
+            "/a\rb",
+            "/a\0b",
+            "/a b",
+            "/a\u{a0}b",
+            "/a\u{2028}b",
         ] {
             assert!(!is_safe_next(bad), "{bad:?}");
         }
@@ -105,7 +125,10 @@ mod tests {
 
     #[test]
     fn login_redirect_encodes_path_and_query_once() {
-        assert_eq!(login_redirect("/login", "/?foo=bar"), "/login?next=/%3Ffoo%3Dbar");
+        assert_eq!(
+            login_redirect("/login", "/?foo=bar"),
+            "/login?next=/%3Ffoo%3Dbar"
+        );
         assert_eq!(login_redirect("/login", "/a%20b"), "/login?next=/a%2520b");
         assert_eq!(login_redirect("/login?x=1", "/f"), "/login?x=1&next=/f");
     }
@@ -114,7 +137,10 @@ mod tests {
     fn next_round_trips_through_the_query() {
         let url = login_redirect("/login", "/search?q=a b&x=%2F");
         let query = url.split_once('?').unwrap().1;
-        assert_eq!(from_query(Some(query)).as_deref(), Some("/search?q=a b&x=%2F"));
+        assert_eq!(
+            from_query(Some(query)).as_deref(),
+            Some("/search?q=a b&x=%2F")
+        );
     }
 
     #[test]

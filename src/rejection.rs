@@ -83,7 +83,14 @@ impl LoginRequired {
     }
 
     pub(crate) fn from_parts(parts: &Parts, login_url: &str, fresh: bool) -> Self {
-        Self::new(&parts.method, &parts.uri, &parts.headers, &parts.extensions, login_url, fresh)
+        Self::new(
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            &parts.extensions,
+            login_url,
+            fresh,
+        )
     }
 
     /// Where a browser is sent: the login page with `next`.
@@ -100,7 +107,11 @@ impl LoginRequired {
 impl IntoResponse for LoginRequired {
     fn into_response(self) -> Response {
         if self.api {
-            let error = if self.fresh { "fresh_login_required" } else { "login_required" };
+            let error = if self.fresh {
+                "fresh_login_required"
+            } else {
+                "login_required"
+            };
             let body = serde_json::json!({ "error": error, "login_url": self.location });
             return (
                 StatusCode::UNAUTHORIZED,
@@ -185,21 +196,44 @@ mod tests {
     #[test]
     fn navigation_or_api() {
         assert!(!is_api_client(&headers(&[])));
-        assert!(!is_api_client(&headers(&[("accept", "text/html,application/xhtml+xml;q=0.9")])));
+        assert!(!is_api_client(&headers(&[(
+            "accept",
+            "text/html,application/xhtml+xml;q=0.9"
+        )])));
         assert!(!is_api_client(&headers(&[("accept", "*/*")])));
-        assert!(!is_api_client(&headers(&[("accept", "application/json"), ("accept", "text/html")])));
+        assert!(!is_api_client(&headers(&[
+            ("accept", "application/json"),
+            ("accept", "text/html")
+        ])));
         assert!(is_api_client(&headers(&[("accept", "application/json")])));
-        assert!(is_api_client(&headers(&[("accept", "text/html"), ("x-requested-with", "XMLHttpRequest")])));
+        assert!(is_api_client(&headers(&[
+            ("accept", "text/html"),
+            ("x-requested-with", "XMLHttpRequest")
+        ])));
         assert!(is_api_client(&headers(&[("accept", "text/htmlx")])));
     }
 
     #[test]
     fn redirect_status_depends_on_the_method() {
         let uri: Uri = "/a?b=c".parse().unwrap();
-        let get = LoginRequired::new(&Method::GET, &uri, &HeaderMap::new(), &Extensions::new(), "/login", false);
+        let get = LoginRequired::new(
+            &Method::GET,
+            &uri,
+            &HeaderMap::new(),
+            &Extensions::new(),
+            "/login",
+            false,
+        );
         assert_eq!(get.redirect, StatusCode::FOUND);
         assert_eq!(get.location(), "/login?next=/a%3Fb%3Dc");
-        let post = LoginRequired::new(&Method::POST, &uri, &HeaderMap::new(), &Extensions::new(), "/login", false);
+        let post = LoginRequired::new(
+            &Method::POST,
+            &uri,
+            &HeaderMap::new(),
+            &Extensions::new(),
+            "/login",
+            false,
+        );
         assert_eq!(post.redirect, StatusCode::SEE_OTHER);
     }
 }

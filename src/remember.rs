@@ -105,7 +105,10 @@ pub struct Redeemed {
 /// the token itself.
 pub trait RememberTokens: Send + Sync + 'static {
     /// Makes a token for a login.
-    fn issue<'a>(&'a self, grant: RememberGrant<'a>) -> BoxFuture<'a, Result<String, RememberError>>;
+    fn issue<'a>(
+        &'a self,
+        grant: RememberGrant<'a>,
+    ) -> BoxFuture<'a, Result<String, RememberError>>;
 
     /// Checks a token from a request: `Ok(None)` for a token that is not
     /// (or no longer) good, which makes the request anonymous.
@@ -119,7 +122,11 @@ pub trait RememberTokens: Send + Sync + 'static {
 
     /// Revokes a token, on logout. Stateless tokens cannot be revoked one by
     /// one; deleting the cookie is all that can be done for them.
-    fn revoke<'a>(&'a self, keys: &'a KeyRing, token: &'a str) -> BoxFuture<'a, Result<(), RememberError>>;
+    fn revoke<'a>(
+        &'a self,
+        keys: &'a KeyRing,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<(), RememberError>>;
 }
 
 /// Microdot's remember-me token: a signed JWT `{user_id, days, exp}`, plus
@@ -135,13 +142,18 @@ impl StatelessRemember {
         let mut claims = Map::new();
         claims.insert("user_id".into(), user_id.clone());
         claims.insert("days".into(), Value::from(days));
-        claims.insert("exp".into(), Value::from(now + u64::from(days) * 24 * 60 * 60));
+        claims.insert(
+            "exp".into(),
+            Value::from(now + u64::from(days) * 24 * 60 * 60),
+        );
         claims.insert(crate::session::AUTH.into(), Value::from(fingerprint));
         token::encode(&claims, keys.current())
     }
 
     fn check(keys: &KeyRing, value: &str, now: u64) -> Result<Redeemed, String> {
-        let claims = token::decode(value, keys).map_err(|e| e.to_string())?.claims;
+        let claims = token::decode(value, keys)
+            .map_err(|e| e.to_string())?
+            .claims;
         token::check_expiry(&claims, now).map_err(|e| e.to_string())?;
         let user_id = match claims.get("user_id") {
             None | Some(Value::Null) => return Err("no user id".to_owned()),
@@ -169,8 +181,17 @@ impl StatelessRemember {
 }
 
 impl RememberTokens for StatelessRemember {
-    fn issue<'a>(&'a self, grant: RememberGrant<'a>) -> BoxFuture<'a, Result<String, RememberError>> {
-        let token = Self::make(grant.keys, grant.user_id, grant.fingerprint, grant.days, grant.now);
+    fn issue<'a>(
+        &'a self,
+        grant: RememberGrant<'a>,
+    ) -> BoxFuture<'a, Result<String, RememberError>> {
+        let token = Self::make(
+            grant.keys,
+            grant.user_id,
+            grant.fingerprint,
+            grant.days,
+            grant.now,
+        );
         Box::pin(std::future::ready(Ok(token)))
     }
 
@@ -191,7 +212,11 @@ impl RememberTokens for StatelessRemember {
         Box::pin(std::future::ready(Ok(redeemed)))
     }
 
-    fn revoke<'a>(&'a self, _keys: &'a KeyRing, _token: &'a str) -> BoxFuture<'a, Result<(), RememberError>> {
+    fn revoke<'a>(
+        &'a self,
+        _keys: &'a KeyRing,
+        _token: &'a str,
+    ) -> BoxFuture<'a, Result<(), RememberError>> {
         Box::pin(std::future::ready(Ok(())))
     }
 }
@@ -258,7 +283,10 @@ mod tests {
             claims.insert("days".into(), days.clone());
             claims.insert("exp".into(), json!(4_000_000_000u64));
             let token = token::encode(&claims, keys.current());
-            assert!(StatelessRemember::check(&keys, &token, 1000).is_err(), "{days}");
+            assert!(
+                StatelessRemember::check(&keys, &token, 1000).is_err(),
+                "{days}"
+            );
         }
     }
 }

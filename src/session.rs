@@ -280,8 +280,18 @@ impl SessionHandle {
         }
         Some(LoginClaims {
             user_id,
-            auth: state.0.claims.get(AUTH).and_then(Value::as_str).map(str::to_owned),
-            fresh: state.0.claims.get(FRESH).and_then(Value::as_bool).unwrap_or(false),
+            auth: state
+                .0
+                .claims
+                .get(AUTH)
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            fresh: state
+                .0
+                .claims
+                .get(FRESH)
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         })
     }
 
@@ -295,10 +305,19 @@ impl SessionHandle {
         claims.insert(LOGIN_AT.to_owned(), Value::from(token::now()));
     }
 
-    /// Replaces the fingerprint of the login in the session, keeping the rest.
-    pub fn set_auth(&self, auth: String) {
+    /// Replaces the fingerprint of the login in the session, keeping the
+    /// rest. Returns whether the login is fresh.
+    pub fn set_auth(&self, auth: String) -> bool {
         let mut state = self.state();
-        state.claims_mut().insert(AUTH.to_owned(), Value::String(auth));
+        let fresh = state
+            .claims()
+            .get(FRESH)
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        state
+            .claims_mut()
+            .insert(AUTH.to_owned(), Value::String(auth));
+        fresh
     }
 
     /// Removes the login from the session, keeping the app's own data.
@@ -339,9 +358,15 @@ impl SessionHandle {
         let now = token::now();
         let mut claims = state.claims.clone();
         claims.insert(IAT.to_owned(), Value::from(now));
-        claims.insert(EXP.to_owned(), Value::from(now + config.idle_timeout.as_secs()));
+        claims.insert(
+            EXP.to_owned(),
+            Value::from(now + config.idle_timeout.as_secs()),
+        );
         let value = token::encode(&claims, config.keys.current());
-        cookies::append(headers, config.attributes.set(&config.cookie_name, &value, None));
+        cookies::append(
+            headers,
+            config.attributes.set(&config.cookie_name, &value, None),
+        );
     }
 }
 
@@ -405,8 +430,8 @@ fn verify(config: &SessionConfig, value: &str) -> Result<(Claims, bool), String>
     }
     let issued = claims.remove(IAT).and_then(|v| v.as_f64()).unwrap_or(0.0);
     claims.remove(EXP);
-    let renew = verified.key_index != 0
-        || (now as f64) - issued >= config.renew_after.as_secs() as f64;
+    let renew =
+        verified.key_index != 0 || (now as f64) - issued >= config.renew_after.as_secs() as f64;
     Ok((claims, renew))
 }
 

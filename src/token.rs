@@ -246,7 +246,15 @@ mod tests {
     #[test]
     fn shape_errors() {
         let ring = KeyRing::new(key(1));
-        for bad in ["", ".", "..", "a.b", "a.b.c.d", "a.b.c", "x".repeat(MAX_TOKEN_LEN + 1).as_str()] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a.b",
+            "a.b.c.d",
+            "a.b.c",
+            "x".repeat(MAX_TOKEN_LEN + 1).as_str(),
+        ] {
             assert!(decode(bad, &ring).is_err(), "{bad:?}");
         }
     }
@@ -255,7 +263,13 @@ mod tests {
     fn other_algorithms_are_refused_even_when_signed() {
         // A correctly signed token whose header names another algorithm.
         let k = key(1);
-        for header in [r#"{"alg":"none"}"#, r#"{"alg":"HS512","typ":"JWT"}"#, r#"{"typ":"JWT"}"#, r#"{"alg":"HS256","kid":"x"}"#, "[]"] {
+        for header in [
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"HS512","typ":"JWT"}"#,
+            r#"{"typ":"JWT"}"#,
+            r#"{"alg":"HS256","kid":"x"}"#,
+            "[]",
+        ] {
             let signed = format!(
                 "{}.{}",
                 URL_SAFE_NO_PAD.encode(header),
@@ -287,12 +301,24 @@ mod tests {
     #[test]
     fn expiry_rules() {
         let now = 1_000_000;
-        assert_eq!(check_expiry(&Claims::new(), now), Err(TokenError::MissingExpiry));
-        assert_eq!(check_expiry(&claims(json!({"exp": "soon"})), now), Err(TokenError::MissingExpiry));
-        assert_eq!(check_expiry(&claims(json!({"exp": now})), now), Err(TokenError::Expired));
+        assert_eq!(
+            check_expiry(&Claims::new(), now),
+            Err(TokenError::MissingExpiry)
+        );
+        assert_eq!(
+            check_expiry(&claims(json!({"exp": "soon"})), now),
+            Err(TokenError::MissingExpiry)
+        );
+        assert_eq!(
+            check_expiry(&claims(json!({"exp": now})), now),
+            Err(TokenError::Expired)
+        );
         assert_eq!(check_expiry(&claims(json!({"exp": now + 1})), now), Ok(()));
         // Microdot writes exp as a float.
-        assert_eq!(check_expiry(&claims(json!({"exp": now as f64 + 0.5})), now), Ok(()));
+        assert_eq!(
+            check_expiry(&claims(json!({"exp": now as f64 + 0.5})), now),
+            Ok(())
+        );
         assert_eq!(
             check_expiry(&claims(json!({"exp": now + 100, "iat": now + 3600})), now),
             Err(TokenError::NotYetValid)
@@ -301,7 +327,10 @@ mod tests {
             check_expiry(&claims(json!({"exp": now + 100, "nbf": "x"})), now),
             Err(TokenError::NotYetValid)
         );
-        assert_eq!(check_expiry(&claims(json!({"exp": now + 100, "iat": now + 30})), now), Ok(()));
+        assert_eq!(
+            check_expiry(&claims(json!({"exp": now + 100, "iat": now + 30})), now),
+            Ok(())
+        );
     }
 
     const PYJWT_KEY: &str = "top-secret! top-secret! top-secret!";
@@ -335,6 +364,9 @@ mod tests {
         let ours = encode(&c, &k);
         assert_eq!(ours.split('.').next(), PYJWT_SESSION.split('.').next());
         let ring = KeyRing::new(k);
-        assert_eq!(decode(&ours, &ring).unwrap().claims, decode(PYJWT_SESSION, &ring).unwrap().claims);
+        assert_eq!(
+            decode(&ours, &ring).unwrap().claims,
+            decode(PYJWT_SESSION, &ring).unwrap().claims
+        );
     }
 }
