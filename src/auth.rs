@@ -3,6 +3,7 @@
 use axum::extract::FromRequestParts;
 use axum::response::Redirect;
 use http::request::Parts;
+use percent_encoding::{utf8_percent_encode, CONTROLS};
 
 use crate::error::AuthError;
 use crate::fingerprint::fingerprint;
@@ -90,7 +91,9 @@ impl<U: User> Auth<U> {
             self.context.set_remember_cookie(&token, days);
         }
         tracing::info!(target: "latch", user_id = ?user.id(), remember_days = ?remember.days(), "user logged in");
-        Ok(Redirect::to(self.next_url()))
+        // `next` arrives decoded; a `Location` must be ASCII, so encode what is not.
+        let location = utf8_percent_encode(self.next_url(), CONTROLS).to_string();
+        Ok(Redirect::to(&location))
     }
 
     /// Logs the user out: the login leaves the session (the app's own session

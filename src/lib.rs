@@ -157,7 +157,7 @@ pub use remember::{
     DEFAULT_REMEMBER_DAYS, MAX_REMEMBER_DAYS,
 };
 pub use require::{RequireLogin, RequireLoginService};
-pub use session::{Session, SessionFuture, SessionService};
+pub use session::{Session, SessionFuture, SessionService, MAX_COOKIE_LEN};
 pub use session_data::{SessionData, SessionError};
 pub use user::{BoxError, User, UserLoader};
 

@@ -278,20 +278,16 @@ impl SessionHandle {
         if user_id.is_null() {
             return None;
         }
+        // A `_fresh` of another type did not come from latch or Microdot.
+        let fresh = match state.0.claims.get(FRESH) {
+            None => false,
+            Some(fresh) => fresh.as_bool()?,
+        };
+        let auth = state.0.claims.get(AUTH).and_then(Value::as_str);
         Some(LoginClaims {
             user_id,
-            auth: state
-                .0
-                .claims
-                .get(AUTH)
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            fresh: state
-                .0
-                .claims
-                .get(FRESH)
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            auth: auth.map(str::to_owned),
+            fresh,
         })
     }
 
@@ -445,6 +441,21 @@ fn add_vary_cookie(headers: &mut HeaderMap) {
     });
     if !already {
         headers.append(VARY, HeaderValue::from_static("Cookie"));
+    }
+}
+
+/// The largest session cookie latch writes (`name=value`), in bytes:
+/// browsers keep cookies of about 4 KB at most, and drop larger ones silently.
+pub const MAX_COOKIE_LEN: usize = 4000;
+
+impl SessionHandle {
+    /// Whether the session, with these claims, fits in a cookie. The token
+    /// is the fixed header, the base64 of the JSON claims (plus `exp` and
+    /// `iat`, at most 40 bytes), and the signature.
+    pub fn fits(&self, claims: &Claims) -> bool {
+        let json = serde_json::to_vec(claims).map_or(usize::MAX, |json| json.len() + 40);
+        let token = 36 + 1 + json.saturating_mul(4).div_ceil(3) + 1 + 43;
+        self.shared.config.cookie_name.len() + 1 + token <= MAX_COOKIE_LEN
     }
 }
 

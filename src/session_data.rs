@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::rejection::MissingLayer;
-use crate::session::{is_reserved, SessionHandle};
+use crate::session::{is_reserved, SessionHandle, MAX_COOKIE_LEN};
 
 /// Why a value could not be put in the session.
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +14,17 @@ pub enum SessionError {
     /// The name is kept by latch: `exp`, `iat`, `nbf`, or one that starts with `_`.
     #[error("the session key {0:?} is reserved by latch: pick a name that does not start with `_` and is not `exp`, `iat` or `nbf`")]
     ReservedKey(String),
+    /// The session would be too large for a cookie with this value in it.
+    #[error(
+        "the session would be larger than the {max} bytes a browser keeps in a cookie with {key:?} in it: \
+         keep large data on the server and only its id in the session"
+    )]
+    TooLarge {
+        /// The session key.
+        key: String,
+        /// The limit, in bytes.
+        max: usize,
+    },
     /// The value could not be turned into JSON.
     #[error("the value for session key {key:?} cannot be stored as JSON: {source}")]
     Serialize {
@@ -65,7 +76,9 @@ impl SessionData {
         }
     }
 
-    /// Stores `value` under `key`, replacing what was there.
+    /// Stores `value` under `key`, replacing what was there. A session that
+    /// would not fit in a browser's cookie (about 4 KB) is refused here, with
+    /// [`SessionError::TooLarge`], rather than silently dropped later.
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         if is_reserved(key) {
             return Err(SessionError::ReservedKey(key.to_owned()));
@@ -75,9 +88,18 @@ impl SessionData {
             source,
         })?;
         let mut state = self.0.state();
-        if state.claims().get(key) != Some(&value) {
-            state.claims_mut().insert(key.to_owned(), value);
+        if state.claims().get(key) == Some(&value) {
+            return Ok(());
         }
+        let mut claims = state.claims().clone();
+        claims.insert(key.to_owned(), value);
+        if !self.0.fits(&claims) {
+            return Err(SessionError::TooLarge {
+                key: key.to_owned(),
+                max: MAX_COOKIE_LEN,
+            });
+        }
+        *state.claims_mut() = claims;
         Ok(())
     }
 
