@@ -1,0 +1,642 @@
+//! The demo app: a SQLite user database, argon2 password hashes, and the
+//! pages of Microdot's login example, plus an account page.
+//!
+//! `main.rs` reads the environment and serves [`build`]'s router;
+//! `tests/demo.rs` builds the same router and drives it over real HTTP.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use latch::{
+    is_safe_next, Auth, CurrentUser, FreshUser, KeyError, Login, MaybeUser, Remember, SecretKey,
+    Session, SessionData, User,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::Row;
+
+/// Any error of setting the app up.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where the user database lives when `DATABASE_URL` is not set.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://latch-demo.db";
+
+/// The fewest characters a new password may have.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// The longest password (in bytes) the app hashes: beyond it the form is refused.
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// The users the database starts with: id, username, password.
+pub const SEED_USERS: [(&str, &str, &str); 2] =
+    [("user001", "susan", "hello"), ("user002", "david", "bye")];
+
+/// What the app needs to start.
+#[derive(Debug)]
+pub struct Config {
+    /// Signs the session and remember-me cookies.
+    pub secret_key: SecretKey,
+    /// A `sqlite:` URL; the file is created (and seeded) if it is missing.
+    pub database_url: String,
+}
+
+/// Where the secret key came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// The `SECRET_KEY` environment variable.
+    Environment,
+    /// Made at random for this run: sessions end when the process does.
+    Generated,
+}
+
+/// The secret key from the value of `SECRET_KEY`, or a random one without it.
+/// A key shorter than 32 bytes is refused with latch's explanation.
+pub fn secret_key_from(value: Option<&str>) -> Result<(SecretKey, KeySource), KeyError> {
+    match value {
+        Some(value) => Ok((SecretKey::new(value)?, KeySource::Environment)),
+        None => Ok((SecretKey::generate()?, KeySource::Generated)),
+    }
+}
+
+/// Opens (creating and seeding, if needed) the database and builds the app.
+pub async fn build(config: Config) -> Result<Router, BoxError> {
+    let db = open_database(&config.database_url).await?;
+    // Logins of unknown usernames check the password against this hash, so
+    // that they take as long as logins of real users.
+    let dummy_hash = hash_password("not anyone's password".to_owned()).await?;
+    let state = AppState {
+        db: db.clone(),
+        dummy_hash: dummy_hash.into(),
+    };
+    let login = Login::new(move |id: String| {
+        let db = db.clone();
+        async move { user_by_id(&db, &id).await }
+    });
+    let router = Router::new()
+        .route("/", get(index))
+        .route("/login", get(login_page).post(login_submit))
+        .route("/fresh", get(fresh))
+        .route("/logout", get(to_home).post(logout))
+        .route("/account", get(account))
+        .route("/account/password", get(to_account).post(change_password))
+        .route(
+            "/account/logout-everywhere",
+            get(to_account).post(logout_everywhere),
+        )
+        .fallback(not_found)
+        .with_state(state)
+        .layer(login)
+        // This demo serves plain HTTP on localhost, so its cookies go
+        // without `Secure`. Behind HTTPS, leave `secure` at its default.
+        .layer(Session::new(config.secret_key).secure(false));
+    Ok(router)
+}
+
+#[derive(Clone)]
+struct AppState {
+    db: SqlitePool,
+    dummy_hash: Arc<str>,
+}
+
+// ---------------------------------------------------------------- users
+
+/// A user of the demo, as stored in the `users` table.
+#[derive(Clone, Debug)]
+pub struct Account {
+    id: String,
+    username: String,
+    password_hash: String,
+    /// The password hash and the session version: changing either ends
+    /// every other login of the user.
+    auth: String,
+}
+
+impl Account {
+    fn new(id: String, username: String, password_hash: String, session_version: i64) -> Self {
+        let auth = format!("{password_hash}\n{session_version}");
+        Self {
+            id,
+            username,
+            password_hash,
+            auth,
+        }
+    }
+}
+
+impl User for Account {
+    type Id = String;
+
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn auth_hash(&self) -> &[u8] {
+        self.auth.as_bytes()
+    }
+}
+
+async fn open_database(url: &str) -> Result<SqlitePool, BoxError> {
+    if !url.starts_with("sqlite:") {
+        return Err(format!(
+            "DATABASE_URL must be a SQLite URL such as {DEFAULT_DATABASE_URL:?}, not {url:?}"
+        )
+        .into());
+    }
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|error| format!("DATABASE_URL {url:?} is not a SQLite URL such as {DEFAULT_DATABASE_URL:?}: {error}"))?
+        .create_if_missing(true);
+    let db = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .map_err(|error| format!("cannot open the database {url:?}: {error}"))?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS users (
+            id TEXT PRIMARY KEY NOT NULL,
+            username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            password_hash TEXT NOT NULL,
+            session_version INTEGER NOT NULL DEFAULT 0
+        )",
+    )
+    .execute(&db)
+    .await?;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&db)
+        .await?;
+    if count == 0 {
+        for (id, username, password) in SEED_USERS {
+            let hash = hash_password(password.to_owned()).await?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO users (id, username, password_hash) VALUES (?, ?, ?)",
+            )
+            .bind(id)
+            .bind(username)
+            .bind(hash)
+            .execute(&db)
+            .await?;
+        }
+        tracing::info!(
+            "new user database {url}: users susan (password hello) and david (password bye)"
+        );
+    }
+    Ok(db)
+}
+
+/// The user with this id: latch's user loader.
+async fn user_by_id(db: &SqlitePool, id: &str) -> Result<Option<Account>, sqlx::Error> {
+    find_user(
+        db,
+        "SELECT id, username, password_hash, session_version FROM users WHERE id = ?",
+        id,
+    )
+    .await
+}
+
+/// The user with this username (compared without regard to case).
+async fn user_by_username(db: &SqlitePool, username: &str) -> Result<Option<Account>, sqlx::Error> {
+    let sql = "SELECT id, username, password_hash, session_version FROM users WHERE username = ?";
+    find_user(db, sql, username).await
+}
+
+async fn find_user(
+    db: &SqlitePool,
+    sql: &'static str,
+    value: &str,
+) -> Result<Option<Account>, sqlx::Error> {
+    let row = sqlx::query(sql).bind(value).fetch_optional(db).await?;
+    row.map(|row| {
+        Ok(Account::new(
+            row.try_get("id")?,
+            row.try_get("username")?,
+            row.try_get("password_hash")?,
+            row.try_get("session_version")?,
+        ))
+    })
+    .transpose()
+}
+
+/// Hashes a password with argon2, off the async threads.
+async fn hash_password(password: String) -> Result<String, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || password_auth::generate_hash(password)).await
+}
+
+/// Checks a password against an argon2 hash, off the async threads.
+async fn password_matches(password: &str, hash: &str) -> Result<bool, tokio::task::JoinError> {
+    let (password, hash) = (password.to_owned(), hash.to_owned());
+    tokio::task::spawn_blocking(move || password_auth::verify_password(password, &hash).is_ok())
+        .await
+}
+
+// ---------------------------------------------------------------- forms
+
+/// A submitted `application/x-www-form-urlencoded` body, read by hand so
+/// that no body, however odd, is a server error.
+struct FormBody(Vec<(String, String)>);
+
+/// What is wrong with a submitted form.
+enum FormProblem {
+    /// A field came more than once: which value was meant cannot be told.
+    Repeated,
+    /// A field is missing or empty.
+    Missing,
+    /// A field is longer than anything a person types.
+    TooLong,
+}
+
+impl FormBody {
+    fn parse(body: &[u8]) -> Self {
+        Self(
+            form_urlencoded::parse(body)
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The field's value, if it came exactly once.
+    fn optional(&self, name: &str) -> Result<Option<&str>, FormProblem> {
+        let mut values = self
+            .0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str());
+        match (values.next(), values.next()) {
+            (_, Some(_)) => Err(FormProblem::Repeated),
+            (Some(value), None) if value.len() > MAX_PASSWORD_BYTES => Err(FormProblem::TooLong),
+            (value, None) => Ok(value),
+        }
+    }
+
+    /// The field's value: it must come exactly once, and not empty.
+    fn required(&self, name: &str) -> Result<&str, FormProblem> {
+        match self.optional(name)? {
+            Some(value) if !value.is_empty() => Ok(value),
+            _ => Err(FormProblem::Missing),
+        }
+    }
+}
+
+/// `next` from a query string: only if it comes once and is a path on this
+/// site (latch applies the same rule when it redirects).
+fn safe_next(query: Option<&str>) -> Option<String> {
+    let mut nexts = form_urlencoded::parse(query?.as_bytes()).filter(|(name, _)| name == "next");
+    match (nexts.next(), nexts.next()) {
+        (Some((_, next)), None) if is_safe_next(&next) => Some(next.into_owned()),
+        _ => None,
+    }
+}
+
+/// The login form's action: `/login`, keeping a safe `next`.
+fn login_action(next: Option<&str>) -> String {
+    match next {
+        Some(next) => {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("next", next)
+                .finish();
+            format!("/login?{query}")
+        }
+        None => "/login".to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------- pages
+
+#[derive(Template)]
+#[template(path = "login.html", config = "examples/login/askama.toml")]
+struct LoginPage<'a> {
+    title: &'a str,
+    action: String,
+    username: &'a str,
+    remember_me: bool,
+    error: Option<&'a str>,
+    /// Someone is logged in, but not freshly: ask them to confirm.
+    confirm: bool,
+}
+
+#[derive(Template)]
+#[template(path = "index.html", config = "examples/login/askama.toml")]
+struct IndexPage<'a> {
+    title: &'a str,
+    username: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "fresh.html", config = "examples/login/askama.toml")]
+struct FreshPage<'a> {
+    title: &'a str,
+    username: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "account.html", config = "examples/login/askama.toml")]
+struct AccountPage<'a> {
+    title: &'a str,
+    username: &'a str,
+    notice: Option<&'a str>,
+    error: Option<&'a str>,
+    min_password_chars: usize,
+}
+
+#[derive(Template)]
+#[template(path = "not_found.html", config = "examples/login/askama.toml")]
+struct NotFoundPage<'a> {
+    title: &'a str,
+}
+
+/// Renders a page, with a status.
+fn render(status: StatusCode, page: &impl Template) -> Result<Response, AppError> {
+    Ok((status, Html(page.render()?)).into_response())
+}
+
+/// A failure of the server's own (database, template, worker thread): a
+/// `500`, logged. Nothing a client sends leads here.
+#[derive(Debug, thiserror::Error)]
+enum AppError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("template: {0}")]
+    Template(#[from] askama::Error),
+    #[error("password hashing thread: {0}")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self, "request failed");
+        let body = "<!doctype html><title>Server error</title>\
+                    <h1>Something went wrong on our side</h1><p>Please try again in a moment.</p>";
+        (StatusCode::INTERNAL_SERVER_ERROR, Html(body)).into_response()
+    }
+}
+
+// ---------------------------------------------------------------- handlers
+
+async fn index(CurrentUser(user): CurrentUser<Account>) -> Result<Response, AppError> {
+    render(
+        StatusCode::OK,
+        &IndexPage {
+            title: "Home",
+            username: &user.username,
+        },
+    )
+}
+
+async fn fresh(FreshUser(user): FreshUser<Account>) -> Result<Response, AppError> {
+    render(
+        StatusCode::OK,
+        &FreshPage {
+            title: "Fresh login",
+            username: &user.username,
+        },
+    )
+}
+
+async fn login_page(
+    MaybeUser(user): MaybeUser<Account>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let next = safe_next(query.as_deref());
+    // Someone logged in who lands here was most likely sent back for a page
+    // that needs a fresh login, from a login that "remember me" restored:
+    // ask them to confirm, with their username and "remember me" filled in.
+    let username = user.as_ref().map_or("", |user| user.username.as_str());
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            title: if user.is_some() {
+                "Confirm it's you"
+            } else {
+                "Log in"
+            },
+            action: login_action(next.as_deref()),
+            username,
+            remember_me: user.is_some(),
+            error: None,
+            confirm: user.is_some(),
+        },
+    )
+}
+
+/// The login form's answer: `303` to `next` on success; the form again with
+/// a message otherwise, `200` for a wrong username or password and `400` for
+/// a form that is missing or repeats a field.
+async fn login_submit(
+    State(state): State<AppState>,
+    auth: Auth<Account>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let form = FormBody::parse(&body);
+    let action = login_action(safe_next(query.as_deref()).as_deref());
+    let show_form = |status, error, username: &str, remember_me| {
+        render(
+            status,
+            &LoginPage {
+                title: "Log in",
+                action: action.clone(),
+                username,
+                remember_me,
+                error: Some(error),
+                confirm: false,
+            },
+        )
+    };
+    let remember_me = match form.optional("remember_me") {
+        Ok(value) => value.is_some_and(|value| !value.is_empty()),
+        Err(_) => {
+            return show_form(
+                StatusCode::BAD_REQUEST,
+                "The form came in garbled: please try again.",
+                "",
+                false,
+            )
+        }
+    };
+    let typed_username = form.optional("username").ok().flatten().unwrap_or("");
+    let typed_username = if typed_username.len() > 200 {
+        ""
+    } else {
+        typed_username
+    };
+    let (username, password) = match (form.required("username"), form.required("password")) {
+        (Ok(username), Ok(password)) => (username.trim(), password),
+        (Err(FormProblem::Missing), _) | (_, Err(FormProblem::Missing)) => {
+            return show_form(
+                StatusCode::BAD_REQUEST,
+                "Please enter both your username and your password.",
+                typed_username,
+                remember_me,
+            )
+        }
+        _ => {
+            return show_form(
+                StatusCode::BAD_REQUEST,
+                "The form came in garbled: please try again.",
+                typed_username,
+                remember_me,
+            )
+        }
+    };
+    let user = user_by_username(&state.db, username).await?;
+    let hash = user
+        .as_ref()
+        .map_or(&*state.dummy_hash, |user| user.password_hash.as_str());
+    let matches = password_matches(password, hash).await?;
+    match user {
+        Some(user) if matches => Ok(auth
+            .login_user(&user, Remember::from(remember_me))
+            .await
+            .into_response()),
+        user => {
+            tracing::info!(user_id = user.map(|user| user.id), "failed login");
+            show_form(
+                StatusCode::OK,
+                "That username and password do not match. Please try again.",
+                typed_username,
+                remember_me,
+            )
+        }
+    }
+}
+
+async fn logout(auth: Auth<Account>) -> Redirect {
+    auth.logout_user().await;
+    Redirect::to("/")
+}
+
+async fn to_home() -> Redirect {
+    Redirect::to("/")
+}
+
+async fn to_account() -> Redirect {
+    Redirect::to("/account")
+}
+
+/// The session key of the account page's one-time notice.
+const NOTICE: &str = "notice";
+
+async fn account(
+    FreshUser(user): FreshUser<Account>,
+    session: SessionData,
+) -> Result<Response, AppError> {
+    let notice: Option<String> = session.get(NOTICE);
+    if notice.is_some() {
+        session.remove(NOTICE);
+    }
+    account_page(StatusCode::OK, &user, notice.as_deref(), None)
+}
+
+fn account_page(
+    status: StatusCode,
+    user: &Account,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Result<Response, AppError> {
+    render(
+        status,
+        &AccountPage {
+            title: "Your account",
+            username: &user.username,
+            notice,
+            error,
+            min_password_chars: MIN_PASSWORD_CHARS,
+        },
+    )
+}
+
+/// Saves a message for the account page to show once, and goes there.
+fn back_to_account(session: &SessionData, notice: &str) -> Response {
+    if let Err(error) = session.insert(NOTICE, notice) {
+        tracing::error!(%error, "notice not saved");
+    }
+    Redirect::to("/account").into_response()
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    FreshUser(user): FreshUser<Account>,
+    auth: Auth<Account>,
+    session: SessionData,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let form = FormBody::parse(&body);
+    let (current, new) = match (
+        form.required("current_password"),
+        form.required("new_password"),
+    ) {
+        (Ok(current), Ok(new)) => (current, new),
+        (Err(FormProblem::Missing), _) | (_, Err(FormProblem::Missing)) => {
+            let error = "Please enter your current password and a new one.";
+            return account_page(StatusCode::BAD_REQUEST, &user, None, Some(error));
+        }
+        _ => {
+            let error = "The form came in garbled: please try again.";
+            return account_page(StatusCode::BAD_REQUEST, &user, None, Some(error));
+        }
+    };
+    if !password_matches(current, &user.password_hash).await? {
+        let error = "Your current password is not right, so the password was not changed.";
+        return account_page(StatusCode::OK, &user, None, Some(error));
+    }
+    if new.chars().count() < MIN_PASSWORD_CHARS {
+        let error = format!("Your new password needs at least {MIN_PASSWORD_CHARS} characters.");
+        return account_page(StatusCode::OK, &user, None, Some(&error));
+    }
+    let hash = hash_password(new.to_owned()).await?;
+    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        .bind(hash)
+        .bind(&user.id)
+        .execute(&state.db)
+        .await?;
+    stay_logged_in(&state, &auth, &user).await?;
+    tracing::info!(user_id = user.id, "password changed");
+    Ok(back_to_account(
+        &session,
+        "Your password is changed. Every other browser that was logged in as you is logged out.",
+    ))
+}
+
+async fn logout_everywhere(
+    State(state): State<AppState>,
+    FreshUser(user): FreshUser<Account>,
+    auth: Auth<Account>,
+    session: SessionData,
+) -> Result<Response, AppError> {
+    sqlx::query("UPDATE users SET session_version = session_version + 1 WHERE id = ?")
+        .bind(&user.id)
+        .execute(&state.db)
+        .await?;
+    stay_logged_in(&state, &auth, &user).await?;
+    tracing::info!(user_id = user.id, "logged out everywhere else");
+    Ok(back_to_account(
+        &session,
+        "Every other browser and device that was logged in as you is logged out. This one stays in.",
+    ))
+}
+
+/// After the user's `auth_hash` changed: keeps this browser logged in,
+/// while every other session and remember-me cookie of the user stops working.
+async fn stay_logged_in(
+    state: &AppState,
+    auth: &Auth<Account>,
+    user: &Account,
+) -> Result<(), AppError> {
+    match user_by_id(&state.db, &user.id).await? {
+        Some(updated) => {
+            if !auth.update_user(&updated).await {
+                tracing::warn!(user_id = user.id, "this session was not updated");
+            }
+        }
+        None => auth.logout_user().await,
+    }
+    Ok(())
+}
+
+async fn not_found() -> Result<Response, AppError> {
+    render(StatusCode::NOT_FOUND, &NotFoundPage { title: "Not found" })
+}

@@ -1,0 +1,669 @@
+//! The demo (`examples/login`) over real HTTP: each test serves the demo's
+//! router on a free port with its own fresh SQLite file, and drives it with
+//! `reqwest` clients that keep cookies as a browser does.
+
+#[path = "../examples/login/app.rs"]
+mod app;
+
+use std::sync::Arc;
+
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use reqwest::{redirect, Response, StatusCode, Url};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+
+/// The demo, served on 127.0.0.1 on a port of its own.
+struct Demo {
+    base: Url,
+    server: JoinHandle<()>,
+    _dir: TempDir,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn start() -> Demo {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database_url = format!("sqlite://{}", dir.path().join("users.db").display());
+    let config = app::Config {
+        secret_key: latch::SecretKey::generate().expect("a random key"),
+        database_url,
+    };
+    let router = app::build(config).await.expect("the demo builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let address = listener.local_addr().expect("the port");
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .await
+            .expect("the demo serves");
+    });
+    Demo {
+        base: format!("http://{address}/").parse().expect("a URL"),
+        server,
+        _dir: dir,
+    }
+}
+
+/// A browser: a cookie jar, and redirects left for the test to follow.
+struct Browser {
+    client: reqwest::Client,
+    jar: Arc<Jar>,
+    base: Url,
+}
+
+impl Browser {
+    fn new(demo: &Demo) -> Self {
+        Self::with_jar(demo, Arc::new(Jar::default()))
+    }
+
+    fn with_jar(demo: &Demo, jar: Arc<Jar>) -> Self {
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(redirect::Policy::none())
+            .build()
+            .expect("a client");
+        Self {
+            client,
+            jar,
+            base: demo.base.clone(),
+        }
+    }
+
+    /// The same user's browser after a restart: the session cookie is gone,
+    /// the `_remember` cookie (which has a Max-Age) is still there.
+    fn restarted(&self, demo: &Demo) -> Self {
+        let jar = Arc::new(Jar::default());
+        let remember = self.cookie("_remember").expect("a remember cookie to keep");
+        jar.add_cookie_str(&format!("_remember={remember}; Path=/"), &demo.base);
+        Self::with_jar(demo, jar)
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("a path")
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("a response")
+    }
+
+    async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> Response {
+        self.client
+            .post(self.url(path))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("a response")
+    }
+
+    async fn login(&self, path: &str, username: &str, password: &str, remember: bool) -> Response {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("username", username)
+            .append_pair("password", password);
+        if remember {
+            form.append_pair("remember_me", "on");
+        }
+        self.post(path, form.finish()).await
+    }
+
+    /// Logs in and checks that it worked.
+    async fn log_in(&self, username: &str, password: &str, remember: bool) {
+        let response = self.login("/login", username, password, remember).await;
+        assert_redirect(&response, StatusCode::SEE_OTHER, "/");
+    }
+
+    /// The value of a cookie the browser would send to the demo.
+    fn cookie(&self, name: &str) -> Option<String> {
+        let header = self.jar.cookies(&self.base)?;
+        header.to_str().ok()?.split("; ").find_map(|pair| {
+            let (n, v) = pair.split_once('=')?;
+            (n == name).then(|| v.to_owned())
+        })
+    }
+
+    /// Checks that `/` greets `username`.
+    async fn assert_home(&self, username: &str) {
+        let response = self.get("/").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.text().await.expect("a body");
+        assert!(body.contains(&format!("Hello, {username}!")), "{body}");
+    }
+
+    /// Checks that `path` sends the browser to log in, coming back to `path`.
+    async fn assert_sent_to_login(&self, path: &str) {
+        let response = self.get(path).await;
+        assert_redirect(&response, StatusCode::FOUND, &format!("/login?next={path}"));
+    }
+}
+
+fn assert_redirect(response: &Response, status: StatusCode, location: &str) {
+    assert_eq!(response.status(), status, "redirect to {location} expected");
+    assert_eq!(
+        response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok()),
+        Some(location)
+    );
+}
+
+fn set_cookies(response: &Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|value| value.to_str().expect("a text cookie").to_owned())
+        .collect()
+}
+
+async fn text(response: Response) -> (StatusCode, String) {
+    let status = response.status();
+    (status, response.text().await.expect("a body"))
+}
+
+#[tokio::test]
+async fn anonymous_home_redirects_to_login_with_next() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    browser.assert_sent_to_login("/").await;
+    browser.assert_sent_to_login("/fresh").await;
+    browser.assert_sent_to_login("/account").await;
+    // Nothing was logged in, so nothing is stored.
+    assert_eq!(browser.cookie("session"), None);
+}
+
+#[tokio::test]
+async fn login_page_renders_the_form_and_keeps_next() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    let (status, body) = text(browser.get("/login").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("<form method=\"post\" action=\"/login\">"),
+        "{body}"
+    );
+    for field in [
+        "name=\"username\"",
+        "name=\"password\"",
+        "type=\"password\"",
+        "type=\"checkbox\" name=\"remember_me\"",
+    ] {
+        assert!(body.contains(field), "{field} missing: {body}");
+    }
+    assert!(
+        !body.contains("checked"),
+        "remember me starts unticked: {body}"
+    );
+    let (_, body) = text(browser.get("/login?next=/fresh").await).await;
+    assert!(body.contains("action=\"/login?next=%2Ffresh\""), "{body}");
+    // A `next` to another site is not carried into the form.
+    let (_, body) = text(browser.get("/login?next=//evil.example/").await).await;
+    assert!(body.contains("action=\"/login\""), "{body}");
+    assert!(!body.contains("evil"), "{body}");
+}
+
+#[tokio::test]
+async fn wrong_password_shows_the_form_again_with_a_message() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    for (username, password) in [("susan", "bye"), ("susan", "Hello"), ("nobody", "hello")] {
+        let response = browser
+            .login("/login?next=/fresh", username, password, true)
+            .await;
+        assert!(
+            set_cookies(&response).is_empty(),
+            "no cookie for a failed login"
+        );
+        let (status, body) = text(response).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains("That username and password do not match"),
+            "{body}"
+        );
+        // The form comes back with what was typed (but not the password) and `next`.
+        assert!(body.contains(&format!("value=\"{username}\"")), "{body}");
+        assert!(!body.contains(&format!("value=\"{password}\"")), "{body}");
+        assert!(body.contains("action=\"/login?next=%2Ffresh\""), "{body}");
+        assert!(body.contains("name=\"remember_me\" checked"), "{body}");
+    }
+    browser.assert_sent_to_login("/").await;
+}
+
+#[tokio::test]
+async fn what_was_typed_is_escaped_when_the_form_comes_back() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    let typed = "\"><script>alert(1)</script>";
+    let (status, body) = text(browser.login("/login", typed, "x", false).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.contains("<script>alert"), "{body}");
+    assert!(
+        body.contains("&#34;&#62;&#60;script&#62;") || body.contains("&quot;&gt;&lt;script&gt;"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_missing_or_repeated_fields_are_never_server_errors() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    let bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"username=susan".to_vec(),
+        b"password=hello".to_vec(),
+        b"username=&password=".to_vec(),
+        b"username=susan&password=".to_vec(),
+        b"username=susan&username=susan&password=hello".to_vec(),
+        b"username=susan&password=hello&password=hello".to_vec(),
+        b"username=susan&password=hello&remember_me=on&remember_me=on".to_vec(),
+        b"username=susan&password=hello&username=david&password=bye".to_vec(),
+        b"%%%&&&===".to_vec(),
+        b"username=%ff%fe&password=%c3%28".to_vec(),
+        b"\xff\xfe\x00\x01username=susan".to_vec(),
+        b"{\"username\":\"susan\",\"password\":\"hello\"}".to_vec(),
+        format!("username={}&password=hello", "a".repeat(100_000)).into_bytes(),
+        format!("username=susan&password={}", "a".repeat(100_000)).into_bytes(),
+    ];
+    for body in bodies {
+        let shown = String::from_utf8_lossy(&body)
+            .chars()
+            .take(80)
+            .collect::<String>();
+        let response = browser.post("/login", body).await;
+        let status = response.status();
+        assert!(
+            status == StatusCode::OK || status.is_client_error(),
+            "{status} for {shown:?}"
+        );
+        assert!(set_cookies(&response).is_empty(), "logged in by {shown:?}");
+        let body = response.text().await.expect("a body");
+        assert!(
+            body.contains("class=\"message error\""),
+            "no message for {shown:?}: {body}"
+        );
+    }
+    // A body that is not a form at all, and a repeated `next`.
+    let response = browser
+        .client
+        .post(browser.url("/login?next=/a&next=//evil.example"))
+        .header(CONTENT_TYPE, "application/json")
+        .body("{\"username\": \"susan\"}")
+        .send()
+        .await
+        .expect("a response");
+    assert!(response.status().is_client_error(), "{}", response.status());
+    // Cookies that are garbage make an anonymous request, not an error.
+    let response = browser
+        .client
+        .get(browser.url("/"))
+        .header("cookie", "session=garbage; _remember=x.y.z; session=again")
+        .send()
+        .await
+        .expect("a response");
+    assert_redirect(&response, StatusCode::FOUND, "/login?next=/");
+    browser.assert_sent_to_login("/").await;
+}
+
+#[tokio::test]
+async fn password_login_without_remember_says_hello() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    let response = browser
+        .login("/login?next=/", "susan", "hello", false)
+        .await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/");
+    assert!(set_cookies(&response)
+        .iter()
+        .all(|c| !c.starts_with("_remember=")));
+    assert!(browser.cookie("session").is_some());
+    assert_eq!(browser.cookie("_remember"), None);
+    let (status, body) = text(browser.get("/").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Hello, susan!"), "{body}");
+    assert!(body.contains("href=\"/fresh\""), "{body}");
+    assert!(body.contains("href=\"/account\""), "{body}");
+    assert!(body.contains("action=\"/logout\""), "{body}");
+    // The other user has a login of their own.
+    let other = Browser::new(&demo);
+    other.log_in("david", "bye", false).await;
+    other.assert_home("david").await;
+    browser.assert_home("susan").await;
+}
+
+#[tokio::test]
+async fn fresh_page_works_after_a_password_login() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    browser.assert_sent_to_login("/fresh").await;
+    let response = browser
+        .login("/login?next=%2Ffresh", "susan", "hello", false)
+        .await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/fresh");
+    let (status, body) = text(browser.get("/fresh").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Hello, susan!"), "{body}");
+    assert!(body.contains("needs a fresh login"), "{body}");
+}
+
+#[tokio::test]
+async fn remembered_login_survives_a_browser_restart_but_is_not_fresh() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    let response = browser.login("/login", "susan", "hello", true).await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/");
+    let remember = set_cookies(&response)
+        .into_iter()
+        .find(|c| c.starts_with("_remember="))
+        .expect("a remember cookie");
+    assert!(remember.contains("Max-Age=2592000"), "{remember}");
+    assert!(remember.contains("HttpOnly"), "{remember}");
+
+    let restarted = browser.restarted(&demo);
+    assert_eq!(restarted.cookie("session"), None);
+    restarted.assert_home("susan").await;
+    restarted.assert_sent_to_login("/fresh").await;
+    restarted.assert_sent_to_login("/account").await;
+    // The login page knows who is asked to confirm.
+    let (status, body) = text(restarted.get("/login?next=/fresh").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Confirm it's you"), "{body}");
+    assert!(body.contains("value=\"susan\""), "{body}");
+    assert!(body.contains("name=\"remember_me\" checked"), "{body}");
+
+    let response = restarted
+        .login("/login?next=/fresh", "susan", "hello", false)
+        .await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/fresh");
+    let (status, body) = text(restarted.get("/fresh").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Hello, susan!"), "{body}");
+}
+
+#[tokio::test]
+async fn changing_the_password_ends_every_other_session_and_remember_cookie() {
+    let demo = start().await;
+    let here = Browser::new(&demo);
+    here.log_in("susan", "hello", true).await;
+    let elsewhere = Browser::new(&demo);
+    elsewhere.log_in("susan", "hello", true).await;
+    let elsewhere_restarted = elsewhere.restarted(&demo);
+    let david = Browser::new(&demo);
+    david.log_in("david", "bye", true).await;
+    elsewhere.assert_home("susan").await;
+
+    let response = here
+        .post(
+            "/account/password",
+            "current_password=hello&new_password=correct+horse",
+        )
+        .await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/account");
+    // This browser stays in, still fresh, and forgets its old remember cookie.
+    let (status, body) = text(here.get("/account").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Your password is changed"), "{body}");
+    let (_, body) = text(here.get("/account").await).await;
+    assert!(
+        !body.contains("Your password is changed"),
+        "the notice shows once: {body}"
+    );
+    here.assert_home("susan").await;
+    assert_eq!(here.get("/fresh").await.status(), StatusCode::OK);
+    assert_eq!(here.cookie("_remember"), None);
+
+    // Every other session and remember cookie of susan stops working.
+    elsewhere.assert_sent_to_login("/").await;
+    elsewhere_restarted.assert_sent_to_login("/").await;
+    // Other users are not touched.
+    david.assert_home("david").await;
+
+    let fresh_browser = Browser::new(&demo);
+    let (status, body) = text(fresh_browser.login("/login", "susan", "hello", false).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("do not match"), "{body}");
+    fresh_browser.log_in("susan", "correct horse", false).await;
+    fresh_browser.assert_home("susan").await;
+}
+
+#[tokio::test]
+async fn changing_the_password_refuses_bad_forms_and_changes_nothing() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    browser.log_in("susan", "hello", false).await;
+    let cases: [(&[u8], StatusCode, &str); 7] = [
+        (
+            b"current_password=bye&new_password=long+enough",
+            StatusCode::OK,
+            "not right",
+        ),
+        (
+            b"current_password=hello&new_password=short",
+            StatusCode::OK,
+            "at least 8",
+        ),
+        (
+            b"current_password=hello",
+            StatusCode::BAD_REQUEST,
+            "Please enter",
+        ),
+        (b"", StatusCode::BAD_REQUEST, "Please enter"),
+        (
+            b"current_password=hello&new_password=long+enough&new_password=other+one",
+            StatusCode::BAD_REQUEST,
+            "garbled",
+        ),
+        (
+            b"current_password=%ff&new_password=%fe%fe%fe%fe%fe%fe%fe%fe",
+            StatusCode::OK,
+            "not right",
+        ),
+        (
+            b"\xff\xfe\x00garbage",
+            StatusCode::BAD_REQUEST,
+            "Please enter",
+        ),
+    ];
+    for (body, expected, message) in cases {
+        let shown = String::from_utf8_lossy(body).into_owned();
+        let (status, page) = text(browser.post("/account/password", body.to_vec()).await).await;
+        assert_eq!(status, expected, "{shown:?}");
+        assert!(page.contains(message), "{shown:?}: {page}");
+    }
+    browser.assert_home("susan").await;
+    let other = Browser::new(&demo);
+    other.log_in("susan", "hello", false).await;
+}
+
+#[tokio::test]
+async fn logging_out_everywhere_ends_every_other_session_but_keeps_this_one() {
+    let demo = start().await;
+    let here = Browser::new(&demo);
+    here.log_in("susan", "hello", false).await;
+    let elsewhere = Browser::new(&demo);
+    elsewhere.log_in("susan", "hello", true).await;
+    let elsewhere_restarted = elsewhere.restarted(&demo);
+    let david = Browser::new(&demo);
+    david.log_in("david", "bye", false).await;
+
+    let response = here.post("/account/logout-everywhere", "").await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/account");
+    let (status, body) = text(here.get("/account").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("This one stays in"), "{body}");
+    here.assert_home("susan").await;
+    assert_eq!(here.get("/fresh").await.status(), StatusCode::OK);
+
+    elsewhere.assert_sent_to_login("/").await;
+    elsewhere_restarted.assert_sent_to_login("/").await;
+    david.assert_home("david").await;
+
+    // The password is the same as before, and logs in anew.
+    elsewhere.log_in("susan", "hello", false).await;
+    elsewhere.assert_home("susan").await;
+}
+
+#[tokio::test]
+async fn account_actions_need_a_fresh_login() {
+    let demo = start().await;
+    let anonymous = Browser::new(&demo);
+    let response = anonymous.post("/account/logout-everywhere", "").await;
+    assert_redirect(
+        &response,
+        StatusCode::SEE_OTHER,
+        "/login?next=/account/logout-everywhere",
+    );
+
+    let browser = Browser::new(&demo);
+    browser.log_in("susan", "hello", true).await;
+    let restarted = browser.restarted(&demo);
+    restarted.assert_sent_to_login("/account").await;
+    let response = restarted
+        .post(
+            "/account/password",
+            "current_password=hello&new_password=something+new",
+        )
+        .await;
+    assert_redirect(
+        &response,
+        StatusCode::SEE_OTHER,
+        "/login?next=/account/password",
+    );
+    // Coming back there after the login lands on the account page.
+    let response = restarted.get("/account/password").await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/account");
+    let response = restarted.post("/account/logout-everywhere", "").await;
+    assert_redirect(
+        &response,
+        StatusCode::SEE_OTHER,
+        "/login?next=/account/logout-everywhere",
+    );
+    // Nothing changed: the first browser is still in, with the old password.
+    browser.assert_home("susan").await;
+    restarted.assert_home("susan").await;
+}
+
+#[tokio::test]
+async fn logout_deletes_both_cookies_and_home_redirects_again() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    browser.log_in("susan", "hello", true).await;
+    assert!(browser.cookie("session").is_some());
+    assert!(browser.cookie("_remember").is_some());
+
+    let response = browser.post("/logout", "").await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/");
+    let cookies = set_cookies(&response);
+    for name in ["session", "_remember"] {
+        let deletion = cookies
+            .iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} is not deleted: {cookies:?}"));
+        assert!(deletion.contains("Max-Age=0"), "{deletion}");
+        assert!(deletion.contains("Path=/"), "{deletion}");
+    }
+    assert_eq!(browser.cookie("session"), None);
+    assert_eq!(browser.cookie("_remember"), None);
+    browser.assert_sent_to_login("/").await;
+    // Logging out again, or without a login, is harmless.
+    let response = browser.post("/logout", "").await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/");
+}
+
+#[tokio::test]
+async fn login_follows_only_a_safe_next() {
+    let demo = start().await;
+    let unsafe_nexts = [
+        "//evil.example/",
+        "https://evil.example/",
+        "/%5Cevil.example",
+        "/%09/evil.example",
+        "javascript:alert(1)",
+    ];
+    for next in unsafe_nexts {
+        let browser = Browser::new(&demo);
+        let response = browser
+            .login(&format!("/login?next={next}"), "susan", "hello", false)
+            .await;
+        assert_redirect(&response, StatusCode::SEE_OTHER, "/");
+    }
+    let browser = Browser::new(&demo);
+    let response = browser
+        .login("/login?next=%2Ffresh%3Ftab%3D1", "susan", "hello", false)
+        .await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/fresh?tab=1");
+}
+
+#[tokio::test]
+async fn next_survives_the_round_trip_through_the_login_form() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    let response = browser.get("/fresh?tab=1&x=%2F").await;
+    let login_url = "/login?next=/fresh%3Ftab%3D1%26x%3D%252F";
+    assert_redirect(&response, StatusCode::FOUND, login_url);
+    let (_, body) = text(browser.get(login_url).await).await;
+    let action = body
+        .split("<form method=\"post\" action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the login form");
+    assert_eq!(action, "/login?next=%2Ffresh%3Ftab%3D1%26x%3D%252F");
+    let response = browser.login(action, "susan", "hello", false).await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/fresh?tab=1&x=%2F");
+    assert_eq!(
+        browser.get("/fresh?tab=1&x=%2F").await.status(),
+        StatusCode::OK
+    );
+}
+
+/// A `next` with non-ASCII characters arrives decoded; a `Location` must be
+/// ASCII (a URI reference), so latch percent-encodes it again.
+#[tokio::test]
+async fn non_ascii_next_stays_percent_encoded_in_location() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    let response = browser
+        .login("/login?next=/caf%C3%A9", "susan", "hello", false)
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .expect("a Location")
+        .as_bytes();
+    assert!(
+        location.is_ascii(),
+        "{:?}",
+        String::from_utf8_lossy(location)
+    );
+    assert_eq!(location, b"/caf%C3%A9");
+}
+
+#[tokio::test]
+async fn unknown_pages_are_a_friendly_404() {
+    let demo = start().await;
+    let (status, body) = text(Browser::new(&demo).get("/nowhere").await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("Page not found"), "{body}");
+}
+
+#[test]
+fn a_short_secret_key_is_refused_with_latchs_message() {
+    let error = app::secret_key_from(Some("top-secret!")).expect_err("too short");
+    let message = error.to_string();
+    assert!(message.contains("11 bytes"), "{message}");
+    assert!(message.contains("at least 32"), "{message}");
+    let (_, source) = app::secret_key_from(None).expect("a random key");
+    assert_eq!(source, app::KeySource::Generated);
+    let (_, source) = app::secret_key_from(Some(&"k".repeat(32))).expect("a key");
+    assert_eq!(source, app::KeySource::Environment);
+}
