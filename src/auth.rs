@@ -138,11 +138,7 @@ impl<U: User> Auth<U> {
 
     /// The logged-in user, if any (loaded at most once per request).
     pub async fn current_user(&self) -> Result<Option<U>, LoginRejection> {
-        match self.context.resolve().await {
-            Resolved::User { user, .. } => Ok(Some(user)),
-            Resolved::Anonymous => Ok(None),
-            Resolved::Failed => Err(LoginRejection::LoaderFailed),
-        }
+        self.context.current_user().await
     }
 
     /// Where a login would redirect to: the safe `next`, or the default.

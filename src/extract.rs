@@ -3,7 +3,7 @@
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
-use crate::login::{LoginContext, Refusal, Resolved};
+use crate::login::{LoginContext, Refusal};
 use crate::rejection::{LoginRejection, LoginRequired};
 use crate::user::User;
 
@@ -104,11 +104,7 @@ impl<S: Send + Sync, U: User> FromRequestParts<S> for MaybeUser<U> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let context = LoginContext::<U>::from_extensions(&parts.extensions)?;
-        match context.resolve().await {
-            Resolved::User { user, .. } => Ok(MaybeUser(Some(user))),
-            Resolved::Anonymous => Ok(MaybeUser(None)),
-            Resolved::Failed => Err(LoginRejection::LoaderFailed),
-        }
+        context.current_user().await.map(MaybeUser)
     }
 }
 

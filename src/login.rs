@@ -17,7 +17,7 @@ use tower_service::Service;
 use crate::cookies::{self, ConfigError, Lookup};
 use crate::fingerprint;
 use crate::next::is_safe_next;
-use crate::rejection::MissingLayer;
+use crate::rejection::{LoginRejection, MissingLayer};
 use crate::remember::{RememberTokens, StatelessRemember};
 use crate::require::RequireLogin;
 use crate::session::SessionHandle;
@@ -358,6 +358,15 @@ impl<U: User> LoginContext<U> {
         let found = self.find_user().await;
         *resolved = Some(found.clone());
         found
+    }
+
+    /// The user, if logged in; an error only when the loader failed.
+    pub async fn current_user(&self) -> Result<Option<U>, LoginRejection> {
+        match self.resolve().await {
+            Resolved::User { user, .. } => Ok(Some(user)),
+            Resolved::Anonymous => Ok(None),
+            Resolved::Failed => Err(LoginRejection::LoaderFailed),
+        }
     }
 
     /// The user, if logged in (and freshly so, when `fresh` is asked for).
