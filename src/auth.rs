@@ -10,7 +10,7 @@ use crate::fingerprint::fingerprint;
 use crate::login::{LoginContext, Resolved};
 use crate::next;
 use crate::rejection::{LoginRejection, MissingLayer};
-use crate::remember::{Remember, RememberGrant};
+use crate::remember::{Remember, RememberGrant, RememberedDevice};
 use crate::token;
 use crate::user::User;
 
@@ -60,6 +60,13 @@ impl<U: User> Auth<U> {
     ///
     /// Returns a `303 See Other` to the request's `next` query parameter if it
     /// is a path on this site, else to the [default redirect](crate::Login::default_redirect).
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::Remember`] if the remember-me store failed: nothing has
+    /// changed, and the app may log the user in with [`Remember::Off`]
+    /// and tell them they will not be remembered. [`AuthError::UserId`] if
+    /// the user's id cannot be written as JSON.
     pub async fn login_user(
         &self,
         user: &U,
@@ -70,7 +77,23 @@ impl<U: User> Auth<U> {
         let session = self.context.session();
         let keys = &session.config().keys;
         let auth = fingerprint(keys.current(), user.auth_hash());
-        session.set_login(user_id.clone(), auth.clone(), true);
+        // The token first: if the store fails, nothing has changed yet and
+        // the app can log the user in without remember-me instead.
+        let remembered = match remember.days() {
+            Some(days) => {
+                let grant = RememberGrant {
+                    keys,
+                    user_id: &user_id,
+                    fingerprint: &auth,
+                    days,
+                    now: token::now(),
+                    user_agent: self.context.user_agent(),
+                };
+                Some((self.context.config().remember.issue(grant).await?, days))
+            }
+            None => None,
+        };
+        session.set_login(user_id, auth, true);
         self.context
             .set_resolved(Resolved::User {
                 user: user.clone(),
@@ -78,16 +101,7 @@ impl<U: User> Auth<U> {
             })
             .await;
         self.forget_remembered().await;
-        if let Some(days) = remember.days() {
-            let grant = RememberGrant {
-                keys,
-                user_id: &user_id,
-                fingerprint: &auth,
-                days,
-                now: token::now(),
-                user_agent: self.context.user_agent(),
-            };
-            let token = self.context.config().remember.issue(grant).await?;
+        if let Some((token, days)) = remembered {
             self.context.set_remember_cookie(&token, days);
         }
         tracing::info!(target: "latch", user_id = ?user.id(), remember_days = ?remember.days(), "user logged in");
@@ -132,8 +146,80 @@ impl<U: User> Auth<U> {
             })
             .await;
         self.forget_remembered().await;
+        // Every remember token of the user was made for the old auth_hash.
+        if let Ok(user_id) = serde_json::to_value(user.id()) {
+            if let Err(error) = self.context.config().remember.revoke_user(&user_id).await {
+                tracing::error!(target: "latch", %error, "remember tokens not revoked");
+            }
+        }
         tracing::info!(target: "latch", user_id = ?user.id(), "session kept after auth_hash change");
         true
+    }
+
+    /// The logged-in user's remembered devices: the browsers where "remember
+    /// me" still works, the current one marked. Empty for an anonymous
+    /// request, and with [`StatelessRemember`](crate::StatelessRemember),
+    /// which keeps no list.
+    ///
+    /// ```
+    /// use latch::{Auth, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    ///
+    /// async fn devices(auth: Auth<Account>) -> Result<String, latch::AuthError> {
+    ///     let mut page = String::new();
+    ///     for device in auth.remembered_devices().await? {
+    ///         let mark = if device.current { " (this device)" } else { "" };
+    ///         page += &format!("{}{mark}\n", device.device);
+    ///     }
+    ///     Ok(page)
+    /// }
+    /// ```
+    pub async fn remembered_devices(&self) -> Result<Vec<RememberedDevice>, AuthError> {
+        let Some(user) = self.current_user().await.map_err(|_| AuthError::LoaderFailed)? else {
+            return Ok(Vec::new());
+        };
+        let user_id = serde_json::to_value(user.id()).map_err(AuthError::UserId)?;
+        let keys = &self.context.session().config().keys;
+        let devices = self
+            .context
+            .config()
+            .remember
+            .devices(
+                keys,
+                &user_id,
+                user.auth_hash(),
+                self.context.remember_cookie(),
+                token::now(),
+            )
+            .await?;
+        Ok(devices)
+    }
+
+    /// Revokes one of the logged-in user's remembered devices, by its
+    /// [`id`](RememberedDevice::id); if it is this browser, its cookie is
+    /// deleted too. Returns whether there was such a device; an id of another
+    /// user's device, or any id on an anonymous request, revokes nothing.
+    pub async fn forget_device(&self, id: &str) -> Result<bool, AuthError> {
+        let devices = self.remembered_devices().await?;
+        let Some(device) = devices.iter().find(|device| device.id == id) else {
+            return Ok(false);
+        };
+        let Some(user) = self.current_user().await.map_err(|_| AuthError::LoaderFailed)? else {
+            return Ok(false);
+        };
+        let user_id = serde_json::to_value(user.id()).map_err(AuthError::UserId)?;
+        let revoked = self
+            .context
+            .config()
+            .remember
+            .revoke_device(&user_id, id)
+            .await?;
+        if device.current {
+            self.context.delete_remember_cookie();
+        }
+        tracing::info!(target: "latch", user_id = ?user.id(), device = %device.device, "remembered device revoked");
+        Ok(revoked)
     }
 
     /// The logged-in user, if any (loaded at most once per request).

@@ -7,7 +7,7 @@ use crate::rejection::MissingLayer;
 use crate::remember::RememberError;
 
 /// Why [`Auth::login_user`](crate::Auth::login_user) or
-/// [`Auth::logout_user`](crate::Auth::logout_user) failed.
+/// the other [`Auth`](crate::Auth) methods failed.
 ///
 /// As a response it is `500 Internal Server Error`, and the error is logged;
 /// an app that wants to do better (say, log the user in without "remember
@@ -17,10 +17,13 @@ pub enum AuthError {
     /// The user's id cannot be stored as JSON.
     #[error("the user id cannot be stored in the session: {0}")]
     UserId(#[source] serde_json::Error),
-    /// The remember-me token could not be made. The user *is* logged in,
-    /// for this browser session only.
+    /// The remember-me store failed. For a login, nothing has changed: the
+    /// user is not logged in yet.
     #[error(transparent)]
     Remember(#[from] RememberError),
+    /// The user loader failed (it has been logged).
+    #[error("the user loader failed")]
+    LoaderFailed,
     /// The router lacks a latch layer.
     #[error(transparent)]
     MissingLayer(#[from] MissingLayer),

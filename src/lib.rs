@@ -129,6 +129,7 @@
 
 mod auth;
 mod cookies;
+mod device;
 mod error;
 mod extract;
 mod fingerprint;
@@ -137,9 +138,12 @@ mod login;
 mod next;
 mod rejection;
 mod remember;
+mod remember_store;
+mod revocable;
 mod require;
 mod session;
 mod session_data;
+pub mod stores;
 pub mod token;
 mod user;
 
@@ -153,9 +157,12 @@ pub use login::{Login, LoginFuture, LoginService};
 pub use next::{is_safe_next, MAX_NEXT_LEN};
 pub use rejection::{LoginRejection, LoginRequired, MissingLayer};
 pub use remember::{
-    Redeemed, Remember, RememberError, RememberGrant, RememberTokens, StatelessRemember,
+    Redeemed, Remember, RememberError, RememberGrant, RememberTokens, RememberedDevice,
+    StatelessRemember,
     DEFAULT_REMEMBER_DAYS, MAX_REMEMBER_DAYS,
 };
+pub use remember_store::{RememberStore, Rotation, StoreError, StoredToken};
+pub use revocable::{Consumed, RevocableRemember, DEFAULT_GRACE};
 pub use require::{RequireLogin, RequireLoginService};
 pub use session::{Session, SessionFuture, SessionService, MAX_COOKIE_LEN};
 pub use session_data::{SessionData, SessionError};

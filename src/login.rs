@@ -491,6 +491,11 @@ impl<U: User> LoginContext<U> {
         {
             Ok(Some((user, _))) => user,
             Ok(None) => {
+                // The user is gone or changed credentials: the token is dead.
+                let token = redeemed.replacement.as_deref().unwrap_or(token);
+                if let Err(error) = remember.revoke(self.keys(), token).await {
+                    tracing::error!(target: "latch", %error, "remember token not revoked");
+                }
                 self.delete_remember_cookie();
                 return Resolved::Anonymous;
             }

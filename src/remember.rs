@@ -97,8 +97,10 @@ pub struct Redeemed {
 
 /// Makes, checks and revokes the tokens of the `_remember` cookie.
 ///
-/// latch ships [`StatelessRemember`]; a store-backed implementation that
-/// can revoke tokens on the server plugs in through
+/// latch ships [`StatelessRemember`] (the default) and
+/// [`RevocableRemember`](crate::RevocableRemember), which keeps tokens in a
+/// [`RememberStore`](crate::RememberStore) so the server can rotate, list and
+/// revoke them; either plugs in through
 /// [`Login::remember_tokens`](crate::Login::remember_tokens) without any
 /// other change to the app. latch checks the user and the fingerprint that
 /// [`redeem`](Self::redeem) returns, so an implementation only vouches for
@@ -127,6 +129,59 @@ pub trait RememberTokens: Send + Sync + 'static {
         keys: &'a KeyRing,
         token: &'a str,
     ) -> BoxFuture<'a, Result<(), RememberError>>;
+
+    /// Revokes all of a user's tokens, after the user's `auth_hash` changed.
+    /// The default does nothing: stateless tokens already fail then.
+    fn revoke_user<'a>(&'a self, user_id: &'a Value) -> BoxFuture<'a, Result<(), RememberError>> {
+        let _ = user_id;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// The user's remembered devices whose tokens still work (made for this
+    /// `auth_hash`, not expired), marking the one of `current_token`. The
+    /// default lists none: stateless tokens are not kept anywhere.
+    fn devices<'a>(
+        &'a self,
+        keys: &'a KeyRing,
+        user_id: &'a Value,
+        auth_hash: &'a [u8],
+        current_token: Option<&'a str>,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Vec<RememberedDevice>, RememberError>> {
+        let _ = (keys, user_id, auth_hash, current_token, now);
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    /// Revokes one remembered device of the user, by its
+    /// [`id`](RememberedDevice::id). Returns whether there was one. The
+    /// default has none to revoke.
+    fn revoke_device<'a>(
+        &'a self,
+        user_id: &'a Value,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, RememberError>> {
+        let _ = (user_id, id);
+        Box::pin(std::future::ready(Ok(false)))
+    }
+}
+
+/// A browser or app where a user is remembered, for a page that lists them
+/// with a button to revoke each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RememberedDevice {
+    /// What [`Auth::forget_device`](crate::Auth::forget_device) takes to
+    /// revoke it. Not a secret: it cannot be used to log in.
+    pub id: String,
+    /// A summary of the device's `User-Agent`, like `Firefox on Linux`.
+    pub device: String,
+    /// When "remember me" was chosen there (seconds since the Unix epoch).
+    pub created_at: u64,
+    /// When the device last used its remember-me cookie to log in.
+    pub last_used_at: u64,
+    /// When the remembered login ends unless used before.
+    pub expires_at: u64,
+    /// Whether it is the device of the request.
+    pub current: bool,
 }
 
 /// Microdot's remember-me token: a signed JWT `{user_id, days, exp}`, plus

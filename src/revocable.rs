@@ -1,0 +1,424 @@
+//! Revocable remember-me: split `selector.validator` tokens kept in a
+//! [`RememberStore`], rotated on every use, with theft detection.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+use crate::device;
+use crate::fingerprint;
+use crate::key::KeyRing;
+use crate::remember::{RememberError, RememberGrant, RememberTokens, RememberedDevice, Redeemed};
+use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
+
+/// How many random bytes a selector and a validator each have (128 bits).
+const PART_BYTES: usize = 16;
+
+/// The length of one part, base64url without padding.
+const PART_LEN: usize = 22;
+
+/// The length of a whole `selector.validator` token.
+pub(crate) const TOKEN_LEN: usize = 2 * PART_LEN + 1;
+
+/// The default grace window: how long the validator replaced most recently
+/// keeps working, for the parallel requests a browser makes after a restart.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// Remember-me tokens that the server can revoke: a random selector and a
+/// random validator (128 bits each, from the OS) in the `_remember` cookie,
+/// kept in a [`RememberStore`] as the selector and the SHA-256 of the
+/// validator.
+///
+/// - Each use replaces the validator and re-sets the cookie.
+/// - A validator that has been rotated away, presented again after the
+///   grace window, is theft: someone holds a copy of the cookie. Every
+///   remember token of that user is revoked, a `warn` event is logged
+///   (target `latch`, with the user id and the token's series), and the
+///   request is anonymous.
+/// - [`Auth::logout_user`](crate::Auth::logout_user) revokes the token, so a
+///   copy of the cookie stops working at once; a change of the user's
+///   `auth_hash` makes all of the user's tokens fail.
+/// - If the store is down, a remembered login fails closed: the request is
+///   anonymous and an `error` event is logged; ordinary sessions keep
+///   working, and [`Auth::login_user`](crate::Auth::login_user) with
+///   remember-me returns an error.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// use latch::{stores::MemoryStore, Login, RevocableRemember, User};
+/// use std::time::Duration;
+/// # #[derive(Clone)] struct Account;
+/// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+/// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+///
+/// let tokens = RevocableRemember::new(MemoryStore::new()).grace(Duration::from_secs(10));
+/// let login = Login::new(load).remember_tokens(tokens);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RevocableRemember<S> {
+    store: S,
+    grace: u64,
+}
+
+impl<S: RememberStore> RevocableRemember<S> {
+    /// Remember-me tokens kept in `store`, with a grace window of
+    /// [`DEFAULT_GRACE`].
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            grace: DEFAULT_GRACE.as_secs(),
+        }
+    }
+
+    /// How long the validator replaced most recently keeps working (whole
+    /// seconds; default 5). `Duration::ZERO` turns the window off, which
+    /// makes parallel requests after a browser restart look like theft.
+    pub fn grace(mut self, window: Duration) -> Self {
+        self.grace = window.as_secs();
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Checks a token and, if it is good, rotates it: what a request with a
+    /// `_remember` cookie does. See [`Consumed`].
+    pub async fn consume(&self, token: &str, now: u64) -> Result<Consumed, StoreError> {
+        let Some((selector, validator)) = parse(token) else {
+            return Ok(Consumed::Rejected("malformed token"));
+        };
+        let presented = sha256(&validator);
+        let Some(stored) = self.store.find(&selector).await? else {
+            return Ok(Consumed::Rejected("unknown selector"));
+        };
+        if stored.expires_at <= now {
+            self.store.revoke(&selector).await?;
+            return Ok(Consumed::Rejected("expired"));
+        }
+        if bool::from(stored.validator_hash.ct_eq(&presented)) {
+            let fresh = random_part();
+            let replacement = sha256(&fresh);
+            let rotated = self
+                .store
+                .rotate(&Rotation {
+                    selector: &selector,
+                    expected: &presented,
+                    replacement: &replacement,
+                    now,
+                    expires_at: expiry(now, stored.days),
+                })
+                .await?;
+            if rotated {
+                let token = format!("{selector}.{}", URL_SAFE_NO_PAD.encode(fresh));
+                return Ok(Consumed::Rotated {
+                    token,
+                    stored: Box::new(stored),
+                });
+            }
+            // Another request rotated it first: read what it left.
+            let Some(after) = self.store.find(&selector).await? else {
+                return Ok(Consumed::Rejected("revoked meanwhile"));
+            };
+            return self.previous_or_theft(after, &presented, now).await;
+        }
+        self.previous_or_theft(stored, &presented, now).await
+    }
+
+    /// The presented validator is not the current one: it is the one just
+    /// replaced (within the grace window), or the cookie was copied.
+    async fn previous_or_theft(
+        &self,
+        stored: StoredToken,
+        presented: &[u8; 32],
+        now: u64,
+    ) -> Result<Consumed, StoreError> {
+        let previous = stored
+            .previous_hash
+            .is_some_and(|previous| bool::from(previous.ct_eq(presented)));
+        let in_grace = stored
+            .rotated_at
+            .is_some_and(|at| now <= at.saturating_add(self.grace));
+        if previous && in_grace {
+            return Ok(Consumed::Grace(Box::new(stored)));
+        }
+        let revoked = self.store.revoke_user(&stored.user_id).await?;
+        tracing::warn!(
+            target: "latch",
+            user_id = %stored.user_id,
+            series = %stored.series,
+            revoked,
+            "remember token used again after rotation: the cookie was copied; all of the user's remembered logins revoked"
+        );
+        Ok(Consumed::Theft(Box::new(stored)))
+    }
+
+    /// Spawns a task that purges expired tokens every `period`, on the
+    /// current Tokio runtime. Failures are logged and retried next period.
+    /// Abort the returned handle to stop it.
+    #[cfg(feature = "tokio")]
+    pub fn spawn_purge(&self, period: Duration) -> tokio::task::JoinHandle<()>
+    where
+        S: Clone,
+    {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match store.purge_expired(crate::token::now()).await {
+                    Ok(0) => {}
+                    Ok(purged) => {
+                        tracing::debug!(target: "latch", purged, "expired remember tokens purged")
+                    }
+                    Err(error) => {
+                        tracing::error!(target: "latch", %error, "purging expired remember tokens failed")
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// What [`RevocableRemember::consume`] made of a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumed {
+    /// The current validator: it has been replaced by the one in `token`,
+    /// which goes into the cookie.
+    Rotated {
+        /// The new `selector.validator` for the cookie.
+        token: String,
+        /// The token as it was stored before the rotation.
+        stored: Box<StoredToken>,
+    },
+    /// The validator replaced most recently, within the grace window: good,
+    /// but the cookie is left as it is (the request that rotated it sets it).
+    Grace(Box<StoredToken>),
+    /// A validator rotated away before the grace window: every token of the
+    /// user has been revoked.
+    Theft(Box<StoredToken>),
+    /// Not a token of this store (malformed, unknown, expired); the reason
+    /// is for logs.
+    Rejected(&'static str),
+}
+
+impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
+    fn issue<'a>(
+        &'a self,
+        grant: RememberGrant<'a>,
+    ) -> BoxFuture<'a, Result<String, RememberError>> {
+        Box::pin(async move {
+            let selector = URL_SAFE_NO_PAD.encode(random_part());
+            let validator = random_part();
+            let stored = StoredToken {
+                selector: selector.clone(),
+                validator_hash: sha256(&validator),
+                previous_hash: None,
+                rotated_at: None,
+                user_id: grant.user_id.to_string(),
+                fingerprint: grant.fingerprint.to_owned(),
+                series: URL_SAFE_NO_PAD.encode(random_part()),
+                days: grant.days,
+                created_at: grant.now,
+                last_used_at: grant.now,
+                expires_at: expiry(grant.now, grant.days),
+                device: device::summarize(grant.user_agent),
+            };
+            self.store.issue(&stored).await.map_err(store_error)?;
+            Ok(format!("{selector}.{}", URL_SAFE_NO_PAD.encode(validator)))
+        })
+    }
+
+    fn redeem<'a>(
+        &'a self,
+        _keys: &'a KeyRing,
+        token: &'a str,
+        now: u64,
+        _user_agent: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Redeemed>, RememberError>> {
+        Box::pin(async move {
+            let (stored, replacement) = match self.consume(token, now).await.map_err(store_error)? {
+                Consumed::Rotated { token, stored } => (stored, Some(token)),
+                Consumed::Grace(stored) => (stored, None),
+                Consumed::Theft(_) => return Ok(None),
+                Consumed::Rejected(reason) => {
+                    tracing::debug!(target: "latch", reason, "remember cookie rejected");
+                    return Ok(None);
+                }
+            };
+            let Ok(user_id) = serde_json::from_str::<Value>(&stored.user_id) else {
+                tracing::debug!(target: "latch", "remember cookie rejected: stored user id is not JSON");
+                return Ok(None);
+            };
+            Ok(Some(Redeemed {
+                user_id,
+                fingerprint: Some(stored.fingerprint),
+                days: stored.days,
+                replacement,
+            }))
+        })
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        _keys: &'a KeyRing,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<(), RememberError>> {
+        Box::pin(async move {
+            if let Some((selector, _)) = parse(token) {
+                self.store.revoke(&selector).await.map_err(store_error)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn revoke_user<'a>(&'a self, user_id: &'a Value) -> BoxFuture<'a, Result<(), RememberError>> {
+        Box::pin(async move {
+            self.store
+                .revoke_user(&user_id.to_string())
+                .await
+                .map_err(store_error)?;
+            Ok(())
+        })
+    }
+
+    fn devices<'a>(
+        &'a self,
+        keys: &'a KeyRing,
+        user_id: &'a Value,
+        auth_hash: &'a [u8],
+        current_token: Option<&'a str>,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Vec<RememberedDevice>, RememberError>> {
+        Box::pin(async move {
+            let current = current_token.and_then(parse).map(|(selector, _)| selector);
+            let stored = self
+                .store
+                .list(&user_id.to_string())
+                .await
+                .map_err(store_error)?;
+            Ok(stored
+                .into_iter()
+                .filter(|token| token.expires_at > now)
+                .filter(|token| {
+                    fingerprint::matching_key(keys, auth_hash, &token.fingerprint).is_some()
+                })
+                .map(|token| RememberedDevice {
+                    current: current.as_deref() == Some(token.selector.as_str()),
+                    id: token.series,
+                    device: token.device,
+                    created_at: token.created_at,
+                    last_used_at: token.last_used_at,
+                    expires_at: token.expires_at,
+                })
+                .collect())
+        })
+    }
+
+    fn revoke_device<'a>(
+        &'a self,
+        user_id: &'a Value,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, RememberError>> {
+        Box::pin(async move {
+            self.store
+                .revoke_series(&user_id.to_string(), id)
+                .await
+                .map_err(store_error)
+        })
+    }
+}
+
+fn store_error(error: StoreError) -> RememberError {
+    RememberError::Store(error.into_inner())
+}
+
+/// Splits a cookie value into its selector (base64url, as stored) and its
+/// validator (raw bytes). Anything but two 22-character base64url parts
+/// of 16 bytes each is refused here, before any store is asked.
+fn parse(token: &str) -> Option<(String, [u8; PART_BYTES])> {
+    if token.len() != TOKEN_LEN {
+        return None;
+    }
+    let (selector, validator) = token.split_once('.')?;
+    let mut selector_bytes = [0u8; PART_BYTES];
+    let mut validator_bytes = [0u8; PART_BYTES];
+    decode_part(selector, &mut selector_bytes)?;
+    decode_part(validator, &mut validator_bytes)?;
+    Some((selector.to_owned(), validator_bytes))
+}
+
+fn decode_part(part: &str, out: &mut [u8; PART_BYTES]) -> Option<()> {
+    if part.len() != PART_LEN {
+        return None;
+    }
+    // The buffer must hold the decoder's estimate, which rounds up.
+    let mut buffer = [0u8; PART_BYTES + 2];
+    match URL_SAFE_NO_PAD.decode_slice(part, &mut buffer) {
+        Ok(PART_BYTES) => {
+            out.copy_from_slice(&buffer[..PART_BYTES]);
+            Some(())
+        }
+        _ => None,
+    }
+}
+
+fn random_part() -> [u8; PART_BYTES] {
+    let mut bytes = [0u8; PART_BYTES];
+    // The OS random source failing leaves no safe way to make a token.
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    bytes
+}
+
+fn sha256(validator: &[u8]) -> [u8; 32] {
+    Sha256::digest(validator).into()
+}
+
+fn expiry(now: u64, days: u32) -> u64 {
+    now.saturating_add(u64::from(days) * 24 * 60 * 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_accepts_only_two_16_byte_parts() {
+        let good = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode([1u8; 16]),
+            URL_SAFE_NO_PAD.encode([2u8; 16])
+        );
+        let (selector, validator) = parse(&good).unwrap();
+        assert_eq!(selector, URL_SAFE_NO_PAD.encode([1u8; 16]));
+        assert_eq!(validator, [2u8; 16]);
+        let bad = [
+            String::new(),
+            ".".into(),
+            good.replace('.', "_"),
+            format!("{good}="),
+            good[..TOKEN_LEN - 1].into(),
+            format!("{}.{}", "A".repeat(21), "A".repeat(23)),
+            format!("{}.{}", "A".repeat(22), "!".repeat(22)),
+            // 22 characters whose last one carries bits past 16 bytes.
+            format!("{}.{}", "A".repeat(22), "A".repeat(21) + "B"),
+            "a.b.c".into(),
+            "é".repeat(22) + ".",
+        ];
+        for token in bad {
+            assert!(parse(&token).is_none(), "{token:?}");
+        }
+    }
+
+    #[test]
+    fn random_parts_differ() {
+        assert_ne!(random_part(), random_part());
+    }
+}
