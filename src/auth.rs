@@ -176,7 +176,11 @@ impl<U: User> Auth<U> {
     /// }
     /// ```
     pub async fn remembered_devices(&self) -> Result<Vec<RememberedDevice>, AuthError> {
-        let Some(user) = self.current_user().await.map_err(|_| AuthError::LoaderFailed)? else {
+        let Some(user) = self
+            .current_user()
+            .await
+            .map_err(|_| AuthError::LoaderFailed)?
+        else {
             return Ok(Vec::new());
         };
         let user_id = serde_json::to_value(user.id()).map_err(AuthError::UserId)?;
@@ -205,7 +209,11 @@ impl<U: User> Auth<U> {
         let Some(device) = devices.iter().find(|device| device.id == id) else {
             return Ok(false);
         };
-        let Some(user) = self.current_user().await.map_err(|_| AuthError::LoaderFailed)? else {
+        let Some(user) = self
+            .current_user()
+            .await
+            .map_err(|_| AuthError::LoaderFailed)?
+        else {
             return Ok(false);
         };
         let user_id = serde_json::to_value(user.id()).map_err(AuthError::UserId)?;

@@ -122,7 +122,24 @@
 //!    due for renewal, and responses that read it get `Vary: Cookie`.
 //!
 //! Events are logged with `tracing`, target `latch`: logins, logouts,
-//! remembered logins, and (at `debug`) every rejected cookie with the reason.
+//! remembered logins, stolen remember cookies (`warn`), and (at `debug`)
+//! every rejected cookie with the reason.
+//!
+//! # Remember-me
+//!
+//! [`Auth::login_user`] with [`Remember::On`] (30 days) or
+//! [`Remember::Days`] sets a `_remember` cookie that logs the user back in
+//! after the browser closes; such a login is not *fresh*. Two kinds of token:
+//!
+//! - [`StatelessRemember`], the default: Microdot's signed token. No server
+//!   state; a copy works until it expires or the user's `auth_hash` changes.
+//! - [`RevocableRemember`] over a [`RememberStore`]: an opaque
+//!   `selector.validator` that rotates on every use, is revoked by logout,
+//!   gives away a copied cookie (every remembered login of the user is then
+//!   revoked), and lets users list and revoke their remembered devices
+//!   ([`Auth::remembered_devices`], [`Auth::forget_device`]). The stores in
+//!   [`stores`] are behind cargo features: `memory`, `sqlite`, `postgres`,
+//!   `redis`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -162,7 +179,7 @@ pub use remember::{
     DEFAULT_REMEMBER_DAYS, MAX_REMEMBER_DAYS,
 };
 pub use remember_store::{RememberStore, Rotation, StoreError, StoredToken};
-pub use revocable::{Consumed, RevocableRemember, DEFAULT_GRACE};
+pub use revocable::{Consumed, RevocableRemember, Theft, DEFAULT_GRACE};
 pub use require::{RequireLogin, RequireLoginService};
 pub use session::{Session, SessionFuture, SessionService, MAX_COOKIE_LEN};
 pub use session_data::{SessionData, SessionError};

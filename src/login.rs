@@ -499,7 +499,14 @@ impl<U: User> LoginContext<U> {
                 self.delete_remember_cookie();
                 return Resolved::Anonymous;
             }
-            Err(()) => return Resolved::Failed,
+            Err(()) => {
+                // The token has been rotated: the browser must get the new
+                // one, or its next request would look like a copied cookie.
+                if let Some(replacement) = &redeemed.replacement {
+                    self.set_remember_cookie(replacement, redeemed.days);
+                }
+                return Resolved::Failed;
+            }
         };
         let auth = fingerprint::fingerprint(self.keys().current(), user.auth_hash());
         self.inner.session.set_login(redeemed.user_id, auth, false);

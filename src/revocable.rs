@@ -6,13 +6,15 @@ use base64::Engine as _;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 use crate::device;
 use crate::fingerprint;
 use crate::key::KeyRing;
-use crate::remember::{RememberError, RememberGrant, RememberTokens, RememberedDevice, Redeemed};
+use crate::remember::{Redeemed, RememberError, RememberGrant, RememberTokens, RememberedDevice};
 use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
 
 /// How many random bytes a selector and a validator each have (128 bits).
@@ -59,10 +61,34 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// let login = Login::new(load).remember_tokens(tokens);
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RevocableRemember<S> {
     store: S,
     grace: u64,
+    on_theft: Option<TheftHook>,
+}
+
+type TheftHook = Arc<dyn Fn(Theft) -> BoxFuture<'static, ()> + Send + Sync>;
+
+impl<S: std::fmt::Debug> std::fmt::Debug for RevocableRemember<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocableRemember")
+            .field("store", &self.store)
+            .field("grace", &Duration::from_secs(self.grace))
+            .field("on_theft", &self.on_theft.is_some())
+            .finish()
+    }
+}
+
+/// A stolen remember cookie, as [`RevocableRemember::on_theft`] hears of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Theft {
+    /// The user whose cookie was copied.
+    pub user_id: Value,
+    /// The series of the copied token (a [`RememberedDevice::id`]).
+    pub series: String,
+    /// The device the token was issued to, like `Firefox on Linux`.
+    pub device: String,
 }
 
 impl<S: RememberStore> RevocableRemember<S> {
@@ -72,12 +98,43 @@ impl<S: RememberStore> RevocableRemember<S> {
         Self {
             store,
             grace: DEFAULT_GRACE.as_secs(),
+            on_theft: None,
         }
     }
 
+    /// Calls `hook` when a copied cookie is detected, after every remember
+    /// token of the user has been revoked.
+    ///
+    /// Revoking the tokens does not end the sessions already made from them,
+    /// and the thief may have used the cookie first: sessions live in signed
+    /// cookies, and only a change of the user's
+    /// [`auth_hash`](crate::User::auth_hash) ends them. Change it here (bump
+    /// a session version, say) to log the user out everywhere, thief
+    /// included; the user then logs in again with a password.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use latch::{stores::MemoryStore, RevocableRemember, Theft};
+    ///
+    /// let tokens = RevocableRemember::new(MemoryStore::new()).on_theft(|theft: Theft| async move {
+    ///     // UPDATE users SET session_version = session_version + 1 WHERE id = theft.user_id
+    ///     eprintln!("remember cookie of {} copied ({})", theft.user_id, theft.device);
+    /// });
+    /// # }
+    /// ```
+    pub fn on_theft<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Theft) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_theft = Some(Arc::new(move |theft| Box::pin(hook(theft))));
+        self
+    }
+
     /// How long the validator replaced most recently keeps working (whole
-    /// seconds; default 5). `Duration::ZERO` turns the window off, which
-    /// makes parallel requests after a browser restart look like theft.
+    /// seconds, rounded down; default 5). `Duration::ZERO` turns the window
+    /// off, which makes parallel requests after a browser restart look like
+    /// theft.
     pub fn grace(mut self, window: Duration) -> Self {
         self.grace = window.as_secs();
         self
@@ -142,9 +199,13 @@ impl<S: RememberStore> RevocableRemember<S> {
         let previous = stored
             .previous_hash
             .is_some_and(|previous| bool::from(previous.ct_eq(presented)));
-        let in_grace = stored
-            .rotated_at
-            .is_some_and(|at| now <= at.saturating_add(self.grace));
+        // Times are whole seconds: a window of N seconds lets through
+        // requests up to the end of the Nth second after the rotation, and
+        // a window of 0 none at all.
+        let in_grace = self.grace > 0
+            && stored
+                .rotated_at
+                .is_some_and(|at| now <= at.saturating_add(self.grace));
         if previous && in_grace {
             return Ok(Consumed::Grace(Box::new(stored)));
         }
@@ -156,6 +217,21 @@ impl<S: RememberStore> RevocableRemember<S> {
             revoked,
             "remember token used again after rotation: the cookie was copied; all of the user's remembered logins revoked"
         );
+        if let Some(hook) = &self.on_theft {
+            match serde_json::from_str(&stored.user_id) {
+                Ok(user_id) => {
+                    hook(Theft {
+                        user_id,
+                        series: stored.series.clone(),
+                        device: stored.device.clone(),
+                    })
+                    .await
+                }
+                Err(error) => {
+                    tracing::error!(target: "latch", %error, "stored user id is not JSON: on_theft not called")
+                }
+            }
+        }
         Ok(Consumed::Theft(Box::new(stored)))
     }
 
@@ -415,6 +491,49 @@ mod tests {
         for token in bad {
             assert!(parse(&token).is_none(), "{token:?}");
         }
+    }
+
+    #[cfg(feature = "memory")]
+    #[tokio::test]
+    async fn theft_calls_the_hook_once_with_the_user_and_device() {
+        use crate::stores::MemoryStore;
+        use crate::{KeyRing, SecretKey};
+
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tokens = RevocableRemember::new(MemoryStore::new())
+            .grace(Duration::ZERO)
+            .on_theft({
+                let heard = heard.clone();
+                move |theft: Theft| {
+                    heard.lock().unwrap().push(theft);
+                    std::future::ready(())
+                }
+            });
+        let keys = KeyRing::new(SecretKey::new([7u8; 32]).unwrap());
+        let user_id = serde_json::json!("user001");
+        let grant = RememberGrant {
+            keys: &keys,
+            user_id: &user_id,
+            fingerprint: "fp",
+            days: 30,
+            now: 1_000,
+            user_agent: Some("curl/8.5.0"),
+        };
+        let first = tokens.issue(grant).await.unwrap();
+        assert!(matches!(
+            tokens.consume(&first, 1_000).await.unwrap(),
+            Consumed::Rotated { .. }
+        ));
+        assert!(heard.lock().unwrap().is_empty());
+        let Consumed::Theft(stored) = tokens.consume(&first, 1_001).await.unwrap() else {
+            panic!("a rotated-away validator is theft");
+        };
+        let heard = heard.lock().unwrap();
+        assert_eq!(heard.len(), 1);
+        assert_eq!(heard[0].user_id, user_id);
+        assert_eq!(heard[0].series, stored.series);
+        assert_eq!(heard[0].device, "curl");
+        assert!(tokens.store().is_empty());
     }
 
     #[test]
