@@ -108,8 +108,10 @@ pub trait RememberStore: Send + Sync + 'static {
     /// hash becomes `previous_hash`, and `rotated_at`, `last_used_at` and
     /// `expires_at` are updated. Returns whether it swapped. Of many
     /// concurrent rotations from the same validator, exactly one swaps.
-    fn rotate(&self, rotation: &Rotation<'_>)
-        -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn rotate(
+        &self,
+        rotation: &Rotation<'_>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Deletes the token with this selector. Returns whether there was one.
     fn revoke(&self, selector: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;

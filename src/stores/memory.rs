@@ -108,7 +108,9 @@ impl RememberStore for MemoryStore {
                 .find(|selector| tokens.by_selector[*selector].series == series)
                 .cloned()
         });
-        Ok(found.and_then(|selector| tokens.remove(&selector)).is_some())
+        Ok(found
+            .and_then(|selector| tokens.remove(&selector))
+            .is_some())
     }
 
     async fn revoke_user(&self, user_id: &str) -> Result<u64, StoreError> {
