@@ -94,7 +94,8 @@ impl StoreError {
 /// (Redis does, by key TTL); a token past its `expires_at` is refused by
 /// latch whether or not it is still stored.
 pub trait RememberStore: Send + Sync + 'static {
-    /// Stores a newly issued token. Its selector and series are new.
+    /// Stores a newly issued token. Its selector and series are new (random);
+    /// a store may refuse a series already in use.
     fn issue(&self, token: &StoredToken) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The token with this selector, if stored.

@@ -1,0 +1,866 @@
+//! Remember-me stores in SQLite and PostgreSQL, through `sqlx`: one table,
+//! `latch_remember_tokens`, that each store's `migrate` creates.
+
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
+
+// ---------------------------------------------------------------------------
+// SQL, shared by both databases (SQLite takes `$1`-style placeholders too)
+// ---------------------------------------------------------------------------
+
+/// The schema, in the order `migrate` runs it. The databases differ only in
+/// their names for bytes and 64-bit integers, and in how the selector
+/// compares (byte order, so that ties in `list` break as in `MemoryStore`).
+#[rustfmt::skip]
+macro_rules! schema {
+    (bytes = $bytes:literal, integer = $integer:literal, key = $key:literal) => {
+        [
+            concat!(
+                "CREATE TABLE IF NOT EXISTS latch_remember_tokens (",
+                    "selector ",       $key,     " NOT NULL PRIMARY KEY, ",
+                    "validator_hash ", $bytes,   " NOT NULL, ",
+                    "previous_hash ",  $bytes,   ", ",
+                    "rotated_at ",     $integer, ", ",
+                    "user_id TEXT NOT NULL, ",
+                    "fingerprint TEXT NOT NULL, ",
+                    "series TEXT NOT NULL UNIQUE, ",
+                    "days ",           $integer, " NOT NULL, ",
+                    "created_at ",     $integer, " NOT NULL, ",
+                    "last_used_at ",   $integer, " NOT NULL, ",
+                    "expires_at ",     $integer, " NOT NULL, ",
+                    "device TEXT NOT NULL",
+                ")"
+            ),
+            "CREATE INDEX IF NOT EXISTS latch_remember_tokens_user_id \
+             ON latch_remember_tokens (user_id)",
+            "CREATE INDEX IF NOT EXISTS latch_remember_tokens_expires_at \
+             ON latch_remember_tokens (expires_at)",
+        ]
+    };
+}
+
+#[cfg(feature = "sqlite")]
+const SQLITE_SCHEMA: [&str; 3] = schema!(bytes = "BLOB", integer = "INTEGER", key = "TEXT");
+
+#[cfg(feature = "postgres")]
+const POSTGRES_SCHEMA: [&str; 3] = schema!(
+    bytes = "BYTEA",
+    integer = "BIGINT",
+    key = "TEXT COLLATE \"C\""
+);
+
+/// Every column, in the order `decode` reads and `ISSUE` binds them.
+macro_rules! columns {
+    () => {
+        "selector, validator_hash, previous_hash, rotated_at, user_id, fingerprint, \
+         series, days, created_at, last_used_at, expires_at, device"
+    };
+}
+
+/// A new token, or a replacement of the token with the same selector (as
+/// `MemoryStore::issue` does). A series that another token has is an error.
+const ISSUE: &str = concat!(
+    "INSERT INTO latch_remember_tokens (",
+    columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     ON CONFLICT (selector) DO UPDATE SET \
+     validator_hash = excluded.validator_hash, previous_hash = excluded.previous_hash, \
+     rotated_at = excluded.rotated_at, user_id = excluded.user_id, \
+     fingerprint = excluded.fingerprint, series = excluded.series, days = excluded.days, \
+     created_at = excluded.created_at, last_used_at = excluded.last_used_at, \
+     expires_at = excluded.expires_at, device = excluded.device"
+);
+
+const FIND: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM latch_remember_tokens WHERE selector = $1"
+);
+
+/// The compare-and-swap, in one statement: of concurrent rotations from the
+/// same hash, the first to update the row changes `validator_hash`, and the
+/// others then no longer match the `WHERE`.
+const ROTATE: &str = "UPDATE latch_remember_tokens \
+     SET previous_hash = validator_hash, validator_hash = $3, \
+     rotated_at = $4, last_used_at = $4, expires_at = $5 \
+     WHERE selector = $1 AND validator_hash = $2";
+
+const REVOKE: &str = "DELETE FROM latch_remember_tokens WHERE selector = $1";
+
+const REVOKE_SERIES: &str = "DELETE FROM latch_remember_tokens WHERE user_id = $1 AND series = $2";
+
+const REVOKE_USER: &str = "DELETE FROM latch_remember_tokens WHERE user_id = $1";
+
+/// Most recently used first; ties by selector, as `MemoryStore` orders them.
+const LIST: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM latch_remember_tokens WHERE user_id = $1 ORDER BY last_used_at DESC, selector"
+);
+
+const PURGE_EXPIRED: &str = "DELETE FROM latch_remember_tokens WHERE expires_at <= $1";
+
+// ---------------------------------------------------------------------------
+// Rows and values
+// ---------------------------------------------------------------------------
+
+/// A row of `FIND` or `LIST` as a token. A value out of range (a hash that
+/// is not 32 bytes, a negative time) is an error.
+fn decode<'r, R>(row: &'r R) -> Result<StoredToken, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    &'r [u8]: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let hash = |name: &'static str| to_hash(column(row, name)?, name);
+    let time = |name: &'static str| from_db(column(row, name)?, name);
+    Ok(StoredToken {
+        selector: column(row, "selector")?,
+        validator_hash: hash("validator_hash")?,
+        previous_hash: column::<_, Option<&[u8]>>(row, "previous_hash")?
+            .map(|bytes| to_hash(bytes, "previous_hash"))
+            .transpose()?,
+        rotated_at: column::<_, Option<i64>>(row, "rotated_at")?
+            .map(|at| from_db(at, "rotated_at"))
+            .transpose()?,
+        user_id: column(row, "user_id")?,
+        fingerprint: column(row, "fingerprint")?,
+        series: column(row, "series")?,
+        days: from_db(column(row, "days")?, "days")?,
+        created_at: time("created_at")?,
+        last_used_at: time("last_used_at")?,
+        expires_at: time("expires_at")?,
+        device: column(row, "device")?,
+    })
+}
+
+fn column<'r, R, T>(row: &'r R, name: &'static str) -> Result<T, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get(name).map_err(StoreError::new)
+}
+
+fn to_hash(bytes: &[u8], name: &str) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| {
+        StoreError::new(format!(
+            "latch_remember_tokens.{name} holds {} bytes, not 32",
+            bytes.len()
+        ))
+    })
+}
+
+fn from_db<T: TryFrom<i64>>(value: i64, name: &str) -> Result<T, StoreError> {
+    T::try_from(value).map_err(|_| {
+        StoreError::new(format!(
+            "latch_remember_tokens.{name} holds {value}, which is out of range"
+        ))
+    })
+}
+
+/// A time for a 64-bit signed column. Real times are far below `i64::MAX`;
+/// one above it is refused rather than wrapped or clamped.
+fn to_db(value: u64, name: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| {
+        StoreError::new(format!(
+            "{name} {value} does not fit in latch_remember_tokens (at most i64::MAX)"
+        ))
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The stores
+// ---------------------------------------------------------------------------
+
+/// The store type over a `sqlx` pool, its `new` and its [`RememberStore`]
+/// impl; `migrate` is written for each database.
+macro_rules! sql_store {
+    ($(#[$doc:meta])* $name:ident($pool:ty)) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            pool: $pool,
+        }
+
+        impl $name {
+            /// A store on `pool`; clones share it. Call
+            /// [`migrate`](Self::migrate) once at start-up, before the
+            /// store is used.
+            pub fn new(pool: $pool) -> Self {
+                Self { pool }
+            }
+        }
+
+        impl RememberStore for $name {
+            async fn issue(&self, token: &StoredToken) -> Result<(), StoreError> {
+                sqlx::query(ISSUE)
+                    .bind(&token.selector)
+                    .bind(&token.validator_hash[..])
+                    .bind(token.previous_hash.as_ref().map(|hash| &hash[..]))
+                    .bind(token.rotated_at.map(|at| to_db(at, "rotated_at")).transpose()?)
+                    .bind(&token.user_id)
+                    .bind(&token.fingerprint)
+                    .bind(&token.series)
+                    .bind(i64::from(token.days))
+                    .bind(to_db(token.created_at, "created_at")?)
+                    .bind(to_db(token.last_used_at, "last_used_at")?)
+                    .bind(to_db(token.expires_at, "expires_at")?)
+                    .bind(&token.device)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::new)?;
+                Ok(())
+            }
+
+            async fn find(&self, selector: &str) -> Result<Option<StoredToken>, StoreError> {
+                let row = sqlx::query(FIND)
+                    .bind(selector)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(StoreError::new)?;
+                row.as_ref().map(|row| decode(row)).transpose()
+            }
+
+            async fn rotate(&self, rotation: &Rotation<'_>) -> Result<bool, StoreError> {
+                let done = sqlx::query(ROTATE)
+                    .bind(rotation.selector)
+                    .bind(&rotation.expected[..])
+                    .bind(&rotation.replacement[..])
+                    .bind(to_db(rotation.now, "now")?)
+                    .bind(to_db(rotation.expires_at, "expires_at")?)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::new)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn revoke(&self, selector: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query(REVOKE)
+                    .bind(selector)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::new)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn revoke_series(&self, user_id: &str, series: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query(REVOKE_SERIES)
+                    .bind(user_id)
+                    .bind(series)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::new)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn revoke_user(&self, user_id: &str) -> Result<u64, StoreError> {
+                let done = sqlx::query(REVOKE_USER)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::new)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn list(&self, user_id: &str) -> Result<Vec<StoredToken>, StoreError> {
+                let rows = sqlx::query(LIST)
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(StoreError::new)?;
+                rows.iter().map(|row| decode(row)).collect()
+            }
+
+            async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
+                // Every stored time is at most i64::MAX, so clamping `now`
+                // deletes exactly the tokens expired at `now`.
+                let now = i64::try_from(now).unwrap_or(i64::MAX);
+                let done = sqlx::query(PURGE_EXPIRED)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::new)?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+sql_store! {
+    /// Remember-me tokens in SQLite, in the table `latch_remember_tokens`.
+    ///
+    /// ```no_run
+    /// use latch::{stores::SqliteStore, Login, RevocableRemember, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load_user(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::SqlitePool::connect("sqlite://app.db?mode=rwc").await?;
+    /// let store = SqliteStore::new(pool);
+    /// store.migrate().await?;
+    /// let login = Login::new(load_user).remember_tokens(RevocableRemember::new(store));
+    /// # Ok(()) }
+    /// ```
+    SqliteStore(sqlx::SqlitePool)
+}
+
+#[cfg(feature = "sqlite")]
+impl SqliteStore {
+    /// Creates the `latch_remember_tokens` table and its indexes unless they
+    /// exist. It is idempotent (`CREATE ... IF NOT EXISTS`), so the app can
+    /// call it on every start. It does not use sqlx's migrator, whose
+    /// `_sqlx_migrations` table belongs to the app's own migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        // Each statement commits on its own, and SQLite runs writes one at
+        // a time: a process starting alongside sees the other's table.
+        for statement in SQLITE_SCHEMA {
+            sqlx::query(statement)
+                .persistent(false)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::new)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "postgres")]
+sql_store! {
+    /// Remember-me tokens in PostgreSQL, in the table `latch_remember_tokens`
+    /// of the connection's `search_path` (usually `public`).
+    ///
+    /// ```no_run
+    /// use latch::{stores::PostgresStore, Login, RevocableRemember, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load_user(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::PgPool::connect("postgres://app@localhost/app").await?;
+    /// let store = PostgresStore::new(pool);
+    /// store.migrate().await?;
+    /// let login = Login::new(load_user).remember_tokens(RevocableRemember::new(store));
+    /// # Ok(()) }
+    /// ```
+    PostgresStore(sqlx::PgPool)
+}
+
+#[cfg(feature = "postgres")]
+impl PostgresStore {
+    /// Creates the `latch_remember_tokens` table and its indexes unless they
+    /// exist, in one transaction. It is idempotent (`CREATE ... IF NOT
+    /// EXISTS`), so the app can call it on every start, from several
+    /// instances at once. It does not use sqlx's migrator, whose
+    /// `_sqlx_migrations` table belongs to the app's own migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
+        // Two concurrent `CREATE TABLE IF NOT EXISTS` can both find no table
+        // and one then fails on a catalog constraint: take turns. And no
+        // "already exists, skipping" notice in the logs on every start.
+        let setup = [
+            "SELECT pg_advisory_xact_lock(hashtext('latch_remember_tokens'))",
+            "SET LOCAL client_min_messages = warning",
+        ];
+        for statement in setup.into_iter().chain(POSTGRES_SCHEMA) {
+            sqlx::query(statement)
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::new)?;
+        }
+        tx.commit().await.map_err(StoreError::new)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tests: SQL matters and a round trip; tests/remember_store.rs has the
+// contract every store keeps.
+// ---------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::future::BoxFuture;
+    use futures_util::FutureExt as _;
+    use std::future::Future;
+    use std::panic::AssertUnwindSafe;
+    use std::sync::Arc;
+
+    const DAY: u64 = 24 * 60 * 60;
+    const NOW: u64 = 1_750_000_000;
+
+    /// A migrated store, its pool (for raw SQL), and what tidies up after.
+    struct Fixture<S, P> {
+        store: S,
+        pool: P,
+        cleanup: BoxFuture<'static, ()>,
+    }
+
+    /// Runs `test` on the fixture (`None`: skipped), then cleans up, whether
+    /// the test passed or panicked.
+    async fn run<S, P, F, Fut>(fixture: Option<Fixture<S, P>>, test: F)
+    where
+        F: FnOnce(S, P) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let Some(Fixture {
+            store,
+            pool,
+            cleanup,
+        }) = fixture
+        else {
+            return;
+        };
+        let outcome = AssertUnwindSafe(test(store, pool)).catch_unwind().await;
+        cleanup.await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    fn token(user_id: &str, selector: &str, last_used_at: u64) -> StoredToken {
+        StoredToken {
+            selector: selector.to_owned(),
+            validator_hash: [1; 32],
+            previous_hash: None,
+            rotated_at: None,
+            user_id: user_id.to_owned(),
+            fingerprint: "fp".to_owned(),
+            series: format!("series-{selector}"),
+            days: 30,
+            created_at: NOW,
+            last_used_at,
+            expires_at: last_used_at + 30 * DAY,
+            device: "Firefox on Linux".to_owned(),
+        }
+    }
+
+    fn selectors(tokens: &[StoredToken]) -> Vec<&str> {
+        tokens.iter().map(|t| t.selector.as_str()).collect()
+    }
+
+    /// The tests, once per database; `open` and `open_concurrent` (a pool
+    /// of several connections) make a fixture of a new, migrated database.
+    macro_rules! sql_tests {
+        () => {
+            #[tokio::test]
+            async fn migrate_again_keeps_the_table_and_its_tokens() {
+                run(open().await, |store, _| async move {
+                    let stored = token(r#""user001""#, "sel-a", NOW);
+                    store.issue(&stored).await.unwrap();
+                    store.migrate().await.expect("a second migrate");
+                    store.migrate().await.expect("a third migrate");
+                    assert_eq!(store.find("sel-a").await.unwrap(), Some(stored));
+                })
+                .await;
+            }
+
+            #[tokio::test]
+            async fn every_field_round_trips_and_issue_replaces_a_selector() {
+                run(open().await, |store, _| async move {
+                    let full = StoredToken {
+                        selector: "sel-full".to_owned(),
+                        validator_hash: [0xfe; 32],
+                        previous_hash: Some([0; 32]),
+                        rotated_at: Some(NOW + 1),
+                        user_id: "42".to_owned(),
+                        fingerprint: "AAECAwQFBgcICQoLDA0ODw".to_owned(),
+                        series: "series-full".to_owned(),
+                        days: u32::MAX,
+                        created_at: 0,
+                        last_used_at: NOW + 1,
+                        expires_at: i64::MAX as u64,
+                        device: "Safari on iPhone — ünïcode ✓".to_owned(),
+                    };
+                    let bare = token(r#""user001""#, "sel-bare", NOW);
+                    store.issue(&full).await.unwrap();
+                    store.issue(&bare).await.unwrap();
+                    assert_eq!(store.find("sel-full").await.unwrap(), Some(full.clone()));
+                    assert_eq!(store.find("sel-bare").await.unwrap(), Some(bare.clone()));
+                    assert_eq!(store.find("sel-none").await.unwrap(), None);
+                    assert_eq!(store.list("42").await.unwrap(), vec![full.clone()]);
+
+                    // Issuing a selector again replaces its token, as in memory.
+                    let again = StoredToken {
+                        user_id: "43".to_owned(),
+                        validator_hash: [7; 32],
+                        previous_hash: None,
+                        rotated_at: None,
+                        ..full.clone()
+                    };
+                    store.issue(&again).await.unwrap();
+                    assert_eq!(store.find("sel-full").await.unwrap(), Some(again.clone()));
+                    assert_eq!(store.list("42").await.unwrap(), vec![]);
+                    assert_eq!(store.list("43").await.unwrap(), vec![again]);
+                })
+                .await;
+            }
+
+            #[tokio::test]
+            async fn times_beyond_i64_are_refused_not_wrapped() {
+                run(open().await, |store, _| async move {
+                    let mut huge = token(r#""user001""#, "sel-huge", NOW);
+                    huge.expires_at = u64::MAX;
+                    assert!(store.issue(&huge).await.is_err());
+                    huge.expires_at = NOW;
+                    huge.rotated_at = Some(i64::MAX as u64 + 1);
+                    assert!(store.issue(&huge).await.is_err());
+                    assert_eq!(store.find("sel-huge").await.unwrap(), None);
+
+                    let stored = token(r#""user001""#, "sel-a", NOW);
+                    store.issue(&stored).await.unwrap();
+                    let rotation = Rotation {
+                        selector: "sel-a",
+                        expected: &stored.validator_hash,
+                        replacement: &[2; 32],
+                        now: u64::MAX,
+                        expires_at: NOW,
+                    };
+                    assert!(store.rotate(&rotation).await.is_err());
+                    assert_eq!(store.find("sel-a").await.unwrap(), Some(stored));
+
+                    // `now` past i64::MAX purges everything, as it should.
+                    assert_eq!(store.purge_expired(u64::MAX).await.unwrap(), 1);
+                })
+                .await;
+            }
+
+            #[tokio::test]
+            async fn rotate_is_a_compare_and_swap() {
+                run(open().await, |store, _| async move {
+                    let stored = token(r#""user001""#, "sel-a", NOW);
+                    store.issue(&stored).await.unwrap();
+                    let rotation = |selector, expected| Rotation {
+                        selector,
+                        expected,
+                        replacement: &[2; 32],
+                        now: NOW + 60,
+                        expires_at: NOW + 60 + DAY,
+                    };
+                    assert!(!store.rotate(&rotation("sel-a", &[9; 32])).await.unwrap());
+                    assert!(!store.rotate(&rotation("sel-x", &[1; 32])).await.unwrap());
+                    assert_eq!(store.find("sel-a").await.unwrap().as_ref(), Some(&stored));
+
+                    assert!(store.rotate(&rotation("sel-a", &[1; 32])).await.unwrap());
+                    let rotated = StoredToken {
+                        validator_hash: [2; 32],
+                        previous_hash: Some([1; 32]),
+                        rotated_at: Some(NOW + 60),
+                        last_used_at: NOW + 60,
+                        expires_at: NOW + 60 + DAY,
+                        ..stored
+                    };
+                    assert_eq!(store.find("sel-a").await.unwrap(), Some(rotated.clone()));
+                    // The old hash no longer swaps.
+                    assert!(!store.rotate(&rotation("sel-a", &[1; 32])).await.unwrap());
+                    assert_eq!(store.find("sel-a").await.unwrap(), Some(rotated));
+                })
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_rotations_swap_exactly_once() {
+                run(open_concurrent().await, |store, _| async move {
+                    let stored = token(r#""user001""#, "sel-a", NOW);
+                    store.issue(&stored).await.unwrap();
+                    let barrier = Arc::new(tokio::sync::Barrier::new(100));
+                    let tasks: Vec<_> = (0..100u8)
+                        .map(|i| {
+                            let store = store.clone();
+                            let barrier = barrier.clone();
+                            tokio::spawn(async move {
+                                barrier.wait().await;
+                                let rotation = Rotation {
+                                    selector: "sel-a",
+                                    expected: &[1; 32],
+                                    replacement: &[i; 32],
+                                    now: NOW + 1,
+                                    expires_at: NOW + DAY,
+                                };
+                                (i, store.rotate(&rotation).await)
+                            })
+                        })
+                        .collect();
+                    let mut swapped = Vec::new();
+                    for task in tasks {
+                        let (i, result) = task.await.unwrap();
+                        if result.expect("a concurrent rotation failed") {
+                            swapped.push(i);
+                        }
+                    }
+                    assert_eq!(swapped.len(), 1, "exactly one swap: {swapped:?}");
+                    let after = store.find("sel-a").await.unwrap().unwrap();
+                    assert_eq!(after.validator_hash, [swapped[0]; 32]);
+                    assert_eq!(after.previous_hash, Some([1; 32]));
+                })
+                .await;
+            }
+
+            #[tokio::test]
+            async fn list_orders_and_deletes_match_only_their_rows() {
+                run(open().await, |store, _| async move {
+                    let susan = r#""user001""#;
+                    let david = r#""user002""#;
+                    // Ties in last_used_at go by selector, in byte order.
+                    for stored in [
+                        token(susan, "sel-b", NOW + 10),
+                        token(susan, "sel-a", NOW + 30),
+                        token(susan, "sel-c", NOW + 10),
+                        token(susan, "sel-B", NOW + 10),
+                        token(david, "sel-d", NOW + 20),
+                    ] {
+                        store.issue(&stored).await.unwrap();
+                    }
+                    let listed = store.list(susan).await.unwrap();
+                    assert_eq!(selectors(&listed), ["sel-a", "sel-B", "sel-b", "sel-c"]);
+                    assert_eq!(store.list("nobody").await.unwrap(), vec![]);
+
+                    assert!(store.revoke("sel-c").await.unwrap());
+                    assert!(!store.revoke("sel-c").await.unwrap());
+                    assert!(!store.revoke_series(david, "series-sel-b").await.unwrap());
+                    assert!(!store.revoke_series(susan, "series-sel-d").await.unwrap());
+                    assert!(store.revoke_series(susan, "series-sel-b").await.unwrap());
+                    assert!(!store.revoke_series(susan, "series-sel-b").await.unwrap());
+                    assert_eq!(selectors(&store.list(susan).await.unwrap()), ["sel-a", "sel-B"]);
+
+                    // Expiry: NOW + 10 + 30 days for sel-B, + 30 for sel-a.
+                    let expiry_b = NOW + 10 + 30 * DAY;
+                    assert_eq!(store.purge_expired(expiry_b - 1).await.unwrap(), 0);
+                    assert_eq!(store.purge_expired(expiry_b).await.unwrap(), 1);
+                    assert_eq!(store.find("sel-B").await.unwrap(), None);
+                    assert_eq!(selectors(&store.list(susan).await.unwrap()), ["sel-a"]);
+
+                    assert_eq!(store.revoke_user(susan).await.unwrap(), 1);
+                    assert_eq!(store.revoke_user(susan).await.unwrap(), 0);
+                    assert_eq!(selectors(&store.list(david).await.unwrap()), ["sel-d"]);
+                })
+                .await;
+            }
+
+            /// Instances starting at once all migrate.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_migrations_all_succeed() {
+                run(open_concurrent().await, |store, pool| async move {
+                    sqlx::query("DROP TABLE latch_remember_tokens")
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                    let tasks: Vec<_> = (0..8)
+                        .map(|_| {
+                            let store = store.clone();
+                            tokio::spawn(async move { store.migrate().await })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap().expect("a concurrent migrate");
+                    }
+                    let stored = token(r#""user001""#, "sel-a", NOW);
+                    store.issue(&stored).await.unwrap();
+                    assert_eq!(store.find("sel-a").await.unwrap(), Some(stored));
+                })
+                .await;
+            }
+
+            #[tokio::test]
+            async fn corrupted_rows_are_errors_not_panics() {
+                run(open().await, |store, pool| async move {
+                    let susan = r#""user001""#;
+                    store.issue(&token(susan, "sel-a", NOW)).await.unwrap();
+                    store.issue(&token(susan, "sel-b", NOW)).await.unwrap();
+                    let set_bytes = |column: &str, bytes: Option<Vec<u8>>| {
+                        let sql = format!(
+                            "UPDATE latch_remember_tokens SET {column} = $1 WHERE selector = 'sel-a'"
+                        );
+                        let pool = pool.clone();
+                        async move { sqlx::query(&sql).bind(bytes).execute(&pool).await.unwrap() }
+                    };
+                    let set_integer = |column: &str, value: i64| {
+                        let sql = format!(
+                            "UPDATE latch_remember_tokens SET {column} = $1 WHERE selector = 'sel-a'"
+                        );
+                        let pool = pool.clone();
+                        async move { sqlx::query(&sql).bind(value).execute(&pool).await.unwrap() }
+                    };
+                    let assert_corrupt = |what: &'static str| {
+                        let store = store.clone();
+                        async move {
+                            assert!(store.find("sel-a").await.is_err(), "find with {what}");
+                            assert!(store.list(susan).await.is_err(), "list with {what}");
+                            assert!(store.find("sel-b").await.unwrap().is_some());
+                        }
+                    };
+
+                    set_bytes("validator_hash", Some(vec![1; 31])).await;
+                    assert_corrupt("a 31-byte validator_hash").await;
+                    set_bytes("validator_hash", Some(vec![])).await;
+                    assert_corrupt("an empty validator_hash").await;
+                    set_bytes("validator_hash", Some(vec![1; 32])).await;
+                    set_bytes("previous_hash", Some(vec![1; 33])).await;
+                    assert_corrupt("a 33-byte previous_hash").await;
+                    set_bytes("previous_hash", None).await;
+                    assert!(store.find("sel-a").await.unwrap().is_some());
+
+                    set_integer("created_at", -1).await;
+                    assert_corrupt("a negative created_at").await;
+                    set_integer("created_at", 0).await;
+                    set_integer("rotated_at", -5).await;
+                    assert_corrupt("a negative rotated_at").await;
+                    set_integer("rotated_at", 0).await;
+                    set_integer("days", i64::from(u32::MAX) + 1).await;
+                    assert_corrupt("days past u32::MAX").await;
+
+                    // What needs no decoding still works on a corrupted row.
+                    assert!(store.revoke("sel-a").await.unwrap());
+                    assert_eq!(store.list(susan).await.unwrap().len(), 1);
+                })
+                .await;
+            }
+        };
+    }
+
+    #[cfg(feature = "sqlite")]
+    mod sqlite {
+        use super::*;
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+        use sqlx::SqlitePool;
+
+        /// An in-memory database. Every connection to `sqlite::memory:` is a
+        /// database of its own, so the pool has one connection, kept open.
+        async fn open() -> Option<Fixture<SqliteStore, SqlitePool>> {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect("sqlite::memory:")
+                .await
+                .expect("an in-memory SQLite database");
+            Some(migrated(pool, None).await)
+        }
+
+        /// A database file in WAL mode behind four connections, so that
+        /// concurrent statements really overlap.
+        async fn open_concurrent() -> Option<Fixture<SqliteStore, SqlitePool>> {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let options = SqliteConnectOptions::new()
+                .filename(dir.path().join("remember.db"))
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options)
+                .await
+                .expect("a SQLite database file");
+            Some(migrated(pool, Some(dir)).await)
+        }
+
+        async fn migrated(
+            pool: SqlitePool,
+            dir: Option<tempfile::TempDir>,
+        ) -> Fixture<SqliteStore, SqlitePool> {
+            let store = SqliteStore::new(pool.clone());
+            store.migrate().await.expect("SqliteStore::migrate");
+            let cleanup = {
+                let pool = pool.clone();
+                Box::pin(async move {
+                    pool.close().await;
+                    drop(dir);
+                })
+            };
+            Fixture {
+                store,
+                pool,
+                cleanup,
+            }
+        }
+
+        sql_tests!();
+    }
+
+    #[cfg(feature = "postgres")]
+    mod postgres {
+        use super::*;
+        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+        use sqlx::PgPool;
+        use std::time::Duration;
+
+        /// A new schema `latch_test_<hex>` of the database at
+        /// `TEST_POSTGRES_URL`, dropped at the end; `None` when it is unset.
+        async fn open_with(connections: u32) -> Option<Fixture<PostgresStore, PgPool>> {
+            let url = match std::env::var("TEST_POSTGRES_URL") {
+                Ok(url) if !url.trim().is_empty() => url,
+                _ => {
+                    eprintln!("note: TEST_POSTGRES_URL is not set; skipping this PostgreSQL test");
+                    return None;
+                }
+            };
+            let options: PgConnectOptions = url
+                .parse()
+                .unwrap_or_else(|e| panic!("TEST_POSTGRES_URL={url:?} is not a URL: {e}"));
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options.clone())
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "TEST_POSTGRES_URL={url:?} is set, but PostgreSQL cannot be reached: {e}"
+                    )
+                });
+            let mut random = [0u8; 8];
+            getrandom::fill(&mut random).expect("random bytes");
+            let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+            let schema = format!("latch_test_{hex}");
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("CREATE SCHEMA {schema}: {e}"));
+            let pool = PgPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options.options([("search_path", schema.as_str())]))
+                .await
+                .unwrap_or_else(|e| panic!("connect with search_path {schema}: {e}"));
+            let store = PostgresStore::new(pool.clone());
+            let migrated = store.migrate().await;
+            let cleanup: BoxFuture<'static, ()> = {
+                let pool = pool.clone();
+                Box::pin(async move {
+                    pool.close().await;
+                    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                        .execute(&admin)
+                        .await
+                        .unwrap_or_else(|e| panic!("DROP SCHEMA {schema}: {e}"));
+                    admin.close().await;
+                })
+            };
+            if let Err(error) = migrated {
+                cleanup.await;
+                panic!("PostgresStore::migrate: {error}");
+            }
+            Some(Fixture {
+                store,
+                pool,
+                cleanup,
+            })
+        }
+
+        async fn open() -> Option<Fixture<PostgresStore, PgPool>> {
+            open_with(2).await
+        }
+
+        async fn open_concurrent() -> Option<Fixture<PostgresStore, PgPool>> {
+            open_with(10).await
+        }
+
+        sql_tests!();
+    }
+}
