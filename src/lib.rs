@@ -156,8 +156,8 @@ mod next;
 mod rejection;
 mod remember;
 mod remember_store;
-mod revocable;
 mod require;
+mod revocable;
 mod session;
 mod session_data;
 pub mod stores;
@@ -175,17 +175,17 @@ pub use next::{is_safe_next, MAX_NEXT_LEN};
 pub use rejection::{LoginRejection, LoginRequired, MissingLayer};
 pub use remember::{
     Redeemed, Remember, RememberError, RememberGrant, RememberTokens, RememberedDevice,
-    StatelessRemember,
-    DEFAULT_REMEMBER_DAYS, MAX_REMEMBER_DAYS,
+    StatelessRemember, DEFAULT_REMEMBER_DAYS, MAX_REMEMBER_DAYS,
 };
 pub use remember_store::{RememberStore, Rotation, StoreError, StoredToken};
-pub use revocable::{Consumed, RevocableRemember, Theft, DEFAULT_GRACE};
 pub use require::{RequireLogin, RequireLoginService};
+pub use revocable::{Consumed, RevocableRemember, Theft, DEFAULT_GRACE};
 pub use session::{Session, SessionFuture, SessionService, MAX_COOKIE_LEN};
 pub use session_data::{SessionData, SessionError};
 pub use user::{BoxError, User, UserLoader};
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doctests (one needs the
+/// `postgres` store).
+#[cfg(all(doctest, feature = "postgres"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

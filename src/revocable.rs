@@ -47,7 +47,10 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// - If the store is down, a remembered login fails closed: the request is
 ///   anonymous and an `error` event is logged; ordinary sessions keep
 ///   working, and [`Auth::login_user`](crate::Auth::login_user) with
-///   remember-me returns an error.
+///   remember-me returns an error. A logout while the store is down deletes
+///   the cookie but cannot revoke the token (an `error` event says so): a
+///   copy of the cookie works again once the store is back, until it is
+///   used after the real one (theft) or expires.
 ///
 /// ```
 /// # #[cfg(feature = "memory")] {

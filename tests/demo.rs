@@ -2,174 +2,11 @@
 //! router on a free port with its own fresh SQLite file, and drives it with
 //! `reqwest` clients that keep cookies as a browser does.
 
-#[path = "../examples/login/app.rs"]
-mod app;
+mod demo_support;
 
-use std::sync::Arc;
-
-use reqwest::cookie::{CookieStore, Jar};
-use reqwest::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
-use reqwest::{redirect, Response, StatusCode, Url};
-use tempfile::TempDir;
-use tokio::task::JoinHandle;
-
-/// The demo, served on 127.0.0.1 on a port of its own.
-struct Demo {
-    base: Url,
-    server: JoinHandle<()>,
-    _dir: TempDir,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-async fn start() -> Demo {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let database_url = format!("sqlite://{}", dir.path().join("users.db").display());
-    let config = app::Config {
-        secret_key: latch::SecretKey::generate().expect("a random key"),
-        database_url,
-    };
-    let router = app::build(config).await.expect("the demo builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let address = listener.local_addr().expect("the port");
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .await
-            .expect("the demo serves");
-    });
-    Demo {
-        base: format!("http://{address}/").parse().expect("a URL"),
-        server,
-        _dir: dir,
-    }
-}
-
-/// A browser: a cookie jar, and redirects left for the test to follow.
-struct Browser {
-    client: reqwest::Client,
-    jar: Arc<Jar>,
-    base: Url,
-}
-
-impl Browser {
-    fn new(demo: &Demo) -> Self {
-        Self::with_jar(demo, Arc::new(Jar::default()))
-    }
-
-    fn with_jar(demo: &Demo, jar: Arc<Jar>) -> Self {
-        let client = reqwest::Client::builder()
-            .cookie_provider(jar.clone())
-            .redirect(redirect::Policy::none())
-            .build()
-            .expect("a client");
-        Self {
-            client,
-            jar,
-            base: demo.base.clone(),
-        }
-    }
-
-    /// The same user's browser after a restart: the session cookie is gone,
-    /// the `_remember` cookie (which has a Max-Age) is still there.
-    fn restarted(&self, demo: &Demo) -> Self {
-        let jar = Arc::new(Jar::default());
-        let remember = self.cookie("_remember").expect("a remember cookie to keep");
-        jar.add_cookie_str(&format!("_remember={remember}; Path=/"), &demo.base);
-        Self::with_jar(demo, jar)
-    }
-
-    fn url(&self, path: &str) -> Url {
-        self.base.join(path).expect("a path")
-    }
-
-    async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("a response")
-    }
-
-    async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> Response {
-        self.client
-            .post(self.url(path))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("a response")
-    }
-
-    async fn login(&self, path: &str, username: &str, password: &str, remember: bool) -> Response {
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("username", username)
-            .append_pair("password", password);
-        if remember {
-            form.append_pair("remember_me", "on");
-        }
-        self.post(path, form.finish()).await
-    }
-
-    /// Logs in and checks that it worked.
-    async fn log_in(&self, username: &str, password: &str, remember: bool) {
-        let response = self.login("/login", username, password, remember).await;
-        assert_redirect(&response, StatusCode::SEE_OTHER, "/");
-    }
-
-    /// The value of a cookie the browser would send to the demo.
-    fn cookie(&self, name: &str) -> Option<String> {
-        let header = self.jar.cookies(&self.base)?;
-        header.to_str().ok()?.split("; ").find_map(|pair| {
-            let (n, v) = pair.split_once('=')?;
-            (n == name).then(|| v.to_owned())
-        })
-    }
-
-    /// Checks that `/` greets `username`.
-    async fn assert_home(&self, username: &str) {
-        let response = self.get("/").await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let body = response.text().await.expect("a body");
-        assert!(body.contains(&format!("Hello, {username}!")), "{body}");
-    }
-
-    /// Checks that `path` sends the browser to log in, coming back to `path`.
-    async fn assert_sent_to_login(&self, path: &str) {
-        let response = self.get(path).await;
-        assert_redirect(&response, StatusCode::FOUND, &format!("/login?next={path}"));
-    }
-}
-
-fn assert_redirect(response: &Response, status: StatusCode, location: &str) {
-    assert_eq!(response.status(), status, "redirect to {location} expected");
-    assert_eq!(
-        response
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok()),
-        Some(location)
-    );
-}
-
-fn set_cookies(response: &Response) -> Vec<String> {
-    response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|value| value.to_str().expect("a text cookie").to_owned())
-        .collect()
-}
-
-async fn text(response: Response) -> (StatusCode, String) {
-    let status = response.status();
-    (status, response.text().await.expect("a body"))
-}
+use demo_support::*;
+use reqwest::header::{CONTENT_TYPE, LOCATION};
+use reqwest::StatusCode;
 
 #[tokio::test]
 async fn anonymous_home_redirects_to_login_with_next() {
@@ -666,4 +503,146 @@ fn a_short_secret_key_is_refused_with_latchs_message() {
     assert_eq!(source, app::KeySource::Generated);
     let (_, source) = app::secret_key_from(Some(&"k".repeat(32))).expect("a key");
     assert_eq!(source, app::KeySource::Environment);
+}
+
+#[tokio::test]
+async fn a_copy_of_the_remember_cookie_stops_working_after_logout() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    browser.log_in("susan", "hello", true).await;
+    let remember = browser.cookie("_remember").expect("a remember cookie");
+    // The cookie is an opaque `selector.validator`, not a readable token.
+    assert_eq!(remember.len(), 45, "{remember}");
+    let copy = Browser::with_remember(&demo, &remember);
+
+    let response = browser.post("/logout", "").await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/");
+    copy.assert_sent_to_login("/").await;
+}
+
+#[tokio::test]
+async fn an_old_copy_replayed_after_the_real_cookie_was_used_revokes_every_remembered_login() {
+    let demo = start_with_grace(std::time::Duration::ZERO).await;
+    let laptop = Browser::new(&demo);
+    laptop.log_in("susan", "hello", true).await;
+    let stolen = laptop.cookie("_remember").expect("a remember cookie");
+    let phone = Browser::new(&demo);
+    phone.log_in("susan", "hello", true).await;
+    let david = Browser::new(&demo);
+    david.log_in("david", "bye", true).await;
+
+    // The real browser restarts and uses its cookie, which rotates it.
+    let restarted = laptop.restarted(&demo);
+    restarted.assert_home("susan").await;
+    let rotated = restarted.cookie("_remember").expect("a rotated cookie");
+    assert_ne!(rotated, stolen);
+
+    // Out of the grace window, the old copy is refused, as theft ...
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    Browser::with_remember(&demo, &stolen)
+        .assert_sent_to_login("/")
+        .await;
+    // ... and every remembered login of susan is revoked, not david's.
+    restarted.restarted(&demo).assert_sent_to_login("/").await;
+    phone.restarted(&demo).assert_sent_to_login("/").await;
+    david.restarted(&demo).assert_home("david").await;
+    // The demo then logs susan out everywhere, since whoever used the copy
+    // first may hold a session made from it; david stays logged in.
+    restarted.assert_sent_to_login("/").await;
+    laptop.assert_sent_to_login("/").await;
+    david.assert_home("david").await;
+}
+
+#[tokio::test]
+async fn a_thief_who_used_the_copy_first_loses_the_session_it_made() {
+    let demo = start_with_grace(std::time::Duration::ZERO).await;
+    let victim = Browser::new(&demo);
+    victim.log_in("susan", "hello", true).await;
+    let copy = victim.cookie("_remember").expect("a remember cookie");
+    // The thief restores a login from the copy first, rotating the token.
+    let thief = Browser::with_remember(&demo, &copy);
+    thief.assert_home("susan").await;
+    // The victim's browser restarts: its cookie was rotated away, so this is theft.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    victim.restarted(&demo).assert_sent_to_login("/").await;
+    // The thief's session ends with every other session of susan.
+    thief.assert_sent_to_login("/").await;
+    thief.restarted(&demo).assert_sent_to_login("/").await;
+}
+
+#[tokio::test]
+async fn the_account_page_lists_remembered_devices_and_forgets_one() {
+    let demo = start().await;
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let safari = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 \
+                  (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+    let laptop = Browser::with_user_agent(&demo, firefox);
+    laptop.log_in("susan", "hello", true).await;
+    let phone = Browser::with_user_agent(&demo, safari);
+    phone.log_in("susan", "hello", true).await;
+    let unremembered = Browser::new(&demo);
+    unremembered.log_in("susan", "hello", false).await;
+
+    let (status, page) = text(laptop.get("/account").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Firefox on Linux"), "{page}");
+    assert!(page.contains("Safari on iPhone"), "{page}");
+    assert_eq!(page.matches("name=\"device\"").count(), 2, "{page}");
+    assert_eq!(page.matches("this browser").count(), 1, "{page}");
+    // The current device is listed first with its mark (most recently used).
+    let current = page.find("this browser").expect("the current device");
+    assert!(page[..current].contains("Firefox on Linux"), "{page}");
+    // The page shows device ids, never the cookies' secrets.
+    let cookie = laptop.cookie("_remember").expect("a remember cookie");
+    let (selector, validator) = cookie.split_once('.').expect("selector.validator");
+    assert!(!page.contains(selector) && !page.contains(validator));
+
+    // Forget the phone: its remember cookie stops working.
+    let phone_id = device_id(&page, "Safari on iPhone");
+    let response = laptop
+        .post("/account/devices/forget", format!("device={phone_id}"))
+        .await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/account");
+    phone.restarted(&demo).assert_sent_to_login("/").await;
+    let (_, page) = text(laptop.get("/account").await).await;
+    assert!(page.contains("That device is forgotten"), "{page}");
+    assert!(!page.contains("Safari on iPhone"), "{page}");
+
+    // An unknown id forgets nothing; a garbled form is a 400, not a 5xx.
+    let response = laptop
+        .post("/account/devices/forget", "device=not-a-device")
+        .await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/account");
+    let (_, page) = text(laptop.get("/account").await).await;
+    assert!(page.contains("already forgotten"), "{page}");
+    assert!(page.contains("Firefox on Linux"), "{page}");
+    let (status, _) = text(
+        laptop
+            .post("/account/devices/forget", "device=a&device=b")
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Forgetting this browser deletes its cookie; it stays logged in until closed.
+    let own_id = device_id(&page, "Firefox on Linux");
+    let response = laptop
+        .post("/account/devices/forget", format!("device={own_id}"))
+        .await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/account");
+    assert_eq!(laptop.cookie("_remember"), None);
+    laptop.assert_home("susan").await;
+}
+
+/// The id in the "forget" form of the device listed as `name`.
+fn device_id(page: &str, name: &str) -> String {
+    let at = page
+        .find(name)
+        .unwrap_or_else(|| panic!("{name} in {page}"));
+    let rest = &page[at..];
+    let value = rest
+        .find("name=\"device\" value=\"")
+        .map(|i| &rest[i + "name=\"device\" value=\"".len()..])
+        .expect("a forget form");
+    value[..value.find('"').expect("a closing quote")].to_owned()
 }

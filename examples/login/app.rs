@@ -1,24 +1,28 @@
-//! The demo app: a SQLite user database, argon2 password hashes, and the
-//! pages of Microdot's login example, plus an account page.
+//! The demo app: a user database (SQLite or PostgreSQL), argon2 password
+//! hashes, revocable remember-me, and the pages of Microdot's login example,
+//! plus an account page.
 //!
 //! `main.rs` reads the environment and serves [`build`]'s router;
 //! `tests/demo.rs` builds the same router and drives it over real HTTP.
 
-use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
+use latch::stores::{PostgresStore, RedisStore, SqliteStore};
 use latch::{
-    is_safe_next, Auth, CurrentUser, FreshUser, KeyError, Login, MaybeUser, Remember, SecretKey,
-    Session, SessionData, User,
+    is_safe_next, Auth, AuthError, CurrentUser, FreshUser, KeyError, Login, MaybeUser, Remember,
+    RememberedDevice, RevocableRemember, SecretKey, Session, SessionData, Theft, User,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::AnyPool;
 use sqlx::Row;
 
 /// Any error of setting the app up.
@@ -37,13 +41,28 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 pub const SEED_USERS: [(&str, &str, &str); 2] =
     [("user001", "susan", "hello"), ("user002", "david", "bye")];
 
+/// The prefix of the demo's keys in Redis.
+pub const DEFAULT_REDIS_PREFIX: &str = "latch-demo:";
+
+/// How often expired remember-me tokens are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
+
 /// What the app needs to start.
 #[derive(Debug)]
 pub struct Config {
     /// Signs the session and remember-me cookies.
     pub secret_key: SecretKey,
-    /// A `sqlite:` URL; the file is created (and seeded) if it is missing.
+    /// A `sqlite:` URL (the file is created if it is missing) or a
+    /// `postgres:` URL. The users table is created and seeded if needed, and
+    /// the remember-me tokens live there too unless `redis_url` is set.
     pub database_url: String,
+    /// A `redis:` URL: the remember-me tokens live there instead.
+    pub redis_url: Option<String>,
+    /// The prefix of the demo's keys in Redis.
+    pub redis_prefix: String,
+    /// How long a rotated remember-me cookie keeps working, for the parallel
+    /// requests of a browser that just restarted.
+    pub remember_grace: Duration,
 }
 
 /// Where the secret key came from.
@@ -67,6 +86,7 @@ pub fn secret_key_from(value: Option<&str>) -> Result<(SecretKey, KeySource), Ke
 /// Opens (creating and seeding, if needed) the database and builds the app.
 pub async fn build(config: Config) -> Result<Router, BoxError> {
     let db = open_database(&config.database_url).await?;
+
     // Logins of unknown usernames check the password against this hash, so
     // that they take as long as logins of real users.
     let dummy_hash = hash_password("not anyone's password".to_owned()).await?;
@@ -78,6 +98,7 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         let db = db.clone();
         async move { user_by_id(&db, &id).await }
     });
+    let login = with_remember_store(login, &config, &state.db).await?;
     let router = Router::new()
         .route("/", get(index))
         .route("/login", get(login_page).post(login_submit))
@@ -89,6 +110,7 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
             "/account/logout-everywhere",
             get(to_account).post(logout_everywhere),
         )
+        .route("/account/devices/forget", post(forget_device))
         .fallback(not_found)
         .with_state(state)
         .layer(login)
@@ -100,7 +122,7 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
 
 #[derive(Clone)]
 struct AppState {
-    db: SqlitePool,
+    db: AnyPool,
     dummy_hash: Arc<str>,
 }
 
@@ -141,31 +163,40 @@ impl User for Account {
     }
 }
 
-async fn open_database(url: &str) -> Result<SqlitePool, BoxError> {
-    if !url.starts_with("sqlite:") {
+async fn open_database(url: &str) -> Result<AnyPool, BoxError> {
+    sqlx::any::install_default_drivers();
+    let sqlite = url.starts_with("sqlite:");
+    if !sqlite && !url.starts_with("postgres:") && !url.starts_with("postgresql:") {
         return Err(format!(
-            "DATABASE_URL must be a SQLite URL such as {DEFAULT_DATABASE_URL:?}, not {url:?}"
+            "DATABASE_URL must be a SQLite URL such as {DEFAULT_DATABASE_URL:?} \
+             or a PostgreSQL URL such as \"postgres://user@localhost/db\", not {url:?}"
         )
         .into());
     }
-    let options = SqliteConnectOptions::from_str(url)
-        .map_err(|error| format!("DATABASE_URL {url:?} is not a SQLite URL such as {DEFAULT_DATABASE_URL:?}: {error}"))?
-        .create_if_missing(true);
-    let db = SqlitePoolOptions::new()
+    if sqlite && !sqlx::Sqlite::database_exists(url).await.unwrap_or(false) {
+        sqlx::Sqlite::create_database(url)
+            .await
+            .map_err(|error| format!("cannot create the database {url:?}: {error}"))?;
+    }
+    let db = AnyPoolOptions::new()
         .max_connections(4)
-        .connect_with(options)
+        .connect(url)
         .await
         .map_err(|error| format!("cannot open the database {url:?}: {error}"))?;
+    // The same SQL for SQLite and PostgreSQL.
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS users (
             id TEXT PRIMARY KEY NOT NULL,
-            username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            username TEXT NOT NULL,
             password_hash TEXT NOT NULL,
-            session_version INTEGER NOT NULL DEFAULT 0
+            session_version BIGINT NOT NULL DEFAULT 0
         )",
     )
     .execute(&db)
     .await?;
+    sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS users_username ON users (lower(username))")
+        .execute(&db)
+        .await?;
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(&db)
         .await?;
@@ -173,7 +204,8 @@ async fn open_database(url: &str) -> Result<SqlitePool, BoxError> {
         for (id, username, password) in SEED_USERS {
             let hash = hash_password(password.to_owned()).await?;
             sqlx::query(
-                "INSERT OR IGNORE INTO users (id, username, password_hash) VALUES (?, ?, ?)",
+                "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
             )
             .bind(id)
             .bind(username)
@@ -188,24 +220,95 @@ async fn open_database(url: &str) -> Result<SqlitePool, BoxError> {
     Ok(db)
 }
 
+/// Keeps remember-me tokens on Redis with `redis_url`, else in the user
+/// database, so that they can be rotated, listed and revoked. Expired tokens
+/// are purged every hour.
+async fn with_remember_store(
+    login: Login<Account>,
+    config: &Config,
+    db: &AnyPool,
+) -> Result<Login<Account>, BoxError> {
+    let grace = config.remember_grace;
+    if let Some(url) = &config.redis_url {
+        let client = redis::Client::open(url.as_str())
+            .map_err(|error| format!("REDIS_URL {url:?}: {error}"))?;
+        // Fail fast when Redis is down, so that requests do not wait on it.
+        let settings = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(500)))
+            .set_number_of_retries(1);
+        let manager = redis::aio::ConnectionManager::new_with_config(client, settings)
+            .await
+            .map_err(|error| format!("cannot reach Redis at {url:?}: {error}"))?;
+        let store = RedisStore::new(manager).prefix(&config.redis_prefix);
+        return Ok(keep_tokens_in(login, store, grace, db.clone()));
+    }
+    let url = &config.database_url;
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await?;
+        let store = SqliteStore::new(pool);
+        store.migrate().await?;
+        Ok(keep_tokens_in(login, store, grace, db.clone()))
+    } else {
+        let pool = sqlx::PgPool::connect(url).await?;
+        let store = PostgresStore::new(pool);
+        store.migrate().await?;
+        Ok(keep_tokens_in(login, store, grace, db.clone()))
+    }
+}
+
+/// Puts the remember-me tokens in `store`. When a copied remember cookie
+/// is detected, the user is logged out everywhere (the thief may already
+/// have a session from it), as "log out everywhere" does.
+fn keep_tokens_in<S: latch::RememberStore + Clone>(
+    login: Login<Account>,
+    store: S,
+    grace: Duration,
+    db: AnyPool,
+) -> Login<Account> {
+    let tokens = RevocableRemember::new(store)
+        .grace(grace)
+        .on_theft(move |theft: Theft| {
+            let db = db.clone();
+            async move {
+                let Some(id) = theft.user_id.as_str() else {
+                    return;
+                };
+                let ended = sqlx::query(
+                    "UPDATE users SET session_version = session_version + 1 WHERE id = $1",
+                )
+                .bind(id)
+                .execute(&db)
+                .await;
+                match ended {
+                    Ok(_) => tracing::warn!(user_id = id, device = theft.device, "copied remember cookie: user logged out everywhere"),
+                    Err(error) => tracing::error!(%error, user_id = id, "copied remember cookie: sessions not ended"),
+                }
+            }
+        });
+    tokens.spawn_purge(PURGE_EVERY);
+    login.remember_tokens(tokens)
+}
+
 /// The user with this id: latch's user loader.
-async fn user_by_id(db: &SqlitePool, id: &str) -> Result<Option<Account>, sqlx::Error> {
+async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Error> {
     find_user(
         db,
-        "SELECT id, username, password_hash, session_version FROM users WHERE id = ?",
+        "SELECT id, username, password_hash, session_version FROM users WHERE id = $1",
         id,
     )
     .await
 }
 
 /// The user with this username (compared without regard to case).
-async fn user_by_username(db: &SqlitePool, username: &str) -> Result<Option<Account>, sqlx::Error> {
-    let sql = "SELECT id, username, password_hash, session_version FROM users WHERE username = ?";
+async fn user_by_username(db: &AnyPool, username: &str) -> Result<Option<Account>, sqlx::Error> {
+    let sql = "SELECT id, username, password_hash, session_version FROM users
+               WHERE lower(username) = lower($1)";
     find_user(db, sql, username).await
 }
 
 async fn find_user(
-    db: &SqlitePool,
+    db: &AnyPool,
     sql: &'static str,
     value: &str,
 ) -> Result<Option<Account>, sqlx::Error> {
@@ -323,6 +426,7 @@ struct LoginPage<'a> {
 struct IndexPage<'a> {
     title: &'a str,
     username: &'a str,
+    notice: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -340,6 +444,8 @@ struct AccountPage<'a> {
     notice: Option<&'a str>,
     error: Option<&'a str>,
     min_password_chars: usize,
+    devices: Vec<DeviceRow>,
+    devices_error: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -363,6 +469,8 @@ enum AppError {
     Template(#[from] askama::Error),
     #[error("password hashing thread: {0}")]
     Worker(#[from] tokio::task::JoinError),
+    #[error("login: {0}")]
+    Auth(#[from] AuthError),
 }
 
 impl IntoResponse for AppError {
@@ -376,12 +484,17 @@ impl IntoResponse for AppError {
 
 // ---------------------------------------------------------------- handlers
 
-async fn index(CurrentUser(user): CurrentUser<Account>) -> Result<Response, AppError> {
+async fn index(
+    CurrentUser(user): CurrentUser<Account>,
+    session: SessionData,
+) -> Result<Response, AppError> {
+    let notice = take_notice(&session);
     render(
         StatusCode::OK,
         &IndexPage {
             title: "Home",
             username: &user.username,
+            notice: notice.as_deref(),
         },
     )
 }
@@ -428,6 +541,7 @@ async fn login_page(
 async fn login_submit(
     State(state): State<AppState>,
     auth: Auth<Account>,
+    session: SessionData,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Response, AppError> {
@@ -488,10 +602,7 @@ async fn login_submit(
         .map_or(&*state.dummy_hash, |user| user.password_hash.as_str());
     let matches = password_matches(password, hash).await?;
     match user {
-        Some(user) if matches => Ok(auth
-            .login_user(&user, Remember::from(remember_me))
-            .await
-            .into_response()),
+        Some(user) if matches => log_in(&auth, &session, &user, remember_me).await,
         user => {
             tracing::info!(user_id = user.map(|user| user.id), "failed login");
             show_form(
@@ -501,6 +612,30 @@ async fn login_submit(
                 remember_me,
             )
         }
+    }
+}
+
+/// Logs the user in. If "remember me" cannot be saved (its store is down),
+/// the user is logged in for this browser session only, and told so.
+async fn log_in(
+    auth: &Auth<Account>,
+    session: &SessionData,
+    user: &Account,
+    remember_me: bool,
+) -> Result<Response, AppError> {
+    match auth.login_user(user, Remember::from(remember_me)).await {
+        Ok(redirect) => Ok(redirect.into_response()),
+        Err(AuthError::Remember(error)) => {
+            tracing::error!(%error, user_id = user.id, "remember me not saved; logging in without it");
+            let redirect = auth.login_user(user, Remember::Off).await?;
+            save_notice(
+                session,
+                "You are logged in, but this browser could not be remembered just now: \
+                 you will need to log in again after closing it.",
+            );
+            Ok(redirect.into_response())
+        }
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -522,21 +657,36 @@ const NOTICE: &str = "notice";
 
 async fn account(
     FreshUser(user): FreshUser<Account>,
+    auth: Auth<Account>,
     session: SessionData,
 ) -> Result<Response, AppError> {
-    let notice: Option<String> = session.get(NOTICE);
-    if notice.is_some() {
-        session.remove(NOTICE);
-    }
-    account_page(StatusCode::OK, &user, notice.as_deref(), None)
+    let notice = take_notice(&session);
+    account_page(StatusCode::OK, &auth, &user, notice.as_deref(), None).await
 }
 
-fn account_page(
+async fn account_page(
     status: StatusCode,
+    auth: &Auth<Account>,
     user: &Account,
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Result<Response, AppError> {
+    // The page still works when the remember-me store is down.
+    let (devices, devices_error) = match auth.remembered_devices().await {
+        Ok(devices) => (devices, None),
+        Err(error) => {
+            tracing::error!(%error, "remembered devices not listed");
+            (
+                Vec::new(),
+                Some("The list of remembered devices cannot be shown just now."),
+            )
+        }
+    };
+    let now = latch::token::now();
+    let devices = devices
+        .iter()
+        .map(|device| DeviceRow::new(device, now))
+        .collect();
     render(
         status,
         &AccountPage {
@@ -545,15 +695,101 @@ fn account_page(
             notice,
             error,
             min_password_chars: MIN_PASSWORD_CHARS,
+            devices,
+            devices_error,
         },
     )
 }
 
-/// Saves a message for the account page to show once, and goes there.
-fn back_to_account(session: &SessionData, notice: &str) -> Response {
+/// A remembered device, as the account page shows it.
+struct DeviceRow {
+    id: String,
+    device: String,
+    created: String,
+    last_used: String,
+    current: bool,
+}
+
+impl DeviceRow {
+    fn new(device: &RememberedDevice, now: u64) -> Self {
+        Self {
+            id: device.id.clone(),
+            device: device.device.clone(),
+            created: time_ago(now, device.created_at),
+            last_used: time_ago(now, device.last_used_at),
+            current: device.current,
+        }
+    }
+}
+
+/// "just now", "5 minutes ago", "3 days ago".
+fn time_ago(now: u64, then: u64) -> String {
+    let seconds = now.saturating_sub(then);
+    let (count, unit) = match seconds {
+        0..60 => return "just now".to_owned(),
+        60..3600 => (seconds / 60, "minute"),
+        3600..86400 => (seconds / 3600, "hour"),
+        _ => (seconds / 86400, "day"),
+    };
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {unit}{plural} ago")
+}
+
+/// Revokes one remembered device: the form on the account page.
+async fn forget_device(
+    FreshUser(user): FreshUser<Account>,
+    auth: Auth<Account>,
+    session: SessionData,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let form = FormBody::parse(&body);
+    let Ok(id) = form.required("device") else {
+        let error = "The form came in garbled: please try again.";
+        return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
+    };
+    match auth.forget_device(id).await {
+        Ok(true) => Ok(back_to_account(
+            &session,
+            "That device is forgotten: it will need your password to log in again.",
+        )),
+        Ok(false) => Ok(back_to_account(
+            &session,
+            "That device was already forgotten.",
+        )),
+        Err(error) => {
+            tracing::error!(%error, "remembered device not revoked");
+            let error = "The device could not be forgotten just now: please try again.";
+            account_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &auth,
+                &user,
+                None,
+                Some(error),
+            )
+            .await
+        }
+    }
+}
+
+/// Saves a message for the next page to show once.
+fn save_notice(session: &SessionData, notice: &str) {
     if let Err(error) = session.insert(NOTICE, notice) {
         tracing::error!(%error, "notice not saved");
     }
+}
+
+/// Takes the message saved for this page, if any.
+fn take_notice(session: &SessionData) -> Option<String> {
+    let notice: Option<String> = session.get(NOTICE);
+    if notice.is_some() {
+        session.remove(NOTICE);
+    }
+    notice
+}
+
+/// Saves a message for the account page to show once, and goes there.
+fn back_to_account(session: &SessionData, notice: &str) -> Response {
+    save_notice(session, notice);
     Redirect::to("/account").into_response()
 }
 
@@ -572,23 +808,23 @@ async fn change_password(
         (Ok(current), Ok(new)) => (current, new),
         (Err(FormProblem::Missing), _) | (_, Err(FormProblem::Missing)) => {
             let error = "Please enter your current password and a new one.";
-            return account_page(StatusCode::BAD_REQUEST, &user, None, Some(error));
+            return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
         }
         _ => {
             let error = "The form came in garbled: please try again.";
-            return account_page(StatusCode::BAD_REQUEST, &user, None, Some(error));
+            return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
         }
     };
     if !password_matches(current, &user.password_hash).await? {
         let error = "Your current password is not right, so the password was not changed.";
-        return account_page(StatusCode::OK, &user, None, Some(error));
+        return account_page(StatusCode::OK, &auth, &user, None, Some(error)).await;
     }
     if new.chars().count() < MIN_PASSWORD_CHARS {
         let error = format!("Your new password needs at least {MIN_PASSWORD_CHARS} characters.");
-        return account_page(StatusCode::OK, &user, None, Some(&error));
+        return account_page(StatusCode::OK, &auth, &user, None, Some(&error)).await;
     }
     let hash = hash_password(new.to_owned()).await?;
-    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(hash)
         .bind(&user.id)
         .execute(&state.db)
@@ -607,7 +843,7 @@ async fn logout_everywhere(
     auth: Auth<Account>,
     session: SessionData,
 ) -> Result<Response, AppError> {
-    sqlx::query("UPDATE users SET session_version = session_version + 1 WHERE id = ?")
+    sqlx::query("UPDATE users SET session_version = session_version + 1 WHERE id = $1")
         .bind(&user.id)
         .execute(&state.db)
         .await?;

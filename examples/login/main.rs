@@ -1,7 +1,7 @@
 //! latch's demo: Microdot's login example as an axum app, and a little more.
 //!
 //! ```sh
-//! cargo run --example login            # then open http://127.0.0.1:5000
+//! cargo run --all-features --example login    # then open http://127.0.0.1:5000
 //! ```
 //!
 //! Users `susan` (password `hello`) and `david` (password `bye`).
@@ -10,8 +10,13 @@
 //! - `PORT`: the port on 127.0.0.1 (default 5000).
 //! - `SECRET_KEY`: signs the cookies, at least 32 bytes (`openssl rand -base64 48`).
 //!   Without it a random key is made, and every login ends when the demo stops.
-//! - `DATABASE_URL`: the SQLite user database (default `sqlite://latch-demo.db`),
-//!   created with the two users on first run.
+//! - `DATABASE_URL`: the user database, SQLite (default `sqlite://latch-demo.db`,
+//!   created on first run) or PostgreSQL (`postgres://user@host/db`). The users
+//!   table is made and seeded with the two users if needed; remember-me tokens
+//!   are kept there too.
+//! - `REDIS_URL`: keeps the remember-me tokens on Redis instead
+//!   (`redis://127.0.0.1:6379`). Instances that share `SECRET_KEY`, the
+//!   database and the remember store share logins.
 //! - `RUST_LOG`: what to log (default `info,latch=debug`).
 
 mod app;
@@ -56,9 +61,15 @@ async fn run() -> Result<(), String> {
     }
     let database_url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| app::DEFAULT_DATABASE_URL.to_owned());
+    let redis_url = std::env::var("REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
     let config = app::Config {
         secret_key,
         database_url: database_url.clone(),
+        redis_url: redis_url.clone(),
+        redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
+        remember_grace: latch::DEFAULT_GRACE,
     };
     let router = app::build(config)
         .await
@@ -71,6 +82,10 @@ async fn run() -> Result<(), String> {
             format!("cannot listen on {address}: {error} (set PORT to use another port)")
         })?;
     tracing::info!("user database: {database_url}");
+    match &redis_url {
+        Some(url) => tracing::info!("remember-me tokens: on Redis at {url}"),
+        None => tracing::info!("remember-me tokens: in the user database"),
+    }
     tracing::info!(
         "cookies are sent without the Secure attribute, because this demo serves plain HTTP \
          on localhost (Session::secure(false)); behind HTTPS, keep Secure on"

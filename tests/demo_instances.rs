@@ -1,0 +1,159 @@
+//! Two instances of the demo that share `SECRET_KEY`, the user database and
+//! the remember-me store share logins: each test serves the demo twice, on
+//! two ports, once with the tokens on Redis (`TEST_REDIS_URL`) and once on
+//! PostgreSQL (`TEST_POSTGRES_URL`). Without the variable, a test says so and
+//! passes; `.ci/run` sets both.
+
+mod demo_support;
+
+use std::time::Duration;
+
+use demo_support::*;
+use reqwest::StatusCode;
+use sqlx::Executor;
+
+/// The secret key both instances share.
+const SHARED_KEY: &str = "two demo instances share this key, which is long enough";
+
+fn config(database_url: &str, redis_url: Option<&str>, prefix: &str) -> app::Config {
+    app::Config {
+        secret_key: latch::SecretKey::new(SHARED_KEY).expect("a long key"),
+        database_url: database_url.to_owned(),
+        redis_url: redis_url.map(str::to_owned),
+        redis_prefix: prefix.to_owned(),
+        // No grace window: a rotated-away cookie is theft from the next second.
+        remember_grace: Duration::ZERO,
+    }
+}
+
+fn random_name() -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).expect("random bytes");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Waits until the clock has moved past the second a token was rotated in,
+/// so that the cookie it replaced is out of the (zero) grace window.
+async fn past_the_grace_window() {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+}
+
+#[tokio::test]
+async fn two_instances_share_logins_on_redis() {
+    let Ok(redis_url) = std::env::var("TEST_REDIS_URL") else {
+        eprintln!("TEST_REDIS_URL is not set: skipping the two-instance test on Redis");
+        return;
+    };
+    // The users live in one SQLite file both instances open.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database_url = format!("sqlite://{}", dir.path().join("users.db").display());
+    let prefix = format!("latch-test-{}:", random_name());
+    let one = serve(config(&database_url, Some(&redis_url), &prefix)).await;
+    let two = serve(config(&database_url, Some(&redis_url), &prefix)).await;
+    share_logins(&one, &two).await;
+    clean_redis(&redis_url, &prefix).await;
+}
+
+#[tokio::test]
+async fn two_instances_share_logins_on_postgres() {
+    let Ok(postgres_url) = std::env::var("TEST_POSTGRES_URL") else {
+        eprintln!("TEST_POSTGRES_URL is not set: skipping the two-instance test on PostgreSQL");
+        return;
+    };
+    // Users and tokens live in a schema of this test's own.
+    let schema = format!("latch_demo_{}", random_name());
+    let admin = sqlx::PgPool::connect(&postgres_url)
+        .await
+        .unwrap_or_else(|error| panic!("PostgreSQL at {postgres_url} is unreachable: {error}"));
+    admin
+        .execute(format!("CREATE SCHEMA {schema}").as_str())
+        .await
+        .expect("a schema for the test");
+    let separator = if postgres_url.contains('?') { '&' } else { '?' };
+    let database_url = format!("{postgres_url}{separator}options=-c%20search_path%3D{schema}");
+    let one = serve(config(&database_url, None, "")).await;
+    let two = serve(config(&database_url, None, "")).await;
+    share_logins(&one, &two).await;
+    drop((one, two));
+    admin
+        .execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
+        .await
+        .expect("the test's schema dropped");
+}
+
+/// What two instances sharing a key, users and a remember store must agree on.
+async fn share_logins(one: &Demo, two: &Demo) {
+    // A login on one is valid on the other. (Cookies are per host, not per
+    // port, so one browser talks to both instances as it would through a
+    // load balancer.)
+    let susan = Browser::new(one);
+    susan.log_in("susan", "hello", true).await;
+    susan.assert_home("susan").await;
+    Browser::with_jar(two, susan.jar.clone())
+        .assert_home("susan")
+        .await;
+    let first = susan.cookie("_remember").expect("a remember cookie");
+
+    // A token rotated on one is rotated for the other: after a restart the
+    // browser comes back through `one`, which rotates the cookie ...
+    let restarted = Browser::with_remember(one, &first);
+    restarted.assert_home("susan").await;
+    let second = restarted.cookie("_remember").expect("a rotated cookie");
+    assert_ne!(second, first, "the remember cookie is rotated on use");
+    // ... and the next restart goes to `two`, which takes the new cookie.
+    let again = Browser::with_remember(two, &second);
+    again.assert_home("susan").await;
+    let third = again.cookie("_remember").expect("rotated again");
+    assert_ne!(third, second);
+
+    // A theft seen on one revokes on both: an old copy replayed on `two` ...
+    past_the_grace_window().await;
+    let thief = Browser::with_remember(two, &first);
+    thief.assert_sent_to_login("/").await;
+    // ... and the real browser's newest cookie is dead on `one` as well.
+    Browser::with_remember(one, &third)
+        .assert_sent_to_login("/")
+        .await;
+    Browser::with_remember(two, &third)
+        .assert_sent_to_login("/")
+        .await;
+
+    // The account page on either instance lists the devices remembered on both.
+    let laptop = Browser::new(one);
+    laptop.log_in("david", "bye", true).await;
+    let phone = Browser::new(two);
+    phone.log_in("david", "bye", true).await;
+    let (status, page) = text(laptop.get("/account").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches("name=\"device\"").count(), 2, "{page}");
+
+    // "Log out everywhere" on one ends the sessions on the other.
+    let response = laptop.post("/account/logout-everywhere", "").await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/account");
+    phone.assert_sent_to_login("/").await;
+    Browser::with_jar(two, laptop.jar.clone())
+        .assert_home("david")
+        .await;
+    let (_, page) = text(laptop.get("/account").await).await;
+    assert!(!page.contains("name=\"device\""), "{page}");
+}
+
+async fn clean_redis(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).expect("a Redis URL");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis is reachable");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .expect("the test's keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut connection)
+            .await
+            .expect("the test's keys deleted");
+    }
+}

@@ -1,0 +1,212 @@
+//! The demo (`examples/login`) over real HTTP, for the tests in `demo.rs`
+//! and `demo_instances.rs`: the demo's router served on a free port, and
+//! `reqwest` clients that keep cookies as a browser does.
+
+#![allow(dead_code)] // Each test file uses part of it.
+
+#[path = "../../examples/login/app.rs"]
+pub mod app;
+
+use std::sync::Arc;
+
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use reqwest::{redirect, Response, StatusCode, Url};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+
+/// The demo, served on 127.0.0.1 on a port of its own.
+pub struct Demo {
+    pub base: Url,
+    server: JoinHandle<()>,
+    _dir: Option<TempDir>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The demo on its own fresh SQLite file, with a random key.
+pub async fn start() -> Demo {
+    start_with_grace(latch::DEFAULT_GRACE).await
+}
+
+/// [`start`], with this grace window for rotated remember-me cookies.
+pub async fn start_with_grace(grace: std::time::Duration) -> Demo {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database_url = format!("sqlite://{}", dir.path().join("users.db").display());
+    let config = app::Config {
+        secret_key: latch::SecretKey::generate().expect("a random key"),
+        database_url,
+        redis_url: None,
+        redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
+        remember_grace: grace,
+    };
+    let mut demo = serve(config).await;
+    demo._dir = Some(dir);
+    demo
+}
+
+/// The demo with this configuration.
+pub async fn serve(config: app::Config) -> Demo {
+    let router = app::build(config).await.expect("the demo builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let address = listener.local_addr().expect("the port");
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .await
+            .expect("the demo serves");
+    });
+    Demo {
+        base: format!("http://{address}/").parse().expect("a URL"),
+        server,
+        _dir: None,
+    }
+}
+
+/// A browser: a cookie jar, and redirects left for the test to follow.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub jar: Arc<Jar>,
+    base: Url,
+}
+
+impl Browser {
+    pub fn new(demo: &Demo) -> Self {
+        Self::with_jar(demo, Arc::new(Jar::default()))
+    }
+
+    pub fn with_jar(demo: &Demo, jar: Arc<Jar>) -> Self {
+        Self::build(demo, jar, "latch-tests")
+    }
+
+    /// A browser that sends this `User-Agent`.
+    pub fn with_user_agent(demo: &Demo, user_agent: &str) -> Self {
+        Self::build(demo, Arc::new(Jar::default()), user_agent)
+    }
+
+    fn build(demo: &Demo, jar: Arc<Jar>, user_agent: &str) -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .cookie_provider(jar.clone())
+            .redirect(redirect::Policy::none())
+            .build()
+            .expect("a client");
+        Self {
+            client,
+            jar,
+            base: demo.base.clone(),
+        }
+    }
+
+    /// The same user's browser after a restart: the session cookie is gone,
+    /// the `_remember` cookie (which has a Max-Age) is still there.
+    pub fn restarted(&self, demo: &Demo) -> Self {
+        let remember = self.cookie("_remember").expect("a remember cookie to keep");
+        Self::with_remember(demo, &remember)
+    }
+
+    /// A browser that has only this `_remember` cookie: a restarted browser,
+    /// or one with a copy of another's cookie.
+    pub fn with_remember(demo: &Demo, remember: &str) -> Self {
+        let jar = Arc::new(Jar::default());
+        jar.add_cookie_str(&format!("_remember={remember}; Path=/"), &demo.base);
+        Self::with_jar(demo, jar)
+    }
+
+    pub fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("a path")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("a response")
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> Response {
+        self.client
+            .post(self.url(path))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("a response")
+    }
+
+    pub async fn login(
+        &self,
+        path: &str,
+        username: &str,
+        password: &str,
+        remember: bool,
+    ) -> Response {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("username", username)
+            .append_pair("password", password);
+        if remember {
+            form.append_pair("remember_me", "on");
+        }
+        self.post(path, form.finish()).await
+    }
+
+    /// Logs in and checks that it worked.
+    pub async fn log_in(&self, username: &str, password: &str, remember: bool) {
+        let response = self.login("/login", username, password, remember).await;
+        assert_redirect(&response, StatusCode::SEE_OTHER, "/");
+    }
+
+    /// The value of a cookie the browser would send to the demo.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        let header = self.jar.cookies(&self.base)?;
+        header.to_str().ok()?.split("; ").find_map(|pair| {
+            let (n, v) = pair.split_once('=')?;
+            (n == name).then(|| v.to_owned())
+        })
+    }
+
+    /// Checks that `/` greets `username`.
+    pub async fn assert_home(&self, username: &str) {
+        let response = self.get("/").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.text().await.expect("a body");
+        assert!(body.contains(&format!("Hello, {username}!")), "{body}");
+    }
+
+    /// Checks that `path` sends the browser to log in, coming back to `path`.
+    pub async fn assert_sent_to_login(&self, path: &str) {
+        let response = self.get(path).await;
+        assert_redirect(&response, StatusCode::FOUND, &format!("/login?next={path}"));
+    }
+}
+
+pub fn assert_redirect(response: &Response, status: StatusCode, location: &str) {
+    assert_eq!(response.status(), status, "redirect to {location} expected");
+    assert_eq!(
+        response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok()),
+        Some(location)
+    );
+}
+
+pub fn set_cookies(response: &Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|value| value.to_str().expect("a text cookie").to_owned())
+        .collect()
+}
+
+pub async fn text(response: Response) -> (StatusCode, String) {
+    let status = response.status();
+    (status, response.text().await.expect("a body"))
+}
