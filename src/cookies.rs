@@ -18,6 +18,9 @@ pub enum ConfigError {
     /// A cookie domain with characters a host name cannot have.
     #[error("{0:?} cannot be a cookie domain: use a plain host name such as `example.com`")]
     CookieDomain(String),
+    /// The `__Host-` cookie prefix asked for with settings it forbids.
+    #[error("the __Host- cookie prefix needs Secure, Path=/ and no Domain, but {0}")]
+    HostPrefix(&'static str),
     /// A URL latch redirects to that is not a path on this site.
     #[error("{0:?} cannot be a redirect target here: use a path on this site, such as `/login`")]
     LocalUrl(String),

@@ -80,6 +80,29 @@ impl fmt::Debug for SecretKey {
 /// the next time they are re-issued. Removing a key from the ring ends every
 /// session it signed.
 ///
+/// # Rotating keys
+///
+/// 1. Make a new key: `openssl rand -base64 48`.
+/// 2. Deploy with the new key current and the old one previous
+///    (`KeyRing::new(new).with_previous(old)`), on every instance. Until
+///    all instances run it, some still sign with the old key, which the
+///    new ones accept.
+/// 3. Wait. Each session in use is re-issued under the new key at its next
+///    renewal (at most a minute of activity); its `_auth` fingerprint moves
+///    to the new key too. Stateless remember-me cookies move at their next
+///    use.
+/// 4. Deploy without the old key once sessions signed with it no longer
+///    matter: after the idle timeout (1 day by default) every active session
+///    has moved; remember-me cookies not used since are then refused (their
+///    users log in again). Wait for the remember-me lifetime to keep those.
+///    Tokens of a [`RevocableRemember`](crate::RevocableRemember) store keep
+///    the fingerprint made under the key they were issued with, so removing
+///    that key ends them as well.
+///
+/// A leaked key is different: deploy the new key *without* the old one at
+/// once. Every session and stateless remember cookie ends, which is the
+/// point, since anyone with the old key could have forged them.
+///
 /// ```
 /// use latch::{KeyRing, SecretKey};
 ///

@@ -24,7 +24,7 @@ use crate::session::SessionHandle;
 use crate::token;
 use crate::user::{DynLoader, User, UserLoader};
 
-/// The remember-me cookie's name, as in Microdot.
+/// The remember-me cookie's name, as in Microdot (before any prefix).
 pub(crate) const REMEMBER_COOKIE: &str = "_remember";
 
 /// The login layer: put it on the router inside the [`Session`](crate::Session) layer.
@@ -76,6 +76,7 @@ pub(crate) struct LoginConfig<U: User> {
     pub login_url: String,
     pub default_redirect: String,
     pub remember: Arc<dyn RememberTokens>,
+    pub fresh_within: Option<Duration>,
 }
 
 impl<U: User> Clone for Login<U> {
@@ -93,6 +94,7 @@ impl<U: User> Clone for LoginConfig<U> {
             login_url: self.login_url.clone(),
             default_redirect: self.default_redirect.clone(),
             remember: self.remember.clone(),
+            fresh_within: self.fresh_within,
         }
     }
 }
@@ -117,6 +119,7 @@ impl<U: User> Login<U> {
                 login_url: "/login".to_owned(),
                 default_redirect: "/".to_owned(),
                 remember: Arc::new(StatelessRemember),
+                fresh_within: None,
             }),
         }
     }
@@ -138,6 +141,25 @@ impl<U: User> Login<U> {
     pub fn default_redirect(self, url: &str) -> Result<Self, ConfigError> {
         check_local(url)?;
         Ok(self.edit(|c| c.default_redirect = url.to_owned()))
+    }
+
+    /// How recent a password login must be to count as fresh (default: any
+    /// password login in this browser session). With it, [`FreshUser`](crate::FreshUser)
+    /// and [`fresh`](Self::fresh) send users who logged in longer ago than
+    /// `window` to log in again, as "sudo mode" does before sensitive pages.
+    ///
+    /// ```
+    /// # use latch::{Login, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// use std::time::Duration;
+    ///
+    /// // Pages behind `FreshUser` need a password typed in the last 10 minutes.
+    /// let login = Login::new(load).fresh_within(Duration::from_secs(10 * 60));
+    /// ```
+    pub fn fresh_within(self, window: Duration) -> Self {
+        self.edit(|c| c.fresh_within = Some(window))
     }
 
     /// Uses other remember-me tokens than the stateless default.
@@ -317,11 +339,12 @@ struct ContextInner<U: User> {
 
 impl<U: User> LoginContext<U> {
     fn new(config: Arc<LoginConfig<U>>, session: SessionHandle, headers: &http::HeaderMap) -> Self {
+        let remember_cookie = cookies::find(headers, &session.config().remember_cookie);
         Self {
             inner: Arc::new(ContextInner {
                 config,
                 session,
-                remember_cookie: cookies::find(headers, REMEMBER_COOKIE),
+                remember_cookie,
                 user_agent: headers
                     .get(USER_AGENT)
                     .and_then(|v| v.to_str().ok())
@@ -387,6 +410,15 @@ impl<U: User> LoginContext<U> {
         *self.inner.resolved.lock().await = Some(found);
     }
 
+    /// Whether a login made at `login_at` is recent enough to be fresh.
+    fn recent(&self, login_at: Option<f64>) -> bool {
+        match (self.inner.config.fresh_within, login_at) {
+            (None, _) => true,
+            (Some(window), Some(at)) => (token::now() as f64) - at <= window.as_secs_f64(),
+            (Some(_), None) => false,
+        }
+    }
+
     fn keys(&self) -> &crate::KeyRing {
         &self.inner.session.config().keys
     }
@@ -404,10 +436,8 @@ impl<U: User> LoginContext<U> {
                             fingerprint::fingerprint(self.keys().current(), user.auth_hash());
                         self.inner.session.set_auth(auth);
                     }
-                    Resolved::User {
-                        user,
-                        fresh: login.fresh,
-                    }
+                    let fresh = login.fresh && self.recent(login.login_at);
+                    Resolved::User { user, fresh }
                 }
                 Ok(None) => {
                     self.inner.session.clear_login();
@@ -532,7 +562,8 @@ impl<U: User> LoginContext<U> {
     pub fn set_remember_cookie(&self, token: &str, days: u32) {
         let attributes = &self.inner.session.config().attributes;
         let max_age = Duration::from_secs(u64::from(days) * 24 * 60 * 60);
-        let cookie = attributes.set(REMEMBER_COOKIE, token, Some(max_age));
+        let name = &self.inner.session.config().remember_cookie;
+        let cookie = attributes.set(name, token, Some(max_age));
         *self.remember_update() = Some(cookie);
     }
 
@@ -545,7 +576,7 @@ impl<U: User> LoginContext<U> {
                     .session
                     .config()
                     .attributes
-                    .delete(REMEMBER_COOKIE),
+                    .delete(&self.inner.session.config().remember_cookie),
             );
         }
     }

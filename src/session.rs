@@ -65,7 +65,13 @@ pub struct Session {
 #[derive(Clone, Debug)]
 pub(crate) struct SessionConfig {
     pub keys: KeyRing,
+    /// The session cookie's name as sent, with the `__Host-` prefix if on.
     pub cookie_name: String,
+    /// The remember-me cookie's name as sent.
+    pub remember_cookie: String,
+    /// The session cookie's name as configured, without a prefix.
+    base_name: String,
+    host_prefix: bool,
     pub attributes: CookieAttributes,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
@@ -80,6 +86,9 @@ impl Session {
             config: Arc::new(SessionConfig {
                 keys: keys.into(),
                 cookie_name: "session".to_owned(),
+                remember_cookie: crate::login::REMEMBER_COOKIE.to_owned(),
+                base_name: "session".to_owned(),
+                host_prefix: false,
                 attributes: CookieAttributes::default(),
                 idle_timeout: Duration::from_secs(24 * 60 * 60),
                 absolute_timeout: Duration::from_secs(14 * 24 * 60 * 60),
@@ -95,9 +104,51 @@ impl Session {
 
     /// Whether cookies carry `Secure` (default `true`). Turn it off only for
     /// development over plain HTTP: browsers do not send `Secure` cookies
-    /// over `http://` except to `localhost`.
+    /// over `http://` except to `localhost`. Turning it off also turns off
+    /// the [`__Host-` prefix](Self::host_prefix), which needs it (with a
+    /// warning in the log).
     pub fn secure(self, secure: bool) -> Self {
-        self.edit(|c| c.attributes.secure = secure)
+        self.edit(|c| {
+            c.attributes.secure = secure;
+            if !secure && c.host_prefix {
+                tracing::warn!(target: "latch", "Session::secure(false) turns off the __Host- cookie prefix, which needs Secure");
+                c.host_prefix = false;
+                c.name_cookies();
+            }
+        })
+    }
+
+    /// Names the cookies with the `__Host-` prefix (`__Host-session`,
+    /// `__Host-_remember`). Browsers then accept them only with `Secure`,
+    /// `Path=/` and no `Domain`, so a subdomain or a plain-HTTP page of the
+    /// same site cannot plant or overwrite them.
+    ///
+    /// Fails if `Secure` is off, the path is not `/` or a domain is set; and
+    /// afterwards, [`path`](Self::path) and [`domain`](Self::domain) refuse
+    /// what the prefix forbids.
+    ///
+    /// ```
+    /// use latch::{SecretKey, Session};
+    ///
+    /// let session = Session::new(SecretKey::generate()?).host_prefix()?;
+    /// assert!(Session::new(SecretKey::generate()?).domain("example.com")?.host_prefix().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn host_prefix(self) -> Result<Self, ConfigError> {
+        let a = &self.config.attributes;
+        if !a.secure {
+            return Err(ConfigError::HostPrefix("Secure is off"));
+        }
+        if a.path != "/" {
+            return Err(ConfigError::HostPrefix("the path is not `/`"));
+        }
+        if a.domain.is_some() {
+            return Err(ConfigError::HostPrefix("a domain is set"));
+        }
+        Ok(self.edit(|c| {
+            c.host_prefix = true;
+            c.name_cookies();
+        }))
     }
 
     /// The `SameSite` attribute of the cookies (default `Lax`).
@@ -108,18 +159,27 @@ impl Session {
     /// The session cookie's name (default `session`, as in Microdot).
     pub fn cookie_name(self, name: &str) -> Result<Self, ConfigError> {
         cookies::check_name(name)?;
-        Ok(self.edit(|c| c.cookie_name = name.to_owned()))
+        Ok(self.edit(|c| {
+            c.base_name = name.to_owned();
+            c.name_cookies();
+        }))
     }
 
     /// The cookies' `Path` (default `/`).
     pub fn path(self, path: &str) -> Result<Self, ConfigError> {
         cookies::check_path(path)?;
+        if self.config.host_prefix && path != "/" {
+            return Err(ConfigError::HostPrefix("the path is not `/`"));
+        }
         Ok(self.edit(|c| c.attributes.path = path.to_owned()))
     }
 
     /// The cookies' `Domain` (default none: the cookie goes to this host only).
     pub fn domain(self, domain: &str) -> Result<Self, ConfigError> {
         cookies::check_domain(domain)?;
+        if self.config.host_prefix {
+            return Err(ConfigError::HostPrefix("a domain is set"));
+        }
         Ok(self.edit(|c| c.attributes.domain = Some(domain.to_owned())))
     }
 
@@ -133,6 +193,15 @@ impl Session {
     /// whatever the activity (default 14 days).
     pub fn absolute_timeout(self, timeout: Duration) -> Self {
         self.edit(|c| c.absolute_timeout = timeout)
+    }
+}
+
+impl SessionConfig {
+    /// Sets the names the cookies are sent under.
+    fn name_cookies(&mut self) {
+        let prefix = if self.host_prefix { "__Host-" } else { "" };
+        self.cookie_name = format!("{prefix}{}", self.base_name);
+        self.remember_cookie = format!("{prefix}{}", crate::login::REMEMBER_COOKIE);
     }
 }
 
@@ -234,6 +303,8 @@ pub(crate) struct LoginClaims {
     pub user_id: Value,
     pub auth: Option<String>,
     pub fresh: bool,
+    /// When the user logged in (seconds since the Unix epoch), if recorded.
+    pub login_at: Option<f64>,
 }
 
 impl SessionHandle {
@@ -284,10 +355,12 @@ impl SessionHandle {
             Some(fresh) => fresh.as_bool()?,
         };
         let auth = state.0.claims.get(AUTH).and_then(Value::as_str);
+        let login_at = state.0.claims.get(LOGIN_AT).and_then(Value::as_f64);
         Some(LoginClaims {
             user_id,
             auth: auth.map(str::to_owned),
             fresh,
+            login_at,
         })
     }
 
