@@ -646,3 +646,60 @@ fn device_id(page: &str, name: &str) -> String {
         .expect("a forget form");
     value[..value.find('"').expect("a closing quote")].to_owned()
 }
+
+#[tokio::test]
+async fn repeated_wrong_passwords_are_throttled_with_retry_after() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    for _ in 0..5 {
+        let (status, _) = text(browser.login("/login", "susan", "wrong", false).await).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // Over the limit: even the right password waits, with a message and Retry-After.
+    let response = browser.login("/login", "susan", "hello", false).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()[reqwest::header::RETRY_AFTER]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("whole seconds");
+    assert!(retry_after >= 1, "{retry_after}");
+    let body = response.text().await.expect("a body");
+    assert!(body.contains("Too many failed logins"), "{body}");
+    browser.assert_sent_to_login("/").await;
+    // Another user, from the same address, is not locked out.
+    Browser::new(&demo).log_in("david", "bye", false).await;
+}
+
+#[tokio::test]
+async fn cross_site_posts_are_refused_and_same_site_ones_pass() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    let login = |origin: String, site: Option<&'static str>| {
+        let mut request = browser
+            .client
+            .post(browser.url("/login"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(reqwest::header::ORIGIN, origin)
+            .body("username=susan&password=hello");
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        request.send()
+    };
+    // Login CSRF: a form on another site logging the victim in.
+    let response = login("https://evil.example".into(), Some("cross-site"))
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = login("https://evil.example".into(), None)
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(browser.cookie("session"), None);
+    // The demo's own form.
+    let own = demo.base.origin().ascii_serialization();
+    let response = login(own, Some("same-origin")).await.expect("a response");
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/");
+    browser.assert_home("susan").await;
+}

@@ -5,20 +5,22 @@
 //! `main.rs` reads the environment and serves [`build`]'s router;
 //! `tests/demo.rs` builds the same router and drives it over real HTTP.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use latch::stores::{PostgresStore, RedisStore, SqliteStore};
 use latch::{
-    is_safe_next, Auth, AuthError, CurrentUser, FreshUser, KeyError, Login, MaybeUser, Remember,
-    RememberedDevice, RevocableRemember, SecretKey, Session, SessionData, Theft, User,
+    is_safe_next, Auth, AuthError, CrossOriginGuard, CurrentUser, FreshUser, KeyError, Login,
+    MaybeUser, Remember, RememberedDevice, RevocableRemember, SecretKey, Session, SessionData,
+    Theft, Throttle, User,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::MigrateDatabase;
@@ -84,14 +86,21 @@ pub fn secret_key_from(value: Option<&str>) -> Result<(SecretKey, KeySource), Ke
 }
 
 /// Opens (creating and seeding, if needed) the database and builds the app.
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
+/// login throttle counts failures per client address.
 pub async fn build(config: Config) -> Result<Router, BoxError> {
     let db = open_database(&config.database_url).await?;
 
     // Logins of unknown usernames check the password against this hash, so
     // that they take as long as logins of real users.
     let dummy_hash = hash_password("not anyone's password".to_owned()).await?;
+    let throttle = match &config.redis_url {
+        Some(url) => Throttle::redis(connect_redis(url).await?).prefix(&config.redis_prefix),
+        None => Throttle::in_memory(),
+    };
     let state = AppState {
         db: db.clone(),
+        throttle,
         dummy_hash: dummy_hash.into(),
     };
     let login = Login::new(move |id: String| {
@@ -116,13 +125,18 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         .layer(login)
         // This demo serves plain HTTP on localhost, so its cookies go
         // without `Secure`. Behind HTTPS, leave `secure` at its default.
-        .layer(Session::new(config.secret_key).secure(false));
+        .layer(Session::new(config.secret_key).secure(false))
+        // Outermost: cross-site POSTs (login CSRF, forged logouts) are
+        // refused before anything else runs.
+        .layer(CrossOriginGuard::new());
     Ok(router)
 }
 
 #[derive(Clone)]
 struct AppState {
     db: AnyPool,
+    /// Failed logins, per username and per address.
+    throttle: Throttle,
     dummy_hash: Arc<str>,
 }
 
@@ -230,17 +244,7 @@ async fn with_remember_store(
 ) -> Result<Login<Account>, BoxError> {
     let grace = config.remember_grace;
     if let Some(url) = &config.redis_url {
-        let client = redis::Client::open(url.as_str())
-            .map_err(|error| format!("REDIS_URL {url:?}: {error}"))?;
-        // Fail fast when Redis is down, so that requests do not wait on it.
-        let settings = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(1);
-        let manager = redis::aio::ConnectionManager::new_with_config(client, settings)
-            .await
-            .map_err(|error| format!("cannot reach Redis at {url:?}: {error}"))?;
-        let store = RedisStore::new(manager).prefix(&config.redis_prefix);
+        let store = RedisStore::new(connect_redis(url).await?).prefix(&config.redis_prefix);
         return Ok(keep_tokens_in(login, store, grace, db.clone()));
     }
     let url = &config.database_url;
@@ -260,6 +264,20 @@ async fn with_remember_store(
 /// Puts the remember-me tokens in `store`. When a copied remember cookie
 /// is detected, the user is logged out everywhere (the thief may already
 /// have a session from it), as "log out everywhere" does.
+/// A Redis connection that fails fast when Redis is down, so that
+/// requests do not wait on it.
+async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, BoxError> {
+    let client = redis::Client::open(url).map_err(|error| format!("REDIS_URL {url:?}: {error}"))?;
+    let settings = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)))
+        .set_number_of_retries(1);
+    let manager = redis::aio::ConnectionManager::new_with_config(client, settings)
+        .await
+        .map_err(|error| format!("cannot reach Redis at {url:?}: {error}"))?;
+    Ok(manager)
+}
+
 fn keep_tokens_in<S: latch::RememberStore + Clone>(
     login: Login<Account>,
     store: S,
@@ -540,6 +558,7 @@ async fn login_page(
 /// a form that is missing or repeats a field.
 async fn login_submit(
     State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     auth: Auth<Account>,
     session: SessionData,
     RawQuery(query): RawQuery,
@@ -547,7 +566,7 @@ async fn login_submit(
 ) -> Result<Response, AppError> {
     let form = FormBody::parse(&body);
     let action = login_action(safe_next(query.as_deref()).as_deref());
-    let show_form = |status, error, username: &str, remember_me| {
+    let show_form = |status, error: &str, username: &str, remember_me| {
         render(
             status,
             &LoginPage {
@@ -596,14 +615,38 @@ async fn login_submit(
             )
         }
     };
+    let address = Some(client.ip());
+    if let Err(throttled) = state.throttle.check(username, address).await {
+        tracing::info!(username, address = %client.ip(), "login throttled");
+        let minutes = throttled.retry_after_secs().div_ceil(60);
+        let plural = if minutes == 1 { "" } else { "s" };
+        let message = format!(
+            "Too many failed logins. Please wait {minutes} minute{plural} before trying again."
+        );
+        let mut response = show_form(
+            StatusCode::TOO_MANY_REQUESTS,
+            &message,
+            typed_username,
+            remember_me,
+        )?;
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            throttled.retry_after_secs().into(),
+        );
+        return Ok(response);
+    }
     let user = user_by_username(&state.db, username).await?;
     let hash = user
         .as_ref()
         .map_or(&*state.dummy_hash, |user| user.password_hash.as_str());
     let matches = password_matches(password, hash).await?;
     match user {
-        Some(user) if matches => log_in(&auth, &session, &user, remember_me).await,
+        Some(user) if matches => {
+            state.throttle.succeeded(username, address).await;
+            log_in(&auth, &session, &user, remember_me).await
+        }
         user => {
+            state.throttle.failed(username, address).await;
             tracing::info!(user_id = user.map(|user| user.id), "failed login");
             show_form(
                 StatusCode::OK,

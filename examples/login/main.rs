@@ -93,11 +93,14 @@ async fn run() -> Result<(), String> {
     tracing::info!(
         "listening on http://{address} (log in as susan/hello or david/bye; Ctrl-C stops)"
     );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("stopping");
-        })
-        .await
-        .map_err(|error| format!("the server stopped: {error}"))
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stopping");
+    })
+    .await
+    .map_err(|error| format!("the server stopped: {error}"))
 }

@@ -57,9 +57,12 @@ pub async fn serve(config: app::Config) -> Demo {
         .expect("a free port");
     let address = listener.local_addr().expect("the port");
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .await
-            .expect("the demo serves");
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .expect("the demo serves");
     });
     Demo {
         base: format!("http://{address}/").parse().expect("a URL"),
