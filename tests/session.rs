@@ -5,6 +5,10 @@
 //! `Cookie` headers, and looks at the `Set-Cookie` and `Vary` headers of the
 //! responses. Tokens are made and read with `latch::token`, with the same
 //! key as the router (or another one, to show what is refused).
+//!
+//! Tokens an attacker sends (forged, expired, past the absolute timeout,
+//! too large) have files of their own: `attack_forged_tokens.rs`,
+//! `attack_expired_sessions.rs` and `attack_cookies.rs`.
 
 use axum::body::Body;
 use axum::extract::Path;
@@ -500,47 +504,6 @@ async fn a_value_that_is_not_json_is_a_serialize_error() {
     assert!(message.contains("JSON"), "the message says why: {message}");
 }
 
-/// A value that `insert` accepts must come back on the next request (the
-/// design: "never data loss"). A session over `token::MAX_TOKEN_LEN` is
-/// written out, then refused on the next request; `insert` (or the layer)
-/// should refuse it instead, or keep it readable.
-#[tokio::test]
-async fn an_oversized_session_is_not_silently_lost() {
-    let app = Router::new()
-        .route(
-            "/big",
-            post(|s: SessionData| async move {
-                match s.insert("notes", "n".repeat(9 * 1024)) {
-                    Ok(()) => "accepted",
-                    Err(_) => "refused",
-                }
-            }),
-        )
-        .route(
-            "/big",
-            get(|s: SessionData| async move {
-                s.get::<String>("notes").map_or(0, |n| n.len()).to_string()
-            }),
-        )
-        .layer(Session::new(key()));
-    let response = post_with(&app, "/big", None).await;
-    let cookie =
-        set_cookie_for(&response, "session").map(|set| format!("session={}", cookie_value(&set)));
-    if body_text(response).await == "refused" {
-        return;
-    }
-    let cookie = cookie.expect("an accepted value is saved");
-    let read = get_with(&app, "/big", Some(&cookie)).await;
-    assert_eq!(
-        body_text(read).await,
-        (9 * 1024).to_string(),
-        "insert accepted a 9 KB value, but the next request cannot read it back \
-         (the {} byte cookie is over MAX_TOKEN_LEN = {})",
-        cookie.len(),
-        token::MAX_TOKEN_LEN
-    );
-}
-
 #[tokio::test]
 async fn inserting_the_same_value_again_does_not_reissue_the_cookie() {
     let app = default_app();
@@ -683,7 +646,7 @@ async fn the_session_cookie_has_no_max_age_and_the_default_attributes() {
 }
 
 // ---------------------------------------------------------------------------
-// Refused tokens
+// Refused tokens (the attacks themselves: tests/attack_*.rs)
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
@@ -729,118 +692,6 @@ async fn assert_refused(app: &Router, cookie: &str, case: &str) {
         "-",
         "{case}: the session must be empty"
     );
-}
-
-#[tokio::test]
-async fn a_token_without_exp_is_refused() {
-    let now = token::now();
-    assert_refused(
-        &default_app(),
-        &cookie_with(json!({"theme": "dark", "iat": now}), &key()),
-        "no exp",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn a_token_with_a_non_numeric_exp_is_refused() {
-    let now = token::now();
-    let cookie = cookie_with(
-        json!({"theme": "dark", "iat": now, "exp": "tomorrow"}),
-        &key(),
-    );
-    assert_refused(&default_app(), &cookie, "exp as a string").await;
-}
-
-#[tokio::test]
-async fn an_expired_token_is_refused() {
-    let now = token::now();
-    let app = default_app();
-    let expired = cookie_with(
-        json!({"theme": "dark", "iat": now - 2 * DAY, "exp": now - 1}),
-        &key(),
-    );
-    assert_refused(&app, &expired, "expired a second ago").await;
-    let expiring = cookie_with(
-        json!({"theme": "dark", "iat": now - DAY, "exp": now}),
-        &key(),
-    );
-    assert_refused(&app, &expiring, "exp equal to now").await;
-}
-
-#[tokio::test]
-async fn a_token_issued_in_the_future_is_refused() {
-    let now = token::now();
-    let cookie = cookie_with(
-        json!({"theme": "dark", "iat": now + 3600, "exp": now + 7200}),
-        &key(),
-    );
-    assert_refused(&default_app(), &cookie, "iat an hour ahead").await;
-}
-
-#[tokio::test]
-async fn a_token_signed_with_another_key_is_refused() {
-    let now = token::now();
-    let cookie = cookie_with(
-        json!({"theme": "dark", "iat": now, "exp": now + 3600}),
-        &other_key(),
-    );
-    assert_refused(&default_app(), &cookie, "another key").await;
-}
-
-#[tokio::test]
-async fn a_login_older_than_the_absolute_timeout_is_refused() {
-    let now = token::now();
-    let app = default_app();
-    // Default absolute timeout: 14 days from `_login_at`.
-    let recent = cookie_with(
-        json!({"theme": "dark", "_login_at": now - 13 * DAY, "iat": now, "exp": now + 3600}),
-        &key(),
-    );
-    assert_eq!(
-        body_text(get_with(&app, "/theme", Some(&recent)).await).await,
-        "dark",
-        "a login of 13 days ago is within the default 14 days"
-    );
-    let old = cookie_with(
-        json!({"theme": "dark", "_login_at": now - 15 * DAY, "iat": now, "exp": now + 3600}),
-        &key(),
-    );
-    assert_refused(&app, &old, "a login of 15 days ago").await;
-}
-
-#[tokio::test]
-async fn absolute_timeout_is_configurable() {
-    let now = token::now();
-    let app = app(Session::new(key()).absolute_timeout(Duration::from_secs(3600)));
-    let recent = cookie_with(
-        json!({"theme": "dark", "_login_at": now - 60, "iat": now, "exp": now + 3600}),
-        &key(),
-    );
-    assert_eq!(
-        body_text(get_with(&app, "/theme", Some(&recent)).await).await,
-        "dark"
-    );
-    let old = cookie_with(
-        json!({"theme": "dark", "_login_at": now - 7200, "iat": now, "exp": now + 3600}),
-        &key(),
-    );
-    assert_refused(
-        &app,
-        &old,
-        "a login two hours old with a one-hour absolute timeout",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn a_login_time_that_is_not_a_number_is_refused() {
-    let now = token::now();
-    let cookie = cookie_with(
-        json!({"theme": "dark", "_login_at": "yesterday", "iat": now, "exp": now + 3600}),
-        &key(),
-    );
-    assert_refused(&default_app(), &cookie, "_login_at as a string").await;
 }
 
 #[tokio::test]

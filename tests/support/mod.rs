@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod attack;
+
 use axum::body::Body;
 use axum::Router;
 use cookie::Cookie;

@@ -1,0 +1,643 @@
+//! Attack: the `Cookie` header itself. Oversized headers and values,
+//! duplicated `session` and `_remember` cookies, bytes that are not UTF-8, a
+//! session smuggled inside another cookie, odd cookie syntax, and any bytes
+//! at all: the request is anonymous, never a panic, never a 5xx. With
+//! `Session::host_prefix()`, the cookies are `__Host-session` and
+//! `__Host-_remember`, and a plain `session` cookie (which a subdomain can
+//! plant) is not latch's. And latch never writes a session cookie that a
+//! browser would drop: `SessionData::insert` refuses it with
+//! `SessionError::TooLarge`.
+
+mod support;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::Router;
+use latch::{ConfigError, Session, MAX_COOKIE_LEN};
+use proptest::prelude::*;
+use support::attack::*;
+use support::{is_removal, key, Client};
+
+/// Makes the cookie-level attacks of `make` on both of alice's cookies, and
+/// asserts each is anonymous. `make` gives (name, `Cookie` headers, whether
+/// latch can tell it is one bad cookie and delete it).
+async fn assert_cookie_attacks_anonymous(
+    make: impl Fn(&Target<'_>, &Logins) -> Vec<(String, Vec<HeaderValue>, bool)>,
+) {
+    let (app, logins) = two_logins().await;
+    let mut cases = Vec::new();
+    for target in logins.alice.targets() {
+        for (name, cookies, deletable) in make(&target, &logins) {
+            cases.push(Case::empty(
+                format!("{}: {name}", target.cookie),
+                cookies,
+                deletable.then_some(target.cookie),
+            ));
+        }
+    }
+    assert_all_anonymous(&app, cases).await;
+}
+
+fn text(s: String) -> HeaderValue {
+    HeaderValue::from_str(&s).unwrap()
+}
+
+fn bytes(b: Vec<u8>) -> HeaderValue {
+    HeaderValue::from_bytes(&b).unwrap()
+}
+
+#[tokio::test]
+async fn no_cookie_at_all_is_anonymous() {
+    let app = app();
+    assert_all_anonymous(
+        &app,
+        vec![
+            Case::empty("no Cookie header", vec![], None),
+            Case::empty(
+                "empty Cookie header",
+                vec![HeaderValue::from_static("")],
+                None,
+            ),
+            Case::empty(
+                "only semicolons",
+                vec![HeaderValue::from_static(";;; ; =; ==")],
+                None,
+            ),
+            Case::empty(
+                "other cookies only",
+                vec![HeaderValue::from_static("a=1; b=2")],
+                None,
+            ),
+            Case::empty(
+                "cookie name in another case",
+                vec![HeaderValue::from_static("SESSION=x; _REMEMBER=y")],
+                None,
+            ),
+        ],
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Oversized
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_oversized_cookie_is_anonymous() {
+    assert_cookie_attacks_anonymous(|t, _| {
+        let name = t.cookie;
+        let many_cookies: String = (0..10_000)
+            .map(|i| format!("c{i}=v{i}; "))
+            .collect::<String>()
+            + &format!("{name}=garbage");
+        assert!(many_cookies.len() > 100 * 1024, "a 100 KB header");
+        let padded = with(t.claims, "pad", serde_json::json!("x".repeat(10 * 1024)));
+        vec![
+            (
+                "100 KB header of many cookies".into(),
+                vec![text(many_cookies)],
+                true,
+            ),
+            (
+                "10 KB value of garbage".into(),
+                vec![text(format!("{name}={}", "a".repeat(10 * 1024)))],
+                true,
+            ),
+            (
+                "10 KB token, correctly signed".into(),
+                vec![header(name, &signed_claims(&padded))],
+                true,
+            ),
+        ]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn control_a_good_session_among_100_kb_of_other_cookies_still_logs_in() {
+    let app = app();
+    let fx = fixtures(&app).await;
+    let junk: String = (0..5000).map(|i| format!("c{i}=v{i}; ")).collect();
+    let cookie = format!("{junk}session={}; {junk}", fx.session);
+    assert!(cookie.len() > 100 * 1024);
+    assert_alice(
+        &app,
+        &[HeaderValue::from_str(&cookie).unwrap()],
+        true,
+        "100 KB header",
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Duplicated cookies: which one is latch's cannot be told
+// ---------------------------------------------------------------------------
+
+/// Duplicates of the cookie of `t`, alice's, and bob's of the same kind.
+fn duplicates(t: &Target<'_>, logins: &Logins) -> Vec<(String, Vec<HeaderValue>, bool)> {
+    let (name, valid) = (t.cookie, t.token);
+    let bobs = logins.bobs(t).0;
+    [
+        (
+            "valid twice in one header",
+            format!("{name}={valid}; {name}={valid}"),
+        ),
+        (
+            "valid then garbage",
+            format!("{name}={valid}; {name}=garbage"),
+        ),
+        (
+            "garbage then valid",
+            format!("{name}=garbage; {name}={valid}"),
+        ),
+        ("valid then empty", format!("{name}={valid}; {name}=")),
+        ("empty then valid", format!("{name}=; {name}={valid}")),
+        (
+            "another user's planted before alice's",
+            format!("{name}={bobs}; {name}={valid}"),
+        ),
+        (
+            "another user's planted after alice's",
+            format!("{name}={valid}; {name}={bobs}"),
+        ),
+    ]
+    .into_iter()
+    .map(|(case, cookie)| (case.to_owned(), vec![text(cookie)], false))
+    .chain([
+        (
+            "valid in two Cookie headers".to_owned(),
+            vec![
+                text(format!("{name}={valid}")),
+                text(format!("{name}={valid}")),
+            ],
+            false,
+        ),
+        (
+            "valid and garbage in two Cookie headers".to_owned(),
+            vec![text(format!("{name}={valid}")), text(format!("{name}=x"))],
+            false,
+        ),
+    ])
+    .collect()
+}
+
+/// The duplicates of the cookie `name` are anonymous.
+async fn assert_duplicates_anonymous(name: &str) {
+    assert_cookie_attacks_anonymous(|t, logins| {
+        if t.cookie == name {
+            duplicates(t, logins)
+        } else {
+            Vec::new()
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_duplicated_session_cookie_is_anonymous() {
+    assert_duplicates_anonymous("session").await;
+}
+
+#[tokio::test]
+async fn a_duplicated_remember_cookie_is_anonymous() {
+    assert_duplicates_anonymous("_remember").await;
+}
+
+// ---------------------------------------------------------------------------
+// Bytes and syntax
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn non_utf8_bytes_in_the_cookie_header_are_anonymous() {
+    assert_cookie_attacks_anonymous(|t, _| {
+        let (name, valid) = (t.cookie, t.token);
+        vec![
+            (
+                "non-UTF-8 byte after the token".into(),
+                vec![bytes(
+                    [format!("{name}={valid}").into_bytes(), b"\xff".to_vec()].concat(),
+                )],
+                false,
+            ),
+            (
+                "non-UTF-8 in another cookie".into(),
+                vec![bytes(
+                    [
+                        b"x=\xc3\x28; ".to_vec(),
+                        format!("{name}={valid}").into_bytes(),
+                    ]
+                    .concat(),
+                )],
+                false,
+            ),
+            (
+                "non-UTF-8 in a second Cookie header".into(),
+                vec![
+                    text(format!("{name}={valid}")),
+                    bytes(b"x=\xe2\x82".to_vec()),
+                ],
+                false,
+            ),
+            (
+                "Latin-1 value".into(),
+                vec![bytes(
+                    [format!("{name}=").into_bytes(), b"caf\xe9".to_vec()].concat(),
+                )],
+                false,
+            ),
+        ]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn odd_cookie_syntax_is_anonymous() {
+    assert_cookie_attacks_anonymous(|t, _| {
+        let (name, valid) = (t.cookie, t.token);
+        vec![
+            ("empty value".into(), vec![text(format!("{name}="))], true),
+            ("name without =".into(), vec![text(name.to_owned())], false),
+            (
+                "quoted value".into(),
+                vec![text(format!("{name}=\"{valid}\""))],
+                true,
+            ),
+            (
+                "percent-encoded dots".into(),
+                vec![text(format!("{name}={}", valid.replace('.', "%2E")))],
+                true,
+            ),
+            (
+                "a percent-encoded name".into(),
+                vec![text(format!(
+                    "%{:02X}{}={valid}",
+                    name.as_bytes()[0],
+                    &name[1..]
+                ))],
+                false,
+            ),
+            (
+                "the name with a suffix".into(),
+                vec![text(format!("{name}x={valid}"))],
+                false,
+            ),
+        ]
+    })
+    .await;
+}
+
+/// A `session` (or `_remember`) that is only part of another cookie's
+/// value, quoted or not, is not latch's cookie, even with a good token in it.
+#[tokio::test]
+async fn a_cookie_smuggled_inside_another_cookie_s_value_is_ignored() {
+    assert_cookie_attacks_anonymous(|t, _| {
+        let (name, valid) = (t.cookie, t.token);
+        [
+            (
+                "inside another cookie's quoted value",
+                format!("x=\"{name}={valid}\""),
+            ),
+            (
+                "as another cookie's unquoted value",
+                format!("x={name}={valid}"),
+            ),
+            (
+                "after a comma, the RFC 2965 separator",
+                format!("x=1, {name}={valid}"),
+            ),
+            (
+                "after a comma inside a quoted value",
+                format!("x=\"a,{name}={valid}\""),
+            ),
+            (
+                "after an escaped quote inside a quoted value",
+                format!("x=\"a\\\"{name}={valid}\""),
+            ),
+            (
+                "in a quoted value under $Version=1",
+                format!("$Version=1; x=\"{name}={valid}\""),
+            ),
+            (
+                "after a space inside a quoted value",
+                format!("x=\"a {name}={valid}\""),
+            ),
+        ]
+        .into_iter()
+        .map(|(case, cookie)| (case.to_owned(), vec![text(cookie)], false))
+        .collect()
+    })
+    .await;
+}
+
+/// The "cookie sandwich": a legacy (RFC 2109) parser would read
+/// `x="start; session=…; y=end"` as one quoted value and lose the session
+/// in it. latch splits at every `;` as RFC 6265 says, so the session between
+/// the quotes (the browser's own cookie, sent by it) is still read, and no
+/// other cookie's value is taken for it.
+#[tokio::test]
+async fn control_the_cookie_sandwich_does_not_hide_the_real_session() {
+    let app = app();
+    let fx = fixtures(&app).await;
+    let sandwich = format!("$Version=1; x=\"start; session={}; y=end\"", fx.session);
+    assert_alice(&app, &[text(sandwich)], true, "the cookie sandwich").await;
+}
+
+// ---------------------------------------------------------------------------
+// The __Host- prefix
+// ---------------------------------------------------------------------------
+
+fn host_app() -> Router {
+    let users = Users::new();
+    let session = Session::new(key())
+        .host_prefix()
+        .expect("the defaults allow the __Host- prefix");
+    app_with(&users, login_layer(&users), session)
+}
+
+/// Whether `set_cookie` has what the `__Host-` prefix needs: `Secure`,
+/// `Path=/`, no `Domain`.
+fn assert_host_attributes(set_cookie: &cookie::Cookie<'_>, context: &str) {
+    assert_eq!(set_cookie.secure(), Some(true), "{context}: Secure");
+    assert_eq!(set_cookie.path(), Some("/"), "{context}: Path=/");
+    assert_eq!(set_cookie.domain(), None, "{context}: no Domain");
+}
+
+#[tokio::test]
+async fn host_prefix_names_both_cookies_with_secure_path_and_no_domain() {
+    let mut client = Client::new(host_app());
+    let res = client.post("/login/1").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let mut names: Vec<String> = res
+        .set_cookies()
+        .iter()
+        .map(|set| name_value(set).0)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["__Host-_remember", "__Host-session"]);
+    for name in ["__Host-session", "__Host-_remember"] {
+        let set = res.set_cookie(name).unwrap();
+        assert_host_attributes(&set, name);
+        assert!(!is_removal(&set), "{name} is set");
+    }
+    assert_eq!(client.get("/private").await.body, "private:alice");
+
+    // The prefixed remember cookie alone restores the login, and rotates
+    // under its prefixed name.
+    client.remove_cookie("__Host-session");
+    let res = client.get("/private").await;
+    assert_eq!(res.body, "private:alice", "restored from __Host-_remember");
+    let rotated = res
+        .set_cookie("__Host-_remember")
+        .expect("the remember cookie rotates");
+    assert_host_attributes(&rotated, "the rotated remember cookie");
+
+    // Logout deletes the remember cookie under its prefixed name, with the
+    // attributes it was set with.
+    let res = client.post("/logout").await;
+    let deleted = res
+        .set_cookie("__Host-_remember")
+        .expect("logout deletes the remember cookie");
+    assert!(is_removal(&deleted), "{deleted}");
+    assert_host_attributes(&deleted, "the deletion");
+    assert!(
+        res.set_cookies()
+            .iter()
+            .all(|set| name_value(set).0.starts_with("__Host-")),
+        "every cookie is prefixed: {:?}",
+        res.set_cookies()
+    );
+}
+
+/// A subdomain (or a plain-HTTP page of the site) can set a cookie called
+/// `session` for the whole site, but not one called `__Host-session`. The
+/// attacker plants a session of their own (signed with the same key: their
+/// own login, login-CSRF style) under the plain names.
+#[tokio::test]
+async fn with_host_prefix_a_plain_cookie_planted_by_a_subdomain_is_ignored() {
+    // The attacker's (bob's) own login, under the plain names.
+    let planted = fixtures_of(&app(), 2).await;
+    let app = host_app();
+    let plant = |name: &str, token: &str| header(name, token);
+    assert_all_anonymous(
+        &app,
+        vec![
+            Case::empty(
+                "a planted plain session",
+                vec![plant("session", &planted.session)],
+                None,
+            ),
+            Case::empty(
+                "a planted plain remember cookie",
+                vec![plant("_remember", &planted.remember)],
+                None,
+            ),
+            Case::empty(
+                "a planted session under a lower-case prefix",
+                vec![plant("__host-session", &planted.session)],
+                None,
+            ),
+            Case::empty(
+                "a planted remember cookie under a lower-case prefix",
+                vec![plant("__host-_remember", &planted.remember)],
+                None,
+            ),
+        ],
+    )
+    .await;
+
+    // Next to the victim's own prefixed login, the planted cookies change
+    // nothing: no duplicate, no switch of user.
+    let res = send(&app, "POST", "/login/1", &[]).await;
+    let alice = issued(&res, "__Host-session").expect("the prefixed session");
+    let cookie = format!(
+        "session={}; __Host-session={alice}; _remember={}",
+        planted.session, planted.remember
+    );
+    let res = send(&app, "GET", "/private", &[text(cookie)]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_text(res).await, "private:alice");
+}
+
+#[test]
+fn host_prefix_refuses_the_settings_it_forbids() {
+    let refused = |what: &str, result: Result<Session, ConfigError>| match result {
+        Err(error @ ConfigError::HostPrefix(_)) => {
+            assert!(error.to_string().contains("__Host-"), "{what}: {error}")
+        }
+        other => panic!("{what}: expected ConfigError::HostPrefix, got {other:?}"),
+    };
+    refused(
+        "secure(false), then host_prefix()",
+        Session::new(key()).secure(false).host_prefix(),
+    );
+    refused(
+        "a path, then host_prefix()",
+        Session::new(key()).path("/app").unwrap().host_prefix(),
+    );
+    refused(
+        "a domain, then host_prefix()",
+        Session::new(key())
+            .domain("example.com")
+            .unwrap()
+            .host_prefix(),
+    );
+    let prefixed = || Session::new(key()).host_prefix().unwrap();
+    refused("host_prefix(), then a path", prefixed().path("/app"));
+    refused(
+        "host_prefix(), then a domain",
+        prefixed().domain("example.com"),
+    );
+    assert!(prefixed().path("/").is_ok(), "Path=/ is what it needs");
+}
+
+#[tokio::test]
+async fn secure_false_after_host_prefix_drops_the_prefix() {
+    let users = Users::new();
+    let session = Session::new(key()).host_prefix().unwrap().secure(false);
+    let mut client = Client::new(app_with(&users, login_layer(&users), session));
+    let res = client.post("/login/1").await;
+    let mut names: Vec<String> = Vec::new();
+    for set in res.set_cookies() {
+        names.push(name_value(&set).0);
+        let cookie = cookie::Cookie::parse(set.clone()).unwrap();
+        assert_eq!(cookie.secure(), None, "no Secure: {set}");
+    }
+    names.sort();
+    assert_eq!(names, ["_remember", "session"], "no prefix without Secure");
+    assert_eq!(client.get("/private").await.body, "private:alice");
+}
+
+// ---------------------------------------------------------------------------
+// A session too large for a cookie
+// ---------------------------------------------------------------------------
+
+/// The largest `notes` that `POST /notes/{len}` accepts into a session
+/// holding `cookies`, and the `name=value` of the session cookie it writes.
+async fn largest_accepted(app: &Router, cookies: &[HeaderValue], name: &str) -> (usize, String) {
+    let (mut fits, mut too_big) = (0, MAX_COOKIE_LEN);
+    while too_big - fits > 1 {
+        let len = (fits + too_big) / 2;
+        let res = send(app, "POST", &format!("/notes/{len}"), cookies).await;
+        match res.status() {
+            StatusCode::OK => fits = len,
+            StatusCode::PAYLOAD_TOO_LARGE => too_big = len,
+            other => panic!("notes of {len} bytes: {other} {}", body_text(res).await),
+        }
+    }
+    let res = send(app, "POST", &format!("/notes/{fits}"), cookies).await;
+    let value = issued(&res, name).expect("an accepted value is written");
+    (fits, format!("{name}={value}"))
+}
+
+/// A value that `insert` accepts comes back on the next request: a session
+/// that would not fit in a browser's cookie (about 4 KB) is refused by
+/// `insert` with `SessionError::TooLarge`, rather than written out and then
+/// dropped by the browser, or refused by latch on the next request.
+#[tokio::test]
+async fn a_session_too_large_for_a_cookie_is_refused_at_insert() {
+    let app = app();
+    let res = send(&app, "POST", "/notes/9216", &[]).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(set_cookies(&res).is_empty(), "nothing is written");
+    assert_eq!(
+        body_text(res).await,
+        format!("too large: notes {MAX_COOKIE_LEN}"),
+        "TooLarge names the key and the limit"
+    );
+
+    for (what, app, name) in [
+        ("plain", app.clone(), "session"),
+        ("__Host-", host_app(), "__Host-session"),
+    ] {
+        let (largest, cookie) = largest_accepted(&app, &[], name).await;
+        assert!(largest > 2500, "{what}: a few KB fit: {largest}");
+        assert!(
+            cookie.len() <= MAX_COOKIE_LEN,
+            "{what}: the written cookie is {} bytes, over MAX_COOKIE_LEN",
+            cookie.len()
+        );
+        let res = send(&app, "GET", "/notes", &[text(cookie)]).await;
+        assert_eq!(
+            body_text(res).await,
+            largest.to_string(),
+            "{what}: the largest accepted session reads back"
+        );
+    }
+
+    // A refused insert leaves a logged-in session as it was.
+    let fx = fixtures(&app).await;
+    let session = header("session", &fx.session);
+    let res = send(&app, "POST", "/notes/5000", std::slice::from_ref(&session)).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(set_cookies(&res).is_empty(), "the session is not rewritten");
+    let outcome = assert_alice(&app, &[session], true, "after a refused insert").await;
+    assert_eq!(outcome.data, (StatusCode::OK, "dark".to_owned()));
+}
+
+/// `MAX_COOKIE_LEN` is "the largest session cookie latch writes". A login
+/// adds latch's own claims (`_user_id`, `_fresh`, `_auth`, `_login_at`) to
+/// a session the app has already filled to what `insert` allows: the cookie
+/// written must still be within the limit.
+#[tokio::test]
+async fn a_login_into_a_session_filled_to_the_limit_stays_within_max_cookie_len() {
+    let app = app();
+    let (largest, _) = largest_accepted(&app, &[], "session").await;
+    // Room for the `theme` the login route stores first.
+    let res = send(&app, "POST", &format!("/notes/{}", largest - 20), &[]).await;
+    let full = header("session", &issued(&res, "session").unwrap());
+    let res = send(&app, "POST", "/login/1", &[full]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "the login succeeds");
+    let cookie = format!("session={}", issued(&res, "session").unwrap());
+    assert!(
+        cookie.len() <= MAX_COOKIE_LEN,
+        "the session cookie written at login is {} bytes, over MAX_COOKIE_LEN ({MAX_COOKIE_LEN})",
+        cookie.len()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Any bytes
+// ---------------------------------------------------------------------------
+
+/// Any byte a `HeaderValue` accepts: tab, visible ASCII, space, and every
+/// byte from 0x80 up.
+fn header_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![Just(b'\t'), 0x20u8..=0x7e, 0x80u8..=0xff]
+}
+
+/// Pieces that look like cookies and tokens, to get past the parser.
+fn cookie_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("session=".to_owned()),
+        Just("_remember=".to_owned()),
+        Just("; ".to_owned()),
+        Just(";".to_owned()),
+        Just("=".to_owned()),
+        Just(".".to_owned()),
+        Just("\"".to_owned()),
+        Just(" ".to_owned()),
+        Just("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9".to_owned()),
+        Just("eyJhbGciOiJub25lIn0".to_owned()),
+        "[A-Za-z0-9_-]{0,60}",
+        "[A-Za-z0-9_-]{43}",
+        any::<Vec<u8>>().prop_map(b64),
+        Just(b64(br#"{"_user_id":1,"exp":9999999999}"#)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any bytes in `Cookie` never panic and never authenticate.
+    #[test]
+    fn arbitrary_cookie_bytes_are_anonymous(bytes in proptest::collection::vec(header_byte(), 0..2048)) {
+        let cookie = HeaderValue::from_bytes(&bytes).expect("the strategy makes valid header bytes");
+        prop_assert_eq!(check_anonymous(&[cookie]), Ok(()));
+    }
+
+    #[test]
+    fn arbitrary_cookie_like_text_is_anonymous(pieces in proptest::collection::vec(cookie_piece(), 0..40)) {
+        let text = pieces.concat();
+        let cookie = HeaderValue::from_str(&text).expect("pieces are visible ASCII");
+        prop_assert_eq!(check_anonymous(&[cookie]), Ok(()));
+    }
+}
