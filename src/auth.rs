@@ -3,7 +3,7 @@
 use axum::extract::FromRequestParts;
 use axum::response::Redirect;
 use http::request::Parts;
-use percent_encoding::{utf8_percent_encode, CONTROLS};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::error::AuthError;
 use crate::fingerprint::fingerprint;
@@ -13,6 +13,21 @@ use crate::rejection::{LoginRejection, MissingLayer};
 use crate::remember::{Remember, RememberGrant, RememberedDevice};
 use crate::token;
 use crate::user::User;
+
+/// What `login_user` percent-encodes in the `Location` it sends: controls,
+/// non-ASCII, and the ASCII characters a URI may not hold (`%` is kept, so
+/// what was encoded stays encoded once).
+const LOCATION_ENCODE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'|')
+    .add(b'^')
+    .add(b'\\');
 
 /// Logs users in and out. Needs the [`Session`](crate::Session) and
 /// [`Login`](crate::Login) layers; without them it rejects with a `500`
@@ -63,6 +78,8 @@ impl<U: User> Auth<U> {
     ///
     /// # Errors
     ///
+    /// [`AuthError::SessionTooLarge`] if the app's session data leaves no
+    /// room for the login in the cookie (nothing changes).
     /// [`AuthError::Remember`] if the remember-me store failed: nothing has
     /// changed, and the app may log the user in with [`Remember::Off`]
     /// and tell them they will not be remembered. [`AuthError::UserId`] if
@@ -77,6 +94,9 @@ impl<U: User> Auth<U> {
         let session = self.context.session();
         let keys = &session.config().keys;
         let auth = fingerprint(keys.current(), user.auth_hash());
+        if !session.login_fits(&user_id, &auth) {
+            return Err(AuthError::SessionTooLarge);
+        }
         // The token first: if the store fails, nothing has changed yet and
         // the app can log the user in without remember-me instead.
         let remembered = match remember.days() {
@@ -105,8 +125,9 @@ impl<U: User> Auth<U> {
             self.context.set_remember_cookie(&token, days);
         }
         tracing::info!(target: "latch", user_id = ?user.id(), remember_days = ?remember.days(), "user logged in");
-        // `next` arrives decoded; a `Location` must be ASCII, so encode what is not.
-        let location = utf8_percent_encode(self.next_url(), CONTROLS).to_string();
+        // `next` arrives decoded; a `Location` must be a valid URI reference,
+        // so encode what is not ASCII or may not appear in one.
+        let location = utf8_percent_encode(self.next_url(), LOCATION_ENCODE).to_string();
         Ok(Redirect::to(&location))
     }
 

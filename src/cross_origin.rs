@@ -644,7 +644,8 @@ mod tests {
     #[test]
     fn non_origins_are_refused_with_the_reason() {
         use OriginError::*;
-        let cases: [(&str, fn(String) -> OriginError); 28] = [
+        type Variant = fn(String) -> OriginError;
+        let cases: [(&str, Variant); 28] = [
             ("", Scheme),
             ("null", Scheme),
             ("app.example.com", Scheme),

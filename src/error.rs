@@ -21,6 +21,11 @@ pub enum AuthError {
     /// user is not logged in yet.
     #[error(transparent)]
     Remember(#[from] RememberError),
+    /// The session, with the login added, would not fit in a cookie: the
+    /// app keeps too much in [`SessionData`](crate::SessionData). Nothing has
+    /// changed.
+    #[error("the session is too large to add a login to it: keep less in SessionData")]
+    SessionTooLarge,
     /// The user loader failed (it has been logged).
     #[error("the user loader failed")]
     LoaderFailed,

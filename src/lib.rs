@@ -146,6 +146,7 @@
 
 mod auth;
 mod cookies;
+mod cross_origin;
 mod device;
 mod error;
 mod extract;
@@ -161,12 +162,16 @@ mod revocable;
 mod session;
 mod session_data;
 pub mod stores;
+mod throttle;
 pub mod token;
 mod user;
 
 pub use auth::Auth;
 pub use cookie::SameSite;
 pub use cookies::ConfigError;
+pub use cross_origin::{
+    CrossOriginGuard, CrossOriginGuardFuture, CrossOriginGuardService, OriginError,
+};
 pub use error::AuthError;
 pub use extract::{CurrentUser, FreshUser, MaybeUser};
 pub use key::{KeyError, KeyRing, SecretKey, MIN_KEY_LEN};
@@ -182,7 +187,13 @@ pub use require::{RequireLogin, RequireLoginService};
 pub use revocable::{Consumed, RevocableRemember, Theft, DEFAULT_GRACE};
 pub use session::{Session, SessionFuture, SessionService, MAX_COOKIE_LEN};
 pub use session_data::{SessionData, SessionError};
+pub use throttle::{Throttle, Throttled};
 pub use user::{BoxError, User, UserLoader};
+
+/// Entry points for `cargo fuzz` (built only with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 
 /// The README's examples, compiled and run as doctests (one needs the
 /// `postgres` store).

@@ -519,7 +519,7 @@ impl<U: User> LoginContext<U> {
             .load_checked(redeemed.user_id.clone(), redeemed.fingerprint.as_deref())
             .await
         {
-            Ok(Some((user, _))) => user,
+            Ok(Some((user, key_index))) => (user, key_index),
             Ok(None) => {
                 // The user is gone or changed credentials: the token is dead.
                 let token = redeemed.replacement.as_deref().unwrap_or(token);
@@ -538,13 +538,56 @@ impl<U: User> LoginContext<U> {
                 return Resolved::Failed;
             }
         };
+        let (user, key_index) = user;
         let auth = fingerprint::fingerprint(self.keys().current(), user.auth_hash());
+        let mut replacement = redeemed.replacement;
+        if key_index != 0 {
+            // Made before a key rotation: a new token carries the current
+            // key's fingerprint, so the login outlives the old key.
+            replacement = self
+                .reissue(token, replacement, &redeemed.user_id, &auth, redeemed.days)
+                .await;
+        }
         self.inner.session.set_login(redeemed.user_id, auth, false);
-        if let Some(replacement) = redeemed.replacement {
+        if let Some(replacement) = replacement {
             self.set_remember_cookie(&replacement, redeemed.days);
         }
         tracing::info!(target: "latch", user_id = ?user.id(), "login restored from remember cookie");
         Resolved::User { user, fresh: false }
+    }
+
+    /// Replaces a remember token made under a previous key with one made
+    /// under the current key; on failure, keeps what the browser should have.
+    async fn reissue(
+        &self,
+        token: &str,
+        replacement: Option<String>,
+        user_id: &Value,
+        auth: &str,
+        days: u32,
+    ) -> Option<String> {
+        let remember = &self.inner.config.remember;
+        let grant = crate::remember::RememberGrant {
+            keys: self.keys(),
+            user_id,
+            fingerprint: auth,
+            days,
+            now: token::now(),
+            user_agent: self.inner.user_agent.as_deref(),
+        };
+        match remember.issue(grant).await {
+            Ok(fresh) => {
+                let old = replacement.as_deref().unwrap_or(token);
+                if let Err(error) = remember.revoke(self.keys(), old).await {
+                    tracing::error!(target: "latch", %error, "remember token of an old key not revoked");
+                }
+                Some(fresh)
+            }
+            Err(error) => {
+                tracing::error!(target: "latch", %error, "remember token not moved to the current key");
+                replacement
+            }
+        }
     }
 
     /// The remember cookie the request came with, if exactly one.

@@ -367,11 +367,14 @@ impl SessionHandle {
     /// Records a login in the session.
     pub fn set_login(&self, user_id: Value, auth: String, fresh: bool) {
         let mut state = self.state();
-        let claims = state.claims_mut();
-        claims.insert(USER_ID.to_owned(), user_id);
-        claims.insert(FRESH.to_owned(), Value::Bool(fresh));
-        claims.insert(AUTH.to_owned(), Value::String(auth));
-        claims.insert(LOGIN_AT.to_owned(), Value::from(token::now()));
+        add_login(state.claims_mut(), user_id, auth, fresh);
+    }
+
+    /// Whether the session still fits in a cookie with this login in it.
+    pub fn login_fits(&self, user_id: &Value, auth: &str) -> bool {
+        let mut claims = self.state().claims().clone();
+        add_login(&mut claims, user_id.clone(), auth.to_owned(), true);
+        self.fits(&claims)
     }
 
     /// Replaces the fingerprint of the login in the session, keeping the
@@ -522,6 +525,20 @@ fn add_vary_cookie(headers: &mut HeaderMap) {
 pub const MAX_COOKIE_LEN: usize = 4000;
 
 impl SessionHandle {
+    /// Whether these claims fit in a cookie and, if they hold no login yet,
+    /// still would with one added (a user id of up to
+    /// [`LOGIN_ROOM`] bytes of JSON): what `SessionData::insert` allows.
+    pub fn fits_with_room_for_login(&self, claims: &Claims) -> bool {
+        if claims.contains_key(USER_ID) {
+            return self.fits(claims);
+        }
+        let mut with_login = claims.clone();
+        let placeholder_id = Value::String("u".repeat(LOGIN_ROOM - 2));
+        let placeholder_auth = "a".repeat(22);
+        add_login(&mut with_login, placeholder_id, placeholder_auth, true);
+        self.fits(&with_login)
+    }
+
     /// Whether the session, with these claims, fits in a cookie. The token
     /// is the fixed header, the base64 of the JSON claims (plus `exp` and
     /// `iat`, at most 40 bytes), and the signature.
@@ -531,6 +548,16 @@ impl SessionHandle {
         self.shared.config.cookie_name.len() + 1 + token <= MAX_COOKIE_LEN
     }
 }
+
+fn add_login(claims: &mut Claims, user_id: Value, auth: String, fresh: bool) {
+    claims.insert(USER_ID.to_owned(), user_id);
+    claims.insert(FRESH.to_owned(), Value::Bool(fresh));
+    claims.insert(AUTH.to_owned(), Value::String(auth));
+    claims.insert(LOGIN_AT.to_owned(), Value::from(token::now()));
+}
+
+/// The room an anonymous session keeps for a login's user id, in bytes of JSON.
+pub(crate) const LOGIN_ROOM: usize = 100;
 
 /// Whether `name` is kept by latch and refused to apps.
 pub(crate) fn is_reserved(name: &str) -> bool {

@@ -78,7 +78,9 @@ impl SessionData {
 
     /// Stores `value` under `key`, replacing what was there. A session that
     /// would not fit in a browser's cookie (about 4 KB) is refused here, with
-    /// [`SessionError::TooLarge`], rather than silently dropped later.
+    /// [`SessionError::TooLarge`], rather than silently dropped later. An
+    /// anonymous session keeps room for a login (a user id of up to 100
+    /// bytes of JSON), so that logging in never overflows it.
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         if is_reserved(key) {
             return Err(SessionError::ReservedKey(key.to_owned()));
@@ -93,7 +95,7 @@ impl SessionData {
         }
         let mut claims = state.claims().clone();
         claims.insert(key.to_owned(), value);
-        if !self.0.fits(&claims) {
+        if !self.0.fits_with_room_for_login(&claims) {
             return Err(SessionError::TooLarge {
                 key: key.to_owned(),
                 max: MAX_COOKIE_LEN,
