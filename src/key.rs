@@ -89,15 +89,12 @@ impl fmt::Debug for SecretKey {
 ///    new ones accept.
 /// 3. Wait. Each session in use is re-issued under the new key at its next
 ///    renewal (at most a minute of activity); its `_auth` fingerprint moves
-///    to the new key too. Stateless remember-me cookies move at their next
-///    use.
+///    to the new key too. Remember-me cookies (stateless or revocable) are
+///    re-issued under the new key at their next use.
 /// 4. Deploy without the old key once sessions signed with it no longer
 ///    matter: after the idle timeout (1 day by default) every active session
 ///    has moved; remember-me cookies not used since are then refused (their
 ///    users log in again). Wait for the remember-me lifetime to keep those.
-///    Tokens of a [`RevocableRemember`](crate::RevocableRemember) store keep
-///    the fingerprint made under the key they were issued with, so removing
-///    that key ends them as well.
 ///
 /// A leaked key is different: deploy the new key *without* the old one at
 /// once. Every session and stateless remember cookie ends, which is the
