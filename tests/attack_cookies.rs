@@ -641,3 +641,41 @@ proptest! {
         prop_assert_eq!(check_anonymous(&[cookie]), Ok(()));
     }
 }
+
+/// A user id too long for any cookie: the login is refused with an error
+/// the app sees, and no session cookie the browser would drop is sent.
+#[tokio::test]
+async fn a_login_whose_user_id_cannot_fit_in_a_cookie_is_refused() {
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    use latch::{Auth, AuthError, Login, Remember, User};
+
+    #[derive(Clone)]
+    struct Huge;
+    impl User for Huge {
+        type Id = String;
+        fn id(&self) -> String {
+            "x".repeat(MAX_COOKIE_LEN)
+        }
+        fn auth_hash(&self) -> &[u8] {
+            b"hash"
+        }
+    }
+    async fn load(_: String) -> Result<Option<Huge>, std::convert::Infallible> {
+        Ok(Some(Huge))
+    }
+    async fn login(auth: Auth<Huge>) -> axum::response::Response {
+        match auth.login_user(&Huge, Remember::On).await {
+            Err(AuthError::SessionTooLarge) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+            other => other.into_response(),
+        }
+    }
+    let app: Router = Router::new()
+        .route("/login", post(login))
+        .layer(Login::new(load))
+        .layer(Session::new(key()));
+    let response = send(&app, "POST", "/login", &[]).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(issued(&response, "session"), None, "no session cookie");
+    assert_eq!(issued(&response, "_remember"), None, "no remember cookie");
+}

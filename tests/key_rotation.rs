@@ -196,3 +196,45 @@ async fn removing_the_old_key_ends_what_it_signed() {
         assert_alice(&r.after, &[header(name, &token)], fresh, name).await;
     }
 }
+
+#[cfg(feature = "memory")]
+#[tokio::test]
+async fn a_revocable_remember_cookie_of_the_old_key_is_reissued_under_the_new_key() {
+    use latch::{stores::MemoryStore, RevocableRemember};
+
+    let users = Users::new();
+    let store = MemoryStore::new();
+    let app = |ring: KeyRing| {
+        let tokens = RevocableRemember::new(store.clone());
+        app_with(
+            &users,
+            login_layer(&users).remember_tokens(tokens),
+            Session::new(ring),
+        )
+    };
+    let before = app(KeyRing::new(secret(A)));
+    let response = send(&before, "POST", "/login/1", &[]).await;
+    let old = issued(&response, "_remember").expect("a remember cookie");
+    let during = app(KeyRing::new(secret(B)).with_previous(secret(A)));
+    let after = app(KeyRing::new(secret(B)));
+
+    let (status, _, new) = private(&during, &[header("_remember", &old)]).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the old key's remember cookie logs in"
+    );
+    let new = new.expect("a new remember cookie");
+    assert_ne!(
+        new.split('.').next(),
+        old.split('.').next(),
+        "a new token, made for the new key's fingerprint"
+    );
+    assert_eq!(store.len(), 1, "the old key's token is revoked");
+
+    // With A gone, the new cookie still logs in; the old one never will.
+    let (status, _, _) = private(&after, &[header("_remember", &new)]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = private(&after, &[header("_remember", &old)]).await;
+    assert_ne!(status, StatusCode::OK);
+}
