@@ -17,7 +17,7 @@ use crate::user::User;
 /// What `login_user` percent-encodes in the `Location` it sends: controls,
 /// non-ASCII, and the ASCII characters a URI may not hold (`%` is kept, so
 /// what was encoded stays encoded once).
-const LOCATION_ENCODE: &AsciiSet = &CONTROLS
+pub(crate) const LOCATION_ENCODE: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'<')

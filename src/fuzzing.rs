@@ -5,7 +5,7 @@ use base64::Engine as _;
 use futures_util::FutureExt as _;
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue, Uri};
-use percent_encoding::{utf8_percent_encode, CONTROLS};
+use percent_encoding::utf8_percent_encode;
 use sha2::{Digest, Sha256};
 use std::sync::Mutex;
 
@@ -81,7 +81,8 @@ fn reference_lookup(headers: &HeaderMap, name: &str) -> Lookup {
 /// Feeds `input` to the `next` handling, both as a decoded `next` and as a
 /// raw query string, and checks what [`is_safe_next`] lets through and the
 /// `Location` a login would send (as `Auth::login_user` makes it, in
-/// `src/auth.rs`): a valid header value naming a path on this site. Also
+/// `src/auth.rs`): a valid header value and URI reference naming a path on
+/// this site. Also
 /// checks that [`next::login_redirect`] carries `input` back intact.
 /// Returns every `Location` made, for further checks by the fuzz target.
 pub fn next_redirect(input: &str) -> Vec<String> {
@@ -118,8 +119,14 @@ fn login_location(next: &str) -> String {
         assert!(next.len() <= MAX_NEXT_LEN, "{next:?}");
     }
     // As in `Auth::login_user`.
-    let location = utf8_percent_encode(next::safe_or(Some(next), "/"), CONTROLS).to_string();
+    let location =
+        utf8_percent_encode(next::safe_or(Some(next), "/"), crate::auth::LOCATION_ENCODE)
+            .to_string();
     assert_same_origin(&location);
+    assert!(
+        location.parse::<Uri>().is_ok(),
+        "Location is not a URI reference: {location:?}"
+    );
     location
 }
 

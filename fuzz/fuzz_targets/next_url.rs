@@ -4,9 +4,9 @@
 //! Invariants (in `latch::fuzzing::next_redirect`): no panic; whatever
 //! `is_safe_next` accepts starts with exactly one `/`, not `//` nor `/\`,
 //! and has no backslash, whitespace or control character; every `Location`
-//! a login would send is a valid header value and, read by `http::Uri`, has
-//! no scheme and no authority; `next` survives the login redirect's query
-//! intact. Here, in addition: resolved by a browser's URL parser (WHATWG,
+//! a login would send is a valid header value and a URI reference (it
+//! parses as an `http::Uri`) with no scheme and no authority; `next`
+//! survives the login redirect's query intact. Here, in addition: resolved by a browser's URL parser (WHATWG,
 //! the `url` crate) against a page of the site, every `Location` stays on
 //! the site's origin.
 #![no_main]
