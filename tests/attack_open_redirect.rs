@@ -321,9 +321,12 @@ proptest! {
         let h = harness();
         let location = h.runtime.block_on(login_location(&h.app, &next_query(&next)));
         if location != "/" {
-            // The same path, with what is not ASCII percent-encoded for the header.
-            let expected =
-                percent_encoding::utf8_percent_encode(&next, percent_encoding::CONTROLS).to_string();
+            // The same path, with what is not ASCII or not allowed in a URI
+            // percent-encoded for the header (`%` itself left alone).
+            const IN_LOCATION: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+                .add(b' ').add(b'"').add(b'<').add(b'>').add(b'`')
+                .add(b'{').add(b'}').add(b'|').add(b'^').add(b'\\');
+            let expected = percent_encoding::utf8_percent_encode(&next, IN_LOCATION).to_string();
             prop_assert_eq!(&location, &expected);
             prop_assert!(location.is_ascii(), "{:?}", location);
         }
