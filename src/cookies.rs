@@ -60,19 +60,54 @@ pub(crate) enum Lookup {
 }
 
 /// Finds the cookie called `name` in every `Cookie` header of a request.
+#[cfg(any(test, fuzzing))]
 pub(crate) fn find(headers: &HeaderMap, name: &str) -> Lookup {
+    find_in(headers.get_all(COOKIE).iter(), name)
+}
+
+/// A request's `Cookie` headers, kept (cheaply: header values share the
+/// request's buffer) to be read only when a cookie is first asked for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CookieHeaders {
+    first: Option<HeaderValue>,
+    /// Any further `Cookie` headers (HTTP/2 may send one per cookie).
+    rest: Vec<HeaderValue>,
+}
+
+impl CookieHeaders {
+    pub fn new(headers: &HeaderMap) -> Self {
+        let mut all = headers.get_all(COOKIE).iter();
+        Self {
+            first: all.next().cloned(),
+            rest: all.cloned().collect(),
+        }
+    }
+
+    /// Finds the cookie called `name`, as [`find`] does.
+    pub fn find(&self, name: &str) -> Lookup {
+        find_in(self.first.iter().chain(&self.rest), name)
+    }
+}
+
+/// `;`-separated `name=value` pairs, both sides trimmed, pairs without `=`
+/// or with an empty name skipped (as browsers send them, RFC 6265 §5.4).
+fn find_in<'a>(headers: impl Iterator<Item = &'a HeaderValue>, name: &str) -> Lookup {
     let mut found = Lookup::Missing;
-    for header in headers.get_all(COOKIE) {
+    for header in headers {
         let Ok(text) = header.to_str() else {
             return Lookup::Unreadable;
         };
-        for cookie in Cookie::split_parse(text).flatten() {
-            if cookie.name() == name {
-                if found != Lookup::Missing {
-                    return Lookup::Duplicate;
-                }
-                found = Lookup::Found(cookie.value().to_owned());
+        for pair in text.split(';') {
+            let Some((key, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if key.trim() != name || name.is_empty() {
+                continue;
             }
+            if found != Lookup::Missing {
+                return Lookup::Duplicate;
+            }
+            found = Lookup::Found(value.trim().to_owned());
         }
     }
     found

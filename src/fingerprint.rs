@@ -17,17 +17,30 @@ const CONTEXT: &[u8] = b"latch auth_hash fingerprint\0";
 /// The fingerprint of `auth_hash` under `key`: a truncated HMAC, so the
 /// token (which the browser can read) never shows the hash itself.
 pub(crate) fn fingerprint(key: &SecretKey, auth_hash: &[u8]) -> String {
-    let mac = hmac_sha256(key, &[CONTEXT, auth_hash]);
-    URL_SAFE_NO_PAD.encode(&mac[..FINGERPRINT_LEN])
+    let encoded = encoded(key, auth_hash);
+    String::from_utf8_lossy(&encoded).into_owned()
 }
+
+/// The base64url text of a fingerprint, on the stack.
+fn encoded(key: &SecretKey, auth_hash: &[u8]) -> [u8; ENCODED_LEN] {
+    let mac = hmac_sha256(key, &[CONTEXT, auth_hash]);
+    let mut encoded = [0u8; ENCODED_LEN];
+    let written = URL_SAFE_NO_PAD
+        .encode_slice(&mac[..FINGERPRINT_LEN], &mut encoded)
+        .expect("16 bytes take 22 base64 characters");
+    debug_assert_eq!(written, ENCODED_LEN);
+    encoded
+}
+
+/// The length of a fingerprint's text: 16 bytes in unpadded base64.
+const ENCODED_LEN: usize = 22;
 
 /// Which key of the ring makes `claimed` the fingerprint of `auth_hash`
 /// (`0` is the current key; a token from before a key rotation carries an
 /// old key's), or `None` if no key does. Compared in constant time.
 pub(crate) fn matching_key(keys: &KeyRing, auth_hash: &[u8], claimed: &str) -> Option<usize> {
     keys.keys().iter().position(|key| {
-        fingerprint(key, auth_hash)
-            .as_bytes()
+        encoded(key, auth_hash)
             .ct_eq(claimed.as_bytes())
             .into()
     })

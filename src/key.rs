@@ -1,5 +1,7 @@
 //! Secret keys and the key ring that signs and verifies every latch token.
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::fmt;
 
 /// The fewest bytes a [`SecretKey`] may have.
@@ -37,7 +39,12 @@ pub enum KeyError {
 /// # Ok::<(), latch::KeyError>(())
 /// ```
 #[derive(Clone)]
-pub struct SecretKey(Box<[u8]>);
+pub struct SecretKey {
+    bytes: Box<[u8]>,
+    /// HMAC-SHA256 with this key and nothing hashed yet: the key's padded
+    /// blocks are hashed once here, not again for every token.
+    mac: Hmac<Sha256>,
+}
 
 impl SecretKey {
     /// Makes a key from bytes (a string works too), refusing keys shorter
@@ -47,7 +54,14 @@ impl SecretKey {
         if bytes.len() < MIN_KEY_LEN {
             return Err(KeyError::TooShort { len: bytes.len() });
         }
-        Ok(Self(bytes.into()))
+        Ok(Self::from_bytes(bytes))
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Self {
+        Self {
+            bytes: bytes.into(),
+            mac: Hmac::new_from_slice(bytes).expect("HMAC takes any key size"),
+        }
     }
 
     /// Makes a random 64-byte key from the operating system's random source.
@@ -57,18 +71,24 @@ impl SecretKey {
     pub fn generate() -> Result<Self, KeyError> {
         let mut bytes = [0u8; 64];
         getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
-        Ok(Self(bytes.into()))
+        Ok(Self::from_bytes(&bytes))
     }
 
     /// The key's bytes.
+    #[cfg(test)]
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
+    }
+
+    /// An HMAC-SHA256 with this key, ready for the data.
+    pub(crate) fn mac(&self) -> Hmac<Sha256> {
+        self.mac.clone()
     }
 }
 
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretKey({} bytes, redacted)", self.0.len())
+        write!(f, "SecretKey({} bytes, redacted)", self.bytes.len())
     }
 }
 

@@ -161,6 +161,7 @@ mod require;
 mod revocable;
 mod session;
 mod session_data;
+mod token_memo;
 pub mod stores;
 mod throttle;
 pub mod token;

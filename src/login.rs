@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tower_layer::Layer;
@@ -26,6 +26,9 @@ use crate::user::{DynLoader, User, UserLoader};
 
 /// The remember-me cookie's name, as in Microdot (before any prefix).
 pub(crate) const REMEMBER_COOKIE: &str = "_remember";
+
+/// How much of a `User-Agent` latch keeps, in bytes, for device names.
+const MAX_USER_AGENT: usize = 256;
 
 /// The login layer: put it on the router inside the [`Session`](crate::Session) layer.
 ///
@@ -329,9 +332,9 @@ impl<U: User> Clone for LoginContext<U> {
 struct ContextInner<U: User> {
     config: Arc<LoginConfig<U>>,
     session: SessionHandle,
-    /// The request's remember cookie, as found.
-    remember_cookie: Lookup,
-    user_agent: Option<String>,
+    /// The request's remember cookie, looked for when first needed.
+    remember_cookie: OnceLock<Lookup>,
+    user_agent: Option<HeaderValue>,
     resolved: AsyncMutex<Option<Resolved<U>>>,
     /// The `Set-Cookie` for the remember cookie, if it changes.
     remember_update: Mutex<Option<HeaderValue>>,
@@ -339,16 +342,12 @@ struct ContextInner<U: User> {
 
 impl<U: User> LoginContext<U> {
     fn new(config: Arc<LoginConfig<U>>, session: SessionHandle, headers: &http::HeaderMap) -> Self {
-        let remember_cookie = cookies::find(headers, &session.config().remember_cookie);
         Self {
             inner: Arc::new(ContextInner {
                 config,
                 session,
-                remember_cookie,
-                user_agent: headers
-                    .get(USER_AGENT)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| v.chars().take(256).collect()),
+                remember_cookie: OnceLock::new(),
+                user_agent: headers.get(USER_AGENT).cloned(),
                 resolved: AsyncMutex::new(None),
                 remember_update: Mutex::new(None),
             }),
@@ -425,8 +424,9 @@ impl<U: User> LoginContext<U> {
 
     async fn find_user(&self) -> Resolved<U> {
         if let Some(login) = self.inner.session.login() {
+            let keys = self.keys();
             return match self
-                .load_checked(login.user_id, login.auth.as_deref())
+                .load_checked(login.user_id.clone(), |hash| login.matching_key(keys, hash))
                 .await
             {
                 Ok(Some((user, key_index))) => {
@@ -456,7 +456,7 @@ impl<U: User> LoginContext<U> {
     async fn load_checked(
         &self,
         user_id: Value,
-        auth: Option<&str>,
+        matching_key: impl Fn(&[u8]) -> Option<usize>,
     ) -> Result<Option<(U, usize)>, ()> {
         let id: U::Id = match serde_json::from_value(user_id) {
             Ok(id) => id,
@@ -476,7 +476,7 @@ impl<U: User> LoginContext<U> {
                 return Err(());
             }
         };
-        match auth.and_then(|auth| fingerprint::matching_key(self.keys(), user.auth_hash(), auth)) {
+        match matching_key(user.auth_hash()) {
             Some(key_index) => Ok(Some((user, key_index))),
             None => {
                 tracing::debug!(target: "latch", user_id = ?id, "login rejected: auth_hash changed");
@@ -487,7 +487,7 @@ impl<U: User> LoginContext<U> {
 
     /// Logs the user in from the remember cookie, if there is a good one.
     async fn restore_remembered(&self) -> Resolved<U> {
-        let token = match &self.inner.remember_cookie {
+        let token = match self.remember_lookup() {
             Lookup::Missing => return Resolved::Anonymous,
             Lookup::Found(token) => token.as_str(),
             Lookup::Duplicate | Lookup::Unreadable => {
@@ -501,7 +501,7 @@ impl<U: User> LoginContext<U> {
                 self.keys(),
                 token,
                 token::now(),
-                self.inner.user_agent.as_deref(),
+                self.user_agent(),
             )
             .await;
         let redeemed = match redeemed {
@@ -515,8 +515,12 @@ impl<U: User> LoginContext<U> {
                 return Resolved::Anonymous;
             }
         };
+        let keys = self.keys();
+        let claimed = redeemed.fingerprint.as_deref();
         let user = match self
-            .load_checked(redeemed.user_id.clone(), redeemed.fingerprint.as_deref())
+            .load_checked(redeemed.user_id.clone(), |hash| {
+                claimed.and_then(|auth| fingerprint::matching_key(keys, hash, auth))
+            })
             .await
         {
             Ok(Some((user, key_index))) => (user, key_index),
@@ -573,7 +577,7 @@ impl<U: User> LoginContext<U> {
             fingerprint: auth,
             days,
             now: token::now(),
-            user_agent: self.inner.user_agent.as_deref(),
+            user_agent: self.user_agent(),
         };
         match remember.issue(grant).await {
             Ok(fresh) => {
@@ -590,16 +594,27 @@ impl<U: User> LoginContext<U> {
         }
     }
 
+    /// The request's remember cookie, as found.
+    fn remember_lookup(&self) -> &Lookup {
+        self.inner.remember_cookie.get_or_init(|| {
+            let session = &self.inner.session;
+            session.cookie(&session.config().remember_cookie)
+        })
+    }
+
     /// The remember cookie the request came with, if exactly one.
     pub fn remember_cookie(&self) -> Option<&str> {
-        match &self.inner.remember_cookie {
+        match self.remember_lookup() {
             Lookup::Found(token) => Some(token),
             _ => None,
         }
     }
 
+    /// The request's `User-Agent`, if it is text, cut to its first 256 bytes.
     pub fn user_agent(&self) -> Option<&str> {
-        self.inner.user_agent.as_deref()
+        // `to_str` accepts visible ASCII only, so any cut is a char boundary.
+        let agent = self.inner.user_agent.as_ref()?.to_str().ok()?;
+        Some(&agent[..agent.len().min(MAX_USER_AGENT)])
     }
 
     pub fn set_remember_cookie(&self, token: &str, days: u32) {
@@ -613,7 +628,7 @@ impl<U: User> LoginContext<U> {
     /// Deletes the remember cookie if the request had one or this response sets one.
     pub fn delete_remember_cookie(&self) {
         let mut update = self.remember_update();
-        if update.is_some() || self.inner.remember_cookie != Lookup::Missing {
+        if update.is_some() || *self.remember_lookup() != Lookup::Missing {
             *update = Some(
                 self.inner
                     .session

@@ -8,15 +8,19 @@ use pin_project_lite::pin_project;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::cookies::{self, ConfigError, CookieAttributes, Lookup};
+use crate::cookies::{self, ConfigError, CookieAttributes, CookieHeaders, Lookup};
+use crate::fingerprint;
 use crate::key::KeyRing;
-use crate::token::{self, Claims};
+use crate::token::{self, Claims, Time, TokenError};
+use crate::token_memo;
+use serde::Deserialize;
+use std::borrow::Cow;
 
 /// Session claims latch keeps for itself. Apps may not set them, nor any
 /// other name that starts with `_`.
@@ -64,6 +68,8 @@ pub struct Session {
 
 #[derive(Clone, Debug)]
 pub(crate) struct SessionConfig {
+    /// Tells this configuration's entries in the token memo from others'.
+    id: u64,
     pub keys: KeyRing,
     /// The session cookie's name as sent, with the `__Host-` prefix if on.
     pub cookie_name: String,
@@ -84,6 +90,7 @@ impl Session {
     pub fn new(keys: impl Into<KeyRing>) -> Self {
         Self {
             config: Arc::new(SessionConfig {
+                id: token_memo::next_config_id(),
                 keys: keys.into(),
                 cookie_name: "session".to_owned(),
                 remember_cookie: crate::login::REMEMBER_COOKIE.to_owned(),
@@ -98,7 +105,9 @@ impl Session {
     }
 
     fn edit(mut self, f: impl FnOnce(&mut SessionConfig)) -> Self {
-        f(Arc::make_mut(&mut self.config));
+        let config = Arc::make_mut(&mut self.config);
+        f(config);
+        config.id = token_memo::next_config_id();
         self
     }
 
@@ -236,8 +245,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let cookie = cookies::find(request.headers(), &self.config.cookie_name);
-        let handle = SessionHandle::new(self.config.clone(), cookie);
+        let cookies = CookieHeaders::new(request.headers());
+        let handle = SessionHandle::new(self.config.clone(), cookies);
         request.extensions_mut().insert(handle.clone());
         SessionFuture {
             inner: self.inner.call(request),
@@ -280,13 +289,18 @@ pub(crate) struct SessionHandle {
 
 struct Shared {
     config: Arc<SessionConfig>,
+    /// The request's cookies, read when first needed.
+    cookies: CookieHeaders,
     state: Mutex<State>,
 }
 
 struct State {
-    /// The cookie as found, until it is decoded.
-    cookie: Option<Lookup>,
-    /// The session's claims, without `exp` and `iat`.
+    /// The session cookie has been looked for and verified.
+    loaded: bool,
+    /// The verified cookie, until something needs all of its claims: the
+    /// login check needs only latch's own, read when it was verified.
+    verified: Option<Arc<VerifiedSession>>,
+    /// The session's claims, without `exp` and `iat` (once parsed).
     claims: Claims,
     /// The request carried a session cookie, good or bad.
     had_cookie: bool,
@@ -299,21 +313,234 @@ struct State {
 }
 
 /// What a session says about who is logged in.
+#[derive(Clone)]
 pub(crate) struct LoginClaims {
     pub user_id: Value,
     pub auth: Option<String>,
     pub fresh: bool,
     /// When the user logged in (seconds since the Unix epoch), if recorded.
     pub login_at: Option<f64>,
+    /// The verified cookie these came from, which memoises the fingerprint check.
+    verified: Option<Arc<VerifiedSession>>,
+}
+
+impl LoginClaims {
+    fn from_claims(claims: &Claims) -> Option<Self> {
+        let user_id = claims.get(USER_ID)?.clone();
+        if user_id.is_null() {
+            return None;
+        }
+        // A `_fresh` of another type did not come from latch or Microdot.
+        let fresh = match claims.get(FRESH) {
+            None => false,
+            Some(fresh) => fresh.as_bool()?,
+        };
+        let auth = claims.get(AUTH).and_then(Value::as_str);
+        Some(Self {
+            user_id,
+            auth: auth.map(str::to_owned),
+            fresh,
+            login_at: claims.get(LOGIN_AT).and_then(Value::as_f64),
+            verified: None,
+        })
+    }
+
+    /// The same as [`from_claims`](Self::from_claims), reading only latch's
+    /// claims from the token's JSON instead of building the whole map.
+    fn from_reserved(reserved: Reserved<'_>) -> Option<Self> {
+        // A missing and a `null` user id are both no login.
+        let user_id = reserved.user_id?;
+        let fresh = match reserved.fresh {
+            Lenient::Missing => false,
+            Lenient::Valid(fresh) => fresh,
+            Lenient::Invalid => return None,
+        };
+        let auth = match reserved.auth {
+            Lenient::Valid(auth) => Some(auth.into_owned()),
+            Lenient::Missing | Lenient::Invalid => None,
+        };
+        let login_at = match reserved.login_at {
+            Time::At(at) => Some(at),
+            Time::Missing | Time::NotANumber => None,
+        };
+        Some(Self {
+            user_id,
+            auth,
+            fresh,
+            login_at,
+            verified: None,
+        })
+    }
+
+    /// Which key of the ring made the login's `_auth` the fingerprint of
+    /// `auth_hash` (see [`fingerprint::matching_key`]), memoised per cookie.
+    pub fn matching_key(&self, keys: &KeyRing, auth_hash: &[u8]) -> Option<usize> {
+        let auth = self.auth.as_deref()?;
+        let Some(verified) = &self.verified else {
+            return fingerprint::matching_key(keys, auth_hash, auth);
+        };
+        // The answer depends only on the keys (fixed for the cookie's
+        // configuration), the cookie's `_auth` and `auth_hash`.
+        let (hash, key) = verified.fingerprint.get_or_init(|| {
+            let key = fingerprint::matching_key(keys, auth_hash, auth);
+            (auth_hash.into(), key)
+        });
+        if **hash == *auth_hash {
+            *key
+        } else {
+            fingerprint::matching_key(keys, auth_hash, auth)
+        }
+    }
+}
+
+/// A session cookie whose signature and JSON checked out, with what latch
+/// reads of it; shared with the [token memo](crate::token_memo).
+pub(crate) struct VerifiedSession {
+    payload: Box<[u8]>,
+    key_index: usize,
+    exp: Time,
+    iat: Time,
+    nbf: Time,
+    login_at: Time,
+    login: Option<LoginClaims>,
+    /// The fingerprint check for the first user `auth_hash` seen with this
+    /// cookie, and its answer.
+    fingerprint: OnceLock<(Box<[u8]>, Option<usize>)>,
+}
+
+impl VerifiedSession {
+    /// Verifies the signature and reads latch's claims; expiry is not checked.
+    fn new(config: &SessionConfig, value: &str) -> Result<Self, TokenError> {
+        let (payload, key_index) = token::verified_payload(value, &config.keys)?;
+        let reserved = Reserved::parse(&payload).ok_or(TokenError::BadPayload)?;
+        let (exp, iat, nbf, login_at) =
+            (reserved.exp, reserved.iat, reserved.nbf, reserved.login_at);
+        let login = LoginClaims::from_reserved(reserved);
+        Ok(Self {
+            payload: payload.into_boxed_slice(),
+            key_index,
+            exp,
+            iat,
+            nbf,
+            login_at,
+            login,
+            fingerprint: OnceLock::new(),
+        })
+    }
+}
+
+/// The claims of a session token that latch reads itself, read straight
+/// from the token's JSON; the app's own claims are skipped, not built.
+#[derive(Deserialize)]
+struct Reserved<'a> {
+    #[serde(rename = "_user_id", default)]
+    user_id: Option<Value>,
+    #[serde(rename = "_fresh", default)]
+    fresh: Lenient<bool>,
+    #[serde(rename = "_auth", default, borrow)]
+    auth: Lenient<Cow<'a, str>>,
+    #[serde(rename = "_login_at", default)]
+    login_at: Time,
+    #[serde(default)]
+    exp: Time,
+    #[serde(default)]
+    iat: Time,
+    #[serde(default)]
+    nbf: Time,
+}
+
+impl<'a> Reserved<'a> {
+    /// Reads the claims, or `None` if the payload is not a JSON object
+    /// (or names a claim twice).
+    fn parse(payload: &'a [u8]) -> Option<Self> {
+        // A struct would also read from a JSON array; a token's claims are an object.
+        let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            return None;
+        }
+        serde_json::from_slice(payload).ok()
+    }
+}
+
+/// A claim of a given JSON type: absent, of that type, or of another type
+/// (which only makes that claim unusable, not the whole token).
+#[derive(Default)]
+enum Lenient<T> {
+    #[default]
+    Missing,
+    Valid(T),
+    Invalid,
+}
+
+/// Reads any JSON value: the wanted type's visits give `Valid`, the others
+/// `Invalid`, and arrays and objects are skipped.
+struct LenientVisitor<T>(std::marker::PhantomData<T>);
+
+macro_rules! lenient_others {
+    ($($visit:ident: $t:ty),*) => {
+        $(fn $visit<E: serde::de::Error>(self, _: $t) -> Result<Self::Value, E> {
+            Ok(Lenient::Invalid)
+        })*
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Lenient::Invalid)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(Lenient::Invalid)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+            Ok(Lenient::Invalid)
+        }
+    };
+}
+
+impl<'de> serde::de::Visitor<'de> for LenientVisitor<bool> {
+    type Value = Lenient<bool>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Lenient::Valid(v))
+    }
+    lenient_others!(visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+}
+
+impl<'de> Deserialize<'de> for Lenient<bool> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LenientVisitor::<bool>(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for LenientVisitor<Cow<'a, str>> {
+    type Value = Lenient<Cow<'a, str>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Lenient::Valid(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Lenient::Valid(Cow::Owned(v.to_owned())))
+    }
+    lenient_others!(visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_bool: bool);
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Lenient<Cow<'a, str>> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LenientVisitor::<Cow<'a, str>>(std::marker::PhantomData))
+    }
 }
 
 impl SessionHandle {
-    fn new(config: Arc<SessionConfig>, cookie: Lookup) -> Self {
+    fn new(config: Arc<SessionConfig>, cookies: CookieHeaders) -> Self {
         Self {
             shared: Arc::new(Shared {
                 config,
+                cookies,
                 state: Mutex::new(State {
-                    cookie: Some(cookie),
+                    loaded: false,
+                    verified: None,
                     claims: Claims::new(),
                     had_cookie: false,
                     changed: false,
@@ -328,40 +555,45 @@ impl SessionHandle {
         &self.shared.config
     }
 
-    /// The decoded session, locked.
-    pub fn state(&self) -> StateGuard<'_> {
+    /// The session, locked, with its cookie verified but not necessarily parsed.
+    fn lock(&self) -> MutexGuard<'_, State> {
         let mut state = self
             .shared
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(cookie) = state.cookie.take() {
+        if !state.loaded {
+            state.loaded = true;
+            let cookie = self.shared.cookies.find(&self.shared.config.cookie_name);
             state.load(&self.shared.config, cookie);
         }
         state.read = true;
+        state
+    }
+
+    /// The request's cookie called `name`.
+    pub fn cookie(&self, name: &str) -> Lookup {
+        self.shared.cookies.find(name)
+    }
+
+    /// The decoded session, locked.
+    pub fn state(&self) -> StateGuard<'_> {
+        let mut state = self.lock();
+        state.parse();
         StateGuard(state)
     }
 
     /// Who the session says is logged in, if anyone.
     pub fn login(&self) -> Option<LoginClaims> {
-        let state = self.state();
-        let user_id = state.0.claims.get(USER_ID)?.clone();
-        if user_id.is_null() {
-            return None;
+        let state = self.lock();
+        match &state.verified {
+            Some(verified) => {
+                let mut login = verified.login.clone()?;
+                login.verified = Some(verified.clone());
+                Some(login)
+            }
+            None => LoginClaims::from_claims(&state.claims),
         }
-        // A `_fresh` of another type did not come from latch or Microdot.
-        let fresh = match state.0.claims.get(FRESH) {
-            None => false,
-            Some(fresh) => fresh.as_bool()?,
-        };
-        let auth = state.0.claims.get(AUTH).and_then(Value::as_str);
-        let login_at = state.0.claims.get(LOGIN_AT).and_then(Value::as_f64);
-        Some(LoginClaims {
-            user_id,
-            auth: auth.map(str::to_owned),
-            fresh,
-            login_at,
-        })
     }
 
     /// Records a login in the session.
@@ -408,7 +640,7 @@ impl SessionHandle {
 
     /// Adds `Vary: Cookie` and the session cookie to a response, as needed.
     fn write_to(&self, headers: &mut HeaderMap) {
-        let state = self
+        let mut state = self
             .shared
             .state
             .lock()
@@ -420,6 +652,7 @@ impl SessionHandle {
         if !(state.changed || state.renew) {
             return;
         }
+        state.parse();
         let config = &self.shared.config;
         if state.claims.is_empty() {
             if state.had_cookie {
@@ -474,13 +707,32 @@ impl State {
         };
         self.had_cookie = true;
         match verify(config, &value) {
-            Ok((claims, renew)) => {
-                self.claims = claims;
+            Ok((verified, renew)) => {
+                self.verified = Some(verified);
                 self.renew = renew;
             }
             Err(reason) => {
-                tracing::debug!(target: "latch", reason = %reason, "session cookie rejected");
+                tracing::debug!(target: "latch", %reason, "session cookie rejected");
                 // Delete the bad cookie rather than have it sent again and again.
+                self.changed = true;
+            }
+        }
+    }
+
+    /// Builds the claims map from the verified payload, if not done yet.
+    fn parse(&mut self) {
+        let Some(verified) = self.verified.take() else {
+            return;
+        };
+        match serde_json::from_slice::<Claims>(&verified.payload) {
+            Ok(mut claims) => {
+                claims.remove(IAT);
+                claims.remove(EXP);
+                self.claims = claims;
+            }
+            Err(error) => {
+                // `verify` read the whole payload as an object already.
+                tracing::debug!(target: "latch", %error, "session cookie rejected");
                 self.changed = true;
             }
         }
@@ -488,23 +740,45 @@ impl State {
 }
 
 /// Checks a session token: signature, header, expiry, absolute timeout.
-/// Returns the claims (without `exp` and `iat`) and whether to re-issue it.
-fn verify(config: &SessionConfig, value: &str) -> Result<(Claims, bool), String> {
-    let verified = token::decode(value, &config.keys).map_err(|e| e.to_string())?;
+/// Returns it verified (claims not parsed yet) and whether to re-issue it.
+fn verify(config: &SessionConfig, value: &str) -> Result<(Arc<VerifiedSession>, bool), Rejected> {
+    let verified = match token_memo::get(config.id, value) {
+        Some(verified) => verified,
+        None => {
+            let verified = Arc::new(VerifiedSession::new(config, value)?);
+            token_memo::put(config.id, value, verified.clone());
+            verified
+        }
+    };
     let now = token::now();
-    let mut claims = verified.claims;
-    token::check_expiry(&claims, now).map_err(|e| e.to_string())?;
-    if let Some(login_at) = claims.get(LOGIN_AT) {
-        let login_at = login_at.as_f64().ok_or("login time is not a number")?;
-        if login_at + config.absolute_timeout.as_secs() as f64 <= now as f64 {
-            return Err("login is older than the absolute timeout".to_owned());
+    token::check_times(verified.exp, verified.iat, verified.nbf, now)?;
+    match verified.login_at {
+        Time::Missing => {}
+        Time::NotANumber => return Err(Rejected::LoginTime),
+        Time::At(login_at) => {
+            if login_at + config.absolute_timeout.as_secs() as f64 <= now as f64 {
+                return Err(Rejected::AbsoluteTimeout);
+            }
         }
     }
-    let issued = claims.remove(IAT).and_then(|v| v.as_f64()).unwrap_or(0.0);
-    claims.remove(EXP);
+    let issued = match verified.iat {
+        Time::At(issued) => issued,
+        Time::Missing | Time::NotANumber => 0.0,
+    };
     let renew =
         verified.key_index != 0 || (now as f64) - issued >= config.renew_after.as_secs() as f64;
-    Ok((claims, renew))
+    Ok((verified, renew))
+}
+
+/// Why a session cookie was refused.
+#[derive(Debug, thiserror::Error)]
+enum Rejected {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("login time is not a number")]
+    LoginTime,
+    #[error("login is older than the absolute timeout")]
+    AbsoluteTimeout,
 }
 
 /// Adds `Cookie` to the response's `Vary` header, once.
@@ -562,4 +836,134 @@ pub(crate) const LOGIN_ROOM: usize = 100;
 /// Whether `name` is kept by latch and refused to apps.
 pub(crate) fn is_reserved(name: &str) -> bool {
     name.starts_with('_') || matches!(name, "exp" | "iat" | "nbf")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SecretKey;
+    use serde_json::json;
+
+    fn config(key: &str) -> Arc<SessionConfig> {
+        Session::new(SecretKey::new(key.repeat(32)).unwrap()).config
+    }
+
+    fn token(key: &str, claims: Value) -> String {
+        let key = SecretKey::new(key.repeat(32)).unwrap();
+        token::encode(claims.as_object().unwrap(), &key)
+    }
+
+    fn login_claims(now: u64) -> Value {
+        json!({"_user_id": 7, "_fresh": true, "_auth": "a".repeat(22), "_login_at": now,
+               "exp": now + 600, "iat": now, "app": [1, {"x": null}]})
+    }
+
+    #[test]
+    fn a_cookie_seen_again_comes_from_the_memo() {
+        let config = config("a");
+        let cookie = token("a", login_claims(token::now()));
+        let (first, _) = verify(&config, &cookie).unwrap();
+        let (second, renew) = verify(&config, &cookie).unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(!renew);
+        let login = second.login.clone().unwrap();
+        assert_eq!(login.user_id, json!(7));
+        assert!(login.fresh);
+    }
+
+    #[test]
+    fn the_memo_does_not_skip_the_expiry_check() {
+        let config = config("b");
+        let now = token::now();
+        let mut claims = login_claims(now);
+        claims["exp"] = json!(now - 1);
+        let cookie = token("b", claims);
+        for _ in 0..2 {
+            assert!(matches!(
+                verify(&config, &cookie),
+                Err(Rejected::Token(TokenError::Expired))
+            ));
+        }
+    }
+
+    #[test]
+    fn another_configuration_verifies_for_itself() {
+        let signer = config("c");
+        let cookie = token("c", login_claims(token::now()));
+        verify(&signer, &cookie).unwrap();
+        // Same cookie, other keys: not accepted because the memo knows it.
+        let other = config("d");
+        assert!(matches!(
+            verify(&other, &cookie),
+            Err(Rejected::Token(TokenError::BadSignature))
+        ));
+        // A configuration changed after it was made gets a new id.
+        let changed = Session::new(SecretKey::new("c".repeat(32)).unwrap())
+            .idle_timeout(Duration::from_secs(5))
+            .config;
+        assert_ne!(changed.id, signer.id);
+    }
+
+    #[test]
+    fn the_memo_stays_bounded() {
+        let config = config("e");
+        let now = token::now();
+        for i in 0..token_memo::CAPACITY + 10 {
+            let mut claims = login_claims(now);
+            claims["n"] = json!(i);
+            verify(&config, &token("e", claims)).unwrap();
+        }
+        assert!(token_memo::len() <= token_memo::CAPACITY);
+    }
+
+    #[test]
+    fn the_fingerprint_memo_answers_only_for_the_same_auth_hash() {
+        let config = config("f");
+        let now = token::now();
+        let key = config.keys.current();
+        let mut claims = login_claims(now);
+        claims["_auth"] = json!(fingerprint::fingerprint(key, b"old hash"));
+        let (verified, _) = verify(&config, &token("f", claims)).unwrap();
+        let mut login = verified.login.clone().unwrap();
+        login.verified = Some(verified);
+        for _ in 0..2 {
+            assert_eq!(login.matching_key(&config.keys, b"old hash"), Some(0));
+            assert_eq!(login.matching_key(&config.keys, b"new hash"), None);
+        }
+    }
+
+    #[test]
+    fn latch_claims_of_the_wrong_type_spoil_only_the_login() {
+        let config = config("g");
+        let now = token::now();
+        for (name, bad) in [
+            ("_fresh", json!("yes")),
+            ("_fresh", json!(null)),
+            ("_user_id", json!(null)),
+        ] {
+            let mut claims = login_claims(now);
+            claims[name] = bad;
+            let (verified, _) = verify(&config, &token("g", claims)).unwrap();
+            assert!(verified.login.is_none(), "{name}");
+        }
+        let mut claims = login_claims(now);
+        claims["_login_at"] = json!("yesterday");
+        assert!(matches!(
+            verify(&config, &token("g", claims)),
+            Err(Rejected::LoginTime)
+        ));
+        let not_yet = json!({"exp": now + 60, "iat": "soon"});
+        assert!(verify(&config, &token("g", not_yet)).is_err());
+        // Signed, but an array rather than an object of claims.
+        use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+        let any = token("g", json!({}));
+        let header = any.split('.').next().unwrap();
+        let signed = format!("{header}.{}", URL_SAFE_NO_PAD.encode(b"[1,2]"));
+        let key = SecretKey::new("g".repeat(32)).unwrap();
+        let signature = URL_SAFE_NO_PAD.encode(token::hmac_sha256(&key, &[signed.as_bytes()]));
+        assert!(matches!(
+            verify(&config, &format!("{signed}.{signature}")),
+            Err(Rejected::Token(TokenError::BadPayload))
+        ));
+    }
 }

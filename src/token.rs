@@ -102,6 +102,15 @@ pub fn encode(claims: &Claims, key: &SecretKey) -> String {
 /// signature is known to be good. Expiry is checked separately, by
 /// [`check_expiry`].
 pub fn decode(token: &str, keys: &KeyRing) -> Result<Verified, TokenError> {
+    let (payload, key_index) = verified_payload(token, keys)?;
+    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::BadPayload)?;
+    Ok(Verified { claims, key_index })
+}
+
+/// The first steps of [`decode`]: the token's payload, its signature and
+/// header checked, as JSON bytes not parsed yet, and the index of the key
+/// that signed it.
+pub(crate) fn verified_payload(token: &str, keys: &KeyRing) -> Result<(Vec<u8>, usize), TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLong);
     }
@@ -131,28 +140,87 @@ pub fn decode(token: &str, keys: &KeyRing) -> Result<Verified, TokenError> {
     let payload = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| TokenError::BadPayload)?;
-    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::BadPayload)?;
-    Ok(Verified { claims, key_index })
+    Ok((payload, key_index))
 }
 
 /// Checks `exp` (required), and `iat` and `nbf` (if present) against `now`,
 /// in seconds since the Unix epoch. Numbers may be integers or floats.
 pub fn check_expiry(claims: &Claims, now: u64) -> Result<(), TokenError> {
+    let time = |name: &str| match claims.get(name) {
+        None => Time::Missing,
+        Some(value) => value.as_f64().map_or(Time::NotANumber, Time::At),
+    };
+    check_times(time("exp"), time("iat"), time("nbf"), now)
+}
+
+/// A time claim of a token, as found.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) enum Time {
+    #[default]
+    Missing,
+    At(f64),
+    NotANumber,
+}
+
+/// Reads any JSON value: a number is the time (as [`Value::as_f64`] reads
+/// it), anything else is [`Time::NotANumber`].
+impl<'de> serde::Deserialize<'de> for Time {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+        struct TimeVisitor;
+
+        impl<'de> Visitor<'de> for TimeVisitor {
+            type Value = Time;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<Time, E> {
+                Ok(Time::At(v as f64))
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<Time, E> {
+                Ok(Time::At(v as f64))
+            }
+            fn visit_f64<E: Error>(self, v: f64) -> Result<Time, E> {
+                Ok(Time::At(v))
+            }
+            fn visit_bool<E: Error>(self, _: bool) -> Result<Time, E> {
+                Ok(Time::NotANumber)
+            }
+            fn visit_str<E: Error>(self, _: &str) -> Result<Time, E> {
+                Ok(Time::NotANumber)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Time, E> {
+                Ok(Time::NotANumber)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Time, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Time::NotANumber)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Time, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Time::NotANumber)
+            }
+        }
+
+        deserializer.deserialize_any(TimeVisitor)
+    }
+}
+
+/// [`check_expiry`] for claims already picked out of the token.
+pub(crate) fn check_times(exp: Time, iat: Time, nbf: Time, now: u64) -> Result<(), TokenError> {
     let now = now as f64;
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_f64)
-        .ok_or(TokenError::MissingExpiry)?;
+    let Time::At(exp) = exp else {
+        return Err(TokenError::MissingExpiry);
+    };
     if exp <= now {
         return Err(TokenError::Expired);
     }
-    for name in ["iat", "nbf"] {
-        match claims.get(name) {
-            None => {}
-            Some(value) => match value.as_f64() {
-                Some(t) if t <= now + CLOCK_LEEWAY_SECS => {}
-                _ => return Err(TokenError::NotYetValid),
-            },
+    for time in [iat, nbf] {
+        match time {
+            Time::Missing => {}
+            Time::At(t) if t <= now + CLOCK_LEEWAY_SECS => {}
+            _ => return Err(TokenError::NotYetValid),
         }
     }
     Ok(())
@@ -167,7 +235,7 @@ pub fn now() -> u64 {
 }
 
 fn mac(key: &SecretKey, data: &[u8]) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key size");
+    let mut mac = key.mac();
     mac.update(data);
     mac
 }
@@ -190,7 +258,7 @@ fn header_is_hs256(header: &str) -> bool {
 
 /// HMAC-SHA256 of `data` under `key`, for fingerprints.
 pub(crate) fn hmac_sha256(key: &SecretKey, parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key size");
+    let mut mac = key.mac();
     for part in parts {
         mac.update(part);
     }
