@@ -135,6 +135,9 @@ impl<U: User> Auth<U> {
     /// data stays; see [`SessionData::clear`](crate::SessionData::clear)),
     /// and the remember cookie is revoked and deleted.
     pub async fn logout_user(&self) {
+        if let Some(login) = self.context.session().login() {
+            self.context.forget_cached_user(&login.user_id);
+        }
         self.context.session().clear_login();
         self.context.set_resolved(Resolved::Anonymous).await;
         self.forget_remembered().await;
@@ -157,6 +160,9 @@ impl<U: User> Auth<U> {
         };
         if !same_user {
             return false;
+        }
+        if let Ok(user_id) = serde_json::to_value(user.id()) {
+            self.context.forget_cached_user(&user_id);
         }
         let auth = fingerprint(session.config().keys.current(), user.auth_hash());
         let fresh = session.set_auth(auth);

@@ -166,6 +166,7 @@ pub mod stores;
 mod throttle;
 pub mod token;
 mod user;
+mod user_cache;
 
 pub use auth::Auth;
 pub use cookie::SameSite;

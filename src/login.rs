@@ -23,6 +23,7 @@ use crate::require::RequireLogin;
 use crate::session::SessionHandle;
 use crate::token;
 use crate::user::{DynLoader, User, UserLoader};
+use crate::user_cache::UserCache;
 
 /// The remember-me cookie's name, as in Microdot (before any prefix).
 pub(crate) const REMEMBER_COOKIE: &str = "_remember";
@@ -80,6 +81,7 @@ pub(crate) struct LoginConfig<U: User> {
     pub default_redirect: String,
     pub remember: Arc<dyn RememberTokens>,
     pub fresh_within: Option<Duration>,
+    pub cache: Option<Arc<UserCache<U>>>,
 }
 
 impl<U: User> Clone for Login<U> {
@@ -98,6 +100,7 @@ impl<U: User> Clone for LoginConfig<U> {
             default_redirect: self.default_redirect.clone(),
             remember: self.remember.clone(),
             fresh_within: self.fresh_within,
+            cache: self.cache.clone(),
         }
     }
 }
@@ -123,6 +126,7 @@ impl<U: User> Login<U> {
                 default_redirect: "/".to_owned(),
                 remember: Arc::new(StatelessRemember),
                 fresh_within: None,
+                cache: None,
             }),
         }
     }
@@ -163,6 +167,39 @@ impl<U: User> Login<U> {
     /// ```
     pub fn fresh_within(self, window: Duration) -> Self {
         self.edit(|c| c.fresh_within = Some(window))
+    }
+
+    /// Keeps up to `capacity` users for `ttl` after they are loaded, so that
+    /// requests do not each call the loader: for loaders that query a
+    /// database. Off by default.
+    ///
+    /// latch drops a user from the cache when they log out and when
+    /// [`Auth::update_user`](crate::Auth::update_user) records a new
+    /// `auth_hash`, and reloads a cached user whose `auth_hash` does not
+    /// match a request's session (a newer login, made after a password
+    /// change on another instance, is not refused).
+    ///
+    /// **The trade-off:** each instance has its own cache, and it does not
+    /// hear of changes made elsewhere. A password change, "log out
+    /// everywhere", a deleted user, or a changed name made through another
+    /// instance (or straight in the database) is seen here only once the
+    /// cached copy is `ttl` old: until then this instance still accepts the
+    /// user's old sessions and shows the old data. Keep `ttl` as short as
+    /// that delay is acceptable (seconds, not minutes), or leave the cache
+    /// off when a revocation must take effect at once everywhere.
+    ///
+    /// ```
+    /// # use latch::{Login, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load_from_database(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// use std::time::Duration;
+    ///
+    /// // At most 10,000 users, each reloaded at least every 5 seconds.
+    /// let login = Login::new(load_from_database).cache_users(10_000, Duration::from_secs(5));
+    /// ```
+    pub fn cache_users(self, capacity: usize, ttl: Duration) -> Self {
+        self.edit(|c| c.cache = Some(Arc::new(UserCache::new(capacity, ttl))))
     }
 
     /// Uses other remember-me tokens than the stateless default.
@@ -458,6 +495,8 @@ impl<U: User> LoginContext<U> {
         user_id: Value,
         matching_key: impl Fn(&[u8]) -> Option<usize>,
     ) -> Result<Option<(U, usize)>, ()> {
+        let cache = self.inner.config.cache.as_deref();
+        let key = cache.map(|_| UserCache::<U>::key(&user_id));
         let id: U::Id = match serde_json::from_value(user_id) {
             Ok(id) => id,
             Err(error) => {
@@ -465,6 +504,15 @@ impl<U: User> LoginContext<U> {
                 return Ok(None);
             }
         };
+        if let (Some(cache), Some(key)) = (cache, &key) {
+            if let Some(user) = cache.get(key) {
+                if let Some(key_index) = matching_key(user.auth_hash()) {
+                    return Ok(Some((user, key_index)));
+                }
+                // Perhaps changed since it was cached: ask the loader.
+                cache.remove(key);
+            }
+        }
         let user = match self.inner.config.loader.load(id.clone()).await {
             Ok(Some(user)) => user,
             Ok(None) => {
@@ -476,6 +524,9 @@ impl<U: User> LoginContext<U> {
                 return Err(());
             }
         };
+        if let (Some(cache), Some(key)) = (cache, key) {
+            cache.insert(key, user.clone());
+        }
         match matching_key(user.auth_hash()) {
             Some(key_index) => Ok(Some((user, key_index))),
             None => {
@@ -497,12 +548,7 @@ impl<U: User> LoginContext<U> {
         };
         let remember = &self.inner.config.remember;
         let redeemed = remember
-            .redeem(
-                self.keys(),
-                token,
-                token::now(),
-                self.user_agent(),
-            )
+            .redeem(self.keys(), token, token::now(), self.user_agent())
             .await;
         let redeemed = match redeemed {
             Ok(Some(redeemed)) => redeemed,
@@ -600,6 +646,13 @@ impl<U: User> LoginContext<U> {
             let session = &self.inner.session;
             session.cookie(&session.config().remember_cookie)
         })
+    }
+
+    /// Drops the user with this id from the user cache, if there is one.
+    pub fn forget_cached_user(&self, user_id: &Value) {
+        if let Some(cache) = &self.inner.config.cache {
+            cache.remove(&UserCache::<U>::key(user_id));
+        }
     }
 
     /// The remember cookie the request came with, if exactly one.
