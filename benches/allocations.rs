@@ -45,8 +45,9 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// The cases, by the names `scripts/profile` passes.
-const CASES: [&str; 6] = [
+const CASES: [&str; 7] = [
     "bare",
+    "layered",
     "session",
     "renewal",
     "remember-stateless",
@@ -59,6 +60,7 @@ async fn run(cases: &Cases, case: &str, requests: u64, token: &mut String) {
     for _ in 0..requests {
         match case {
             "bare" => drop(call(&cases.bare, get_request(None)).await),
+            "layered" => drop(call(&cases.layered, get_request(None)).await),
             "session" => {
                 drop(call(&cases.stateless, get_request(Some(&cases.session_cookie))).await)
             }

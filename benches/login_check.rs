@@ -27,6 +27,7 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("login_check");
     let simple = [
         ("bare axum", &cases.bare, None),
+        ("bare axum, two no-op layers", &cases.layered, None),
         (
             "latch: session cookie",
             &cases.stateless,

@@ -48,11 +48,11 @@ impl Default for CookieAttributes {
 
 /// What a request's `Cookie` headers hold under one name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Lookup {
+pub(crate) enum Lookup<T = String> {
     /// No cookie of that name.
     Missing,
     /// Exactly one cookie of that name, with this value.
-    Found(String),
+    Found(T),
     /// More than one cookie of that name: which one is ours cannot be told.
     Duplicate,
     /// A `Cookie` header that is not text.
@@ -62,7 +62,7 @@ pub(crate) enum Lookup {
 /// Finds the cookie called `name` in every `Cookie` header of a request.
 #[cfg(any(test, fuzzing))]
 pub(crate) fn find(headers: &HeaderMap, name: &str) -> Lookup {
-    find_in(headers.get_all(COOKIE).iter(), name)
+    find_in(headers.get_all(COOKIE).iter(), name).map(str::to_owned)
 }
 
 /// A request's `Cookie` headers, kept (cheaply: header values share the
@@ -85,13 +85,29 @@ impl CookieHeaders {
 
     /// Finds the cookie called `name`, as [`find`] does.
     pub fn find(&self, name: &str) -> Lookup {
+        self.find_borrowed(name).map(str::to_owned)
+    }
+
+    /// Finds the cookie called `name`, its value borrowed from the header.
+    pub fn find_borrowed(&self, name: &str) -> Lookup<&str> {
         find_in(self.first.iter().chain(&self.rest), name)
+    }
+}
+
+impl<'a> Lookup<&'a str> {
+    fn map<T>(self, f: impl FnOnce(&'a str) -> T) -> Lookup<T> {
+        match self {
+            Lookup::Missing => Lookup::Missing,
+            Lookup::Found(value) => Lookup::Found(f(value)),
+            Lookup::Duplicate => Lookup::Duplicate,
+            Lookup::Unreadable => Lookup::Unreadable,
+        }
     }
 }
 
 /// `;`-separated `name=value` pairs, both sides trimmed, pairs without `=`
 /// or with an empty name skipped (as browsers send them, RFC 6265 §5.4).
-fn find_in<'a>(headers: impl Iterator<Item = &'a HeaderValue>, name: &str) -> Lookup {
+fn find_in<'a>(headers: impl Iterator<Item = &'a HeaderValue>, name: &str) -> Lookup<&'a str> {
     let mut found = Lookup::Missing;
     for header in headers {
         let Ok(text) = header.to_str() else {
@@ -107,7 +123,7 @@ fn find_in<'a>(headers: impl Iterator<Item = &'a HeaderValue>, name: &str) -> Lo
             if found != Lookup::Missing {
                 return Lookup::Duplicate;
             }
-            found = Lookup::Found(value.trim().to_owned());
+            found = Lookup::Found(value.trim());
         }
     }
     found

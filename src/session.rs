@@ -316,7 +316,7 @@ struct State {
 #[derive(Clone)]
 pub(crate) struct LoginClaims {
     pub user_id: Value,
-    pub auth: Option<String>,
+    pub auth: Option<Arc<str>>,
     pub fresh: bool,
     /// When the user logged in (seconds since the Unix epoch), if recorded.
     pub login_at: Option<f64>,
@@ -338,7 +338,7 @@ impl LoginClaims {
         let auth = claims.get(AUTH).and_then(Value::as_str);
         Some(Self {
             user_id,
-            auth: auth.map(str::to_owned),
+            auth: auth.map(Arc::from),
             fresh,
             login_at: claims.get(LOGIN_AT).and_then(Value::as_f64),
             verified: None,
@@ -356,7 +356,7 @@ impl LoginClaims {
             Lenient::Invalid => return None,
         };
         let auth = match reserved.auth {
-            Lenient::Valid(auth) => Some(auth.into_owned()),
+            Lenient::Valid(auth) => Some(Arc::from(auth)),
             Lenient::Missing | Lenient::Invalid => None,
         };
         let login_at = match reserved.login_at {
@@ -564,7 +564,10 @@ impl SessionHandle {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if !state.loaded {
             state.loaded = true;
-            let cookie = self.shared.cookies.find(&self.shared.config.cookie_name);
+            let cookie = self
+                .shared
+                .cookies
+                .find_borrowed(&self.shared.config.cookie_name);
             state.load(&self.shared.config, cookie);
         }
         state.read = true;
@@ -692,7 +695,7 @@ impl StateGuard<'_> {
 }
 
 impl State {
-    fn load(&mut self, config: &SessionConfig, cookie: Lookup) {
+    fn load(&mut self, config: &SessionConfig, cookie: Lookup<&str>) {
         let value = match cookie {
             Lookup::Missing => return,
             Lookup::Found(value) => value,
@@ -706,7 +709,7 @@ impl State {
             }
         };
         self.had_cookie = true;
-        match verify(config, &value) {
+        match verify(config, value) {
             Ok((verified, renew)) => {
                 self.verified = Some(verified);
                 self.renew = renew;

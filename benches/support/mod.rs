@@ -66,6 +66,15 @@ pub fn bare_app(users: Users) -> Router {
     )
 }
 
+/// The bare route behind two layers that do nothing, as latch's two
+/// layers sit: what axum's layering costs by itself.
+pub fn layered_app(users: Users) -> Router {
+    use tower::util::MapRequestLayer;
+    bare_app(users)
+        .layer(MapRequestLayer::new(|request: Request<Body>| request))
+        .layer(MapRequestLayer::new(|request: Request<Body>| request))
+}
+
 pub fn latch_app(users: Users, login: Login<BenchUser>) -> Router {
     let session = Session::new(SecretKey::new(KEY).expect("a long enough key"));
     Router::new()
@@ -217,6 +226,8 @@ pub fn aged_session(session_cookie: &str) -> String {
 /// Every app of the benchmarks, with a cookie for each that logs user 1 in.
 pub struct Cases {
     pub bare: Router,
+    /// The bare route behind two layers that do nothing.
+    pub layered: Router,
     /// latch with stateless remember-me tokens.
     pub stateless: Router,
     /// latch with revocable remember-me tokens in a `MemoryStore`.
@@ -239,6 +250,7 @@ impl Cases {
     pub async fn new() -> Self {
         let users = users();
         let bare = bare_app(users.clone());
+        let layered = layered_app(users.clone());
         let stateless = latch_app(users.clone(), Login::new(loader(users.clone())));
         let revocable = latch_app(
             users.clone(),
@@ -255,6 +267,7 @@ impl Cases {
         let peer_cookie = format!("id={}", log_in(&axum_login).await["id"]);
 
         check(&bare, None).await;
+        check(&layered, None).await;
         check(&stateless, Some(&session_cookie)).await;
         let restored = check(&stateless, Some(&remember_cookie)).await;
         assert!(set_cookies(&restored).contains_key("session"));
@@ -263,6 +276,7 @@ impl Cases {
         check(&axum_login, Some(&peer_cookie)).await;
         Self {
             bare,
+            layered,
             stateless,
             revocable,
             axum_login,
