@@ -133,7 +133,9 @@ impl<U: User> Auth<U> {
 
     /// Logs the user out: the login leaves the session (the app's own session
     /// data stays; see [`SessionData::clear`](crate::SessionData::clear)),
-    /// and the remember cookie is revoked and deleted.
+    /// and the remember cookie is revoked and deleted. With
+    /// [`Login::cache_users`](crate::Login::cache_users), the user also
+    /// leaves this instance's user cache.
     pub async fn logout_user(&self) {
         if let Some(login) = self.context.session().login() {
             self.context.forget_cached_user(&login.user_id);
@@ -149,6 +151,10 @@ impl<U: User> Auth<U> {
     /// remember cookie of the user stops working. The remember cookie of this
     /// browser, made for the old `auth_hash`, is revoked and deleted too; the
     /// login keeps its freshness and its start time.
+    ///
+    /// With [`Login::cache_users`](crate::Login::cache_users), the user
+    /// leaves this instance's user cache, so the next request loads the new
+    /// `auth_hash`.
     ///
     /// Returns `false`, changing nothing, if this session is not logged in as
     /// `user`.

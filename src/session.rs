@@ -957,16 +957,27 @@ mod tests {
         ));
         let not_yet = json!({"exp": now + 60, "iat": "soon"});
         assert!(verify(&config, &token("g", not_yet)).is_err());
-        // Signed, but an array rather than an object of claims.
+        // Signed, but an array rather than an object of claims, or with
+        // one of latch's claims twice.
         use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
         let any = token("g", json!({}));
         let header = any.split('.').next().unwrap();
-        let signed = format!("{header}.{}", URL_SAFE_NO_PAD.encode(b"[1,2]"));
         let key = SecretKey::new("g".repeat(32)).unwrap();
-        let signature = URL_SAFE_NO_PAD.encode(token::hmac_sha256(&key, &[signed.as_bytes()]));
-        assert!(matches!(
-            verify(&config, &format!("{signed}.{signature}")),
-            Err(Rejected::Token(TokenError::BadPayload))
-        ));
+        let exp = now + 60;
+        for payload in [
+            "[1,2]".to_owned(),
+            format!(r#"{{"exp":{exp},"_user_id":1,"_user_id":2}}"#),
+            format!(r#"{{"exp":{exp},"exp":{exp}}}"#),
+        ] {
+            let signed = format!("{header}.{}", URL_SAFE_NO_PAD.encode(payload.as_bytes()));
+            let signature = URL_SAFE_NO_PAD.encode(token::hmac_sha256(&key, &[signed.as_bytes()]));
+            assert!(
+                matches!(
+                    verify(&config, &format!("{signed}.{signature}")),
+                    Err(Rejected::Token(TokenError::BadPayload))
+                ),
+                "{payload}"
+            );
+        }
     }
 }
