@@ -513,6 +513,7 @@ impl<U: User> LoginContext<U> {
                 cache.remove(key);
             }
         }
+        let generation = cache.map(UserCache::generation);
         let user = match self.inner.config.loader.load(id.clone()).await {
             Ok(Some(user)) => user,
             Ok(None) => {
@@ -524,8 +525,8 @@ impl<U: User> LoginContext<U> {
                 return Err(());
             }
         };
-        if let (Some(cache), Some(key)) = (cache, key) {
-            cache.insert(key, user.clone());
+        if let (Some(cache), Some(key), Some(generation)) = (cache, key, generation) {
+            cache.insert(generation, key, user.clone());
         }
         match matching_key(user.auth_hash()) {
             Some(key_index) => Ok(Some((user, key_index))),

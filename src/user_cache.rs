@@ -17,6 +17,9 @@ pub(crate) struct UserCache<U> {
 
 struct Inner<U> {
     users: HashMap<String, Entry<U>>,
+    /// Counts removals: a user loaded while one happened may be stale, and
+    /// is not cached (see [`UserCache::generation`]).
+    generation: u64,
     /// Ids in the order they were cached, oldest first, for eviction. An id
     /// cached again is pushed again; its stale places are skipped.
     order: VecDeque<(String, Instant)>,
@@ -35,6 +38,7 @@ impl<U: User> UserCache<U> {
             ttl,
             inner: Mutex::new(Inner {
                 users: HashMap::new(),
+                generation: 0,
                 order: VecDeque::new(),
             }),
         }
@@ -62,13 +66,24 @@ impl<U: User> UserCache<U> {
         None
     }
 
-    /// Caches `user` under `key`, evicting the oldest users when full.
-    pub fn insert(&self, key: String, user: U) {
+    /// Read before calling the loader, and passed to [`insert`](Self::insert).
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Caches `user`, loaded when the cache was at `generation`, under
+    /// `key`, evicting the oldest users when full. If a user was dropped
+    /// since (a logout, a new `auth_hash`), the load may have read the
+    /// data from before the change, so nothing is cached.
+    pub fn insert(&self, generation: u64, key: String, user: U) {
         if self.ttl.is_zero() {
             return;
         }
         let now = Instant::now();
         let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
         inner.users.insert(
             key.clone(),
             Entry {
@@ -92,14 +107,16 @@ impl<U: User> UserCache<U> {
         }
         // Keep stale places from piling up when the same users are cached again and again.
         if inner.order.len() > 2 * self.capacity {
-            let Inner { users, order } = &mut *inner;
+            let Inner { users, order, .. } = &mut *inner;
             order.retain(|(id, at)| users.get(id).is_some_and(|e| e.cached_at == *at));
         }
     }
 
     /// Drops the user with this key, if cached.
     pub fn remove(&self, key: &str) {
-        self.lock().users.remove(key);
+        let mut inner = self.lock();
+        inner.users.remove(key);
+        inner.generation += 1;
     }
 
     #[cfg(test)]
@@ -134,16 +151,28 @@ mod tests {
     fn keeps_users_until_removed() {
         let cache = UserCache::new(10, Duration::from_secs(60));
         assert_eq!(cache.get(&key(1)), None);
-        cache.insert(key(1), Account(1, "h"));
+        cache.insert(0, key(1), Account(1, "h"));
         assert_eq!(cache.get(&key(1)), Some(Account(1, "h")));
         cache.remove(&key(1));
         assert_eq!(cache.get(&key(1)), None);
     }
 
     #[test]
+    fn a_user_loaded_across_a_removal_is_not_cached() {
+        let cache = UserCache::new(10, Duration::from_secs(60));
+        let before = cache.generation();
+        // A logout or a new auth_hash while the loader was running.
+        cache.remove(&key(2));
+        cache.insert(before, key(1), Account(1, "maybe stale"));
+        assert_eq!(cache.get(&key(1)), None);
+        cache.insert(cache.generation(), key(1), Account(1, "h"));
+        assert_eq!(cache.get(&key(1)), Some(Account(1, "h")));
+    }
+
+    #[test]
     fn users_expire_after_the_ttl() {
         let cache = UserCache::new(10, Duration::from_millis(20));
-        cache.insert(key(1), Account(1, "h"));
+        cache.insert(0, key(1), Account(1, "h"));
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(cache.get(&key(1)), None);
         assert_eq!(cache.len(), 0);
@@ -152,7 +181,7 @@ mod tests {
     #[test]
     fn a_zero_ttl_caches_nothing() {
         let cache = UserCache::new(10, Duration::ZERO);
-        cache.insert(key(1), Account(1, "h"));
+        cache.insert(0, key(1), Account(1, "h"));
         assert_eq!(cache.get(&key(1)), None);
     }
 
@@ -160,11 +189,11 @@ mod tests {
     fn the_oldest_users_go_first_when_full() {
         let cache = UserCache::new(3, Duration::from_secs(60));
         for id in 1..=3 {
-            cache.insert(key(id), Account(id, "h"));
+            cache.insert(0, key(id), Account(id, "h"));
         }
         // Caching 1 again makes 2 the oldest.
-        cache.insert(key(1), Account(1, "h2"));
-        cache.insert(key(4), Account(4, "h"));
+        cache.insert(0, key(1), Account(1, "h2"));
+        cache.insert(0, key(4), Account(4, "h"));
         assert_eq!(cache.len(), 3);
         assert_eq!(cache.get(&key(2)), None);
         assert_eq!(cache.get(&key(1)), Some(Account(1, "h2")));
@@ -175,7 +204,7 @@ mod tests {
     fn stays_bounded_under_churn() {
         let cache = UserCache::new(5, Duration::from_secs(60));
         for round in 0..1000u64 {
-            cache.insert(key(round % 7), Account(round % 7, "h"));
+            cache.insert(0, key(round % 7), Account(round % 7, "h"));
             assert!(cache.len() <= 5);
             assert!(cache.lock().order.len() <= 10 + 1);
         }
