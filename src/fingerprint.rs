@@ -39,11 +39,9 @@ const ENCODED_LEN: usize = 22;
 /// (`0` is the current key; a token from before a key rotation carries an
 /// old key's), or `None` if no key does. Compared in constant time.
 pub(crate) fn matching_key(keys: &KeyRing, auth_hash: &[u8], claimed: &str) -> Option<usize> {
-    keys.keys().iter().position(|key| {
-        encoded(key, auth_hash)
-            .ct_eq(claimed.as_bytes())
-            .into()
-    })
+    keys.keys()
+        .iter()
+        .position(|key| encoded(key, auth_hash).ct_eq(claimed.as_bytes()).into())
 }
 
 #[cfg(test)]

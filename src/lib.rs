@@ -161,10 +161,10 @@ mod require;
 mod revocable;
 mod session;
 mod session_data;
-mod token_memo;
 pub mod stores;
 mod throttle;
 pub mod token;
+mod token_memo;
 mod user;
 mod user_cache;
 

@@ -110,7 +110,10 @@ pub fn decode(token: &str, keys: &KeyRing) -> Result<Verified, TokenError> {
 /// The first steps of [`decode`]: the token's payload, its signature and
 /// header checked, as JSON bytes not parsed yet, and the index of the key
 /// that signed it.
-pub(crate) fn verified_payload(token: &str, keys: &KeyRing) -> Result<(Vec<u8>, usize), TokenError> {
+pub(crate) fn verified_payload(
+    token: &str,
+    keys: &KeyRing,
+) -> Result<(Vec<u8>, usize), TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLong);
     }
