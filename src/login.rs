@@ -28,6 +28,10 @@ use crate::user_cache::UserCache;
 /// The remember-me cookie's name, as in Microdot (before any prefix).
 pub(crate) const REMEMBER_COOKIE: &str = "_remember";
 
+/// The "key index" of a login adopted from a Microdot token, which has no
+/// fingerprint to match: it is given one under the current key.
+const ADOPTED: usize = usize::MAX;
+
 /// How much of a `User-Agent` latch keeps, in bytes, for device names.
 const MAX_USER_AGENT: usize = 256;
 
@@ -455,6 +459,10 @@ impl<U: User> LoginContext<U> {
         }
     }
 
+    fn microdot_compat(&self) -> bool {
+        self.inner.session.config().microdot_compat
+    }
+
     fn keys(&self) -> &crate::KeyRing {
         &self.inner.session.config().keys
     }
@@ -462,12 +470,21 @@ impl<U: User> LoginContext<U> {
     async fn find_user(&self) -> Resolved<U> {
         if let Some(login) = self.inner.session.login() {
             let keys = self.keys();
+            let adopt = login.auth.is_none() && self.microdot_compat();
             return match self
-                .load_checked(login.user_id.clone(), |hash| login.matching_key(keys, hash))
+                .load_checked(login.user_id.clone(), |hash| match adopt {
+                    true => Some(ADOPTED),
+                    false => login.matching_key(keys, hash),
+                })
                 .await
             {
                 Ok(Some((user, key_index))) => {
-                    if key_index != 0 {
+                    if key_index == ADOPTED {
+                        // A Microdot login: tied to the user's auth_hash from now on.
+                        let auth =
+                            fingerprint::fingerprint(self.keys().current(), user.auth_hash());
+                        self.inner.session.adopt_login(auth);
+                    } else if key_index != 0 {
                         // Signed before a key rotation: move to the current key.
                         let auth =
                             fingerprint::fingerprint(self.keys().current(), user.auth_hash());
@@ -564,9 +581,13 @@ impl<U: User> LoginContext<U> {
         };
         let keys = self.keys();
         let claimed = redeemed.fingerprint.as_deref();
+        let adopt = claimed.is_none() && self.microdot_compat();
         let user = match self
-            .load_checked(redeemed.user_id.clone(), |hash| {
-                claimed.and_then(|auth| fingerprint::matching_key(keys, hash, auth))
+            .load_checked(redeemed.user_id.clone(), |hash| match (adopt, claimed) {
+                (true, _) => Some(ADOPTED),
+                (false, claimed) => {
+                    claimed.and_then(|auth| fingerprint::matching_key(keys, hash, auth))
+                }
             })
             .await
         {

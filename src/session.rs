@@ -82,6 +82,8 @@ pub(crate) struct SessionConfig {
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
     pub renew_after: Duration,
+    /// Accept Microdot's tokens, which lack latch's claims.
+    pub microdot_compat: bool,
 }
 
 impl Session {
@@ -100,6 +102,7 @@ impl Session {
                 idle_timeout: Duration::from_secs(24 * 60 * 60),
                 absolute_timeout: Duration::from_secs(14 * 24 * 60 * 60),
                 renew_after: Duration::from_secs(60),
+                microdot_compat: false,
             }),
         }
     }
@@ -202,6 +205,41 @@ impl Session {
     /// whatever the activity (default 14 days).
     pub fn absolute_timeout(self, timeout: Duration) -> Self {
         self.edit(|c| c.absolute_timeout = timeout)
+    }
+
+    /// Microdot interop mode (off by default): a Microdot app and this one,
+    /// with the same secret key, share logins both ways.
+    ///
+    /// latch's own tokens already read in Microdot (it ignores the claims it
+    /// does not know). This mode makes latch accept Microdot's tokens too,
+    /// which lack latch's claims:
+    ///
+    /// - a Microdot session token has no `exp`: latch accepts it without one
+    ///   and re-issues it at once as a latch token, so the idle timeout runs
+    ///   from then on;
+    /// - it has no `_auth` fingerprint: latch adopts its login and ties it
+    ///   to the user's current `auth_hash` from then on, and counts the
+    ///   absolute timeout from that moment (the token does not say when the
+    ///   password was typed);
+    /// - a Microdot remember cookie has no `_auth` either: latch logs the
+    ///   user in from it and replaces it with one that has.
+    ///
+    /// What it gives up: a Microdot token never expires by itself, so a
+    /// Microdot session cookie copied long ago, or one made before a
+    /// password change, is accepted until latch has re-issued it. What
+    /// latch still enforces: the signature (HS256 with the key ring), the
+    /// header, `exp` and `iat` whenever present, the absolute timeout once
+    /// adopted, and everything else for tokens latch made.
+    ///
+    /// ```
+    /// use latch::{SecretKey, Session};
+    ///
+    /// let key = SecretKey::new("the secret_key of the Microdot app, 32+ bytes")?;
+    /// let session = Session::new(key).microdot_compat();
+    /// # Ok::<(), latch::KeyError>(())
+    /// ```
+    pub fn microdot_compat(self) -> Self {
+        self.edit(|c| c.microdot_compat = true)
     }
 }
 
@@ -627,6 +665,17 @@ impl SessionHandle {
         fresh
     }
 
+    /// Ties a login adopted from a Microdot token to `auth`, and starts its
+    /// absolute timeout now if it has no start time.
+    pub fn adopt_login(&self, auth: String) {
+        let mut state = self.state();
+        let claims = state.claims_mut();
+        claims.insert(AUTH.to_owned(), Value::String(auth));
+        if !claims.contains_key(LOGIN_AT) {
+            claims.insert(LOGIN_AT.to_owned(), Value::from(token::now()));
+        }
+    }
+
     /// Removes the login from the session, keeping the app's own data.
     pub fn clear_login(&self) {
         let mut state = self.state();
@@ -754,7 +803,12 @@ fn verify(config: &SessionConfig, value: &str) -> Result<(Arc<VerifiedSession>, 
         }
     };
     let now = token::now();
-    token::check_times(verified.exp, verified.iat, verified.nbf, now)?;
+    let exp = match verified.exp {
+        // Microdot's session tokens never expire; latch re-issues them.
+        Time::Missing if config.microdot_compat => Time::At(f64::INFINITY),
+        exp => exp,
+    };
+    token::check_times(exp, verified.iat, verified.nbf, now)?;
     match verified.login_at {
         Time::Missing => {}
         Time::NotANumber => return Err(Rejected::LoginTime),
