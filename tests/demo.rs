@@ -703,3 +703,42 @@ async fn cross_site_posts_are_refused_and_same_site_ones_pass() {
     assert_redirect(&response, StatusCode::SEE_OTHER, "/");
     browser.assert_home("susan").await;
 }
+
+/// `MICRODOT_COMPAT=1`: a Microdot app's session and remember cookies, made
+/// with the same secret key for the seed users, log in to the demo.
+#[tokio::test]
+async fn microdot_compat_accepts_microdot_logins() {
+    const SECRET: &str = "a secret key shared with a Microdot app, 32+ bytes";
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = app::Config {
+        secret_key: latch::SecretKey::new(SECRET).unwrap(),
+        database_url: format!("sqlite://{}", dir.path().join("users.db").display()),
+        redis_url: None,
+        redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
+        remember_grace: latch::DEFAULT_GRACE,
+        microdot_compat: true,
+    };
+    let demo = serve(config).await;
+    let key = latch::SecretKey::new(SECRET).unwrap();
+    let sign = |claims: serde_json::Value| latch::token::encode(claims.as_object().unwrap(), &key);
+
+    // Microdot's session after a login: no expiry, no fingerprint.
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let session = sign(serde_json::json!({"_user_id": "user001", "_fresh": true}));
+    jar.add_cookie_str(&format!("session={session}; Path=/"), &demo.base);
+    Browser::with_jar(&demo, jar).assert_home("susan").await;
+
+    // Microdot's remember cookie (`exp` a float): a remembered login, not fresh.
+    let exp = latch::token::now() as f64 + 0.5 + 7.0 * 86_400.0;
+    let remember = sign(serde_json::json!({"user_id": "user002", "days": 7, "exp": exp}));
+    let browser = Browser::with_remember(&demo, &remember);
+    browser.assert_home("david").await;
+    browser.assert_sent_to_login("/fresh").await;
+    // Now a latch remember cookie, in the format Microdot reads.
+    let replaced = browser.cookie("_remember").expect("a remember cookie");
+    assert_eq!(
+        replaced.matches('.').count(),
+        2,
+        "a JWT, not a selector.validator"
+    );
+}

@@ -65,6 +65,10 @@ pub struct Config {
     /// How long a rotated remember-me cookie keeps working, for the parallel
     /// requests of a browser that just restarted.
     pub remember_grace: Duration,
+    /// Microdot interop mode: logins are shared with a Microdot app that
+    /// has the same secret key, both ways. Remember-me cookies are then
+    /// Microdot's stateless tokens, which cannot be listed or revoked.
+    pub microdot_compat: bool,
 }
 
 /// Where the secret key came from.
@@ -107,7 +111,18 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         let db = db.clone();
         async move { user_by_id(&db, &id).await }
     });
-    let login = with_remember_store(login, &config, &state.db).await?;
+    let login = if config.microdot_compat {
+        // Microdot reads only its own, stateless, remember-me tokens.
+        login
+    } else {
+        with_remember_store(login, &config, &state.db).await?
+    };
+    let session = Session::new(config.secret_key).secure(false);
+    let session = if config.microdot_compat {
+        session.microdot_compat()
+    } else {
+        session
+    };
     let router = Router::new()
         .route("/", get(index))
         .route("/login", get(login_page).post(login_submit))
@@ -125,7 +140,7 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         .layer(login)
         // This demo serves plain HTTP on localhost, so its cookies go
         // without `Secure`. Behind HTTPS, leave `secure` at its default.
-        .layer(Session::new(config.secret_key).secure(false))
+        .layer(session)
         // Outermost: cross-site POSTs (login CSRF, forged logouts) are
         // refused before anything else runs.
         .layer(CrossOriginGuard::new());

@@ -17,6 +17,10 @@
 //! - `REDIS_URL`: keeps the remember-me tokens on Redis instead
 //!   (`redis://127.0.0.1:6379`). Instances that share `SECRET_KEY`, the
 //!   database and the remember store share logins.
+//! - `MICRODOT_COMPAT=1`: Microdot interop mode. A Microdot app with the same
+//!   `SECRET_KEY` and user ids shares logins with the demo, both ways;
+//!   remember-me cookies are then Microdot's stateless tokens (no device
+//!   list, no revocation).
 //! - `RUST_LOG`: what to log (default `info,latch=debug`).
 
 mod app;
@@ -64,12 +68,18 @@ async fn run() -> Result<(), String> {
     let redis_url = std::env::var("REDIS_URL")
         .ok()
         .filter(|url| !url.is_empty());
+    let microdot_compat = match std::env::var("MICRODOT_COMPAT").as_deref() {
+        Ok("1") => true,
+        Ok("0") | Ok("") | Err(_) => false,
+        Ok(other) => return Err(format!("MICRODOT_COMPAT must be 1 or 0, not {other:?}")),
+    };
     let config = app::Config {
         secret_key,
         database_url: database_url.clone(),
         redis_url: redis_url.clone(),
         redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
         remember_grace: latch::DEFAULT_GRACE,
+        microdot_compat,
     };
     let router = app::build(config)
         .await

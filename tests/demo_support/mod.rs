@@ -43,6 +43,7 @@ pub async fn start_with_grace(grace: std::time::Duration) -> Demo {
         redis_url: None,
         redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
         remember_grace: grace,
+        microdot_compat: false,
     };
     let mut demo = serve(config).await;
     demo._dir = Some(dir);
