@@ -6,6 +6,12 @@
 //! framework) over to Rust, keeping its small API and its cookie format, and
 //! closing its security gaps.
 //!
+//! Coming from another library? The [`guide`] shows the same small app
+//! written with [Microdot](guide::from_microdot),
+//! [Flask-Login](guide::from_flask_login) or
+//! [axum-login](guide::from_axum_login) and with latch, what each call
+//! becomes, and what behaves differently.
+//!
 //! # Wiring
 //!
 //! Two layers go on the router, [`Login`] inside [`Session`]. axum runs the
@@ -151,6 +157,7 @@ mod device;
 mod error;
 mod extract;
 mod fingerprint;
+pub mod guide;
 mod key;
 mod login;
 mod next;
