@@ -709,16 +709,7 @@ async fn cross_site_posts_are_refused_and_same_site_ones_pass() {
 #[tokio::test]
 async fn microdot_compat_accepts_microdot_logins() {
     const SECRET: &str = "a secret key shared with a Microdot app, 32+ bytes";
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let config = app::Config {
-        secret_key: latch::SecretKey::new(SECRET).unwrap(),
-        database_url: format!("sqlite://{}", dir.path().join("users.db").display()),
-        redis_url: None,
-        redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
-        remember_grace: latch::DEFAULT_GRACE,
-        microdot_compat: true,
-    };
-    let demo = serve(config).await;
+    let demo = start_microdot_compat(SECRET).await;
     let key = latch::SecretKey::new(SECRET).unwrap();
     let sign = |claims: serde_json::Value| latch::token::encode(claims.as_object().unwrap(), &key);
 

@@ -106,20 +106,6 @@ async fn start_microdot() -> Microdot {
     panic!("the Microdot app did not start");
 }
 
-/// The demo in Microdot interop mode, with the shared key.
-async fn start_latch() -> (Demo, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let config = app::Config {
-        secret_key: latch::SecretKey::new(SECRET).unwrap(),
-        database_url: format!("sqlite://{}", dir.path().join("users.db").display()),
-        redis_url: None,
-        redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
-        remember_grace: latch::DEFAULT_GRACE,
-        microdot_compat: true,
-    };
-    (serve(config).await, dir)
-}
-
 /// What the Microdot app answers `path` in this browser: the status and body.
 async fn on_microdot(browser: &Browser, microdot: &Microdot, path: &str) -> (StatusCode, String) {
     let res = browser
@@ -146,7 +132,7 @@ async fn microdot_post(browser: &Browser, microdot: &Microdot, path: &str, form:
 #[tokio::test]
 async fn a_login_on_microdot_is_a_login_on_latch() {
     let microdot = start_microdot().await;
-    let (demo, _dir) = start_latch().await;
+    let demo = start_microdot_compat(SECRET).await;
     let browser = Browser::new(&demo);
     microdot_post(
         &browser,
@@ -176,7 +162,7 @@ async fn a_login_on_microdot_is_a_login_on_latch() {
 #[tokio::test]
 async fn a_microdot_remember_cookie_restores_a_login_on_latch_that_is_not_fresh() {
     let microdot = start_microdot().await;
-    let (demo, _dir) = start_latch().await;
+    let demo = start_microdot_compat(SECRET).await;
     let browser = Browser::new(&demo);
     let form = "username=david&password=bye&remember_me=on";
     microdot_post(&browser, &microdot, "/login", form).await;
@@ -196,7 +182,7 @@ async fn a_microdot_remember_cookie_restores_a_login_on_latch_that_is_not_fresh(
 #[tokio::test]
 async fn a_login_on_latch_is_a_login_on_microdot() {
     let microdot = start_microdot().await;
-    let (demo, _dir) = start_latch().await;
+    let demo = start_microdot_compat(SECRET).await;
     let browser = Browser::new(&demo);
     browser.log_in("susan", "hello", true).await;
     assert_eq!(
@@ -226,7 +212,7 @@ async fn a_login_on_latch_is_a_login_on_microdot() {
 #[tokio::test]
 async fn a_logout_on_latch_leaves_nothing_microdot_accepts() {
     let microdot = start_microdot().await;
-    let (demo, _dir) = start_latch().await;
+    let demo = start_microdot_compat(SECRET).await;
     let browser = Browser::new(&demo);
     let form = "username=susan&password=hello&remember_me=on";
     microdot_post(&browser, &microdot, "/login", form).await;
@@ -244,7 +230,7 @@ async fn a_logout_on_latch_leaves_nothing_microdot_accepts() {
 #[tokio::test]
 async fn a_logout_on_microdot_leaves_nothing_latch_accepts() {
     let microdot = start_microdot().await;
-    let (demo, _dir) = start_latch().await;
+    let demo = start_microdot_compat(SECRET).await;
     let browser = Browser::new(&demo);
     browser.log_in("david", "bye", true).await;
     assert_eq!(

@@ -35,15 +35,31 @@ pub async fn start() -> Demo {
 
 /// [`start`], with this grace window for rotated remember-me cookies.
 pub async fn start_with_grace(grace: std::time::Duration) -> Demo {
+    let key = latch::SecretKey::generate().expect("a random key");
+    start_on_own_database(key, grace, false).await
+}
+
+/// The demo in Microdot interop mode (`MICRODOT_COMPAT=1`) with this secret
+/// key, on its own fresh SQLite file.
+pub async fn start_microdot_compat(secret: &str) -> Demo {
+    let key = latch::SecretKey::new(secret).expect("a long enough key");
+    start_on_own_database(key, latch::DEFAULT_GRACE, true).await
+}
+
+async fn start_on_own_database(
+    secret_key: latch::SecretKey,
+    grace: std::time::Duration,
+    microdot_compat: bool,
+) -> Demo {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let database_url = format!("sqlite://{}", dir.path().join("users.db").display());
     let config = app::Config {
-        secret_key: latch::SecretKey::generate().expect("a random key"),
+        secret_key,
         database_url,
         redis_url: None,
         redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
         remember_grace: grace,
-        microdot_compat: false,
+        microdot_compat,
     };
     let mut demo = serve(config).await;
     demo._dir = Some(dir);
