@@ -147,6 +147,16 @@ impl CookieAttributes {
         to_header(&cookie)
     }
 
+    /// A `Set-Cookie` value that deletes a host-only cookie at `path`: one
+    /// that was not set by latch, with the attributes latch gives its own.
+    pub fn delete_host_only_at(&self, name: &str, path: &str) -> HeaderValue {
+        let mut cookie = self.base(name, "");
+        cookie.set_path(path);
+        cookie.unset_domain();
+        cookie.make_removal();
+        to_header(&cookie)
+    }
+
     fn base<'a>(&'a self, name: &'a str, value: &'a str) -> Cookie<'a> {
         let mut cookie = Cookie::new(name, value);
         cookie.set_path(self.path.as_str());
@@ -158,6 +168,29 @@ impl CookieAttributes {
         cookie.set_same_site(self.same_site);
         cookie
     }
+}
+
+/// The most paths [`paths_sent_to`] gives: a deep path's deepest ones are
+/// left out rather than answering with dozens of headers.
+const MAX_STRAY_PATHS: usize = 16;
+
+/// The paths a cookie may have been set for and still be sent with a
+/// request to `request_path` (RFC 6265 section 5.1.4), shallowest first:
+/// for `/a/b`, `/`, `/a`, `/a/` and `/a/b`. Paths a cookie attribute cannot
+/// hold (`;`, controls) are left out.
+pub(crate) fn paths_sent_to(request_path: &str) -> impl Iterator<Item = &str> {
+    let ends = request_path
+        .match_indices('/')
+        .flat_map(|(i, _)| [i, i + 1])
+        .chain(std::iter::once(request_path.len()));
+    let mut last = 0;
+    ends.filter_map(move |end| {
+        let path = &request_path[..end];
+        let new = end > last && path.starts_with('/');
+        last = last.max(end);
+        (new && check_path(path).is_ok()).then_some(path)
+    })
+    .take(MAX_STRAY_PATHS)
 }
 
 /// Appends a `Set-Cookie` header.
@@ -290,6 +323,21 @@ mod tests {
             Some(Duration::from_secs(86400 * 30)),
         );
         assert!(set.to_str().unwrap().contains("Max-Age=2592000"));
+    }
+
+    #[test]
+    fn the_paths_a_cookie_can_come_from() {
+        fn paths(path: &str) -> Vec<&str> {
+            paths_sent_to(path).collect()
+        }
+        assert_eq!(paths("/"), ["/"]);
+        assert_eq!(paths("/a"), ["/", "/a"]);
+        assert_eq!(paths("/a/"), ["/", "/a", "/a/"]);
+        assert_eq!(paths("/a/b"), ["/", "/a", "/a/", "/a/b"]);
+        assert_eq!(paths("//x"), ["/", "//", "//x"]);
+        assert_eq!(paths("/a;b/c"), ["/"], "no path with `;`");
+        assert_eq!(paths(&"/x".repeat(100)).len(), MAX_STRAY_PATHS);
+        assert_eq!(paths(""), Vec::<&str>::new());
     }
 
     #[test]

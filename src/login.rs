@@ -8,9 +8,10 @@ use pin_project_lite::pin_project;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -20,17 +21,13 @@ use crate::next::is_safe_next;
 use crate::rejection::{LoginRejection, MissingLayer};
 use crate::remember::{RememberTokens, StatelessRemember};
 use crate::require::RequireLogin;
-use crate::session::SessionHandle;
+use crate::session::{LoginClaims, SessionHandle};
 use crate::token;
 use crate::user::{DynLoader, User, UserLoader};
 use crate::user_cache::UserCache;
 
 /// The remember-me cookie's name, as in Microdot (before any prefix).
 pub(crate) const REMEMBER_COOKIE: &str = "_remember";
-
-/// The "key index" of a login adopted from a Microdot token, which has no
-/// fingerprint to match: it is given one under the current key.
-const ADOPTED: usize = usize::MAX;
 
 /// How much of a `User-Agent` latch keeps, in bytes, for device names.
 const MAX_USER_AGENT: usize = 256;
@@ -329,6 +326,12 @@ where
         let this = self.project();
         let mut response = std::task::ready!(this.inner.poll(cx))?;
         if let Some(context) = this.context.take() {
+            if context.inner.remember_duplicated.load(Ordering::Relaxed) {
+                let name = &context.session().config().remember_cookie;
+                context
+                    .session()
+                    .delete_strays(response.headers_mut(), name);
+            }
             if let Some(cookie) = context.take_remember_cookie() {
                 cookies::append(response.headers_mut(), cookie);
             }
@@ -347,6 +350,55 @@ pub(crate) enum Resolved<U> {
     },
     /// The loader failed; the request cannot be answered for this user.
     Failed,
+}
+
+/// How a login's user is checked once loaded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Check<'a> {
+    /// The session's `_auth` must be the fingerprint of the user's `auth_hash`.
+    Fingerprint,
+    /// The remember token's fingerprint must be that of the user's `auth_hash`.
+    Claimed(&'a str),
+    /// A Microdot token, which has no fingerprint: adopted if it was made
+    /// after the user's `auth_hash` last changed (seconds since the epoch;
+    /// `None`: the token does not say when it was made).
+    Adopt { made_after: Option<f64> },
+    /// Not a login latch accepts.
+    Refuse,
+}
+
+/// Why a loaded user was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepted {
+    /// The fingerprint was made with this key of the ring (`0`: the current one).
+    Key(usize),
+    /// A Microdot login, adopted: it gets a fingerprint under the current key.
+    Adopted,
+}
+
+/// Whether a Microdot token made after `made_after` may still be adopted for
+/// `user`: always if the app does not record when `auth_hash` changed;
+/// otherwise only if the token shows it was made after the last change.
+fn microdot_token_current<U: User>(user: &U, made_after: Option<f64>) -> bool {
+    match user.auth_hash_changed_at() {
+        None => true,
+        Some(changed) => {
+            let changed = seconds(changed);
+            let current = made_after.is_some_and(|made| made > changed);
+            if !current {
+                tracing::debug!(target: "latch", user_id = ?user.id(), "Microdot token rejected: made before the user's auth_hash changed");
+            }
+            current
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, negative before it.
+fn seconds(time: SystemTime) -> f64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => since.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
+    }
 }
 
 /// Why [`LoginContext::require`] found no user to let through.
@@ -379,6 +431,8 @@ struct ContextInner<U: User> {
     resolved: AsyncMutex<Option<Resolved<U>>>,
     /// The `Set-Cookie` for the remember cookie, if it changes.
     remember_update: Mutex<Option<HeaderValue>>,
+    /// The request carried the remember cookie more than once.
+    remember_duplicated: AtomicBool,
 }
 
 impl<U: User> LoginContext<U> {
@@ -391,6 +445,7 @@ impl<U: User> LoginContext<U> {
                 user_agent: headers.get(USER_AGENT).cloned(),
                 resolved: AsyncMutex::new(None),
                 remember_update: Mutex::new(None),
+                remember_duplicated: AtomicBool::new(false),
             }),
         }
     }
@@ -459,8 +514,14 @@ impl<U: User> LoginContext<U> {
         }
     }
 
-    fn microdot_compat(&self) -> bool {
-        self.inner.session.config().microdot_compat
+    /// Whether logins without latch's fingerprint (Microdot's) may be
+    /// adopted now.
+    fn adopting(&self) -> bool {
+        self.inner
+            .session
+            .config()
+            .microdot_compat
+            .is_some_and(|compat| compat.open())
     }
 
     fn keys(&self) -> &crate::KeyRing {
@@ -468,50 +529,81 @@ impl<U: User> LoginContext<U> {
     }
 
     async fn find_user(&self) -> Resolved<U> {
-        if let Some(login) = self.inner.session.login() {
-            let keys = self.keys();
-            let adopt = login.auth.is_none() && self.microdot_compat();
-            return match self
-                .load_checked(login.user_id.clone(), |hash| match adopt {
-                    true => Some(ADOPTED),
-                    false => login.matching_key(keys, hash),
-                })
-                .await
-            {
-                Ok(Some((user, key_index))) => {
-                    if key_index == ADOPTED {
-                        // A Microdot login: tied to the user's auth_hash from now on.
-                        let auth =
-                            fingerprint::fingerprint(self.keys().current(), user.auth_hash());
-                        self.inner.session.adopt_login(auth);
-                    } else if key_index != 0 {
-                        // Signed before a key rotation: move to the current key.
-                        let auth =
-                            fingerprint::fingerprint(self.keys().current(), user.auth_hash());
-                        self.inner.session.set_auth(auth);
-                    }
-                    let fresh = login.fresh && self.recent(login.login_at);
-                    Resolved::User { user, fresh }
-                }
-                Ok(None) => {
-                    self.inner.session.clear_login();
-                    Resolved::Anonymous
-                }
-                Err(()) => Resolved::Failed,
-            };
+        match self.inner.session.login() {
+            Some(login) => self.check_session_login(login).await,
+            None => self.restore_remembered().await,
         }
-        self.restore_remembered().await
     }
 
-    /// Loads the user with this id and checks the fingerprint of its
-    /// `auth_hash`, returning the user and the index of the key that made the
-    /// fingerprint. `Ok(None)` for a user that is gone or whose credentials
-    /// changed; `Err` when the loader failed (already logged).
+    /// Checks the session's login against the user it names.
+    async fn check_session_login(&self, login: LoginClaims) -> Resolved<U> {
+        let keys = self.keys();
+        let check = match (&login.auth, login.login_at) {
+            (Some(_), Some(_)) => Check::Fingerprint,
+            (Some(_), None) => {
+                // latch writes both: without a start, the absolute timeout
+                // would never end the login.
+                tracing::debug!(target: "latch", "login rejected: no login time");
+                Check::Refuse
+            }
+            (None, _) if self.adopting() => Check::Adopt {
+                made_after: login.issued_at,
+            },
+            (None, _) => {
+                tracing::debug!(target: "latch", "login rejected: no fingerprint");
+                Check::Refuse
+            }
+        };
+        if check == Check::Refuse {
+            self.inner.session.clear_login();
+            return Resolved::Anonymous;
+        }
+        let accept = |user: &U| match check {
+            Check::Fingerprint => login
+                .matching_key(keys, user.auth_hash())
+                .map(Accepted::Key),
+            Check::Adopt { made_after } => {
+                microdot_token_current(user, made_after).then_some(Accepted::Adopted)
+            }
+            Check::Claimed(_) | Check::Refuse => None,
+        };
+        match self.load_checked(login.user_id.clone(), accept).await {
+            Ok(Some((user, accepted))) => {
+                let current = fingerprint::fingerprint(self.keys().current(), user.auth_hash());
+                let fresh = match accepted {
+                    Accepted::Adopted => {
+                        // A Microdot login: tied to the user's auth_hash
+                        // from now on, and never fresh.
+                        self.inner.session.adopt_login(current);
+                        tracing::info!(target: "latch", user_id = ?user.id(), "Microdot login adopted");
+                        false
+                    }
+                    Accepted::Key(0) => login.fresh && self.recent(login.login_at),
+                    Accepted::Key(_) => {
+                        // Signed before a key rotation: move to the current key.
+                        self.inner.session.set_auth(current);
+                        login.fresh && self.recent(login.login_at)
+                    }
+                };
+                Resolved::User { user, fresh }
+            }
+            Ok(None) => {
+                self.inner.session.clear_login();
+                Resolved::Anonymous
+            }
+            Err(()) => Resolved::Failed,
+        }
+    }
+
+    /// Loads the user with this id and checks it with `accept` (the
+    /// fingerprint of its `auth_hash`, say), returning the user and what
+    /// `accept` said. `Ok(None)` for a user that is gone or refused; `Err`
+    /// when the loader failed (already logged).
     async fn load_checked(
         &self,
         user_id: Value,
-        matching_key: impl Fn(&[u8]) -> Option<usize>,
-    ) -> Result<Option<(U, usize)>, ()> {
+        accept: impl Fn(&U) -> Option<Accepted>,
+    ) -> Result<Option<(U, Accepted)>, ()> {
         let cache = self.inner.config.cache.as_deref();
         let key = cache.map(|_| UserCache::<U>::key(&user_id));
         let id: U::Id = match serde_json::from_value(user_id) {
@@ -523,8 +615,8 @@ impl<U: User> LoginContext<U> {
         };
         if let (Some(cache), Some(key)) = (cache, &key) {
             if let Some(user) = cache.get(key) {
-                if let Some(key_index) = matching_key(user.auth_hash()) {
-                    return Ok(Some((user, key_index)));
+                if let Some(accepted) = accept(&user) {
+                    return Ok(Some((user, accepted)));
                 }
                 // Perhaps changed since it was cached: ask the loader.
                 cache.remove(key);
@@ -545,8 +637,8 @@ impl<U: User> LoginContext<U> {
         if let (Some(cache), Some(key), Some(generation)) = (cache, key, generation) {
             cache.insert(generation, key, user.clone());
         }
-        match matching_key(user.auth_hash()) {
-            Some(key_index) => Ok(Some((user, key_index))),
+        match accept(&user) {
+            Some(accepted) => Ok(Some((user, accepted))),
             None => {
                 tracing::debug!(target: "latch", user_id = ?id, "login rejected: auth_hash changed");
                 Ok(None)
@@ -559,8 +651,17 @@ impl<U: User> LoginContext<U> {
         let token = match self.remember_lookup() {
             Lookup::Missing => return Resolved::Anonymous,
             Lookup::Found(token) => token.as_str(),
-            Lookup::Duplicate | Lookup::Unreadable => {
-                tracing::debug!(target: "latch", "remember cookie rejected: duplicated or unreadable");
+            Lookup::Unreadable => {
+                tracing::debug!(target: "latch", "remember cookie rejected: unreadable");
+                return Resolved::Anonymous;
+            }
+            Lookup::Duplicate => {
+                // Which one is latch's cannot be told: delete them all.
+                tracing::debug!(target: "latch", "remember cookie rejected: duplicated");
+                self.delete_remember_cookie();
+                self.inner
+                    .remember_duplicated
+                    .store(true, Ordering::Relaxed);
                 return Resolved::Anonymous;
             }
         };
@@ -580,18 +681,28 @@ impl<U: User> LoginContext<U> {
             }
         };
         let keys = self.keys();
-        let claimed = redeemed.fingerprint.as_deref();
-        let adopt = claimed.is_none() && self.microdot_compat();
-        let user = match self
-            .load_checked(redeemed.user_id.clone(), |hash| match (adopt, claimed) {
-                (true, _) => Some(ADOPTED),
-                (false, claimed) => {
-                    claimed.and_then(|auth| fingerprint::matching_key(keys, hash, auth))
-                }
-            })
-            .await
-        {
-            Ok(Some((user, key_index))) => (user, key_index),
+        let check = match &redeemed.fingerprint {
+            Some(claimed) => Check::Claimed(claimed),
+            None if self.adopting() => Check::Adopt {
+                made_after: redeemed.issued_at.map(seconds),
+            },
+            None => {
+                tracing::debug!(target: "latch", "remember cookie rejected: a Microdot token, not accepted now");
+                self.delete_remember_cookie();
+                return Resolved::Anonymous;
+            }
+        };
+        let accept = |user: &U| match &check {
+            Check::Claimed(claimed) => {
+                fingerprint::matching_key(keys, user.auth_hash(), claimed).map(Accepted::Key)
+            }
+            Check::Adopt { made_after } => {
+                microdot_token_current(user, *made_after).then_some(Accepted::Adopted)
+            }
+            Check::Fingerprint | Check::Refuse => None,
+        };
+        let (user, accepted) = match self.load_checked(redeemed.user_id.clone(), accept).await {
+            Ok(Some(found)) => found,
             Ok(None) => {
                 // The user is gone or changed credentials: the token is dead.
                 let token = redeemed.replacement.as_deref().unwrap_or(token);
@@ -610,12 +721,11 @@ impl<U: User> LoginContext<U> {
                 return Resolved::Failed;
             }
         };
-        let (user, key_index) = user;
         let auth = fingerprint::fingerprint(self.keys().current(), user.auth_hash());
         let mut replacement = redeemed.replacement;
-        if key_index != 0 {
-            // Made before a key rotation: a new token carries the current
-            // key's fingerprint, so the login outlives the old key.
+        if accepted != Accepted::Key(0) {
+            // Made before a key rotation, or by Microdot: a new token
+            // carries the current key's fingerprint.
             replacement = self
                 .reissue(token, replacement, &redeemed.user_id, &auth, redeemed.days)
                 .await;

@@ -3,6 +3,7 @@
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::key::KeyRing;
 use crate::token;
@@ -87,8 +88,12 @@ pub struct RememberGrant<'a> {
 pub struct Redeemed {
     /// The user's id (JSON).
     pub user_id: Value,
-    /// The fingerprint of the user's `auth_hash` when the token was made.
+    /// The fingerprint of the user's `auth_hash` when the token was made;
+    /// `None` for a token latch did not make (Microdot's), which only
+    /// [Microdot interop mode](crate::Session::microdot_compat) accepts.
     pub fingerprint: Option<String>,
+    /// When the token was made, if it says.
+    pub issued_at: Option<SystemTime>,
     /// How many days the token was made for.
     pub days: u32,
     /// The token that replaces it in the cookie, if any.
@@ -185,8 +190,10 @@ pub struct RememberedDevice {
 }
 
 /// Microdot's remember-me token: a signed JWT `{user_id, days, exp}`, plus
-/// latch's `_auth` fingerprint. Needs no store; a copy of the cookie works
-/// until it expires or the user's `auth_hash` changes.
+/// latch's `_auth` fingerprint and a `_purpose` of `remember` (so that no
+/// session token, signed with the same keys, passes for one). Needs no
+/// store; a copy of the cookie works until it expires or the user's
+/// `auth_hash` changes.
 ///
 /// Each use re-issues it for the same number of days it was made for.
 #[derive(Debug, Clone, Copy, Default)]
@@ -202,6 +209,10 @@ impl StatelessRemember {
             Value::from(now + u64::from(days) * 24 * 60 * 60),
         );
         claims.insert(crate::session::AUTH.into(), Value::from(fingerprint));
+        claims.insert(
+            crate::session::PURPOSE.into(),
+            Value::from(REMEMBER_PURPOSE),
+        );
         token::encode(&claims, keys.current())
     }
 
@@ -210,6 +221,16 @@ impl StatelessRemember {
             .map_err(|e| e.to_string())?
             .claims;
         token::check_expiry(&claims, now).map_err(|e| e.to_string())?;
+        // latch's own token says what it is for; Microdot's is exactly
+        // `{user_id, days, exp}`, and only interop mode takes it.
+        let microdot = claims.len() == 3
+            && ["user_id", "days", "exp"]
+                .iter()
+                .all(|name| claims.contains_key(*name));
+        let purpose = claims.get(crate::session::PURPOSE).and_then(Value::as_str);
+        if purpose != Some(REMEMBER_PURPOSE) && !microdot {
+            return Err("not a remember-me token".to_owned());
+        }
         let user_id = match claims.get("user_id") {
             None | Some(Value::Null) => return Err("no user id".to_owned()),
             Some(id) => id.clone(),
@@ -219,21 +240,33 @@ impl StatelessRemember {
             .and_then(Value::as_u64)
             .filter(|days| (1..=u64::from(MAX_REMEMBER_DAYS)).contains(days))
             .ok_or("days is not a whole number from 1 to 3650")? as u32;
-        let fingerprint = claims
-            .get(crate::session::AUTH)
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let fingerprint = match claims.get(crate::session::AUTH) {
+            _ if microdot => None,
+            Some(Value::String(fingerprint)) => Some(fingerprint.clone()),
+            _ => return Err("no fingerprint".to_owned()),
+        };
+        // `exp` is `days` after the token was made (Microdot writes it as a float).
+        let issued_at = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map(|exp| exp - f64::from(days) * 24.0 * 60.0 * 60.0)
+            .filter(|at| at.is_finite() && *at >= 0.0)
+            .and_then(|at| UNIX_EPOCH.checked_add(Duration::from_secs_f64(at)));
         let replacement = fingerprint
             .as_deref()
             .map(|fp| Self::make(keys, &user_id, fp, days, now));
         Ok(Redeemed {
             user_id,
             fingerprint,
+            issued_at,
             days,
             replacement,
         })
     }
 }
+
+/// The `_purpose` of a stateless remember-me token.
+const REMEMBER_PURPOSE: &str = "remember";
 
 impl RememberTokens for StatelessRemember {
     fn issue<'a>(

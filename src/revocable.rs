@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
 use crate::device;
@@ -339,6 +339,7 @@ impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
             Ok(Some(Redeemed {
                 user_id,
                 fingerprint: Some(stored.fingerprint),
+                issued_at: Some(UNIX_EPOCH + Duration::from_secs(stored.created_at)),
                 days: stored.days,
                 replacement,
             }))

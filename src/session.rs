@@ -1,8 +1,10 @@
 //! The `Session` layer: a session kept in a signed cookie, read lazily and
 //! written back only when it changed.
 
+use axum::extract::OriginalUri;
 use cookie::SameSite;
 use http::header::VARY;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use serde_json::Value;
@@ -10,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -28,6 +30,12 @@ pub(crate) const USER_ID: &str = "_user_id";
 pub(crate) const FRESH: &str = "_fresh";
 pub(crate) const AUTH: &str = "_auth";
 pub(crate) const LOGIN_AT: &str = "_login_at";
+/// What a token is for: [`SESSION_PURPOSE`] in a session token, `remember`
+/// in a stateless remember-me token. Both are signed with the same keys, so
+/// each verifier checks it and neither token is accepted as the other.
+pub(crate) const PURPOSE: &str = "_purpose";
+/// The [`PURPOSE`] of a session token.
+pub(crate) const SESSION_PURPOSE: &str = "session";
 /// Standard JWT claims, set by latch on every token.
 const EXP: &str = "exp";
 const IAT: &str = "iat";
@@ -82,8 +90,27 @@ pub(crate) struct SessionConfig {
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
     pub renew_after: Duration,
-    /// Accept Microdot's tokens, which lack latch's claims.
-    pub microdot_compat: bool,
+    /// Accept Microdot's tokens, which lack latch's claims, until a deadline.
+    pub microdot_compat: Option<MicrodotCompat>,
+}
+
+/// Microdot interop mode: until when Microdot's own tokens are accepted.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MicrodotCompat {
+    /// Seconds since the Unix epoch.
+    until: u64,
+}
+
+impl MicrodotCompat {
+    /// Whether Microdot's tokens are still accepted at `now` (seconds).
+    pub fn open_at(&self, now: u64) -> bool {
+        now < self.until
+    }
+
+    /// Whether Microdot's tokens are still accepted.
+    pub fn open(&self) -> bool {
+        self.open_at(token::now())
+    }
 }
 
 impl Session {
@@ -102,7 +129,7 @@ impl Session {
                 idle_timeout: Duration::from_secs(24 * 60 * 60),
                 absolute_timeout: Duration::from_secs(14 * 24 * 60 * 60),
                 renew_after: Duration::from_secs(60),
-                microdot_compat: false,
+                microdot_compat: None,
             }),
         }
     }
@@ -207,39 +234,58 @@ impl Session {
         self.edit(|c| c.absolute_timeout = timeout)
     }
 
-    /// Microdot interop mode (off by default): a Microdot app and this one,
-    /// with the same secret key, share logins both ways.
+    /// Microdot interop mode (off by default), until `until`: a Microdot
+    /// app and this one, with the same secret key, share logins both ways
+    /// while an app moves from Microdot to latch.
     ///
     /// latch's own tokens already read in Microdot (it ignores the claims it
     /// does not know). This mode makes latch accept Microdot's tokens too,
-    /// which lack latch's claims:
+    /// by their exact shape (a session token with none of latch's claims; a
+    /// remember token of exactly `user_id`, `days` and `exp`), and re-issue
+    /// them at once as latch tokens:
     ///
-    /// - a Microdot session token has no `exp`: latch accepts it without one
-    ///   and re-issues it at once as a latch token, so the idle timeout runs
-    ///   from then on;
-    /// - it has no `_auth` fingerprint: latch adopts its login and ties it
-    ///   to the user's current `auth_hash` from then on, and counts the
-    ///   absolute timeout from that moment (the token does not say when the
-    ///   password was typed);
-    /// - a Microdot remember cookie has no `_auth` either: latch logs the
-    ///   user in from it and replaces it with one that has.
+    /// - a Microdot login is *adopted*: tied to the user's current
+    ///   `auth_hash` from then on, its absolute timeout counted from the
+    ///   adoption, and **never fresh** (latch cannot tell when, or whether,
+    ///   a password was typed), so [`FreshUser`](crate::FreshUser) asks for
+    ///   the password again;
+    /// - a Microdot remember cookie logs the user in (not freshly) and is
+    ///   replaced by a latch one.
     ///
-    /// What it gives up: a Microdot token never expires by itself, so a
-    /// Microdot session cookie copied long ago, or one made before a
-    /// password change, is accepted until latch has re-issued it. What
-    /// latch still enforces: the signature (HS256 with the key ring), the
-    /// header, `exp` and `iat` whenever present, the absolute timeout once
-    /// adopted, and everything else for tokens latch made.
+    /// What the mode gives up: a Microdot token has no fingerprint of the
+    /// user's credentials, and a Microdot session token has no expiry and no
+    /// time at all. So a *copy* of a Microdot cookie is adopted again each
+    /// time it is presented, up to `until`, unless the user record says
+    /// when its `auth_hash` last changed
+    /// ([`User::auth_hash_changed_at`](crate::User::auth_hash_changed_at)):
+    ///
+    /// | | without `auth_hash_changed_at` | with it |
+    /// |---|---|---|
+    /// | Microdot session token, after a password change or "log out everywhere" | adopted until `until` | refused (it cannot show it was made after the change) |
+    /// | Microdot remember token made before the change | adopted until `until` | refused |
+    /// | Microdot remember token made after the change | adopted until `until` | adopted until `until` |
+    /// | any Microdot token after `until` | refused | refused |
+    ///
+    /// After `until`, only latch's tokens log in: users whose last login
+    /// was on Microdot log in again. Pick the end of the migration, weeks
+    /// rather than years away. What latch enforces on Microdot tokens
+    /// throughout: the signature (HS256 with the key ring), the header,
+    /// `exp` where the token has one, and the shape.
     ///
     /// ```
     /// use latch::{SecretKey, Session};
+    /// use std::time::{Duration, SystemTime};
     ///
     /// let key = SecretKey::new("the secret_key of the Microdot app, 32+ bytes")?;
-    /// let session = Session::new(key).microdot_compat();
+    /// let migration_ends = SystemTime::now() + Duration::from_secs(30 * 24 * 60 * 60);
+    /// let session = Session::new(key).microdot_compat(migration_ends);
     /// # Ok::<(), latch::KeyError>(())
     /// ```
-    pub fn microdot_compat(self) -> Self {
-        self.edit(|c| c.microdot_compat = true)
+    pub fn microdot_compat(self, until: SystemTime) -> Self {
+        let until = until
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        self.edit(|c| c.microdot_compat = Some(MicrodotCompat { until }))
     }
 }
 
@@ -284,7 +330,14 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let cookies = CookieHeaders::new(request.headers());
-        let handle = SessionHandle::new(self.config.clone(), cookies);
+        // Inside a nested router the URI has lost its prefix: the original
+        // one says which paths the browser's cookies could have.
+        let uri = request
+            .extensions()
+            .get::<OriginalUri>()
+            .map_or(request.uri(), |original| &original.0);
+        let path = uri.path_and_query().cloned();
+        let handle = SessionHandle::new(self.config.clone(), cookies, path);
         request.extensions_mut().insert(handle.clone());
         SessionFuture {
             inner: self.inner.call(request),
@@ -329,6 +382,9 @@ struct Shared {
     config: Arc<SessionConfig>,
     /// The request's cookies, read when first needed.
     cookies: CookieHeaders,
+    /// The request's path, for deleting a duplicated cookie at every path
+    /// it could have been set for.
+    path: Option<PathAndQuery>,
     state: Mutex<State>,
 }
 
@@ -342,6 +398,11 @@ struct State {
     claims: Claims,
     /// The request carried a session cookie, good or bad.
     had_cookie: bool,
+    /// The request carried the session cookie more than once.
+    duplicated: bool,
+    /// The verified token's `iat`: a lower bound of when a login in it
+    /// that latch did not make was made.
+    issued_at: Option<f64>,
     /// The claims changed: the cookie must be written (or deleted).
     changed: bool,
     /// The cookie must be re-issued even if nothing changed (renewal, old key).
@@ -358,12 +419,14 @@ pub(crate) struct LoginClaims {
     pub fresh: bool,
     /// When the user logged in (seconds since the Unix epoch), if recorded.
     pub login_at: Option<f64>,
+    /// The token's `iat`, if any: the login was made no earlier.
+    pub issued_at: Option<f64>,
     /// The verified cookie these came from, which memoises the fingerprint check.
     verified: Option<Arc<VerifiedSession>>,
 }
 
 impl LoginClaims {
-    fn from_claims(claims: &Claims) -> Option<Self> {
+    fn from_claims(claims: &Claims, issued_at: Option<f64>) -> Option<Self> {
         let user_id = claims.get(USER_ID)?.clone();
         if user_id.is_null() {
             return None;
@@ -379,6 +442,7 @@ impl LoginClaims {
             auth: auth.map(Arc::from),
             fresh,
             login_at: claims.get(LOGIN_AT).and_then(Value::as_f64),
+            issued_at,
             verified: None,
         })
     }
@@ -397,15 +461,12 @@ impl LoginClaims {
             Lenient::Valid(auth) => Some(Arc::from(auth)),
             Lenient::Missing | Lenient::Invalid => None,
         };
-        let login_at = match reserved.login_at {
-            Time::At(at) => Some(at),
-            Time::Missing | Time::NotANumber => None,
-        };
         Some(Self {
             user_id,
             auth,
             fresh,
-            login_at,
+            login_at: reserved.login_at.at(),
+            issued_at: reserved.iat.at(),
             verified: None,
         })
     }
@@ -440,10 +501,37 @@ pub(crate) struct VerifiedSession {
     iat: Time,
     nbf: Time,
     login_at: Time,
+    shape: Shape,
     login: Option<LoginClaims>,
     /// The fingerprint check for the first user `auth_hash` seen with this
     /// cookie, and its answer.
     fingerprint: OnceLock<(Box<[u8]>, Option<usize>)>,
+}
+
+/// What kind of token a signed session cookie is, by its claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// A latch session token: its `_purpose` is `session`.
+    Latch,
+    /// A Microdot session token: none of latch's claims (no `_purpose`,
+    /// `exp`, `iat`, `nbf`, `_auth` or `_login_at`).
+    Microdot,
+    /// Anything else signed with the key: a remember-me token, say.
+    Other,
+}
+
+impl Shape {
+    fn of(reserved: &Reserved<'_>) -> Self {
+        let latch_claims = [reserved.exp, reserved.iat, reserved.nbf, reserved.login_at]
+            .iter()
+            .any(|time| *time != Time::Missing)
+            || !matches!(reserved.auth, Lenient::Missing);
+        match &reserved.purpose {
+            Lenient::Valid(purpose) if purpose == SESSION_PURPOSE => Shape::Latch,
+            Lenient::Missing if !latch_claims => Shape::Microdot,
+            _ => Shape::Other,
+        }
+    }
 }
 
 impl VerifiedSession {
@@ -453,6 +541,7 @@ impl VerifiedSession {
         let reserved = Reserved::parse(&payload).ok_or(TokenError::BadPayload)?;
         let (exp, iat, nbf, login_at) =
             (reserved.exp, reserved.iat, reserved.nbf, reserved.login_at);
+        let shape = Shape::of(&reserved);
         let login = LoginClaims::from_reserved(reserved);
         Ok(Self {
             payload: payload.into_boxed_slice(),
@@ -461,6 +550,7 @@ impl VerifiedSession {
             iat,
             nbf,
             login_at,
+            shape,
             login,
             fingerprint: OnceLock::new(),
         })
@@ -479,6 +569,8 @@ struct Reserved<'a> {
     auth: Lenient<Cow<'a, str>>,
     #[serde(rename = "_login_at", default)]
     login_at: Time,
+    #[serde(rename = "_purpose", default, borrow)]
+    purpose: Lenient<Cow<'a, str>>,
     #[serde(default)]
     exp: Time,
     #[serde(default)]
@@ -571,16 +663,19 @@ impl<'de: 'a, 'a> Deserialize<'de> for Lenient<Cow<'a, str>> {
 }
 
 impl SessionHandle {
-    fn new(config: Arc<SessionConfig>, cookies: CookieHeaders) -> Self {
+    fn new(config: Arc<SessionConfig>, cookies: CookieHeaders, path: Option<PathAndQuery>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 config,
                 cookies,
+                path,
                 state: Mutex::new(State {
                     loaded: false,
                     verified: None,
                     claims: Claims::new(),
                     had_cookie: false,
+                    duplicated: false,
+                    issued_at: None,
                     changed: false,
                     renew: false,
                     read: false,
@@ -617,6 +712,24 @@ impl SessionHandle {
         self.shared.cookies.find(name)
     }
 
+    /// Deletes the cookie `name` at every other path (host-only) the
+    /// request could have carried it from: for a cookie the request had
+    /// more than once, which latch cannot tell from a planted copy. The
+    /// cookie at latch's own path and domain is written (or deleted)
+    /// separately.
+    pub fn delete_strays(&self, headers: &mut HeaderMap, name: &str) {
+        let Some(path) = &self.shared.path else {
+            return;
+        };
+        let attributes = &self.shared.config.attributes;
+        for stray in cookies::paths_sent_to(path.path()) {
+            if stray == attributes.path && attributes.domain.is_none() {
+                continue;
+            }
+            cookies::append(headers, attributes.delete_host_only_at(name, stray));
+        }
+    }
+
     /// The decoded session, locked.
     pub fn state(&self) -> StateGuard<'_> {
         let mut state = self.lock();
@@ -633,7 +746,7 @@ impl SessionHandle {
                 login.verified = Some(verified.clone());
                 Some(login)
             }
-            None => LoginClaims::from_claims(&state.claims),
+            None => LoginClaims::from_claims(&state.claims, state.issued_at),
         }
     }
 
@@ -665,15 +778,14 @@ impl SessionHandle {
         fresh
     }
 
-    /// Ties a login adopted from a Microdot token to `auth`, and starts its
-    /// absolute timeout now if it has no start time.
+    /// Ties a login adopted from a Microdot token to `auth`: never fresh,
+    /// and its absolute timeout counted from now.
     pub fn adopt_login(&self, auth: String) {
         let mut state = self.state();
         let claims = state.claims_mut();
         claims.insert(AUTH.to_owned(), Value::String(auth));
-        if !claims.contains_key(LOGIN_AT) {
-            claims.insert(LOGIN_AT.to_owned(), Value::from(token::now()));
-        }
+        claims.insert(FRESH.to_owned(), Value::Bool(false));
+        claims.insert(LOGIN_AT.to_owned(), Value::from(token::now()));
     }
 
     /// Removes the login from the session, keeping the app's own data.
@@ -706,6 +818,9 @@ impl SessionHandle {
         }
         state.parse();
         let config = &self.shared.config;
+        if state.duplicated {
+            self.delete_strays(headers, &config.cookie_name);
+        }
         if state.claims.is_empty() {
             if state.had_cookie {
                 cookies::append(headers, config.attributes.delete(&config.cookie_name));
@@ -714,6 +829,7 @@ impl SessionHandle {
         }
         let now = token::now();
         let mut claims = state.claims.clone();
+        claims.insert(PURPOSE.to_owned(), Value::from(SESSION_PURPOSE));
         claims.insert(IAT.to_owned(), Value::from(now));
         claims.insert(
             EXP.to_owned(),
@@ -749,7 +865,11 @@ impl State {
             Lookup::Missing => return,
             Lookup::Found(value) => value,
             Lookup::Duplicate => {
+                // Which one is latch's cannot be told: delete them all.
                 tracing::debug!(target: "latch", reason = "duplicated cookie", "session cookie rejected");
+                self.had_cookie = true;
+                self.duplicated = true;
+                self.changed = true;
                 return;
             }
             Lookup::Unreadable => {
@@ -760,6 +880,7 @@ impl State {
         self.had_cookie = true;
         match verify(config, value) {
             Ok((verified, renew)) => {
+                self.issued_at = verified.iat.at();
                 self.verified = Some(verified);
                 self.renew = renew;
             }
@@ -778,8 +899,9 @@ impl State {
         };
         match serde_json::from_slice::<Claims>(&verified.payload) {
             Ok(mut claims) => {
-                claims.remove(IAT);
-                claims.remove(EXP);
+                for name in [PURPOSE, IAT, EXP] {
+                    claims.remove(name);
+                }
                 self.claims = claims;
             }
             Err(error) => {
@@ -803,10 +925,12 @@ fn verify(config: &SessionConfig, value: &str) -> Result<(Arc<VerifiedSession>, 
         }
     };
     let now = token::now();
-    let exp = match verified.exp {
+    let exp = match (verified.shape, config.microdot_compat) {
+        (Shape::Latch, _) => verified.exp,
         // Microdot's session tokens never expire; latch re-issues them.
-        Time::Missing if config.microdot_compat => Time::At(f64::INFINITY),
-        exp => exp,
+        (Shape::Microdot, Some(compat)) if compat.open_at(now) => Time::At(f64::INFINITY),
+        (Shape::Microdot, Some(_)) => return Err(Rejected::MicrodotDeadline),
+        (Shape::Microdot | Shape::Other, _) => return Err(Rejected::Purpose),
     };
     token::check_times(exp, verified.iat, verified.nbf, now)?;
     match verified.login_at {
@@ -836,6 +960,10 @@ enum Rejected {
     LoginTime,
     #[error("login is older than the absolute timeout")]
     AbsoluteTimeout,
+    #[error("not a session token")]
+    Purpose,
+    #[error("a Microdot session token, after the end of Microdot interop mode")]
+    MicrodotDeadline,
 }
 
 /// Adds `Cookie` to the response's `Vary` header, once.
@@ -871,10 +999,10 @@ impl SessionHandle {
     }
 
     /// Whether the session, with these claims, fits in a cookie. The token
-    /// is the fixed header, the base64 of the JSON claims (plus `exp` and
-    /// `iat`, at most 40 bytes), and the signature.
+    /// is the fixed header, the base64 of the JSON claims (plus `_purpose`,
+    /// `exp` and `iat`, at most 64 bytes), and the signature.
     pub fn fits(&self, claims: &Claims) -> bool {
-        let json = serde_json::to_vec(claims).map_or(usize::MAX, |json| json.len() + 40);
+        let json = serde_json::to_vec(claims).map_or(usize::MAX, |json| json.len() + 64);
         let token = 36 + 1 + json.saturating_mul(4).div_ceil(3) + 1 + 43;
         self.shared.config.cookie_name.len() + 1 + token <= MAX_COOKIE_LEN
     }
@@ -912,7 +1040,7 @@ mod tests {
 
     fn login_claims(now: u64) -> Value {
         json!({"_user_id": 7, "_fresh": true, "_auth": "a".repeat(22), "_login_at": now,
-               "exp": now + 600, "iat": now, "app": [1, {"x": null}]})
+               "_purpose": "session", "exp": now + 600, "iat": now, "app": [1, {"x": null}]})
     }
 
     #[test]

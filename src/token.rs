@@ -165,6 +165,16 @@ pub(crate) enum Time {
     NotANumber,
 }
 
+impl Time {
+    /// The time, if the claim holds a number.
+    pub(crate) fn at(self) -> Option<f64> {
+        match self {
+            Time::At(at) => Some(at),
+            Time::Missing | Time::NotANumber => None,
+        }
+    }
+}
+
 /// Reads any JSON value: a number is the time (as [`Value::as_f64`] reads
 /// it), anything else is [`Time::NotANumber`].
 impl<'de> serde::Deserialize<'de> for Time {

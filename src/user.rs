@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
 use std::future::Future;
+use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
 
@@ -48,6 +49,46 @@ pub trait User: Clone + Send + Sync + 'static {
     /// password hash, say, plus a "session version" the app bumps for "log
     /// out everywhere". latch stores only a keyed fingerprint of it.
     fn auth_hash(&self) -> &[u8];
+
+    /// When [`auth_hash`](Self::auth_hash) last changed, if the app records
+    /// it (a `credentials_changed_at` column set with every password change
+    /// and "log out everywhere"). The default, `None`, means "not recorded".
+    ///
+    /// Only [Microdot interop mode](crate::Session::microdot_compat) reads
+    /// it: Microdot's tokens carry no fingerprint of `auth_hash`, so without
+    /// this time a copy of a Microdot cookie made before a password change
+    /// still logs in until the mode's deadline. With it, latch refuses every
+    /// Microdot token of the user that cannot show it was made after the
+    /// change. latch's own tokens need nothing of this: the fingerprint of
+    /// `auth_hash` ends them.
+    ///
+    /// ```
+    /// use latch::User;
+    /// use std::time::SystemTime;
+    ///
+    /// #[derive(Clone)]
+    /// struct Account {
+    ///     id: i64,
+    ///     password_hash: String,
+    ///     credentials_changed_at: Option<SystemTime>,
+    /// }
+    ///
+    /// impl User for Account {
+    ///     type Id = i64;
+    ///     fn id(&self) -> i64 {
+    ///         self.id
+    ///     }
+    ///     fn auth_hash(&self) -> &[u8] {
+    ///         self.password_hash.as_bytes()
+    ///     }
+    ///     fn auth_hash_changed_at(&self) -> Option<SystemTime> {
+    ///         self.credentials_changed_at
+    ///     }
+    /// }
+    /// ```
+    fn auth_hash_changed_at(&self) -> Option<SystemTime> {
+        None
+    }
 }
 
 /// Finds a user by id, for every request with a login.

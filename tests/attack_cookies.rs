@@ -202,6 +202,84 @@ async fn a_duplicated_remember_cookie_is_anonymous() {
     assert_duplicates_anonymous("_remember").await;
 }
 
+/// The paths of the cookies a browser keeps for `name`, sorted.
+fn paths_of(browser: &Client, name: &str) -> Vec<String> {
+    let mut paths: Vec<String> = browser
+        .cookies()
+        .iter()
+        .filter(|c| c.name == name)
+        .map(|c| c.path.clone())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// A `session` cookie planted at a deeper path (by a sibling subdomain, or a
+/// page elsewhere on the site) is sent beside the real one to every page
+/// under that path, which makes those pages anonymous. latch cannot tell the
+/// two apart, so it deletes the name at every path the request could carry
+/// it from: once the user logs in again, the pages work. (`__Host-`
+/// cookies cannot be planted at all: see `Session::host_prefix`.)
+#[tokio::test]
+async fn a_session_cookie_planted_at_another_path_is_cleared() {
+    let mut browser = Client::new(app());
+    browser.post("/login/1").await;
+    // A user who was not remembered (a remember cookie would log them back in).
+    browser.remove_cookie("_remember");
+    assert_eq!(browser.get("/private").await.status, StatusCode::OK);
+    browser.plant_cookie("session", "planted", "/private");
+    assert_eq!(paths_of(&browser, "session"), ["/", "/private"]);
+
+    let res = browser.get("/private").await;
+    assert_eq!(res.status, StatusCode::FOUND, "duplicated: anonymous");
+    assert_eq!(
+        paths_of(&browser, "session"),
+        Vec::<String>::new(),
+        "both deleted: {:?}",
+        res.set_cookies()
+    );
+    browser.post("/login/1").await;
+    assert_eq!(
+        browser.get("/private").await.status,
+        StatusCode::OK,
+        "a new login works under the path again"
+    );
+
+    // A remembered user is logged back in at once, and the planted cookie
+    // goes with the new session cookie.
+    browser.plant_cookie("session", "planted", "/private");
+    let res = browser.get("/private").await;
+    assert_eq!(res.status, StatusCode::OK, "restored from _remember");
+    assert_eq!(
+        paths_of(&browser, "session"),
+        ["/"],
+        "{:?}",
+        res.set_cookies()
+    );
+    assert_eq!(browser.get("/private").await.status, StatusCode::OK);
+}
+
+/// The same for the remember cookie, which latch reads when the browser has
+/// no session: a planted duplicate would keep the remembered user logged
+/// out after every browser restart.
+#[tokio::test]
+async fn a_remember_cookie_planted_at_another_path_is_cleared() {
+    let mut browser = Client::new(app());
+    browser.post("/login/1").await;
+    browser.remove_cookie("session");
+    browser.plant_cookie("_remember", "planted", "/private");
+    assert_eq!(paths_of(&browser, "_remember"), ["/", "/private"]);
+
+    let res = browser.get("/private").await;
+    assert_eq!(res.status, StatusCode::FOUND, "duplicated: anonymous");
+    assert_eq!(
+        paths_of(&browser, "_remember"),
+        Vec::<String>::new(),
+        "both deleted: {:?}",
+        res.set_cookies()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Bytes and syntax
 // ---------------------------------------------------------------------------

@@ -319,6 +319,39 @@ async fn a_shorter_absolute_timeout_ends_sessions_sooner() {
     .await;
 }
 
+/// Every login latch accepts has a login time, from which the absolute
+/// timeout counts. latch always writes `_login_at` with a login; a login
+/// without one would skip the absolute timeout, and renewal by activity
+/// would keep it alive for ever. Only the login is refused: the session's
+/// own data stays.
+#[tokio::test]
+async fn a_login_without_a_login_time_is_anonymous() {
+    let app = app();
+    let fx = fixtures(&app).await;
+    let now = token::now();
+    let no_time = without(&fx.session_claims, "_login_at");
+    let cases = [
+        ("issued now", now),
+        ("renewed a minute ago, first issued a month ago", now - 60),
+        (
+            "issued 20 days ago, past the absolute timeout",
+            now - 20 * DAY,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, iat)| Case {
+        name: format!("no _login_at, {name}"),
+        cookies: vec![header(
+            "session",
+            &signed_with(&no_time, &[("iat", json!(iat)), ("exp", json!(now + DAY))]),
+        )],
+        deleted: None,
+        data: Some("dark"),
+    })
+    .collect();
+    assert_all_anonymous(&app, cases).await;
+}
+
 #[tokio::test]
 async fn a_login_time_that_is_not_a_number_is_anonymous() {
     let app = app();
@@ -388,9 +421,14 @@ async fn a_password_login_older_than_fresh_within_is_sent_to_log_in_again() {
         );
         assert_alice(&app, &[header("session", &token)], false, what).await;
     }
-    // A session with no login time cannot show the login is recent.
+    // A session with no login time is no login at all (see
+    // `a_login_without_a_login_time_is_anonymous`), fresh or not.
     let token = signed_claims(&without(&fx.session_claims, "_login_at"));
-    assert_alice(&app, &[header("session", &token)], false, "no _login_at").await;
+    assert_eq!(
+        fresh_page(&app, "session", &token).await,
+        (StatusCode::FOUND, Some("/login?next=/fresh".to_owned())),
+        "no _login_at"
+    );
 }
 
 #[tokio::test]

@@ -704,6 +704,51 @@ async fn a_session_token_in_the_remember_cookie_and_back_is_anonymous() {
     .await;
 }
 
+/// Both tokens are signed with the same key. A logged-in session whose app
+/// data holds `user_id` and `days` (an app that keeps the visitor's own id
+/// under that name, say) carries every claim of a stateless remember token,
+/// alice's fingerprint included: sent as the remember cookie, it must not
+/// restore a login, which would renew itself for `days` at each use and so
+/// outlive the session's absolute timeout.
+#[tokio::test]
+async fn a_session_holding_user_id_and_days_is_not_a_remember_token() {
+    let app = app();
+    let fx = fixtures(&app).await;
+    let session = with(&fx.session_claims, "user_id", json!(1));
+    let session = signed_claims(&with(&session, "days", json!(30)));
+    assert_all_anonymous(
+        &app,
+        vec![Case::empty(
+            "alice's session with user_id and days, as the remember cookie",
+            vec![header("_remember", &session)],
+            Some("_remember"),
+        )],
+    )
+    .await;
+}
+
+/// The other way round: a remember token sent as the session cookie is no
+/// session, and its claims are no session data an app could read.
+#[tokio::test]
+async fn a_remember_token_is_not_a_session() {
+    let app = app();
+    let fx = fixtures(&app).await;
+    let response = send(
+        &app,
+        "GET",
+        "/value/user_id",
+        &[header("session", &fx.remember)],
+    )
+    .await;
+    let set = set_cookies(&response);
+    assert_eq!(body_text(response).await, "none", "no session data");
+    assert!(
+        set.iter()
+            .any(|c| name_value(c) == ("session".into(), String::new()) && is_deletion(c)),
+        "the cookie is refused and deleted: {set:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Properties
 // ---------------------------------------------------------------------------

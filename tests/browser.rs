@@ -184,7 +184,7 @@ async fn start_demo(data: &TempDir) -> Demo {
         redis_url: None,
         redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
         remember_grace: latch::DEFAULT_GRACE,
-        microdot_compat: false,
+        microdot_compat: None,
     };
     demo_support::serve(config).await
 }

@@ -733,3 +733,76 @@ async fn microdot_compat_accepts_microdot_logins() {
         "a JWT, not a selector.validator"
     );
 }
+
+/// Microdot's session and remember cookies for `user_id`, made before any
+/// password change, signed with `secret` as a Microdot app would.
+fn microdot_cookies(secret: &str, user_id: &str) -> (String, String) {
+    let key = latch::SecretKey::new(secret).unwrap();
+    let sign = |claims: serde_json::Value| latch::token::encode(claims.as_object().unwrap(), &key);
+    let session = sign(serde_json::json!({"_user_id": user_id, "_fresh": true}));
+    let exp = latch::token::now() as f64 - 30.0 + 30.0 * 86_400.0;
+    let remember = sign(serde_json::json!({"user_id": user_id, "days": 30, "exp": exp}));
+    (session, remember)
+}
+
+/// A browser with only this Microdot session cookie.
+fn with_session(demo: &Demo, session: &str) -> Browser {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    jar.add_cookie_str(&format!("session={session}; Path=/"), &demo.base);
+    Browser::with_jar(demo, jar)
+}
+
+/// In interop mode, a copy of a Microdot cookie taken before a password
+/// change (or "log out everywhere") must not log in afterwards: a Microdot
+/// token carries no fingerprint and no time, so the demo keeps the time of
+/// each user's last change, and latch refuses their older Microdot tokens.
+#[tokio::test]
+async fn a_copied_microdot_cookie_is_refused_after_a_password_change() {
+    const SECRET: &str = "a secret key shared with a Microdot app, 32+ bytes";
+    let demo = start_microdot_compat(SECRET).await;
+    let (session, remember) = microdot_cookies(SECRET, "user001");
+    with_session(&demo, &session).assert_home("susan").await;
+    Browser::with_remember(&demo, &remember)
+        .assert_home("susan")
+        .await;
+
+    let owner = Browser::new(&demo);
+    owner.log_in("susan", "hello", false).await;
+    let response = owner
+        .post(
+            "/account/password",
+            "current_password=hello&new_password=a+new+password",
+        )
+        .await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/account");
+    owner.assert_home("susan").await;
+
+    with_session(&demo, &session)
+        .assert_sent_to_login("/")
+        .await;
+    Browser::with_remember(&demo, &remember)
+        .assert_sent_to_login("/")
+        .await;
+}
+
+/// The same after "log out everywhere", which changes no password.
+#[tokio::test]
+async fn a_copied_microdot_cookie_is_refused_after_logging_out_everywhere() {
+    const SECRET: &str = "a secret key shared with a Microdot app, 32+ bytes";
+    let demo = start_microdot_compat(SECRET).await;
+    let (session, remember) = microdot_cookies(SECRET, "user002");
+    with_session(&demo, &session).assert_home("david").await;
+
+    let owner = Browser::new(&demo);
+    owner.log_in("david", "bye", false).await;
+    let response = owner.post("/account/logout-everywhere", "").await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/account");
+    owner.assert_home("david").await;
+
+    with_session(&demo, &session)
+        .assert_sent_to_login("/")
+        .await;
+    Browser::with_remember(&demo, &remember)
+        .assert_sent_to_login("/")
+        .await;
+}

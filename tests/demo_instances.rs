@@ -23,7 +23,7 @@ fn config(database_url: &str, redis_url: Option<&str>, prefix: &str) -> app::Con
         redis_prefix: prefix.to_owned(),
         // No grace window: a rotated-away cookie is theft from the next second.
         remember_grace: Duration::ZERO,
-        microdot_compat: false,
+        microdot_compat: None,
     }
 }
 

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 use support::{key, Client};
 
 /// The seed example's users: ids are strings.
@@ -27,6 +28,8 @@ struct Account {
     id: String,
     name: String,
     password: String,
+    /// When the password last changed, as an app records it.
+    changed_at: Option<SystemTime>,
 }
 
 impl User for Account {
@@ -36,6 +39,9 @@ impl User for Account {
     }
     fn auth_hash(&self) -> &[u8] {
         self.password.as_bytes()
+    }
+    fn auth_hash_changed_at(&self) -> Option<SystemTime> {
+        self.changed_at
     }
 }
 
@@ -48,25 +54,42 @@ fn users() -> Users {
             id: id.to_owned(),
             name: name.to_owned(),
             password: password.to_owned(),
+            changed_at: None,
         };
         users.insert(id.to_owned(), account);
     }
     Arc::new(Mutex::new(users))
 }
 
+/// Changes the user's password now, recording when (as
+/// `User::auth_hash_changed_at` reports it) if `recorded`.
+fn change_password(users: &Users, id: &str, recorded: bool) {
+    let mut users = users.lock().unwrap();
+    let user = users.get_mut(id).unwrap();
+    user.password = format!("{} and more", user.password);
+    user.changed_at = recorded.then(SystemTime::now);
+}
+
 /// `/` greets the user, `/fresh` needs a fresh login, `/login/{id}` logs in
 /// with remember-me, `/logout` logs out.
 fn app(users: &Users, compat: bool) -> Router {
+    app_until(
+        users,
+        compat.then(|| SystemTime::now() + Duration::from_secs(3600)),
+    )
+}
+
+/// [`app`], in Microdot interop mode until `until` if set.
+fn app_until(users: &Users, until: Option<SystemTime>) -> Router {
     let loader_users = users.clone();
     let login = Login::new(move |id: String| {
         let user = loader_users.lock().unwrap().get(&id).cloned();
         async move { Ok::<_, Infallible>(user) }
     });
     let session = Session::new(key()).secure(false);
-    let session = if compat {
-        session.microdot_compat()
-    } else {
-        session
+    let session = match until {
+        Some(until) => session.microdot_compat(until),
+        None => session,
     };
     let login_users = users.clone();
     Router::new()
@@ -115,7 +138,12 @@ fn microdot_session(user_id: &str, fresh: bool) -> String {
 
 /// Microdot's remember cookie: `exp` is a float (`time() + days * 86400`).
 fn microdot_remember(user_id: &str, days: u32) -> String {
-    let exp = token::now() as f64 + 0.25 + f64::from(days) * 86_400.0;
+    microdot_remember_made(user_id, days, token::now() as f64 + 0.25)
+}
+
+/// Microdot's remember cookie as made at `made` (seconds since the epoch).
+fn microdot_remember_made(user_id: &str, days: u32, made: f64) -> String {
+    let exp = made + f64::from(days) * 86_400.0;
     microdot_token(json!({"user_id": user_id, "days": days, "exp": exp}))
 }
 
@@ -149,13 +177,11 @@ async fn a_microdot_session_is_adopted_and_reissued_as_a_latch_token() {
     let reissued = res.set_cookie("session").expect("the session is re-issued");
     let claims = claims_of(reissued.value());
     assert_eq!(claims["_user_id"], json!("user001"));
-    assert_eq!(claims["_fresh"], json!(true));
-    for name in ["exp", "iat", "_auth", "_login_at"] {
+    // Adopted, never fresh: see `an_adopted_microdot_login_is_never_fresh`.
+    assert_eq!(claims["_fresh"], json!(false));
+    for name in ["exp", "iat", "_auth", "_login_at", "_purpose"] {
         assert!(claims.contains_key(name), "{name} missing: {claims:?}");
     }
-    // A fresh Microdot login stays fresh.
-    let res = browser.get("/fresh").await;
-    assert_eq!(res.body, "Fresh, susan!");
 }
 
 #[tokio::test]
@@ -242,4 +268,142 @@ async fn the_mode_still_checks_signatures_and_expiry() {
     let mut browser = Client::new(app(&users, true));
     browser.set_cookie("_remember", &stale);
     assert_eq!(browser.get("/").await.status, StatusCode::FOUND);
+}
+
+/// A Microdot session is adopted as a login, but never as a fresh one:
+/// latch cannot tell when (or whether) its password was typed, and a copy
+/// of the cookie would otherwise reach fresh-only pages for ever.
+#[tokio::test]
+async fn an_adopted_microdot_login_is_never_fresh() {
+    let users = users();
+    let mut browser = Client::new(app(&users, true));
+    browser.set_cookie("session", &microdot_session("user001", true));
+    let res = browser.get("/fresh").await;
+    assert_eq!(res.status, StatusCode::FOUND, "{}", res.body);
+    let reissued = res.set_cookie("session").expect("the login is re-issued");
+    assert_eq!(claims_of(reissued.value())["_fresh"], json!(false));
+    assert_eq!(browser.get("/").await.body, "Hello, susan!");
+    assert_eq!(browser.get("/fresh").await.status, StatusCode::FOUND);
+}
+
+/// In compat mode an anonymous session carries no fingerprint, and a
+/// Microdot remember token is `{user_id, days, exp}` without one either: a
+/// session whose data holds a `user_id` and `days` the visitor chose must
+/// not be taken for a remember cookie (it would log in as that user).
+#[tokio::test]
+async fn a_session_with_a_visitor_chosen_user_id_is_not_a_remember_token() {
+    let users = users();
+    let mut browser = Client::new(app(&users, true));
+    // What latch writes for an anonymous session whose app data is
+    // `user_id` and `days`.
+    let now = token::now();
+    let session = microdot_token(json!({
+        "user_id": "user002", "days": 30, "exp": now + 86_400, "iat": now,
+        "_purpose": "session",
+    }));
+    browser.set_cookie("_remember", &session);
+    let res = browser.get("/").await;
+    assert_eq!(res.status, StatusCode::FOUND, "{}", res.body);
+    assert!(!browser.has_cookie("_remember"), "refused and deleted");
+    assert!(!browser.has_cookie("session"), "no login was made");
+}
+
+/// A copy of a Microdot session cookie made before a password change: with
+/// the change time recorded (`User::auth_hash_changed_at`), it is refused,
+/// even though it was adopted before; without it, it is adopted again until
+/// the mode's deadline (what the docs of `Session::microdot_compat` say).
+#[tokio::test]
+async fn a_copied_microdot_session_is_refused_after_a_password_change() {
+    for recorded in [true, false] {
+        let users = users();
+        let app = app(&users, true);
+        let copy = microdot_session("user001", true);
+        let mut owner = Client::new(app.clone());
+        owner.set_cookie("session", &copy);
+        assert_eq!(owner.get("/").await.body, "Hello, susan!");
+
+        change_password(&users, "user001", recorded);
+        // The owner's adopted (re-issued) login ends with the password.
+        assert_eq!(owner.get("/").await.status, StatusCode::FOUND);
+        let mut thief = Client::new(app);
+        thief.set_cookie("session", &copy);
+        let res = thief.get("/").await;
+        if recorded {
+            assert_eq!(res.status, StatusCode::FOUND, "the original copy, replayed");
+        } else {
+            assert_eq!(
+                res.body, "Hello, susan!",
+                "adopted again: the documented gap"
+            );
+        }
+    }
+}
+
+/// A Microdot remember cookie is dated (`exp` less its days): one made
+/// before the recorded change is refused, one made after is adopted.
+#[tokio::test]
+async fn a_microdot_remember_cookie_is_refused_if_made_before_a_password_change() {
+    let users = users();
+    let app = app(&users, true);
+    let now = token::now() as f64;
+    let before = microdot_remember_made("user002", 7, now - 0.5);
+    change_password(&users, "user002", true);
+    let after = microdot_remember_made("user002", 7, now + 1.5);
+
+    let mut browser = Client::new(app.clone());
+    browser.set_cookie("_remember", &before);
+    assert_eq!(browser.get("/").await.status, StatusCode::FOUND);
+    assert!(!browser.has_cookie("_remember"), "refused and deleted");
+
+    let mut browser = Client::new(app);
+    browser.set_cookie("_remember", &after);
+    assert_eq!(browser.get("/").await.body, "Hello, david!");
+}
+
+/// A login Microdot made inside a session latch had issued (Microdot keeps
+/// the claims it does not know, `iat` among them) is dated by that `iat`:
+/// the login was made no earlier.
+#[tokio::test]
+async fn a_microdot_login_in_a_latch_session_is_dated_by_its_iat() {
+    let users = users();
+    let app = app(&users, true);
+    change_password(&users, "user001", true);
+    let now = token::now();
+    let login = |iat: u64| {
+        microdot_token(json!({
+            "_purpose": "session", "exp": now + 3600, "iat": iat, "theme": "dark",
+            "_user_id": "user001", "_fresh": true,
+        }))
+    };
+    let mut browser = Client::new(app.clone());
+    browser.set_cookie("session", &login(now + 1));
+    assert_eq!(browser.get("/").await.body, "Hello, susan!", "made after");
+    let mut browser = Client::new(app);
+    browser.set_cookie("session", &login(now - 10));
+    assert_eq!(
+        browser.get("/").await.status,
+        StatusCode::FOUND,
+        "made before"
+    );
+}
+
+/// After the mode's deadline, Microdot's own tokens are refused; latch's
+/// tokens (which Microdot reads too) keep working.
+#[tokio::test]
+async fn microdot_tokens_are_refused_after_the_deadline() {
+    let users = users();
+    let ended = SystemTime::now() - Duration::from_secs(1);
+    let mut browser = Client::new(app_until(&users, Some(ended)));
+    browser.set_cookie("session", &microdot_session("user001", true));
+    assert_eq!(browser.get("/").await.status, StatusCode::FOUND);
+    assert!(!browser.has_cookie("session"), "refused and deleted");
+    browser.set_cookie("_remember", &microdot_remember("user001", 7));
+    assert_eq!(browser.get("/").await.status, StatusCode::FOUND);
+    assert!(!browser.has_cookie("_remember"), "refused and deleted");
+
+    let res = browser.post("/login/user001").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.get("/").await.body, "Hello, susan!");
+    browser.remove_cookie("session");
+    assert_eq!(browser.get("/").await.body, "Hello, susan!", "remembered");
 }

@@ -145,17 +145,24 @@ async fn a_login_on_microdot_is_a_login_on_latch() {
         on_microdot(&browser, &microdot, "/").await.1,
         "Hello, susan!"
     );
-    browser.assert_home("susan").await;
-    // A password login is fresh on both sides.
-    assert_eq!(browser.get("/fresh").await.status(), StatusCode::OK);
+    // The password login is fresh on Microdot.
     assert_eq!(
         on_microdot(&browser, &microdot, "/fresh").await.1,
         "Fresh, susan!"
     );
-    // latch re-issued the session as its own token; Microdot still reads it.
+    browser.assert_home("susan").await;
+    // latch adopts it as a login, never as a fresh one: it cannot tell
+    // when (or whether) the password was typed.
+    browser.assert_sent_to_login("/fresh").await;
+    // latch re-issued the session as its own token; Microdot still reads
+    // it, and now sees it is not fresh either.
     assert_eq!(
         on_microdot(&browser, &microdot, "/").await.1,
         "Hello, susan!"
+    );
+    assert_eq!(
+        on_microdot(&browser, &microdot, "/fresh").await.0,
+        StatusCode::FOUND
     );
 }
 

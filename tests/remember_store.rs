@@ -1532,6 +1532,7 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
         Redeemed {
             user_id: json!("user001"),
             fingerprint: Some(fingerprint(SUSAN_HASH)),
+            issued_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(now)),
             days: 14,
             replacement: Some(replacement.clone()),
         }

@@ -250,9 +250,12 @@ fn claims(value: Value) -> Claims {
     value.as_object().expect("claims are a JSON object").clone()
 }
 
-/// A session token signed with `key`, as a `Cookie` header value.
+/// A session token as latch makes it (with its `_purpose`), signed with
+/// `key`, as a `Cookie` header value.
 fn cookie_with(value: Value, key: &SecretKey) -> String {
-    format!("session={}", token::encode(&claims(value), key))
+    let mut claims = claims(value);
+    claims.insert("_purpose".into(), json!("session"));
+    format!("session={}", token::encode(&claims, key))
 }
 
 /// Asserts that the response deletes the session cookie, and returns the

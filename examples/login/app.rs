@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use askama::Template;
 use axum::body::Bytes;
@@ -65,10 +65,11 @@ pub struct Config {
     /// How long a rotated remember-me cookie keeps working, for the parallel
     /// requests of a browser that just restarted.
     pub remember_grace: Duration,
-    /// Microdot interop mode: logins are shared with a Microdot app that
-    /// has the same secret key, both ways. Remember-me cookies are then
-    /// Microdot's stateless tokens, which cannot be listed or revoked.
-    pub microdot_compat: bool,
+    /// Microdot interop mode until this time: logins are shared with a
+    /// Microdot app that has the same secret key, both ways. Remember-me
+    /// cookies are then Microdot's stateless tokens, which cannot be listed
+    /// or revoked. After it, Microdot's own tokens are refused.
+    pub microdot_compat: Option<SystemTime>,
 }
 
 /// Where the secret key came from.
@@ -111,17 +112,16 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         let db = db.clone();
         async move { user_by_id(&db, &id).await }
     });
-    let login = if config.microdot_compat {
+    let login = if config.microdot_compat.is_some() {
         // Microdot reads only its own, stateless, remember-me tokens.
         login
     } else {
         with_remember_store(login, &config, &state.db).await?
     };
     let session = Session::new(config.secret_key).secure(false);
-    let session = if config.microdot_compat {
-        session.microdot_compat()
-    } else {
-        session
+    let session = match config.microdot_compat {
+        Some(until) => session.microdot_compat(until),
+        None => session,
     };
     let router = Router::new()
         .route("/", get(index))
@@ -166,16 +166,29 @@ pub struct Account {
     /// The password hash and the session version: changing either ends
     /// every other login of the user.
     auth: String,
+    /// When `auth` last changed, if it has since this column was added:
+    /// what ends copies of Microdot's cookies in interop mode.
+    auth_changed_at: Option<SystemTime>,
 }
 
 impl Account {
-    fn new(id: String, username: String, password_hash: String, session_version: i64) -> Self {
+    fn new(
+        id: String,
+        username: String,
+        password_hash: String,
+        session_version: i64,
+        auth_changed_at_ms: Option<i64>,
+    ) -> Self {
         let auth = format!("{password_hash}\n{session_version}");
+        let auth_changed_at = auth_changed_at_ms
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
         Self {
             id,
             username,
             password_hash,
             auth,
+            auth_changed_at,
         }
     }
 }
@@ -190,7 +203,26 @@ impl User for Account {
     fn auth_hash(&self) -> &[u8] {
         self.auth.as_bytes()
     }
+
+    fn auth_hash_changed_at(&self) -> Option<SystemTime> {
+        self.auth_changed_at
+    }
 }
+
+/// Now, in milliseconds since the Unix epoch: the `auth_changed_at` of a
+/// change made now, rounded up so that it is never before the change.
+fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis() + 1).unwrap_or(i64::MAX)
+}
+
+/// The SQL that ends every login of the user `$1` but the one that
+/// `Auth::update_user` then keeps: a new session version, and the time of
+/// the change (`$2`, from [`now_ms`]).
+const END_OTHER_LOGINS: &str = "UPDATE users
+     SET session_version = session_version + 1, auth_changed_at = $2 WHERE id = $1";
 
 async fn open_database(url: &str) -> Result<AnyPool, BoxError> {
     sqlx::any::install_default_drivers();
@@ -218,11 +250,22 @@ async fn open_database(url: &str) -> Result<AnyPool, BoxError> {
             id TEXT PRIMARY KEY NOT NULL,
             username TEXT NOT NULL,
             password_hash TEXT NOT NULL,
-            session_version BIGINT NOT NULL DEFAULT 0
+            session_version BIGINT NOT NULL DEFAULT 0,
+            auth_changed_at BIGINT
         )",
     )
     .execute(&db)
     .await?;
+    // A database made before the column was added gets it.
+    if sqlx::query("SELECT auth_changed_at FROM users LIMIT 1")
+        .fetch_optional(&db)
+        .await
+        .is_err()
+    {
+        sqlx::query("ALTER TABLE users ADD COLUMN auth_changed_at BIGINT")
+            .execute(&db)
+            .await?;
+    }
     sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS users_username ON users (lower(username))")
         .execute(&db)
         .await?;
@@ -307,12 +350,11 @@ fn keep_tokens_in<S: latch::RememberStore + Clone>(
                 let Some(id) = theft.user_id.as_str() else {
                     return;
                 };
-                let ended = sqlx::query(
-                    "UPDATE users SET session_version = session_version + 1 WHERE id = $1",
-                )
-                .bind(id)
-                .execute(&db)
-                .await;
+                let ended = sqlx::query(END_OTHER_LOGINS)
+                    .bind(id)
+                    .bind(now_ms())
+                    .execute(&db)
+                    .await;
                 match ended {
                     Ok(_) => tracing::warn!(user_id = id, device = theft.device, "copied remember cookie: user logged out everywhere"),
                     Err(error) => tracing::error!(%error, user_id = id, "copied remember cookie: sessions not ended"),
@@ -327,7 +369,8 @@ fn keep_tokens_in<S: latch::RememberStore + Clone>(
 async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Error> {
     find_user(
         db,
-        "SELECT id, username, password_hash, session_version FROM users WHERE id = $1",
+        "SELECT id, username, password_hash, session_version, auth_changed_at
+         FROM users WHERE id = $1",
         id,
     )
     .await
@@ -335,8 +378,8 @@ async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Err
 
 /// The user with this username (compared without regard to case).
 async fn user_by_username(db: &AnyPool, username: &str) -> Result<Option<Account>, sqlx::Error> {
-    let sql = "SELECT id, username, password_hash, session_version FROM users
-               WHERE lower(username) = lower($1)";
+    let sql = "SELECT id, username, password_hash, session_version, auth_changed_at
+               FROM users WHERE lower(username) = lower($1)";
     find_user(db, sql, username).await
 }
 
@@ -352,6 +395,7 @@ async fn find_user(
             row.try_get("username")?,
             row.try_get("password_hash")?,
             row.try_get("session_version")?,
+            row.try_get("auth_changed_at")?,
         ))
     })
     .transpose()
@@ -882,9 +926,10 @@ async fn change_password(
         return account_page(StatusCode::OK, &auth, &user, None, Some(&error)).await;
     }
     let hash = hash_password(new.to_owned()).await?;
-    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+    sqlx::query("UPDATE users SET password_hash = $1, auth_changed_at = $3 WHERE id = $2")
         .bind(hash)
         .bind(&user.id)
+        .bind(now_ms())
         .execute(&state.db)
         .await?;
     stay_logged_in(&state, &auth, &user).await?;
@@ -901,8 +946,9 @@ async fn logout_everywhere(
     auth: Auth<Account>,
     session: SessionData,
 ) -> Result<Response, AppError> {
-    sqlx::query("UPDATE users SET session_version = session_version + 1 WHERE id = $1")
+    sqlx::query(END_OTHER_LOGINS)
         .bind(&user.id)
+        .bind(now_ms())
         .execute(&state.db)
         .await?;
     stay_logged_in(&state, &auth, &user).await?;

@@ -20,7 +20,9 @@
 //! - `MICRODOT_COMPAT=1`: Microdot interop mode. A Microdot app with the same
 //!   `SECRET_KEY` and user ids shares logins with the demo, both ways;
 //!   remember-me cookies are then Microdot's stateless tokens (no device
-//!   list, no revocation).
+//!   list, no revocation). It needs `MICRODOT_COMPAT_UNTIL`, the date
+//!   (`YYYY-MM-DD`, UTC) from which Microdot's own tokens are refused: the
+//!   end of the move from Microdot.
 //! - `RUST_LOG`: what to log (default `info,latch=debug`).
 
 mod app;
@@ -47,6 +49,23 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `MICRODOT_COMPAT_UNTIL`: the first day (UTC) on which Microdot's own
+/// tokens are refused.
+fn microdot_compat_until() -> Result<std::time::SystemTime, String> {
+    let example = "MICRODOT_COMPAT_UNTIL=2027-06-30";
+    let value = std::env::var("MICRODOT_COMPAT_UNTIL").map_err(|_| {
+        format!(
+            "MICRODOT_COMPAT=1 needs MICRODOT_COMPAT_UNTIL, the date from which Microdot's \
+             own cookies are refused (the end of the move from Microdot), such as {example}"
+        )
+    })?;
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(value.trim(), &format).map_err(|error| {
+        format!("MICRODOT_COMPAT_UNTIL must be a date such as {example}, not {value:?}: {error}")
+    })?;
+    Ok(date.midnight().assume_utc().into())
+}
+
 async fn run() -> Result<(), String> {
     let port = match std::env::var("PORT") {
         Ok(port) => port
@@ -69,8 +88,8 @@ async fn run() -> Result<(), String> {
         .ok()
         .filter(|url| !url.is_empty());
     let microdot_compat = match std::env::var("MICRODOT_COMPAT").as_deref() {
-        Ok("1") => true,
-        Ok("0") | Ok("") | Err(_) => false,
+        Ok("1") => Some(microdot_compat_until()?),
+        Ok("0") | Ok("") | Err(_) => None,
         Ok(other) => return Err(format!("MICRODOT_COMPAT must be 1 or 0, not {other:?}")),
     };
     let config = app::Config {

@@ -59,7 +59,9 @@ async fn start_on_own_database(
         redis_url: None,
         redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
         remember_grace: grace,
-        microdot_compat,
+        // Interop mode until a day from now.
+        microdot_compat: microdot_compat
+            .then(|| std::time::SystemTime::now() + std::time::Duration::from_secs(24 * 60 * 60)),
     };
     let mut demo = serve(config).await;
     demo._dir = Some(dir);

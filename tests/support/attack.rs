@@ -116,6 +116,7 @@ pub fn login_layer(users: &Users) -> Login<Account> {
 
 /// The routes, without the latch layers.
 ///
+/// `GET /value/{name}` answers the JSON of the session's `name`, or `none`;
 /// `POST /login/{id}` logs the user in with remember-me on, after storing
 /// `theme=dark` in the session (the data a refused token must lose);
 /// `POST /logout` logs out; `POST /password/{hash}` changes the logged-in
@@ -152,6 +153,16 @@ pub fn routes(users: &Users) -> Router {
                     .get::<String>("theme")
                     .unwrap_or_else(|| "none".into())
             }),
+        )
+        .route(
+            "/value/{name}",
+            get(
+                |session: SessionData, Path(name): Path<String>| async move {
+                    session
+                        .get::<Value>(&name)
+                        .map_or_else(|| "none".to_owned(), |value| value.to_string())
+                },
+            ),
         )
         .route(
             "/login/{id}",

@@ -192,6 +192,18 @@ impl Client {
         });
     }
 
+    /// Puts a cookie in the jar for `path`, as a page elsewhere on the site
+    /// (or a sibling subdomain) could plant it; a cookie of that name at
+    /// another path stays.
+    pub fn plant_cookie(&mut self, name: &str, value: &str, path: &str) {
+        self.cookies.retain(|c| !(c.name == name && c.path == path));
+        self.cookies.push(StoredCookie {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            path: path.to_owned(),
+        });
+    }
+
     pub fn cookies(&self) -> &[StoredCookie] {
         &self.cookies
     }
