@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::response::{IntoResponse, Response};
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
+use unicode_normalization::UnicodeNormalization as _;
 
 #[cfg(feature = "redis")]
 mod redis;
@@ -428,9 +429,10 @@ impl Throttle {
     /// it back. See [Counting](Self#counting) for how many attempts go
     /// through before a block.
     ///
-    /// The username is counted normalised: trimmed of white space,
-    /// lowercased (by `str::to_lowercase`), and cut to its first 256 bytes
-    /// (at a character boundary). So `" Susan "` and `"SUSAN"` are one
+    /// The username is counted normalised: trimmed of white space, put in
+    /// Unicode normalisation form NFKC, lowercased (by `str::to_lowercase`),
+    /// and cut to its first 256 bytes (at a character boundary). So
+    /// `" Susan "`, `"SUSAN"` and the fullwidth `"ｓｕｓａｎ"` are one
     /// username, and so are two names that differ only after their 256th
     /// byte.
     ///
@@ -862,10 +864,11 @@ struct Refund {
     set: u64,
 }
 
-/// Trimmed, lowercased and at most [`MAX_USERNAME_LEN`] bytes (cut at a
-/// character boundary).
+/// Trimmed, in NFKC, lowercased, and at most [`MAX_USERNAME_LEN`] bytes
+/// (cut at a character boundary).
 fn normalise_username(username: &str) -> String {
-    let mut name = username.trim().to_lowercase();
+    let nfkc: String = username.trim().nfkc().collect();
+    let mut name = nfkc.to_lowercase();
     if name.len() > MAX_USERNAME_LEN {
         let mut end = MAX_USERNAME_LEN;
         while !name.is_char_boundary(end) {
@@ -1273,15 +1276,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn usernames_are_trimmed_and_lowercased() {
-        let clock = Clock::new(Throttle::in_memory().username_limit(3));
+    async fn usernames_are_trimmed_normalised_and_lowercased() {
+        let clock = Clock::new(Throttle::in_memory().username_limit(4));
         clock.fail(" Susan ", None).await;
         clock.fail("SUSAN", None).await;
+        clock.fail("ｓｕｓａｎ", None).await;
         clock.fail("susan\n", None).await;
         assert!(clock.attempt("susan", None).await.is_err());
-        assert!(clock.attempt("\tSuSaN", None).await.is_err());
+        assert!(clock.attempt("\tＳｕＳaN", None).await.is_err());
         assert!(clock.attempt("susan2", None).await.is_ok());
         assert_eq!(clock.len(), 2);
+    }
+
+    #[test]
+    fn the_normalisation() {
+        for (name, normal) in [
+            (" Susan ", "susan"),
+            ("ｓｕｓａｎ", "susan"),
+            ("ＳＵＳＡＮ", "susan"),
+            ("\u{3000}susan\u{3000}", "susan"),
+            ("Jo\u{308}rg", "jörg"),
+            ("JÖRG", "jörg"),
+            ("ﬁona", "fiona"),
+            ("Ⅸ", "ix"),
+            ("ΟΔΥΣΣΕΥΣ", "οδυσσευς"),
+            ("", ""),
+        ] {
+            assert_eq!(normalise_username(name), normal, "{name:?}");
+        }
     }
 
     #[test]
@@ -1293,6 +1315,10 @@ mod tests {
         let odd = format!("x{name}");
         assert_eq!(normalise_username(&odd).len(), 255);
         assert_eq!(normalise_username(&"A".repeat(10_000)), "a".repeat(256));
+        // The cut is made after the normalisation: decomposed input that
+        // composes is cut at the same place as composed input.
+        let decomposed = "e\u{301}".repeat(200); // 600 bytes before NFKC
+        assert_eq!(normalise_username(&decomposed), "é".repeat(128));
     }
 
     #[tokio::test]
