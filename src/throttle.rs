@@ -405,10 +405,15 @@ impl Throttle {
 
     /// The most keys (usernames, accounts and addresses) the in-memory
     /// throttle keeps (default 100,000, a few tens of megabytes at most;
-    /// at least 2). Keys whose failures are forgotten are dropped first;
-    /// if that is not enough, a quarter of the keys are dropped, those not
-    /// blocked and with the oldest last failure first. The Redis throttle
-    /// ignores this: its keys expire by TTL.
+    /// at least 2). Keys whose failures are forgotten are dropped first.
+    /// If that is not enough, about a quarter of the keys are dropped, the
+    /// least telling first: among keys not blocked, address keys and keys
+    /// with a single failure go before username and account keys with
+    /// several, fewer failures before more, and the oldest last failure
+    /// first; blocked keys go last. The keys of the attempt being counted
+    /// are kept. So a flood of junk usernames or addresses, one failure
+    /// each, does not wipe out the count of an account under attack. The
+    /// Redis throttle ignores this: its keys expire by TTL.
     ///
     /// ```
     /// let throttle = latch::Throttle::in_memory().max_entries(10_000);
@@ -843,6 +848,10 @@ impl Keys {
     fn iter(&self) -> impl Iterator<Item = &Key> {
         std::iter::once(&self.account).chain(self.address.as_ref())
     }
+
+    fn contains(&self, key: &Key) -> bool {
+        self.iter().any(|own| own == key)
+    }
 }
 
 /// What an attempt did in the store.
@@ -957,6 +966,17 @@ impl Entry {
     }
 }
 
+/// Where an entry stands in the order of eviction, lowest first (after the
+/// stale entries, which go before any): entries not blocked before blocked
+/// ones; among them, address keys and keys with a single failure before
+/// username and account keys with several; fewer failures before more;
+/// then the oldest last failure first.
+fn eviction_rank(key: &Key, entry: &Entry, now: u64) -> (bool, bool, u64, u64) {
+    let blocked = entry.blocked_until > now;
+    let telling = !matches!(key, Key::Address(_)) && entry.failures > 1;
+    (blocked, telling, entry.failures, entry.last_failure)
+}
+
 fn lock(counts: &Mutex<Counts>) -> MutexGuard<'_, Counts> {
     // Every change is complete before anything can panic, so a poisoned
     // lock still guards consistent counts.
@@ -991,7 +1011,7 @@ impl Counts {
             .filter(|key| !self.entries.contains_key(*key))
             .count();
         if self.entries.len() + new > settings.max_entries {
-            self.make_room(new, settings, now);
+            self.make_room(keys, new, settings, now);
         }
         let mut address = None;
         for (key, limit) in keys.with_limits(settings) {
@@ -1031,22 +1051,31 @@ impl Counts {
     }
 
     /// Drops entries until `new` more fit, and a quarter of the room is
-    /// free: the stale ones, then those not blocked and then the blocked
-    /// ones, each by oldest last failure. Dropping a quarter at a time
-    /// keeps the cost per failure constant on average under a flood.
-    fn make_room(&mut self, new: usize, settings: &Settings, now: u64) {
+    /// free: the stale ones, then by [`eviction_rank`]; never the keys of
+    /// the attempt being counted. Dropping a quarter at a time keeps the
+    /// cost per failure constant on average under a flood.
+    fn make_room(&mut self, keys: &Keys, new: usize, settings: &Settings, now: u64) {
         self.sweep(now, settings.window);
         let max = settings.max_entries;
         let target = (max - max / 4).min(max.saturating_sub(new));
         if self.entries.len() <= target {
             return;
         }
-        let excess = self.entries.len() - target;
-        let order = |entry: &Entry| (entry.blocked_until > now, entry.last_failure);
-        let mut orders: Vec<(bool, u64)> = self.entries.values().map(order).collect();
-        let (_, &mut cutoff, _) = orders.select_nth_unstable(excess - 1);
+        let mut ranks: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| !keys.contains(key))
+            .map(|(key, entry)| eviction_rank(key, entry, now))
+            .collect();
+        // The attempt's own keys are at most `target` (max >= 2).
+        let excess = (self.entries.len() - target).min(ranks.len());
+        if excess == 0 {
+            return;
+        }
+        let (_, &mut cutoff, _) = ranks.select_nth_unstable(excess - 1);
         // Ties with the cutoff go too: a few more than needed, at worst.
-        self.entries.retain(|_, entry| order(entry) > cutoff);
+        self.entries
+            .retain(|key, entry| keys.contains(key) || eviction_rank(key, entry, now) > cutoff);
     }
 }
 
@@ -1516,6 +1545,77 @@ mod tests {
         assert_eq!(clock.len(), 1, "only the new failure is left");
     }
 
+    #[test]
+    fn the_order_of_eviction() {
+        let now = 1_000_000;
+        let entry = |failures, last_failure, blocked_until| Entry {
+            failures,
+            last_failure,
+            blocked_until,
+        };
+        // Lowest first.
+        let ranked = [
+            (user("refunded"), entry(0, now - 1, 0)),
+            (addr("192.0.2.1"), entry(1, now - 9, 0)),
+            (user("one old"), entry(1, now - 8, 0)),
+            (addr("192.0.2.2"), entry(1, now - 1, 0)),
+            (Key::Account("one new".into()), entry(1, now, now - 1)),
+            (addr("192.0.2.3"), entry(19, now - 1, now)),
+            (user("two"), entry(2, now - 1, 0)),
+            (Key::Account("three old".into()), entry(3, now - 5, 0)),
+            (user("three new"), entry(3, now - 2, 0)),
+            (user("four"), entry(4, now - 9, 0)),
+            (addr("192.0.2.4"), entry(1, now - 9, now + 1)),
+            (user("blocked"), entry(5, now - 9, now + 1)),
+        ];
+        let ranks: Vec<_> = ranked
+            .iter()
+            .map(|(key, entry)| eviction_rank(key, entry, now))
+            .collect();
+        let mut sorted = ranks.clone();
+        sorted.sort();
+        assert_eq!(ranks, sorted);
+        let mut unique = sorted.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), sorted.len());
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_junk_does_not_reset_a_targeted_account() {
+        let max = 100;
+        let mut clock = Clock::new(Throttle::in_memory().max_entries(max));
+        // The attacker's 4 guesses so far: one more blocks.
+        clock.fail_times(4, "victim", ip("198.51.100.1")).await;
+        for n in 0..4 {
+            clock
+                .throttle
+                .attempt_account_at(7, ip("198.51.100.2"), clock.now)
+                .await
+                .unwrap_or_else(|e| panic!("account 7, attempt {n}: {e}"))
+                .failed();
+        }
+        // Then 10 times as many junk usernames as there is room for, each
+        // from an address of its own.
+        for n in 0..10 * max as u32 {
+            clock.advance(Duration::from_millis(1));
+            clock.fail(&format!("junk{n}"), v4(n)).await;
+            assert!(clock.len() <= max, "{} entries", clock.len());
+        }
+        assert!(clock.len() >= max / 2, "{} entries", clock.len());
+        assert_eq!(clock.entry(&user("victim")).unwrap().failures, 4);
+        assert_eq!(clock.entry(&Key::Account("7".into())).unwrap().failures, 4);
+        clock.fail("victim", None).await;
+        let refused = clock.attempt("victim", None).await.unwrap_err();
+        assert_eq!(refused.retry_after, SECOND, "the 5th failure blocked");
+        let account = clock.throttle.attempt_account_at(7, None, clock.now).await;
+        account.unwrap().failed();
+        assert!(clock
+            .throttle
+            .attempt_account_at(7, None, clock.now)
+            .await
+            .is_err());
+    }
+
     #[tokio::test]
     async fn the_number_of_entries_is_capped() {
         let mut clock = Clock::new(
@@ -1552,6 +1652,13 @@ mod tests {
         tiny.fail("b", ip("192.0.2.2")).await;
         assert_eq!(tiny.len(), 2, "at least 2: one login's keys");
         assert_eq!(tiny.entry(&user("b")).unwrap().failures, 1);
+        tiny.fail("b", ip("192.0.2.3")).await;
+        assert_eq!(tiny.len(), 2);
+        assert_eq!(
+            tiny.entry(&user("b")).unwrap().failures,
+            2,
+            "the attempt's own keys are kept"
+        );
     }
 
     #[tokio::test]
