@@ -196,7 +196,7 @@ pub use require::{RequireLogin, RequireLoginService};
 pub use revocable::{Consumed, RevocableRemember, Theft, DEFAULT_GRACE};
 pub use session::{Session, SessionFuture, SessionService, MAX_COOKIE_LEN};
 pub use session_data::{SessionData, SessionError};
-pub use throttle::{Throttle, Throttled};
+pub use throttle::{LoginAttempt, Throttle, Throttled};
 pub use user::{BoxError, User, UserLoader};
 
 /// Entry points for `cargo fuzz` (built only with `--cfg fuzzing`).

@@ -1,7 +1,9 @@
-//! Throttling of failed logins: counts per username and per client address,
-//! with a delay that doubles past a limit, in memory or on Redis.
+//! Throttling of failed logins: counts per username (or account) and per
+//! client address, with a delay that doubles past a limit, in memory or on
+//! Redis.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,18 +11,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::response::{IntoResponse, Response};
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
+use unicode_normalization::UnicodeNormalization as _;
 
 #[cfg(feature = "redis")]
 mod redis;
 
-/// Slows down password guessing: counts failed logins per username and per
-/// client address, and once a count passes its limit, refuses logins for a
-/// delay that doubles with each further failure.
+/// Slows down password guessing: counts failed logins per username (or
+/// account) and per client address, and once a count reaches its limit,
+/// refuses logins for a delay that doubles with each further failure.
 ///
-/// Call [`check`](Self::check) before checking a password (and answer with
-/// the [`Throttled`] it returns, without checking the password), then
-/// [`failed`](Self::failed) after a wrong password or an unknown username,
-/// or [`succeeded`](Self::succeeded) after a right one:
+/// Before checking a password, reserve the attempt with
+/// [`attempt_account`](Self::attempt_account) when the username names an
+/// account, or with [`attempt`](Self::attempt) when it does not. On `Err`,
+/// answer with the [`Throttled`] (a `429`) and do not check the password.
+/// On `Ok`, the [`LoginAttempt`] is already counted as a failure: check the
+/// password, then call [`succeeded`](LoginAttempt::succeeded) if it was
+/// right (which takes the failure back) or [`failed`](LoginAttempt::failed)
+/// if not:
 ///
 /// ```
 /// use axum::{
@@ -39,6 +46,12 @@ mod redis;
 ///     password: String,
 /// }
 ///
+/// struct Account {
+///     id: i64,
+///     password_hash: String,
+/// }
+///
+/// # async fn find_account(_: &str) -> Option<Account> { None }
 /// # fn password_ok(_: &str, _: &str) -> bool { false }
 /// async fn login(
 ///     State(throttle): State<Throttle>,
@@ -46,15 +59,25 @@ mod redis;
 ///     Form(form): Form<Credentials>,
 /// ) -> Result<Response, Throttled> {
 ///     let address = Some(client.ip());
-///     // 429 Too Many Requests, with Retry-After, while throttled.
-///     throttle.check(&form.username, address).await?;
-///     if password_ok(&form.username, &form.password) {
-///         throttle.succeeded(&form.username, address).await;
-///         // auth.login_user(&user, remember).await ...
-///         Ok("Welcome!".into_response())
-///     } else {
-///         throttle.failed(&form.username, address).await;
-///         Ok((StatusCode::UNAUTHORIZED, "Wrong username or password.").into_response())
+///     // Look the user up first, by the app's own rule...
+///     let account = find_account(&form.username).await;
+///     // ...then reserve the attempt: 429 Too Many Requests, with
+///     // Retry-After, while throttled.
+///     let attempt = match &account {
+///         Some(account) => throttle.attempt_account(account.id, address).await?,
+///         None => throttle.attempt(&form.username, address).await?,
+///     };
+///     // Only then check the password (slow, by design).
+///     match account {
+///         Some(account) if password_ok(&form.password, &account.password_hash) => {
+///             attempt.succeeded().await;
+///             // auth.login_user(&user, remember).await ...
+///             Ok("Welcome!".into_response())
+///         }
+///         _ => {
+///             attempt.failed();
+///             Ok((StatusCode::UNAUTHORIZED, "Wrong username or password.").into_response())
+///         }
 ///     }
 /// }
 ///
@@ -66,38 +89,67 @@ mod redis;
 /// // so that `ConnectInfo` has the client's address.
 /// ```
 ///
+/// Counting the failure before the password is checked, in the same step
+/// as the check of the block, is what makes the limit hold under
+/// concurrent logins: of a burst of simultaneous guesses for one account,
+/// however slow the password hash, no more than the limit get to the
+/// password check, and the rest are answered `429` at once. An attempt
+/// that is dropped without a word (the handler returned early with an
+/// error, panicked, or the client went away and its future was cancelled)
+/// stays counted as a failure.
+///
 /// # Counting
 ///
-/// Two counts are kept, each under a key of its own:
+/// Each attempt is counted under two keys:
 ///
-/// - one per **username**, trimmed and lowercased (so `" Susan"` and
-///   `"susan"` count together; past 256 bytes it is cut short). Guessing the
-///   password of one account from many addresses is slowed by this count.
-///   Count failures for usernames that do not exist too, or the throttle
-///   tells which ones do.
-/// - one per **client address**: an IPv4 address, or the /64 network of an
+/// - the **account**: its id in the app, for
+///   [`attempt_account`](Self::attempt_account), or the username,
+///   normalised (see [`attempt`](Self::attempt)). Guessing the password
+///   of one account from many addresses is slowed by this count, whose
+///   limit is [`username_limit`](Self::username_limit).
+/// - the **client address**: an IPv4 address, or the /64 network of an
 ///   IPv6 address (one host usually has a whole /64). An IPv4 address mapped
 ///   into IPv6 (`::ffff:192.0.2.1`, as a dual-stack socket reports it) counts
 ///   as the IPv4 address. One address trying many accounts (password
-///   spraying) is slowed by this count. Pass `None` when the address is
-///   unknown: only the username is counted.
+///   spraying) is slowed by this count, whose limit is
+///   [`address_limit`](Self::address_limit). Pass `None` when the address
+///   is unknown: only the account or username is counted.
 ///
-/// A key's first `limit` failures cost nothing. Each failure from the
-/// limit on blocks the key for `base_delay * 2^(failures - limit)`, capped
-/// at `max_delay`: with the defaults, the 5th failure for a username blocks
-/// it for 1 s, the 6th for 2 s, the 7th for 4 s, and so on up to 15 minutes.
+/// An attempt is refused if either key is blocked; a refused attempt counts
+/// nothing. Otherwise it counts one failure on each key, and a key's
+/// `n`-th failure with `n >= limit` blocks it for
+/// `base_delay * 2^(n - limit)`, capped at `max_delay`. So, for a key with
+/// no failures and a limit of at least 1:
+///
+/// - its first `limit` attempts go through to the password check;
+/// - the `limit`-th of them, as it starts, blocks the key for
+///   `base_delay`, and every attempt on the key is refused until the block
+///   ends;
+/// - the first attempt after that block goes through and blocks the key
+///   for `2 * base_delay`, the next one for `4 * base_delay`, and so on up
+///   to `max_delay`.
+///
+/// With the defaults, a username's first 5 attempts go through, the 5th
+/// blocks it for 1 s, the 6th (once that second is over) for 2 s, the 7th
+/// for 4 s, and so on up to 15 minutes. With a limit of 0, the first
+/// attempt goes through and blocks for `2 * base_delay`.
+///
+/// A right password undoes its attempt: [`LoginAttempt::succeeded`] resets
+/// the account's or username's count (and so lifts its block), and on the
+/// address takes back this one failure and the block it set, if any. A
+/// right password on the `limit`-th attempt therefore leaves no block
+/// behind. The address's other failures stay counted: otherwise an attacker
+/// with an account of their own could reset their address between guesses.
+///
 /// A key's failures are forgotten once `window` has passed since its last
-/// failure (a block that outlasts the window is still served). `succeeded`
-/// resets the username's count, not the address's: otherwise an attacker
-/// with one account of their own could reset their address between
-/// guesses.
+/// failure (a block that outlasts the window is still served).
 ///
 /// # Defaults
 ///
 /// | setting | default | |
 /// |---|---|---|
-/// | [`username_limit`](Self::username_limit) | 5 | failures before one username is slowed |
-/// | [`address_limit`](Self::address_limit) | 20 | failures before one address is slowed |
+/// | [`username_limit`](Self::username_limit) | 5 | attempts for one account or username before it is slowed |
+/// | [`address_limit`](Self::address_limit) | 20 | attempts from one address before it is slowed |
 /// | [`base_delay`](Self::base_delay) | 1 s | the first block |
 /// | [`max_delay`](Self::max_delay) | 15 min | the longest block |
 /// | [`window`](Self::window) | 1 h | how long failures are remembered |
@@ -127,9 +179,11 @@ mod redis;
 /// [prefix](Self::prefix). Clones of a throttle share its counts; the
 /// settings are each clone's own.
 ///
-/// When Redis fails, the throttle **fails open**: `check` logs an `error`
-/// event (target `latch`) and lets the login go on, and `failed` and
-/// `succeeded` log the error and return. A store outage should not lock
+/// When Redis fails, the throttle **fails open**: `attempt` logs an `error`
+/// event (target `latch`) and returns a [`LoginAttempt`] that reserved
+/// nothing, so the login goes on; its `failed` does nothing, and its
+/// `succeeded` only tries to reset the account's or username's count
+/// (logging an `error` if that fails too). A store outage should not lock
 /// every user out of the app nor turn logins into 500s; passwords are still
 /// checked, only not throttled, for as long as the outage lasts.
 #[derive(Clone)]
@@ -214,17 +268,25 @@ impl Throttle {
     ///
     /// Each key is a hash with the fields `failures`, `last_failure` and
     /// `blocked_until` (milliseconds since the Unix epoch, by the app's
-    /// clock), updated by one Lua script per failed login, so concurrent
-    /// failures from many instances all count. A key expires (by `PEXPIRE`)
-    /// once its failures are forgotten and its block is over:
+    /// clock). An attempt runs one Lua script that reads both of its keys,
+    /// refuses if either is blocked, and otherwise counts a failure on
+    /// each, so concurrent attempts from many instances are counted one by
+    /// one; [`LoginAttempt::succeeded`] runs another script that deletes
+    /// the account's or username's key and takes the attempt back from the
+    /// address's (its `failures` down by one, and its `blocked_until` set
+    /// back if this attempt set it; `last_failure` stays). A key expires
+    /// (by `PEXPIRE`) once its failures are forgotten and its block is
+    /// over:
     ///
-    /// - `{prefix}throttle:user:{username}`, the username trimmed and
-    ///   lowercased;
+    /// - `{prefix}throttle:user:{username}`, the username normalised as
+    ///   described on [`attempt`](Self::attempt);
+    /// - `{prefix}throttle:account:{id}`, the id given to
+    ///   [`attempt_account`](Self::attempt_account), as it displays;
     /// - `{prefix}throttle:addr:{address}`: `192.0.2.1`, or an IPv6 /64
     ///   such as `2001:db8:1:2::/64`.
     ///
-    /// A failed login updates both of its keys in one script, so this needs
-    /// one Redis server (standalone or a primary), not Redis Cluster.
+    /// The scripts touch both keys of an attempt at once, so this needs one
+    /// Redis server (standalone or a primary), not Redis Cluster.
     /// Give it a [`ConnectionManager`](::redis::aio::ConnectionManager)
     /// that fails fast, as for
     /// [`RedisStore`](crate::stores::RedisStore#connecting): while Redis is
@@ -276,8 +338,10 @@ impl Throttle {
         self
     }
 
-    /// How many failures one username may have before its logins are
-    /// delayed (default 5). With a limit of 0, every failure delays.
+    /// How many attempts one account or username gets before it is
+    /// blocked (default 5): the attempt that makes this many failures
+    /// blocks it for [`base_delay`](Self::base_delay). With a limit of 0,
+    /// every failure blocks.
     ///
     /// ```
     /// let throttle = latch::Throttle::in_memory().username_limit(10);
@@ -287,8 +351,8 @@ impl Throttle {
         self
     }
 
-    /// How many failures one client address (or IPv6 /64) may have before
-    /// its logins are delayed (default 20), whatever the usernames tried.
+    /// How many attempts one client address (or IPv6 /64) gets before it
+    /// is blocked (default 20), whatever the usernames tried.
     ///
     /// ```
     /// let throttle = latch::Throttle::in_memory().address_limit(50);
@@ -298,8 +362,8 @@ impl Throttle {
         self
     }
 
-    /// The block after the failure that reaches a limit (default 1 second);
-    /// each further failure doubles it. Millisecond precision.
+    /// The block set by the failure that reaches a limit (default 1
+    /// second); each further failure doubles it. Millisecond precision.
     ///
     /// ```
     /// use std::time::Duration;
@@ -339,12 +403,17 @@ impl Throttle {
         self
     }
 
-    /// The most keys (usernames and addresses) the in-memory throttle keeps
-    /// (default 100,000, a few tens of megabytes at most; at least 2).
-    /// Keys whose failures are forgotten are dropped first; if that is not
-    /// enough, a quarter of the keys are dropped, those not blocked and
-    /// with the oldest last failure first. The Redis throttle ignores this:
-    /// its keys expire by TTL.
+    /// The most keys (usernames, accounts and addresses) the in-memory
+    /// throttle keeps (default 100,000, a few tens of megabytes at most;
+    /// at least 2). Keys whose failures are forgotten are dropped first.
+    /// If that is not enough, about a quarter of the keys are dropped, the
+    /// least telling first: among keys not blocked, address keys and keys
+    /// with a single failure go before username and account keys with
+    /// several, fewer failures before more, and the oldest last failure
+    /// first; blocked keys go last. The keys of the attempt being counted
+    /// are kept. So a flood of junk usernames or addresses, one failure
+    /// each, does not wipe out the count of an account under attack. The
+    /// Redis throttle ignores this: its keys expire by TTL.
     ///
     /// ```
     /// let throttle = latch::Throttle::in_memory().max_entries(10_000);
@@ -354,128 +423,143 @@ impl Throttle {
         self
     }
 
-    /// Whether a login for `username` from `address` may go ahead now.
-    /// Call it before checking the password; on `Err`, answer with the
-    /// [`Throttled`] (a `429` response) and do not check the password.
+    /// Reserves one login attempt for `username` from `address`, or refuses
+    /// it with [`Throttled`] (answer with it: a `429`) if the username or
+    /// the address is blocked. Call it before checking the password, and
+    /// check the password only on `Ok`.
     ///
-    /// If the store fails, this logs the error and returns `Ok`: see
-    /// [Backends](Self#backends).
+    /// The reserved attempt is counted as a failure at once, in the same
+    /// step as the check (under a lock in memory, in one script on Redis):
+    /// call [`LoginAttempt::succeeded`] if the password is right, to take
+    /// it back. See [Counting](Self#counting) for how many attempts go
+    /// through before a block.
     ///
-    /// ```
-    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let throttle = latch::Throttle::in_memory().username_limit(1);
-    /// let address = "192.0.2.1".parse().ok();
-    /// assert!(throttle.check("susan", address).await.is_ok());
-    /// throttle.failed("susan", address).await;
-    /// let throttled = throttle.check("susan", address).await.unwrap_err();
-    /// assert_eq!(throttled.retry_after_secs(), 1);
-    /// # });
-    /// ```
-    pub async fn check(&self, username: &str, address: Option<IpAddr>) -> Result<(), Throttled> {
-        self.check_at(username, address, SystemTime::now()).await
-    }
-
-    /// Counts a failed login for `username` from `address`: a wrong
-    /// password, or a username that does not exist.
+    /// The username is counted normalised: trimmed of white space, put in
+    /// Unicode normalisation form NFKC, lowercased (by `str::to_lowercase`),
+    /// and cut to its first 256 bytes (at a character boundary). So
+    /// `" Susan "`, `"SUSAN"` and the fullwidth `"ｓｕｓａｎ"` are one
+    /// username, and so are two names that differ only after their 256th
+    /// byte.
     ///
-    /// If the store fails, this logs the error: the failure is not counted.
+    /// Use this for a username that names no account (count those too, or
+    /// the throttle would tell which usernames exist). For one that does,
+    /// prefer [`attempt_account`](Self::attempt_account).
     ///
-    /// ```
-    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let throttle = latch::Throttle::in_memory();
-    /// throttle.failed("susan", "2001:db8::1".parse().ok()).await;
-    /// # });
-    /// ```
-    pub async fn failed(&self, username: &str, address: Option<IpAddr>) {
-        self.failed_at(username, address, SystemTime::now()).await;
-    }
-
-    /// Resets the count of `username` after a successful login. The
-    /// address's count is kept (so `address` is not used; it is taken for
-    /// symmetry with the other methods).
-    ///
-    /// If the store fails, this logs the error.
+    /// If the store fails, this logs the error and returns an attempt that
+    /// reserved nothing: see [Backends](Self#backends).
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let throttle = latch::Throttle::in_memory().username_limit(2);
-    /// throttle.failed("susan", None).await;
-    /// throttle.succeeded("susan", None).await;
-    /// throttle.failed("susan", None).await;
-    /// assert!(throttle.check("susan", None).await.is_ok(), "one failure since the login");
+    /// let address = "192.0.2.1".parse().ok();
+    /// // Two attempts go through; the second blocks the username for 1 s.
+    /// throttle.attempt("susan", address).await.unwrap().failed();
+    /// throttle.attempt("SUSAN", address).await.unwrap().failed();
+    /// let throttled = throttle.attempt(" Susan", address).await.unwrap_err();
+    /// assert_eq!(throttled.retry_after_secs(), 1);
     /// # });
     /// ```
-    pub async fn succeeded(&self, username: &str, address: Option<IpAddr>) {
-        self.succeeded_at(username, address, SystemTime::now())
-            .await;
+    pub async fn attempt(
+        &self,
+        username: &str,
+        address: Option<IpAddr>,
+    ) -> Result<LoginAttempt, Throttled> {
+        self.attempt_at(username, address, SystemTime::now()).await
     }
 
-    /// [`check`](Self::check) at the time `now`, for tests.
+    /// Reserves one login attempt for the account the app knows as
+    /// `account_id` (any `Display`: an `i64`, a `String`, a UUID...), from
+    /// `address`; the same as [`attempt`](Self::attempt) otherwise, with
+    /// the same limit.
+    ///
+    /// Call this once the username has been looked up and names an
+    /// account. Then every spelling that the app's own lookup takes to that
+    /// account (another case, fullwidth letters, another Unicode
+    /// normalisation, an e-mail address for a username) counts together,
+    /// whatever rule the lookup follows: an attacker gets no more guesses
+    /// at a password by spelling its username differently. The id is used
+    /// as it displays, not normalised: `"Susan"` and `"susan"` are two
+    /// accounts. Its key is `throttle:account:{id}`, apart from the
+    /// usernames' `throttle:user:` keys.
+    ///
+    /// A username with no account is counted by [`attempt`](Self::attempt)
+    /// with the same limits and delays, so the answers look the same either
+    /// way, as long as the app's lookup takes together the spellings that
+    /// `attempt`'s normalisation does. Where the two differ (say the
+    /// lookup ignores only ASCII case, or also accepts an e-mail address),
+    /// an attacker who has blocked one spelling can tell whether another
+    /// names an account by whether it is refused too. Looking usernames up
+    /// by the same normalisation avoids that.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let throttle = latch::Throttle::in_memory().username_limit(1);
+    /// throttle.attempt_account(42, None).await.unwrap().failed();
+    /// assert!(throttle.attempt_account(42, None).await.is_err());
+    /// // The username "42" and another account count apart.
+    /// assert!(throttle.attempt("42", None).await.is_ok());
+    /// assert!(throttle.attempt_account("user-43", None).await.is_ok());
+    /// # });
+    /// ```
+    pub async fn attempt_account(
+        &self,
+        account_id: impl Display,
+        address: Option<IpAddr>,
+    ) -> Result<LoginAttempt, Throttled> {
+        self.attempt_account_at(account_id, address, SystemTime::now())
+            .await
+    }
+
+    /// [`attempt`](Self::attempt) at the time `now`, for tests.
     #[doc(hidden)]
-    pub async fn check_at(
+    pub async fn attempt_at(
         &self,
         username: &str,
         address: Option<IpAddr>,
         now: SystemTime,
-    ) -> Result<(), Throttled> {
-        let keys = Keys::new(username, address);
+    ) -> Result<LoginAttempt, Throttled> {
+        self.reserve(Keys::username(username, address), now).await
+    }
+
+    /// [`attempt_account`](Self::attempt_account) at the time `now`, for
+    /// tests.
+    #[doc(hidden)]
+    pub async fn attempt_account_at(
+        &self,
+        account_id: impl Display,
+        address: Option<IpAddr>,
+        now: SystemTime,
+    ) -> Result<LoginAttempt, Throttled> {
+        self.reserve(Keys::account(account_id, address), now).await
+    }
+
+    async fn reserve(&self, keys: Keys, now: SystemTime) -> Result<LoginAttempt, Throttled> {
         let now = epoch_millis(now);
-        let blocked_until: Result<u64, BackendError> = match &self.backend {
-            Backend::Memory(counts) => Ok(lock(counts).blocked_until(&keys)),
+        let reservation: Result<Reservation, BackendError> = match &self.backend {
+            Backend::Memory(counts) => Ok(lock(counts).attempt(&keys, &self.settings, now)),
             #[cfg(feature = "redis")]
-            Backend::Redis(store) => store.blocked_until(&keys).await,
+            Backend::Redis(store) => store.attempt(&keys, &self.settings, now).await,
         };
-        match blocked_until {
-            Ok(until) if until > now => {
-                let retry_after = Duration::from_millis(until - now);
+        let held = match reservation {
+            Ok(Reservation::Refused { blocked_until }) => {
+                let retry_after = Duration::from_millis(blocked_until.saturating_sub(now));
                 tracing::debug!(target: "latch", ?retry_after, "login throttled");
-                Err(Throttled { retry_after })
+                return Err(Throttled { retry_after });
             }
-            Ok(_) => Ok(()),
+            Ok(Reservation::Reserved { address }) => Held::Reserved { address },
             Err(error) => {
                 tracing::error!(
                     target: "latch", %error,
                     "login throttle not checked: letting the login through"
                 );
-                Ok(())
+                Held::Nothing
             }
-        }
-    }
-
-    /// [`failed`](Self::failed) at the time `now`, for tests.
-    #[doc(hidden)]
-    pub async fn failed_at(&self, username: &str, address: Option<IpAddr>, now: SystemTime) {
-        let keys = Keys::new(username, address);
-        let now = epoch_millis(now);
-        let result: Result<(), BackendError> = match &self.backend {
-            Backend::Memory(counts) => {
-                lock(counts).fail(&keys, &self.settings, now);
-                Ok(())
-            }
-            #[cfg(feature = "redis")]
-            Backend::Redis(store) => store.fail(&keys, &self.settings, now).await,
         };
-        if let Err(error) = result {
-            tracing::error!(target: "latch", %error, "failed login not counted");
-        }
-    }
-
-    /// [`succeeded`](Self::succeeded) at the time `now`, for tests.
-    #[doc(hidden)]
-    pub async fn succeeded_at(&self, username: &str, address: Option<IpAddr>, now: SystemTime) {
-        let _ = (address, now);
-        let keys = Keys::new(username, None);
-        let result: Result<(), BackendError> = match &self.backend {
-            Backend::Memory(counts) => {
-                lock(counts).entries.remove(&keys.username);
-                Ok(())
-            }
-            #[cfg(feature = "redis")]
-            Backend::Redis(store) => store.reset(&keys.username).await,
-        };
-        if let Err(error) = result {
-            tracing::error!(target: "latch", %error, "login throttle not reset after a login");
-        }
+        Ok(LoginAttempt {
+            backend: self.backend.clone(),
+            keys,
+            held,
+        })
     }
 }
 
@@ -488,11 +572,6 @@ impl Default for Throttle {
 
 impl std::fmt::Debug for Throttle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let backend = match &self.backend {
-            Backend::Memory(_) => "memory".to_owned(),
-            #[cfg(feature = "redis")]
-            Backend::Redis(store) => format!("redis, prefix {:?}", store.prefix()),
-        };
         let Settings {
             username_limit,
             address_limit,
@@ -503,7 +582,7 @@ impl std::fmt::Debug for Throttle {
         } = self.settings;
         let mut debug = f.debug_struct("Throttle");
         debug
-            .field("backend", &backend)
+            .field("backend", &self.backend.describe())
             .field("username_limit", &username_limit)
             .field("address_limit", &address_limit)
             .field("base_delay", &Duration::from_millis(base_delay))
@@ -516,8 +595,133 @@ impl std::fmt::Debug for Throttle {
     }
 }
 
-/// A login refused by [`Throttle::check`]: too many failed logins for the
-/// username or from the address.
+impl Backend {
+    /// The backend, for `Debug`.
+    fn describe(&self) -> String {
+        match self {
+            Backend::Memory(_) => "memory".to_owned(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(store) => format!("redis, prefix {:?}", store.prefix()),
+        }
+    }
+}
+
+/// A login attempt reserved by [`Throttle::attempt`] or
+/// [`Throttle::attempt_account`], and already counted as a failure. Check
+/// the password, then say how it went: [`succeeded`](Self::succeeded) or
+/// [`failed`](Self::failed).
+///
+/// Dropping it without either leaves the failure counted, as `failed`
+/// does: a handler that returns early on an error, panics, or whose future
+/// is cancelled because the client went away still counts its attempt, and
+/// needs no clean-up for that.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # fn password_ok(_: &str) -> bool { true }
+/// let throttle = latch::Throttle::in_memory();
+/// let attempt = throttle.attempt_account(7, "192.0.2.1".parse().ok()).await?;
+/// if password_ok("hunter2") {
+///     attempt.succeeded().await;
+/// } else {
+///     attempt.failed();
+/// }
+/// # Ok::<(), latch::Throttled>(())
+/// # }).unwrap();
+/// ```
+#[must_use = "check the password, then call `succeeded().await` or `failed()`; \
+              a dropped attempt counts as a failed login"]
+pub struct LoginAttempt {
+    backend: Backend,
+    keys: Keys,
+    held: Held,
+}
+
+/// What a [`LoginAttempt`] holds in the store.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    /// A failure counted on each key; on success, the address's is taken
+    /// back with this.
+    Reserved { address: Option<Refund> },
+    /// Nothing: the store failed, and the attempt went through unthrottled.
+    Nothing,
+}
+
+impl LoginAttempt {
+    /// The password was right: resets the count of the account or username
+    /// (lifting its block, if any), and takes this attempt back from the
+    /// address: its count goes down by one, and a block this attempt set
+    /// is lifted (the address's earlier failures stay counted).
+    ///
+    /// If the store fails, this logs an `error` event (target `latch`).
+    /// After an attempt that reserved nothing (the store was failing when
+    /// it was made), this only tries to reset the account's or username's
+    /// count.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let throttle = latch::Throttle::in_memory().username_limit(2);
+    /// throttle.attempt("susan", None).await.unwrap().failed();
+    /// // The second attempt would block "susan": the right password resets it.
+    /// throttle.attempt("susan", None).await.unwrap().succeeded().await;
+    /// throttle.attempt("susan", None).await.unwrap().failed();
+    /// assert!(throttle.attempt("susan", None).await.is_ok(), "one failure since the login");
+    /// # });
+    /// ```
+    pub async fn succeeded(self) {
+        let Self {
+            backend,
+            keys,
+            held,
+        } = self;
+        let result: Result<(), BackendError> = match (&backend, held) {
+            (Backend::Memory(counts), Held::Reserved { address }) => {
+                lock(counts).refund(&keys, address);
+                Ok(())
+            }
+            (Backend::Memory(counts), Held::Nothing) => {
+                lock(counts).entries.remove(&keys.account);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            (Backend::Redis(store), Held::Reserved { address }) => {
+                store.refund(&keys, address).await
+            }
+            #[cfg(feature = "redis")]
+            (Backend::Redis(store), Held::Nothing) => store.reset(&keys.account).await,
+        };
+        if let Err(error) = result {
+            tracing::error!(target: "latch", %error, "login throttle not reset after a login");
+        }
+    }
+
+    /// The password was wrong, or the username names no account: the
+    /// failure this attempt reserved stays counted. This is what dropping
+    /// the attempt does too; calling it says so.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let throttle = latch::Throttle::in_memory().username_limit(1);
+    /// throttle.attempt("susan", None).await.unwrap().failed();
+    /// assert!(throttle.attempt("susan", None).await.is_err());
+    /// # });
+    /// ```
+    pub fn failed(self) {}
+}
+
+impl std::fmt::Debug for LoginAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginAttempt")
+            .field("backend", &self.backend.describe())
+            .field("key", &self.keys.account.to_string())
+            .field("reserved", &matches!(self.held, Held::Reserved { .. }))
+            .finish()
+    }
+}
+
+/// A login refused by [`Throttle::attempt`] or
+/// [`Throttle::attempt_account`]: too many failed logins for the account or
+/// username, or from the address.
 ///
 /// As a response it is `429 Too Many Requests` with `Retry-After` in whole
 /// seconds (rounded up, at least 1) and a short plain-text body. To show
@@ -588,16 +792,20 @@ impl IntoResponse for Throttled {
 enum Key {
     /// A normalised username.
     Username(String),
+    /// The app's id of an account, as it displays.
+    Account(String),
     /// An IPv4 address, or an IPv6 address with its last 64 bits zeroed.
     Address(IpAddr),
 }
 
 impl std::fmt::Display for Key {
     /// The key's name in Redis, after the prefix: `throttle:user:susan`,
-    /// `throttle:addr:192.0.2.1`, `throttle:addr:2001:db8::/64`.
+    /// `throttle:account:42`, `throttle:addr:192.0.2.1`,
+    /// `throttle:addr:2001:db8::/64`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Key::Username(name) => write!(f, "throttle:user:{name}"),
+            Key::Account(id) => write!(f, "throttle:account:{id}"),
             Key::Address(IpAddr::V4(ip)) => write!(f, "throttle:addr:{ip}"),
             Key::Address(IpAddr::V6(ip)) => write!(f, "throttle:addr:{ip}/64"),
         }
@@ -607,21 +815,30 @@ impl std::fmt::Display for Key {
 /// The keys of one login attempt, with their limits looked up by kind.
 #[derive(Debug)]
 struct Keys {
-    username: Key,
+    /// The username's or the account's key.
+    account: Key,
     address: Option<Key>,
 }
 
 impl Keys {
-    fn new(username: &str, address: Option<IpAddr>) -> Self {
+    fn username(username: &str, address: Option<IpAddr>) -> Self {
+        Self::new(Key::Username(normalise_username(username)), address)
+    }
+
+    fn account(account_id: impl Display, address: Option<IpAddr>) -> Self {
+        Self::new(Key::Account(account_id.to_string()), address)
+    }
+
+    fn new(account: Key, address: Option<IpAddr>) -> Self {
         Self {
-            username: Key::Username(normalise_username(username)),
+            account,
             address: address.map(|ip| Key::Address(network(ip))),
         }
     }
 
-    /// Each key with its limit.
+    /// Each key with its limit: the account's (or username's) first.
     fn with_limits(&self, settings: &Settings) -> impl Iterator<Item = (&Key, u32)> {
-        std::iter::once((&self.username, settings.username_limit)).chain(
+        std::iter::once((&self.account, settings.username_limit)).chain(
             self.address
                 .as_ref()
                 .map(|key| (key, settings.address_limit)),
@@ -629,13 +846,38 @@ impl Keys {
     }
 
     fn iter(&self) -> impl Iterator<Item = &Key> {
-        std::iter::once(&self.username).chain(self.address.as_ref())
+        std::iter::once(&self.account).chain(self.address.as_ref())
+    }
+
+    fn contains(&self, key: &Key) -> bool {
+        self.iter().any(|own| own == key)
     }
 }
 
-/// Trimmed, lowercased and at most [`MAX_USERNAME_LEN`] bytes.
+/// What an attempt did in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reservation {
+    /// A key is blocked until then (milliseconds since the Unix epoch, the
+    /// latest of the keys'); nothing was counted.
+    Refused { blocked_until: u64 },
+    /// A failure was counted on each key; `address` (if the attempt has an
+    /// address) is how to take it back there.
+    Reserved { address: Option<Refund> },
+}
+
+/// The address's `blocked_until` before an attempt was counted, and after:
+/// a refund sets it back to `before` if it is still `set`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Refund {
+    before: u64,
+    set: u64,
+}
+
+/// Trimmed, in NFKC, lowercased, and at most [`MAX_USERNAME_LEN`] bytes
+/// (cut at a character boundary).
 fn normalise_username(username: &str) -> String {
-    let mut name = username.trim().to_lowercase();
+    let nfkc: String = username.trim().nfkc().collect();
+    let mut name = nfkc.to_lowercase();
     if name.len() > MAX_USERNAME_LEN {
         let mut end = MAX_USERNAME_LEN;
         while !name.is_char_boundary(end) {
@@ -724,6 +966,17 @@ impl Entry {
     }
 }
 
+/// Where an entry stands in the order of eviction, lowest first (after the
+/// stale entries, which go before any): entries not blocked before blocked
+/// ones; among them, address keys and keys with a single failure before
+/// username and account keys with several; fewer failures before more;
+/// then the oldest last failure first.
+fn eviction_rank(key: &Key, entry: &Entry, now: u64) -> (bool, bool, u64, u64) {
+    let blocked = entry.blocked_until > now;
+    let telling = !matches!(key, Key::Address(_)) && entry.failures > 1;
+    (blocked, telling, entry.failures, entry.last_failure)
+}
+
 fn lock(counts: &Mutex<Counts>) -> MutexGuard<'_, Counts> {
     // Every change is complete before anything can panic, so a poisoned
     // lock still guards consistent counts.
@@ -742,7 +995,13 @@ impl Counts {
             .unwrap_or(0)
     }
 
-    fn fail(&mut self, keys: &Keys, settings: &Settings, now: u64) {
+    /// Refuses the attempt if a key is blocked at `now`, or else counts a
+    /// failure on each key (what the Redis script `ATTEMPT` does, too).
+    fn attempt(&mut self, keys: &Keys, settings: &Settings, now: u64) -> Reservation {
+        let blocked_until = self.blocked_until(keys);
+        if blocked_until > now {
+            return Reservation::Refused { blocked_until };
+        }
         if now >= self.next_sweep {
             self.sweep(now, settings.window);
             self.next_sweep = now.saturating_add(settings.window.max(1));
@@ -752,13 +1011,37 @@ impl Counts {
             .filter(|key| !self.entries.contains_key(*key))
             .count();
         if self.entries.len() + new > settings.max_entries {
-            self.make_room(new, settings, now);
+            self.make_room(keys, new, settings, now);
         }
+        let mut address = None;
         for (key, limit) in keys.with_limits(settings) {
-            self.entries
-                .entry(key.clone())
-                .or_default()
-                .fail(settings, limit, now);
+            let entry = self.entries.entry(key.clone()).or_default();
+            let before = entry.blocked_until;
+            entry.fail(settings, limit, now);
+            if matches!(key, Key::Address(_)) {
+                address = Some(Refund {
+                    before,
+                    set: entry.blocked_until,
+                });
+            }
+        }
+        Reservation::Reserved { address }
+    }
+
+    /// Takes back a successful attempt: resets the account's or username's
+    /// key, and on the address's takes one failure off and sets its block
+    /// back if the attempt set it (what the Redis script `REFUND` does,
+    /// too).
+    fn refund(&mut self, keys: &Keys, address: Option<Refund>) {
+        self.entries.remove(&keys.account);
+        let (Some(key), Some(refund)) = (&keys.address, address) else {
+            return;
+        };
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.failures = entry.failures.saturating_sub(1);
+            if entry.blocked_until == refund.set {
+                entry.blocked_until = refund.before;
+            }
         }
     }
 
@@ -768,22 +1051,31 @@ impl Counts {
     }
 
     /// Drops entries until `new` more fit, and a quarter of the room is
-    /// free: the stale ones, then those not blocked and then the blocked
-    /// ones, each by oldest last failure. Dropping a quarter at a time
-    /// keeps the cost per failure constant on average under a flood.
-    fn make_room(&mut self, new: usize, settings: &Settings, now: u64) {
+    /// free: the stale ones, then by [`eviction_rank`]; never the keys of
+    /// the attempt being counted. Dropping a quarter at a time keeps the
+    /// cost per failure constant on average under a flood.
+    fn make_room(&mut self, keys: &Keys, new: usize, settings: &Settings, now: u64) {
         self.sweep(now, settings.window);
         let max = settings.max_entries;
         let target = (max - max / 4).min(max.saturating_sub(new));
         if self.entries.len() <= target {
             return;
         }
-        let excess = self.entries.len() - target;
-        let order = |entry: &Entry| (entry.blocked_until > now, entry.last_failure);
-        let mut orders: Vec<(bool, u64)> = self.entries.values().map(order).collect();
-        let (_, &mut cutoff, _) = orders.select_nth_unstable(excess - 1);
+        let mut ranks: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| !keys.contains(key))
+            .map(|(key, entry)| eviction_rank(key, entry, now))
+            .collect();
+        // The attempt's own keys are at most `target` (max >= 2).
+        let excess = (self.entries.len() - target).min(ranks.len());
+        if excess == 0 {
+            return;
+        }
+        let (_, &mut cutoff, _) = ranks.select_nth_unstable(excess - 1);
         // Ties with the cutoff go too: a few more than needed, at worst.
-        self.entries.retain(|_, entry| order(entry) > cutoff);
+        self.entries
+            .retain(|key, entry| keys.contains(key) || eviction_rank(key, entry, now) > cutoff);
     }
 }
 
@@ -796,6 +1088,10 @@ mod tests {
 
     fn ip(text: &str) -> Option<IpAddr> {
         Some(text.parse().unwrap())
+    }
+
+    fn v4(n: u32) -> Option<IpAddr> {
+        Some(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n)))
     }
 
     /// A throttle and a clock that tests move by hand.
@@ -816,20 +1112,35 @@ mod tests {
             self.now += by;
         }
 
-        async fn check(&self, username: &str, address: Option<IpAddr>) -> Result<(), Throttled> {
-            self.throttle.check_at(username, address, self.now).await
-        }
-
-        /// How long the login is blocked for (zero: it is not).
-        async fn blocked(&self, username: &str, address: Option<IpAddr>) -> Duration {
-            match self.check(username, address).await {
-                Ok(()) => Duration::ZERO,
-                Err(throttled) => throttled.retry_after,
+        fn counts(&self) -> Arc<Mutex<Counts>> {
+            match &self.throttle.backend {
+                Backend::Memory(counts) => counts.clone(),
+                #[cfg(feature = "redis")]
+                Backend::Redis(_) => unreachable!(),
             }
         }
 
+        async fn attempt(
+            &self,
+            username: &str,
+            address: Option<IpAddr>,
+        ) -> Result<LoginAttempt, Throttled> {
+            self.throttle.attempt_at(username, address, self.now).await
+        }
+
+        /// How long a login is blocked for (zero: it is not), without
+        /// counting anything.
+        fn blocked(&self, username: &str, address: Option<IpAddr>) -> Duration {
+            let until = lock(&self.counts()).blocked_until(&Keys::username(username, address));
+            Duration::from_millis(until.saturating_sub(epoch_millis(self.now)))
+        }
+
+        /// A wrong password: an attempt that must go through.
         async fn fail(&self, username: &str, address: Option<IpAddr>) {
-            self.throttle.failed_at(username, address, self.now).await;
+            self.attempt(username, address)
+                .await
+                .unwrap_or_else(|e| panic!("{username:?} {address:?}: {e}"))
+                .failed();
         }
 
         async fn fail_times(&self, n: u32, username: &str, address: Option<IpAddr>) {
@@ -838,19 +1149,21 @@ mod tests {
             }
         }
 
-        async fn succeed(&self, username: &str, address: Option<IpAddr>) {
-            self.throttle
-                .succeeded_at(username, address, self.now)
-                .await;
+        fn entry(&self, key: &Key) -> Option<Entry> {
+            lock(&self.counts()).entries.get(key).copied()
         }
 
         fn len(&self) -> usize {
-            match &self.throttle.backend {
-                Backend::Memory(counts) => lock(counts).entries.len(),
-                #[cfg(feature = "redis")]
-                Backend::Redis(_) => unreachable!(),
-            }
+            lock(&self.counts()).entries.len()
         }
+    }
+
+    fn user(name: &str) -> Key {
+        Key::Username(name.into())
+    }
+
+    fn addr(text: &str) -> Key {
+        Key::Address(network(text.parse().unwrap()))
     }
 
     #[test]
@@ -878,20 +1191,22 @@ mod tests {
         );
         for _ in 0..2 {
             clock.fail("susan", None).await;
-            assert_eq!(clock.blocked("susan", None).await, Duration::ZERO);
+            assert_eq!(clock.blocked("susan", None), Duration::ZERO);
         }
-        // The 3rd failure reaches the limit: 1 s, then 2, 4, 8, capped at 10.
+        // The 3rd attempt reaches the limit: 1 s, then 2, 4, 8, capped at 10.
         for expected in [1, 2, 4, 8, 10, 10, 10] {
             clock.fail("susan", None).await;
-            assert_eq!(clock.blocked("susan", None).await, expected * SECOND);
+            assert_eq!(clock.blocked("susan", None), expected * SECOND);
+            let refused = clock.attempt("susan", None).await.unwrap_err();
+            assert_eq!(refused.retry_after, expected * SECOND);
             clock.advance(SECOND / 2);
             assert_eq!(
-                clock.blocked("susan", None).await,
+                clock.blocked("susan", None),
                 expected * SECOND - SECOND / 2,
                 "the block counts down"
             );
             clock.advance(expected * SECOND - SECOND / 2);
-            assert_eq!(clock.blocked("susan", None).await, Duration::ZERO);
+            assert_eq!(clock.blocked("susan", None), Duration::ZERO);
         }
     }
 
@@ -899,12 +1214,12 @@ mod tests {
     async fn the_default_delays() {
         let mut clock = Clock::new(Throttle::in_memory());
         clock.fail_times(4, "susan", None).await;
-        assert_eq!(clock.blocked("susan", None).await, Duration::ZERO);
+        assert_eq!(clock.blocked("susan", None), Duration::ZERO);
         let mut expected = Vec::new();
         let mut got = Vec::new();
         for n in 0..14 {
             clock.fail("susan", None).await;
-            got.push(clock.blocked("susan", None).await);
+            got.push(clock.blocked("susan", None));
             expected.push((SECOND * (1 << n)).min(Duration::from_secs(15 * 60)));
             clock.advance(got[n as usize]);
         }
@@ -913,19 +1228,39 @@ mod tests {
 
     #[tokio::test]
     async fn no_overflow_after_very_many_failures() {
+        let settings = Settings {
+            max_delay: MAX_MILLIS,
+            ..Settings::default()
+        };
+        let mut entry = Entry::default();
+        for _ in 0..200 {
+            entry.fail(&settings, 0, 1_000);
+        }
+        assert_eq!(entry.failures, 200);
+        assert_eq!(entry.blocked_until, 1_000 + MAX_MILLIS);
+        entry.failures = u64::MAX;
+        entry.fail(&settings, 0, 2_000);
+        assert_eq!(entry.failures, u64::MAX);
+
         let clock = Clock::new(
             Throttle::in_memory()
                 .username_limit(0)
                 .max_delay(Duration::MAX),
         );
-        clock.fail_times(200, "susan", None).await;
+        let susan = Entry {
+            failures: 199,
+            last_failure: epoch_millis(clock.now),
+            blocked_until: 0,
+        };
+        lock(&clock.counts()).entries.insert(user("susan"), susan);
+        clock.fail("susan", None).await;
         assert_eq!(
-            clock.blocked("susan", None).await,
+            clock.blocked("susan", None),
             Duration::from_millis(MAX_MILLIS)
         );
         let zero = Clock::new(Throttle::in_memory().base_delay(Duration::ZERO));
         zero.fail_times(200, "susan", None).await;
-        assert_eq!(zero.blocked("susan", None).await, Duration::ZERO);
+        assert_eq!(zero.blocked("susan", None), Duration::ZERO);
     }
 
     #[test]
@@ -947,24 +1282,57 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn other_usernames_are_unaffected() {
+    async fn a_refused_attempt_counts_nothing() {
         let clock = Clock::new(Throttle::in_memory().username_limit(2));
-        clock.fail_times(10, "susan", ip("192.0.2.1")).await;
-        assert!(clock.check("susan", ip("192.0.2.99")).await.is_err());
-        assert!(clock.check("david", None).await.is_ok());
-        assert!(clock.check("david", ip("192.0.2.2")).await.is_ok());
+        clock.fail_times(2, "susan", ip("192.0.2.1")).await;
+        let before = (clock.entry(&user("susan")), clock.entry(&addr("192.0.2.1")));
+        for _ in 0..10 {
+            let refused = clock.attempt("susan", ip("192.0.2.1")).await.unwrap_err();
+            assert_eq!(refused.retry_after, SECOND);
+        }
+        let after = (clock.entry(&user("susan")), clock.entry(&addr("192.0.2.1")));
+        assert_eq!(before, after);
+        assert_eq!(after.1.unwrap().failures, 2);
     }
 
     #[tokio::test]
-    async fn usernames_are_trimmed_and_lowercased() {
-        let clock = Clock::new(Throttle::in_memory().username_limit(3));
+    async fn other_usernames_are_unaffected() {
+        let clock = Clock::new(Throttle::in_memory().username_limit(2));
+        clock.fail_times(2, "susan", ip("192.0.2.1")).await;
+        assert!(clock.attempt("susan", ip("192.0.2.99")).await.is_err());
+        assert!(clock.attempt("david", None).await.is_ok());
+        assert!(clock.attempt("carol", ip("192.0.2.2")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn usernames_are_trimmed_normalised_and_lowercased() {
+        let clock = Clock::new(Throttle::in_memory().username_limit(4));
         clock.fail(" Susan ", None).await;
         clock.fail("SUSAN", None).await;
+        clock.fail("ｓｕｓａｎ", None).await;
         clock.fail("susan\n", None).await;
-        assert!(clock.check("susan", None).await.is_err());
-        assert!(clock.check("\tSuSaN", None).await.is_err());
-        assert!(clock.check("susan2", None).await.is_ok());
-        assert_eq!(clock.len(), 1);
+        assert!(clock.attempt("susan", None).await.is_err());
+        assert!(clock.attempt("\tＳｕＳaN", None).await.is_err());
+        assert!(clock.attempt("susan2", None).await.is_ok());
+        assert_eq!(clock.len(), 2);
+    }
+
+    #[test]
+    fn the_normalisation() {
+        for (name, normal) in [
+            (" Susan ", "susan"),
+            ("ｓｕｓａｎ", "susan"),
+            ("ＳＵＳＡＮ", "susan"),
+            ("\u{3000}susan\u{3000}", "susan"),
+            ("Jo\u{308}rg", "jörg"),
+            ("JÖRG", "jörg"),
+            ("ﬁona", "fiona"),
+            ("Ⅸ", "ix"),
+            ("ΟΔΥΣΣΕΥΣ", "οδυσσευς"),
+            ("", ""),
+        ] {
+            assert_eq!(normalise_username(name), normal, "{name:?}");
+        }
     }
 
     #[test]
@@ -976,31 +1344,42 @@ mod tests {
         let odd = format!("x{name}");
         assert_eq!(normalise_username(&odd).len(), 255);
         assert_eq!(normalise_username(&"A".repeat(10_000)), "a".repeat(256));
+        // The cut is made after the normalisation: decomposed input that
+        // composes is cut at the same place as composed input.
+        let decomposed = "e\u{301}".repeat(200); // 600 bytes before NFKC
+        assert_eq!(normalise_username(&decomposed), "é".repeat(128));
     }
 
     #[tokio::test]
     async fn the_address_limit_covers_every_username_from_the_address() {
         let clock = Clock::new(Throttle::in_memory().address_limit(5));
         for n in 0..5 {
-            let name = format!("user{n}");
-            assert!(clock.check(&name, ip("192.0.2.1")).await.is_ok());
-            clock.fail(&name, ip("192.0.2.1")).await;
+            clock.fail(&format!("user{n}"), ip("192.0.2.1")).await;
         }
-        let throttled = clock.check("someone", ip("192.0.2.1")).await.unwrap_err();
+        let throttled = clock.attempt("someone", ip("192.0.2.1")).await.unwrap_err();
         assert_eq!(throttled.retry_after, SECOND);
-        assert!(clock.check("someone", ip("192.0.2.2")).await.is_ok());
-        assert!(clock.check("someone", None).await.is_ok());
-        assert!(clock.check("user0", None).await.is_ok(), "one failure each");
+        assert!(clock.attempt("someone", ip("192.0.2.2")).await.is_ok());
+        assert!(clock.attempt("someone", None).await.is_ok());
+        assert!(
+            clock.attempt("user0", None).await.is_ok(),
+            "one failure each"
+        );
     }
 
     #[tokio::test]
     async fn the_longer_block_wins() {
-        let clock = Clock::new(Throttle::in_memory().username_limit(1).address_limit(1));
-        clock.fail_times(3, "susan", None).await; // 4 s
+        let mut clock = Clock::new(Throttle::in_memory().username_limit(1).address_limit(1));
+        for delay in [1, 2] {
+            clock.fail("susan", None).await;
+            clock.advance(delay * SECOND);
+        }
+        clock.fail("susan", None).await; // 4 s
         clock.fail("david", ip("192.0.2.1")).await; // 1 s each
-        assert_eq!(clock.blocked("susan", ip("192.0.2.1")).await, 4 * SECOND);
-        assert_eq!(clock.blocked("david", ip("192.0.2.1")).await, SECOND);
-        assert_eq!(clock.blocked("carol", ip("192.0.2.1")).await, SECOND);
+        assert_eq!(clock.blocked("susan", ip("192.0.2.1")), 4 * SECOND);
+        assert_eq!(clock.blocked("david", ip("192.0.2.1")), SECOND);
+        assert_eq!(clock.blocked("carol", ip("192.0.2.1")), SECOND);
+        let refused = clock.attempt("susan", ip("192.0.2.1")).await.unwrap_err();
+        assert_eq!(refused.retry_after, 4 * SECOND);
     }
 
     #[tokio::test]
@@ -1011,16 +1390,16 @@ mod tests {
             .fail("b", ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
             .await;
         clock.fail("c", ip("2001:db8:1:2:abcd::")).await;
-        assert!(clock.check("d", ip("2001:db8:1:2::9")).await.is_err());
-        assert!(clock.check("d", ip("2001:db8:1:3::1")).await.is_ok());
-        assert!(clock.check("d", ip("2001:db8:1::1")).await.is_ok());
+        assert!(clock.attempt("d", ip("2001:db8:1:2::9")).await.is_err());
+        assert!(clock.attempt("d", ip("2001:db8:1:3::1")).await.is_ok());
+        assert!(clock.attempt("e", ip("2001:db8:1::1")).await.is_ok());
 
         clock.fail("a", ip("::ffff:192.0.2.1")).await;
         clock.fail("b", ip("192.0.2.1")).await;
         clock.fail("c", ip("::ffff:192.0.2.1")).await;
-        assert!(clock.check("d", ip("192.0.2.1")).await.is_err());
+        assert!(clock.attempt("d", ip("192.0.2.1")).await.is_err());
         assert!(
-            clock.check("d", ip("::ffff:192.0.2.2")).await.is_ok(),
+            clock.attempt("d", ip("::ffff:192.0.2.2")).await.is_ok(),
             "mapped IPv4 addresses are not one /64"
         );
 
@@ -1029,36 +1408,82 @@ mod tests {
             "2001:db8::"
         );
         assert_eq!(
-            Key::Address(network("2001:db8:0:5:1:2:3:4".parse().unwrap())).to_string(),
+            addr("2001:db8:0:5:1:2:3:4").to_string(),
             "throttle:addr:2001:db8:0:5::/64"
         );
         assert_eq!(
-            Key::Address(network("::ffff:10.0.0.1".parse().unwrap())).to_string(),
+            addr("::ffff:10.0.0.1").to_string(),
             "throttle:addr:10.0.0.1"
         );
+        assert_eq!(user("susan").to_string(), "throttle:user:susan");
         assert_eq!(
-            Key::Username("susan".into()).to_string(),
-            "throttle:user:susan"
+            Keys::account(42, None).account.to_string(),
+            "throttle:account:42"
+        );
+        assert_eq!(
+            Keys::account(" Odd:Id ", None).account.to_string(),
+            "throttle:account: Odd:Id ",
+            "account ids are not normalised"
         );
     }
 
     #[tokio::test]
-    async fn success_resets_the_username_but_not_the_address() {
-        let clock = Clock::new(Throttle::in_memory().username_limit(3).address_limit(5));
+    async fn success_resets_the_username_and_refunds_the_address() {
+        let clock = Clock::new(Throttle::in_memory().username_limit(3).address_limit(3));
         let address = ip("192.0.2.1");
         clock.fail_times(2, "susan", address).await;
-        clock.succeed("Susan", address).await;
-        clock.fail_times(2, "susan", address).await;
-        assert!(clock.check("susan", None).await.is_ok(), "2 failures since");
-        clock.fail("susan", address).await;
-        assert!(
-            clock.check("susan", None).await.is_err(),
-            "3 failures since"
+        // The 3rd attempt reaches both limits; the right password undoes it.
+        let attempt = clock.attempt("Susan", address).await.unwrap();
+        assert_eq!(clock.blocked("susan", None), SECOND);
+        assert_eq!(clock.blocked("mallory", address), SECOND);
+        attempt.succeeded().await;
+        assert_eq!(clock.entry(&user("susan")), None, "reset");
+        let entry = clock.entry(&addr("192.0.2.1")).unwrap();
+        assert_eq!(
+            (entry.failures, entry.blocked_until),
+            (2, 0),
+            "the address keeps its 2 failures, not the block"
         );
-        // The address has 5 failures: a good login does not reset it.
-        clock.succeed("susan", address).await;
-        assert!(clock.check("susan", None).await.is_ok());
-        assert_eq!(clock.blocked("mallory", address).await, SECOND);
+        // The next failure from the address is its 3rd.
+        clock.fail("mallory", address).await;
+        assert_eq!(clock.blocked("carol", address), SECOND);
+        assert_eq!(clock.blocked("susan", None), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_refund_leaves_a_block_it_did_not_set() {
+        let mut clock = Clock::new(Throttle::in_memory().address_limit(2));
+        let address = ip("192.0.2.1");
+        let first = clock.attempt("a", address).await.unwrap();
+        clock.fail("b", address).await; // the 2nd: blocks 1 s
+        clock.advance(SECOND);
+        clock.fail("c", address).await; // the 3rd: blocks 2 s
+        first.succeeded().await;
+        let entry = clock.entry(&addr("192.0.2.1")).unwrap();
+        assert_eq!(entry.failures, 2);
+        assert_eq!(clock.blocked("d", address), 2 * SECOND);
+    }
+
+    #[tokio::test]
+    async fn dropped_attempts_count_as_failures() {
+        let clock = Clock::new(Throttle::in_memory().username_limit(3));
+        drop(clock.attempt("susan", None).await.unwrap());
+        let _ = clock.attempt("susan", None).await.unwrap();
+        clock.attempt("susan", None).await.unwrap().failed();
+        assert_eq!(clock.entry(&user("susan")).unwrap().failures, 3);
+        assert!(clock.attempt("susan", None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn accounts_count_apart_from_usernames() {
+        let clock = Clock::new(Throttle::in_memory().username_limit(1));
+        let attempt = |id: &'static str| clock.throttle.attempt_account_at(id, None, clock.now);
+        attempt("susan").await.unwrap().failed();
+        assert!(attempt("susan").await.is_err());
+        assert!(attempt("Susan").await.is_ok());
+        assert!(clock.attempt("susan", None).await.is_ok());
+        assert!(clock.entry(&Key::Account("susan".into())).is_some());
+        assert!(clock.entry(&user("susan")).is_some());
     }
 
     #[tokio::test]
@@ -1071,21 +1496,19 @@ mod tests {
         clock.fail_times(2, "susan", None).await;
         clock.advance(Duration::from_secs(599));
         clock.fail("susan", None).await;
-        assert!(
-            clock.check("susan", None).await.is_err(),
-            "within the window"
-        );
+        assert_eq!(clock.blocked("susan", None), SECOND, "within the window");
         clock.advance(Duration::from_secs(599));
         clock.fail("susan", None).await;
         assert_eq!(
-            clock.blocked("susan", None).await,
+            clock.blocked("susan", None),
             2 * SECOND,
             "the window runs from the last failure"
         );
         clock.advance(Duration::from_secs(600));
         clock.fail_times(2, "susan", None).await;
-        assert!(
-            clock.check("susan", None).await.is_ok(),
+        assert_eq!(
+            clock.blocked("susan", None),
+            Duration::ZERO,
             "counted from zero"
         );
     }
@@ -1100,10 +1523,12 @@ mod tests {
         );
         clock.fail("susan", None).await;
         clock.advance(Duration::from_secs(50));
-        assert_eq!(clock.blocked("susan", None).await, Duration::from_secs(50));
+        assert_eq!(clock.blocked("susan", None), Duration::from_secs(50));
+        assert!(clock.attempt("susan", None).await.is_err());
+        clock.advance(Duration::from_secs(50));
         clock.fail("susan", None).await; // counted from zero: 1 failure, 100 s
         clock.advance(Duration::from_secs(60));
-        assert_eq!(clock.blocked("susan", None).await, Duration::from_secs(40));
+        assert_eq!(clock.blocked("susan", None), Duration::from_secs(40));
     }
 
     #[tokio::test]
@@ -1120,6 +1545,77 @@ mod tests {
         assert_eq!(clock.len(), 1, "only the new failure is left");
     }
 
+    #[test]
+    fn the_order_of_eviction() {
+        let now = 1_000_000;
+        let entry = |failures, last_failure, blocked_until| Entry {
+            failures,
+            last_failure,
+            blocked_until,
+        };
+        // Lowest first.
+        let ranked = [
+            (user("refunded"), entry(0, now - 1, 0)),
+            (addr("192.0.2.1"), entry(1, now - 9, 0)),
+            (user("one old"), entry(1, now - 8, 0)),
+            (addr("192.0.2.2"), entry(1, now - 1, 0)),
+            (Key::Account("one new".into()), entry(1, now, now - 1)),
+            (addr("192.0.2.3"), entry(19, now - 1, now)),
+            (user("two"), entry(2, now - 1, 0)),
+            (Key::Account("three old".into()), entry(3, now - 5, 0)),
+            (user("three new"), entry(3, now - 2, 0)),
+            (user("four"), entry(4, now - 9, 0)),
+            (addr("192.0.2.4"), entry(1, now - 9, now + 1)),
+            (user("blocked"), entry(5, now - 9, now + 1)),
+        ];
+        let ranks: Vec<_> = ranked
+            .iter()
+            .map(|(key, entry)| eviction_rank(key, entry, now))
+            .collect();
+        let mut sorted = ranks.clone();
+        sorted.sort();
+        assert_eq!(ranks, sorted);
+        let mut unique = sorted.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), sorted.len());
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_junk_does_not_reset_a_targeted_account() {
+        let max = 100;
+        let mut clock = Clock::new(Throttle::in_memory().max_entries(max));
+        // The attacker's 4 guesses so far: one more blocks.
+        clock.fail_times(4, "victim", ip("198.51.100.1")).await;
+        for n in 0..4 {
+            clock
+                .throttle
+                .attempt_account_at(7, ip("198.51.100.2"), clock.now)
+                .await
+                .unwrap_or_else(|e| panic!("account 7, attempt {n}: {e}"))
+                .failed();
+        }
+        // Then 10 times as many junk usernames as there is room for, each
+        // from an address of its own.
+        for n in 0..10 * max as u32 {
+            clock.advance(Duration::from_millis(1));
+            clock.fail(&format!("junk{n}"), v4(n)).await;
+            assert!(clock.len() <= max, "{} entries", clock.len());
+        }
+        assert!(clock.len() >= max / 2, "{} entries", clock.len());
+        assert_eq!(clock.entry(&user("victim")).unwrap().failures, 4);
+        assert_eq!(clock.entry(&Key::Account("7".into())).unwrap().failures, 4);
+        clock.fail("victim", None).await;
+        let refused = clock.attempt("victim", None).await.unwrap_err();
+        assert_eq!(refused.retry_after, SECOND, "the 5th failure blocked");
+        let account = clock.throttle.attempt_account_at(7, None, clock.now).await;
+        account.unwrap().failed();
+        assert!(clock
+            .throttle
+            .attempt_account_at(7, None, clock.now)
+            .await
+            .is_err());
+    }
+
     #[tokio::test]
     async fn the_number_of_entries_is_capped() {
         let mut clock = Clock::new(
@@ -1130,39 +1626,39 @@ mod tests {
         );
         // A blocked username is kept while entries not blocked are dropped.
         clock.fail("victim", None).await;
+        let spray = clock.throttle.clone().username_limit(100);
         for n in 0..1_000u32 {
             clock.advance(Duration::from_millis(1));
-            let address = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
-            clock
-                .throttle
-                .clone()
-                .username_limit(100)
-                .failed_at(&format!("spray{n}"), Some(address), clock.now)
-                .await;
+            spray
+                .attempt_at(&format!("spray{n}"), v4(n), clock.now)
+                .await
+                .unwrap()
+                .failed();
             assert!(clock.len() <= 100, "{} entries", clock.len());
         }
         assert!(clock.len() >= 75, "{} entries", clock.len());
-        assert!(clock.check("victim", None).await.is_err(), "still blocked");
-        assert!(clock.check("spray999", None).await.is_ok());
-        let last = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + 999));
-        let counts = match &clock.throttle.backend {
-            Backend::Memory(counts) => counts.clone(),
-            #[cfg(feature = "redis")]
-            Backend::Redis(_) => unreachable!(),
-        };
         assert!(
-            lock(&counts).entries.contains_key(&Key::Address(last)),
+            clock.attempt("victim", None).await.is_err(),
+            "still blocked"
+        );
+        assert!(
+            clock.entry(&Key::Address(v4(999).unwrap())).is_some(),
             "the newest entries are kept"
         );
-        assert!(!lock(&counts)
-            .entries
-            .contains_key(&Key::Username("spray0".into())));
+        assert!(clock.entry(&user("spray0")).is_none());
 
         let tiny = Clock::new(Throttle::in_memory().max_entries(0));
         tiny.fail("a", ip("192.0.2.1")).await;
         tiny.fail("b", ip("192.0.2.2")).await;
         assert_eq!(tiny.len(), 2, "at least 2: one login's keys");
-        assert!(tiny.check("b", None).await.is_ok());
+        assert_eq!(tiny.entry(&user("b")).unwrap().failures, 1);
+        tiny.fail("b", ip("192.0.2.3")).await;
+        assert_eq!(tiny.len(), 2);
+        assert_eq!(
+            tiny.entry(&user("b")).unwrap().failures,
+            2,
+            "the attempt's own keys are kept"
+        );
     }
 
     #[tokio::test]
@@ -1171,10 +1667,10 @@ mod tests {
         let other = Clock::new(clock.throttle.clone());
         clock.fail("susan", None).await;
         other.fail("susan", None).await;
-        assert!(clock.check("susan", None).await.is_err());
+        assert!(clock.attempt("susan", None).await.is_err());
         let separate = Clock::new(Throttle::in_memory().username_limit(2));
         separate.fail("susan", None).await;
-        assert!(separate.check("susan", None).await.is_ok());
+        assert!(separate.attempt("susan", None).await.is_ok());
     }
 
     #[tokio::test]
@@ -1209,14 +1705,32 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn login_attempt_debug() {
+        let throttle = Throttle::in_memory();
+        let attempt = throttle.attempt("Susan", None).await.unwrap();
+        assert_eq!(
+            format!("{attempt:?}"),
+            "LoginAttempt { backend: \"memory\", key: \"throttle:user:susan\", reserved: true }"
+        );
+        attempt.failed();
+    }
+
     #[test]
-    fn throttle_and_its_futures_are_send_and_sync() {
-        fn send_sync<T: Send + Sync + Clone + 'static>(_: &T) {}
+    fn throttle_attempts_and_their_futures_are_send_and_sync() {
+        fn send_sync<T: Send + Sync + 'static>(_: &T) {}
         fn send<T: Send>(_: T) {}
         let throttle = Throttle::in_memory();
         send_sync(&throttle);
-        send(throttle.check("a", None));
-        send(throttle.failed("a", None));
-        send(throttle.succeeded("a", None));
+        send(throttle.attempt("a", None));
+        send(throttle.attempt_account(1, None));
+        send(throttle.attempt_account(String::from("a"), None));
+        let attempt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(throttle.attempt("a", None))
+            .unwrap();
+        send_sync(&attempt);
+        send(attempt.succeeded());
     }
 }

@@ -7,10 +7,17 @@
 //! Every subject has two throttles sharing counts, as two instances of an
 //! app would: clones in memory, two connections with one prefix on Redis.
 //!
-//! Times are moved by hand through the hidden `*_at` methods, starting from
-//! the real clock (Redis keys expire by TTL in real time, which the tests
-//! never wait for). The end-to-end tests drive an axum login route with the
-//! real clock and a long delay.
+//! Times are moved by hand through the hidden `attempt_at` and
+//! `attempt_account_at`, starting from the real clock (Redis keys expire by
+//! TTL in real time, which the tests never wait for). There is no way to
+//! look at a count without trying a login: every attempt a test makes that
+//! goes through is counted as a failure (unless it is answered
+//! `succeeded`), and the tests keep track. The end-to-end tests drive an
+//! axum login route with the real clock and a long delay.
+//!
+//! The concurrency tests are the attack the throttle must stop: many
+//! wrong-password logins sent at the same moment, all before any password
+//! check has finished. Each gets no more attempts through than the limit.
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Form, State};
@@ -20,7 +27,8 @@ use axum::Router;
 use futures_util::FutureExt as _;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt as _;
-use latch::{Throttle, Throttled};
+use latch::{LoginAttempt, Throttle, Throttled};
+use std::fmt::Display;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
@@ -29,6 +37,7 @@ use std::time::{Duration, SystemTime};
 use tower::ServiceExt as _;
 
 const SECOND: Duration = Duration::from_secs(1);
+const ZERO: Duration = Duration::ZERO;
 
 // ---------------------------------------------------------------------------
 // Backends
@@ -72,17 +81,27 @@ macro_rules! behaviour_tests {
                 the_defaults,
                 username_limit_then_a_doubling_delay_up_to_the_cap,
                 other_usernames_are_unaffected,
-                usernames_are_trimmed_and_lowercased,
+                refused_attempts_count_nothing,
+                usernames_are_trimmed_normalised_and_lowercased,
+                long_usernames_are_cut_at_256_bytes,
                 the_address_limit_covers_every_username_from_the_address,
                 ipv6_counts_per_64_and_mapped_ipv4_as_ipv4,
                 without_an_address_only_the_username_counts,
                 success_resets_the_username_but_not_the_address,
+                success_lifts_the_address_block_its_attempt_set,
+                failed_keeps_the_count,
+                a_dropped_attempt_counts_as_a_failure,
+                accounts_count_apart_from_usernames,
+                account_ids_with_odd_characters,
                 failures_are_forgotten_a_window_after_the_last_one,
                 a_block_longer_than_the_window_is_served,
                 two_instances_share_counts,
                 login_route_end_to_end;
             multi_thread:
-                concurrent_failures_all_count;
+                concurrent_failures_all_count,
+                concurrent_guesses_for_one_username_get_no_more_than_its_limit,
+                concurrent_guesses_from_one_address_get_no_more_than_its_limit,
+                concurrent_guesses_over_two_instances_get_no_more_than_the_limit;
         );
     };
     (@stamp $open:path;
@@ -257,6 +276,23 @@ mod redis_backend {
             .as_millis() as u64
     }
 
+    /// A key's fields, as `HGETALL` gives them.
+    async fn fields(connection: &mut ConnectionManager, key: &str) -> HashMap<String, String> {
+        cmd(connection, "HGETALL", &[key]).await
+    }
+
+    /// The fields the throttle writes, with these values.
+    fn written(failures: u64, last_failure: u64, blocked_until: u64) -> HashMap<String, String> {
+        [
+            ("failures", failures),
+            ("last_failure", last_failure),
+            ("blocked_until", blocked_until),
+        ]
+        .into_iter()
+        .map(|(field, value)| (field.to_owned(), value.to_string()))
+        .collect()
+    }
+
     #[tokio::test]
     async fn key_layout_fields_and_ttl() {
         with_redis(async |_, mut connection, prefix| {
@@ -270,7 +306,8 @@ mod redis_backend {
             let user = format!("{prefix}throttle:user:susan");
             let addr = format!("{prefix}throttle:addr:2001:db8:1:2::/64");
 
-            clock.fail(" Susan", ip("2001:db8:1:2::5")).await;
+            // Fullwidth, upper case and spaces: one normalised username.
+            clock.fail(" ＳＵＳＡＮ", ip("2001:db8:1:2::5")).await;
             assert_eq!(
                 keys(&mut connection, &prefix).await,
                 vec![addr.clone(), user.clone()]
@@ -278,16 +315,7 @@ mod redis_backend {
             for key in [&user, &addr] {
                 let kind: String = cmd(&mut connection, "TYPE", &[key]).await;
                 assert_eq!(kind, "hash");
-                let fields: HashMap<String, String> = cmd(&mut connection, "HGETALL", &[key]).await;
-                let expected: HashMap<String, String> = [
-                    ("failures", "1".to_owned()),
-                    ("last_failure", now.to_string()),
-                    ("blocked_until", "0".to_owned()),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect();
-                assert_eq!(fields, expected, "{key}");
+                assert_eq!(fields(&mut connection, key).await, written(1, now, 0));
                 let ttl: i64 = cmd(&mut connection, "PTTL", &[key]).await;
                 assert!(
                     (590_000..=600_000).contains(&ttl),
@@ -295,29 +323,65 @@ mod redis_backend {
                 );
             }
 
-            // Past the limit: blocked_until, by the app's clock.
+            // The limit-th attempt sets blocked_until, by the app's clock.
             clock.fail("susan", None).await;
-            let until: String = cmd(&mut connection, "HGET", &[&user, "blocked_until"]).await;
-            assert_eq!(until, (now + 30_000).to_string());
-            let failures: String = cmd(&mut connection, "HGET", &[&user, "failures"]).await;
-            assert_eq!(failures, "2");
+            assert_eq!(
+                fields(&mut connection, &user).await,
+                written(2, now, now + 30_000)
+            );
+            // A refused attempt writes nothing, to either key.
+            assert_eq!(
+                clock.guess("susan", ip("2001:db8:1:2::5")).await,
+                30 * SECOND
+            );
+            assert_eq!(
+                fields(&mut connection, &user).await,
+                written(2, now, now + 30_000)
+            );
+            assert_eq!(fields(&mut connection, &addr).await, written(1, now, 0));
 
             // A block longer than the window keeps its key that long: 2
             // hours, capped at the default 15 minutes, not the window's 10.
-            let long = throttle.clone().base_delay(Duration::from_secs(3_600));
-            Clock::new(&long).fail("susan", None).await;
-            let ttl: i64 = cmd(&mut connection, "PTTL", &[&user]).await;
+            let long = Clock::new(&throttle.clone().base_delay(Duration::from_secs(3_600)));
+            long.fail_times(2, "carol", None).await;
+            let carol = format!("{prefix}throttle:user:carol");
+            let ttl: i64 = cmd(&mut connection, "PTTL", &[&carol]).await;
             assert!((890_000..=900_000).contains(&ttl), "PTTL {ttl}");
 
-            // A good login deletes the username's key, not the address's.
+            // A good login deletes the username's key, and takes its own
+            // failure off the address's (last_failure stays).
+            clock.advance(30 * SECOND);
+            let later = millis(clock.now());
             clock.succeed("SUSAN", ip("2001:db8:1:2::5")).await;
-            assert_eq!(keys(&mut connection, &prefix).await, vec![addr.clone()]);
+            assert_eq!(
+                keys(&mut connection, &prefix).await,
+                vec![addr.clone(), carol.clone()]
+            );
+            assert_eq!(fields(&mut connection, &addr).await, written(1, later, 0));
+
+            // An account's key: the id as it displays.
+            clock.fail_account(42, None).await;
+            let account = format!("{prefix}throttle:account:42");
+            assert_eq!(
+                fields(&mut connection, &account).await,
+                written(1, later, 0)
+            );
+            let ttl: i64 = cmd(&mut connection, "PTTL", &[&account]).await;
+            assert!((590_000..=600_000).contains(&ttl), "PTTL {ttl}");
+            clock.succeed_account("42", None).await;
+            assert!(!keys(&mut connection, &prefix).await.contains(&account));
 
             // IPv4, also when mapped into IPv6.
             clock.fail("david", ip("::ffff:192.0.2.7")).await;
             assert!(keys(&mut connection, &prefix)
                 .await
                 .contains(&format!("{prefix}throttle:addr:192.0.2.7")));
+
+            // A block set by an attempt that succeeds is taken back too.
+            let strict = clock.with(&throttle.clone().address_limit(1));
+            strict.succeed("erin", ip("198.51.100.9")).await;
+            let erin = format!("{prefix}throttle:addr:198.51.100.9");
+            assert_eq!(fields(&mut connection, &erin).await, written(0, later, 0));
 
             // The default prefix.
             let default = format!("{:?}", Throttle::redis(connection.clone()));
@@ -341,10 +405,10 @@ mod redis_backend {
                 .prefix(format!("{prefix}a:"))
                 .username_limit(1);
             Clock::new(&a).fail("susan", None).await;
-            assert!(a.check("susan", None).await.is_err());
-            assert!(b.check("susan", None).await.is_ok());
-            b.succeeded("susan", None).await;
-            assert!(a.check("susan", None).await.is_err());
+            assert!(a.attempt("susan", None).await.is_err());
+            let attempt = b.attempt("susan", None).await.expect("b has no failures");
+            attempt.succeeded().await;
+            assert!(a.attempt("susan", None).await.is_err());
         })
         .await;
     }
@@ -356,11 +420,12 @@ mod redis_backend {
                 .prefix(&prefix)
                 .username_limit(1);
             let user = format!("{prefix}throttle:user:susan");
+            let addr = format!("{prefix}throttle:addr:192.0.2.1");
             let (events, _guard) = capture_events();
 
             // A key of another type: every call fails, none panics.
             let _: () = cmd(&mut connection, "SET", &[&user, "not a hash"]).await;
-            assert_eq!(throttle.check("susan", None).await, Ok(()));
+            let attempt = throttle.attempt("susan", None).await.expect("fails open");
             let logged = events.take();
             assert_eq!(logged.len(), 1, "{logged:?}");
             assert!(logged[0].starts_with("ERROR latch:"), "{logged:?}");
@@ -369,27 +434,46 @@ mod redis_backend {
                 "{logged:?}"
             );
             assert!(logged[0].contains("WRONGTYPE"), "{logged:?}");
+            attempt.failed();
+            assert_eq!(events.take(), Vec::<String>::new(), "nothing to do");
 
-            throttle.failed("susan", ip("192.0.2.1")).await;
-            let logged = events.take();
-            assert_eq!(logged.len(), 1, "{logged:?}");
-            assert!(logged[0].starts_with("ERROR latch:"), "{logged:?}");
-            assert!(logged[0].contains("failed login not counted"), "{logged:?}");
+            let attempt = throttle
+                .attempt("susan", ip("192.0.2.1"))
+                .await
+                .expect("fails open");
+            assert_eq!(events.take().len(), 1);
+            assert!(
+                !keys(&mut connection, &prefix).await.contains(&addr),
+                "nothing written to the address's key"
+            );
 
-            // A success deletes whatever the key held: counting works again.
-            throttle.succeeded("susan", None).await;
+            // A success deletes whatever the username's key held: counting
+            // works again.
+            attempt.succeeded().await;
             assert_eq!(events.take(), Vec::<String>::new());
-            throttle.failed("susan", None).await;
-            assert!(throttle.check("susan", None).await.is_err());
+            throttle.attempt("susan", None).await.unwrap().failed();
+            assert!(throttle.attempt("susan", None).await.is_err());
             assert_eq!(events.take(), Vec::<String>::new());
 
-            // A hash with a bad blocked_until.
-            let _: i64 = cmd(&mut connection, "HSET", &[&user, "blocked_until", "soon"]).await;
-            assert_eq!(throttle.check("susan", None).await, Ok(()));
-            let logged = events.take();
-            assert_eq!(logged.len(), 1, "{logged:?}");
-            assert!(logged[0].contains("blocked_until"), "{logged:?}");
-            assert!(logged[0].contains("soon"), "{logged:?}");
+            // A hash with a bad blocked_until, or one too large to be a
+            // time: nothing is written to either key.
+            for bad in ["soon", "99999999999999999999"] {
+                let _: i64 = cmd(&mut connection, "HSET", &[&user, "blocked_until", bad]).await;
+                let attempt = throttle
+                    .attempt("susan", ip("192.0.2.1"))
+                    .await
+                    .expect("fails open");
+                drop(attempt);
+                let logged = events.take();
+                assert_eq!(logged.len(), 1, "{logged:?}");
+                assert!(logged[0].contains("corrupt"), "{logged:?}");
+                assert!(logged[0].contains("blocked_until"), "{logged:?}");
+                assert!(logged[0].contains(bad), "{logged:?}");
+                assert!(logged[0].contains(&user), "{logged:?}");
+                assert!(!keys(&mut connection, &prefix).await.contains(&addr));
+                let failures: String = cmd(&mut connection, "HGET", &[&user, "failures"]).await;
+                assert_eq!(failures, "1");
+            }
         })
         .await;
     }
@@ -468,20 +552,31 @@ mod redis_backend {
                 ConnectionManager::new_with_config(redis::Client::open(through).unwrap(), config)
                     .await
                     .expect("connect through the proxy");
-            let throttle = Throttle::redis(manager).prefix(&prefix).username_limit(1);
-            throttle.failed("susan", None).await;
-            assert!(throttle.check("susan", None).await.is_err(), "Redis up");
+            let throttle = Throttle::redis(manager)
+                .prefix(&prefix)
+                .username_limit(1)
+                .base_delay(Duration::from_secs(60));
+            throttle
+                .attempt("susan", None)
+                .await
+                .expect("Redis up")
+                .failed();
+            assert!(throttle.attempt("susan", None).await.is_err(), "Redis up");
 
             proxy.stop().await;
             let (events, guard) = capture_events();
             let started = std::time::Instant::now();
-            assert_eq!(
-                throttle.check("susan", None).await,
-                Ok(()),
-                "Redis down: the login goes on"
-            );
-            throttle.failed("susan", None).await;
-            throttle.succeeded("susan", None).await;
+            throttle
+                .attempt("susan", None)
+                .await
+                .expect("Redis down: the login goes on")
+                .failed();
+            throttle
+                .attempt("susan", None)
+                .await
+                .expect("Redis down: the login goes on")
+                .succeeded()
+                .await;
             let took = started.elapsed();
             assert!(took < Duration::from_secs(10), "took {took:?}");
             let errors = events.take();
@@ -491,12 +586,15 @@ mod redis_backend {
                 errors.iter().all(|e| e.starts_with("ERROR latch:")),
                 "{logged:?}"
             );
-            assert_eq!(errors.len(), 3, "one error per call: {logged:?}");
+            assert_eq!(errors.len(), 3, "{logged:?}");
             assert!(
                 errors[0].contains("letting the login through"),
                 "{logged:?}"
             );
-            assert!(errors[1].contains("failed login not counted"), "{logged:?}");
+            assert!(
+                errors[1].contains("letting the login through"),
+                "{logged:?}"
+            );
             assert!(errors[2].contains("not reset"), "{logged:?}");
 
             // Redis back on the same port: the count kept in Redis is there
@@ -505,15 +603,23 @@ mod redis_backend {
             let _proxy = Proxy::start(upstream, proxy.port).await;
             let mut back = false;
             for _ in 0..50 {
-                if throttle.check("susan", None).await.is_err() {
-                    back = true;
-                    break;
+                match throttle.attempt("susan", None).await {
+                    Err(_) => {
+                        back = true;
+                        break;
+                    }
+                    // Still down: let through, with nothing reserved.
+                    Ok(attempt) => attempt.failed(),
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             assert!(back, "the throttle works again once Redis is back");
-            throttle.failed("david", None).await;
-            assert!(throttle.check("david", None).await.is_err());
+            throttle
+                .attempt("david", None)
+                .await
+                .expect("Redis is back")
+                .failed();
+            assert!(throttle.attempt("david", None).await.is_err());
         })
         .await;
     }
@@ -582,6 +688,12 @@ fn ip(text: &str) -> Option<IpAddr> {
     Some(text.parse().expect("an IP address"))
 }
 
+/// The `n`-th address of 10.0.0.0/8: one client of a botnet.
+fn nth_address(n: usize) -> Option<IpAddr> {
+    let n = u32::try_from(n).expect("a small n");
+    Some(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n)))
+}
+
 /// A throttle and a clock that tests move by hand; clocks made with
 /// [`Clock::with`] share the time.
 #[derive(Clone)]
@@ -614,20 +726,43 @@ impl Clock {
         *self.now.lock().unwrap() += by;
     }
 
-    async fn check(&self, username: &str, address: Option<IpAddr>) -> Result<(), Throttled> {
-        self.throttle.check_at(username, address, self.now()).await
+    async fn attempt(
+        &self,
+        username: &str,
+        address: Option<IpAddr>,
+    ) -> Result<LoginAttempt, Throttled> {
+        self.throttle
+            .attempt_at(username, address, self.now())
+            .await
     }
 
-    /// How long the login is blocked for (zero: it is not).
-    async fn blocked(&self, username: &str, address: Option<IpAddr>) -> Duration {
-        match self.check(username, address).await {
-            Ok(()) => Duration::ZERO,
-            Err(throttled) => throttled.retry_after,
-        }
+    async fn attempt_account(
+        &self,
+        id: impl Display,
+        address: Option<IpAddr>,
+    ) -> Result<LoginAttempt, Throttled> {
+        self.throttle
+            .attempt_account_at(id, address, self.now())
+            .await
     }
 
+    /// A wrong password, if the attempt goes through: then zero (and the
+    /// attempt counts as a failure); else how long it was refused for.
+    async fn guess(&self, username: &str, address: Option<IpAddr>) -> Duration {
+        outcome(self.attempt(username, address).await)
+    }
+
+    /// [`guess`](Self::guess) for an account.
+    async fn guess_account(&self, id: impl Display, address: Option<IpAddr>) -> Duration {
+        outcome(self.attempt_account(id, address).await)
+    }
+
+    /// A wrong password, from an attempt that must go through.
     async fn fail(&self, username: &str, address: Option<IpAddr>) {
-        self.throttle.failed_at(username, address, self.now()).await;
+        self.attempt(username, address)
+            .await
+            .unwrap_or_else(|e| panic!("{username:?} from {address:?}: {e}"))
+            .failed();
     }
 
     async fn fail_times(&self, n: u32, username: &str, address: Option<IpAddr>) {
@@ -636,27 +771,90 @@ impl Clock {
         }
     }
 
+    async fn fail_account(&self, id: impl Display, address: Option<IpAddr>) {
+        let name = id.to_string();
+        self.attempt_account(id, address)
+            .await
+            .unwrap_or_else(|e| panic!("account {name:?} from {address:?}: {e}"))
+            .failed();
+    }
+
+    /// A right password, from an attempt that must go through.
     async fn succeed(&self, username: &str, address: Option<IpAddr>) {
-        self.throttle
-            .succeeded_at(username, address, self.now())
+        self.attempt(username, address)
+            .await
+            .unwrap_or_else(|e| panic!("{username:?} from {address:?}: {e}"))
+            .succeeded()
             .await;
     }
+
+    async fn succeed_account(&self, id: impl Display, address: Option<IpAddr>) {
+        let name = id.to_string();
+        self.attempt_account(id, address)
+            .await
+            .unwrap_or_else(|e| panic!("account {name:?} from {address:?}: {e}"))
+            .succeeded()
+            .await;
+    }
+}
+
+/// Zero for an attempt that went through (dropped: a failure), else how
+/// long it was refused for.
+fn outcome(attempt: Result<LoginAttempt, Throttled>) -> Duration {
+    match attempt {
+        Ok(attempt) => {
+            attempt.failed();
+            ZERO
+        }
+        Err(throttled) => throttled.retry_after,
+    }
+}
+
+/// Starts `n` login attempts at the same moment, spread over `clocks` in
+/// turn, `login(i)` giving the `i`-th its username and address. Every
+/// attempt that goes through is held until all `n` have been answered, as
+/// when every password check is still running; the caller gets them.
+async fn burst(
+    clocks: &[Clock],
+    n: usize,
+    login: impl Fn(usize) -> (String, Option<IpAddr>),
+) -> (Vec<LoginAttempt>, Vec<Throttled>) {
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let clock = clocks[i % clocks.len()].clone();
+            let barrier = barrier.clone();
+            let (username, address) = login(i);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                clock.attempt(&username, address).await
+            })
+        })
+        .collect();
+    let mut through = Vec::new();
+    let mut refused = Vec::new();
+    for task in futures_util::future::join_all(tasks).await {
+        match task.expect("an attempt task") {
+            Ok(attempt) => through.push(attempt),
+            Err(throttled) => refused.push(throttled),
+        }
+    }
+    (through, refused)
 }
 
 // ---------------------------------------------------------------------------
 // Behaviour
 // ---------------------------------------------------------------------------
 
-/// 5 free failures per username, then 1 s doubling to 15 minutes; 20 per
-/// address.
+/// 5 attempts per username go through, the 5th blocking it for 1 s, then
+/// each one after a block doubles it up to 15 minutes; 20 per address.
 async fn the_defaults(t: Subject) {
     let clock = Clock::new(&t.throttle);
     clock.fail_times(4, "susan", None).await;
-    assert_eq!(clock.blocked("susan", None).await, Duration::ZERO);
     let mut got = Vec::new();
     for _ in 0..14 {
-        clock.fail("susan", None).await;
-        let blocked = clock.blocked("susan", None).await;
+        assert_eq!(clock.guess("susan", None).await, ZERO, "after {got:?}");
+        let blocked = clock.guess("susan", None).await;
         got.push(blocked.as_secs());
         clock.advance(blocked);
     }
@@ -668,9 +866,12 @@ async fn the_defaults(t: Subject) {
     for n in 0..19 {
         clock.fail(&format!("user{n}"), ip("192.0.2.1")).await;
     }
-    assert!(clock.check("anyone", ip("192.0.2.1")).await.is_ok());
-    clock.fail("user19", ip("192.0.2.1")).await;
-    assert_eq!(clock.blocked("anyone", ip("192.0.2.1")).await, SECOND);
+    assert_eq!(
+        clock.guess("user19", ip("192.0.2.1")).await,
+        ZERO,
+        "the 20th goes through"
+    );
+    assert_eq!(clock.guess("anyone", ip("192.0.2.1")).await, SECOND);
 }
 
 async fn username_limit_then_a_doubling_delay_up_to_the_cap(t: Subject) {
@@ -680,63 +881,97 @@ async fn username_limit_then_a_doubling_delay_up_to_the_cap(t: Subject) {
         .base_delay(Duration::from_millis(500))
         .max_delay(Duration::from_secs(5));
     let clock = Clock::new(&throttle);
-    for _ in 0..2 {
-        clock.fail("susan", None).await;
-        assert_eq!(clock.blocked("susan", None).await, Duration::ZERO);
-    }
+    clock.fail_times(2, "susan", None).await;
     for expected in [500, 1_000, 2_000, 4_000, 5_000, 5_000] {
         let expected = Duration::from_millis(expected);
-        clock.fail("susan", None).await;
-        let throttled = clock.check("susan", None).await.unwrap_err();
-        assert_eq!(throttled.retry_after, expected);
+        assert_eq!(clock.guess("susan", None).await, ZERO, "goes through");
+        let throttled = clock.attempt("susan", None).await.unwrap_err();
+        assert_eq!(throttled.retry_after, expected, "and blocks");
         clock.advance(Duration::from_millis(300));
         assert_eq!(
-            clock.blocked("susan", None).await,
+            clock.guess("susan", None).await,
             expected - Duration::from_millis(300),
             "the block counts down"
         );
         clock.advance(expected - Duration::from_millis(300));
-        assert!(clock.check("susan", None).await.is_ok(), "and ends");
     }
+    assert_eq!(clock.guess("susan", None).await, ZERO, "and ends");
 }
 
 async fn other_usernames_are_unaffected(t: Subject) {
     let clock = Clock::new(&t.throttle.username_limit(2));
-    clock.fail_times(10, "susan", ip("192.0.2.1")).await;
-    assert!(clock.check("susan", ip("198.51.100.1")).await.is_err());
-    assert!(clock.check("susan", None).await.is_err());
-    assert!(clock.check("david", None).await.is_ok());
-    assert!(clock.check("david", ip("198.51.100.1")).await.is_ok());
-    assert!(clock.check("susan2", None).await.is_ok());
+    clock.fail_times(2, "susan", ip("192.0.2.1")).await;
+    assert_eq!(clock.guess("susan", ip("198.51.100.1")).await, SECOND);
+    assert_eq!(clock.guess("susan", None).await, SECOND);
+    assert_eq!(clock.guess("david", None).await, ZERO);
+    assert_eq!(clock.guess("david", ip("198.51.100.1")).await, ZERO);
+    assert_eq!(clock.guess("susan2", None).await, ZERO);
 }
 
-async fn usernames_are_trimmed_and_lowercased(t: Subject) {
+async fn refused_attempts_count_nothing(t: Subject) {
+    let clock = Clock::new(&t.throttle.username_limit(2).address_limit(3));
+    let address = ip("192.0.2.1");
+    clock.fail_times(2, "susan", address).await;
+    for _ in 0..20 {
+        assert_eq!(clock.guess("susan", address).await, SECOND);
+    }
+    // Neither count moved: the address has its 2 failures...
+    assert_eq!(clock.guess("david", address).await, ZERO, "the 3rd");
+    assert_eq!(clock.guess("carol", address).await, SECOND);
+    // ...and susan's next block is her 3rd failure's.
+    clock.advance(SECOND);
+    assert_eq!(clock.guess("susan", None).await, ZERO);
+    assert_eq!(clock.guess("susan", None).await, 2 * SECOND);
+}
+
+async fn usernames_are_trimmed_normalised_and_lowercased(t: Subject) {
     let clock = Clock::new(&t.throttle.username_limit(3));
     clock.fail(" Susan ", None).await;
     clock.fail("SUSAN", None).await;
-    clock.fail("susan\n", None).await;
-    assert!(clock.check("susan", None).await.is_err());
-    assert!(clock.check("\tSuSaN", None).await.is_err());
-    assert!(clock.check("su san", None).await.is_ok());
-    // Unicode: Ä and ä are one name.
-    clock.fail_times(2, "JÖRG", None).await;
-    clock.fail("jörg", None).await;
-    assert!(clock.check("Jörg", None).await.is_err());
+    clock.fail("ｓｕｓａｎ", None).await;
+    assert_eq!(clock.guess("susan", None).await, SECOND);
+    assert_eq!(clock.guess("\tＳｕＳaN\n", None).await, SECOND);
+    assert_eq!(clock.guess("su san", None).await, ZERO);
+    // Unicode: Ö and ö are one name, composed or not.
+    clock.fail("JÖRG", None).await;
+    clock.fail("jo\u{308}rg", None).await;
+    clock.fail("Jörg", None).await;
+    assert_eq!(clock.guess("jörg", None).await, SECOND);
+}
+
+async fn long_usernames_are_cut_at_256_bytes(t: Subject) {
+    let clock = Clock::new(&t.throttle.username_limit(2));
+    let long = "a".repeat(256);
+    clock.fail(&format!("{long}x"), None).await;
+    clock.fail(&format!("{}Y", long.to_uppercase()), None).await;
+    assert_eq!(
+        clock.guess(&long, None).await,
+        SECOND,
+        "one name: its first 256 bytes"
+    );
+    assert_eq!(clock.guess(&long[1..], None).await, ZERO, "255 bytes");
+    // A cut inside a character drops the whole character: "x" and 200
+    // two-byte "é" are cut to 255 bytes, "x" and 127 of them.
+    clock.fail(&format!("x{}", "é".repeat(200)), None).await;
+    clock.fail(&format!("X{}", "É".repeat(127)), None).await;
+    assert_eq!(
+        clock.guess(&format!("x{}", "é".repeat(128)), None).await,
+        SECOND
+    );
 }
 
 async fn the_address_limit_covers_every_username_from_the_address(t: Subject) {
     let clock = Clock::new(&t.throttle.address_limit(5).username_limit(3));
     let address = ip("192.0.2.1");
     for n in 0..5 {
-        let name = format!("user{n}");
-        assert!(clock.check(&name, address).await.is_ok());
-        clock.fail(&name, address).await;
+        clock.fail(&format!("user{n}"), address).await;
     }
-    assert_eq!(clock.blocked("someone", address).await, SECOND);
-    assert!(clock.check("someone", ip("192.0.2.2")).await.is_ok());
-    assert!(clock.check("user0", None).await.is_ok(), "one failure each");
-    clock.fail("someone", address).await;
-    assert_eq!(clock.blocked("someone else", address).await, 2 * SECOND);
+    assert_eq!(clock.guess("someone", address).await, SECOND);
+    assert_eq!(clock.guess("someone", ip("192.0.2.2")).await, ZERO);
+    assert_eq!(clock.guess("user0", None).await, ZERO, "one failure each");
+    clock.advance(SECOND);
+    assert_eq!(clock.guess("someone", address).await, ZERO, "the 6th");
+    assert_eq!(clock.guess("someone else", address).await, 2 * SECOND);
 }
 
 async fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4(t: Subject) {
@@ -746,27 +981,34 @@ async fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4(t: Subject) {
         .fail("b", ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
         .await;
     clock.fail("c", ip("2001:db8:1:2:abcd::")).await;
-    assert!(clock.check("d", ip("2001:db8:1:2::9")).await.is_err());
-    assert!(clock.check("d", ip("2001:db8:1:3::1")).await.is_ok());
-    assert!(clock.check("d", ip("2001:db8:1::")).await.is_ok());
+    assert!(clock.guess("d", ip("2001:db8:1:2::9")).await > ZERO);
+    assert_eq!(clock.guess("d", ip("2001:db8:1:3::1")).await, ZERO);
+    assert_eq!(clock.guess("d", ip("2001:db8:1::")).await, ZERO);
 
     clock.fail("a", ip("::ffff:192.0.2.1")).await;
     clock.fail("b", ip("192.0.2.1")).await;
     clock.fail("c", ip("::ffff:192.0.2.1")).await;
-    assert!(clock.check("d", ip("192.0.2.1")).await.is_err());
-    assert!(clock.check("d", ip("::ffff:192.0.2.1")).await.is_err());
-    assert!(
-        clock.check("d", ip("::ffff:192.0.2.2")).await.is_ok(),
+    assert!(clock.guess("d", ip("192.0.2.1")).await > ZERO);
+    assert!(clock.guess("d", ip("::ffff:192.0.2.1")).await > ZERO);
+    assert_eq!(
+        clock.guess("d", ip("::ffff:192.0.2.2")).await,
+        ZERO,
         "IPv4 clients of a dual-stack socket are not one /64"
     );
-    assert!(clock.check("d", ip("192.0.2.2")).await.is_ok());
+    assert_eq!(clock.guess("d", ip("192.0.2.2")).await, ZERO);
 }
 
 async fn without_an_address_only_the_username_counts(t: Subject) {
     let clock = Clock::new(&t.throttle.address_limit(1).username_limit(3));
     clock.fail_times(2, "susan", None).await;
-    assert!(clock.check("susan", ip("192.0.2.1")).await.is_ok());
-    assert!(clock.check("susan", None).await.is_ok());
+    assert_eq!(
+        clock.guess("david", ip("192.0.2.1")).await,
+        ZERO,
+        "no address counted susan's failures"
+    );
+    assert_eq!(clock.guess("carol", ip("192.0.2.1")).await, SECOND);
+    assert_eq!(clock.guess("susan", None).await, ZERO, "the 3rd");
+    assert_eq!(clock.guess("susan", None).await, SECOND);
 }
 
 async fn success_resets_the_username_but_not_the_address(t: Subject) {
@@ -775,15 +1017,141 @@ async fn success_resets_the_username_but_not_the_address(t: Subject) {
     clock.fail_times(2, "susan", address).await;
     clock.succeed(" Susan", address).await;
     clock.fail_times(2, "susan", address).await;
-    assert!(clock.check("susan", None).await.is_ok(), "2 failures since");
-    clock.fail("susan", address).await;
-    assert_eq!(clock.blocked("susan", None).await, SECOND, "3 since");
-    // The address now has 5 failures, and a good login does not reset it:
-    // an attacker's own account must not clear the address.
+    assert_eq!(
+        clock.guess("susan", None).await,
+        ZERO,
+        "the 3rd since the login"
+    );
+    assert_eq!(clock.guess("susan", None).await, SECOND);
+    clock.advance(SECOND);
+    // A right password on the address's 5th attempt: it leaves no block,
+    // and the address keeps its 4 failures (an attacker's own account must
+    // not clear the address).
     clock.succeed("susan", address).await;
-    assert!(clock.check("susan", None).await.is_ok());
-    assert_eq!(clock.blocked("mallory", address).await, SECOND);
-    assert_eq!(clock.blocked("susan", address).await, SECOND);
+    assert_eq!(
+        clock.guess("susan", None).await,
+        ZERO,
+        "the username starts over"
+    );
+    assert_eq!(clock.guess("mallory", address).await, ZERO, "the 5th");
+    assert_eq!(clock.guess("david", address).await, SECOND);
+}
+
+async fn success_lifts_the_address_block_its_attempt_set(t: Subject) {
+    let clock = Clock::new(&t.throttle.address_limit(2).username_limit(1));
+    let address = ip("192.0.2.1");
+    clock.fail("mallory", address).await;
+    // Susan's attempt is the address's 2nd and her own 1st: it blocks both
+    // while her password is checked...
+    let attempt = clock.attempt("susan", address).await.expect("the 2nd");
+    assert_eq!(clock.guess("carol", address).await, SECOND);
+    assert_eq!(clock.guess("susan", None).await, SECOND);
+    // ...and a right password lifts both blocks.
+    attempt.succeeded().await;
+    assert_eq!(clock.guess("susan", None).await, ZERO);
+    assert_eq!(
+        clock.guess("david", address).await,
+        ZERO,
+        "the address is back to 1 failure"
+    );
+    assert_eq!(clock.guess("erin", address).await, SECOND);
+}
+
+async fn failed_keeps_the_count(t: Subject) {
+    let clock = Clock::new(&t.throttle.username_limit(2).address_limit(2));
+    let address = ip("192.0.2.1");
+    clock.attempt("susan", address).await.unwrap().failed();
+    clock.attempt("susan", None).await.unwrap().failed();
+    assert_eq!(clock.guess("susan", None).await, SECOND);
+    assert_eq!(
+        clock.guess("david", address).await,
+        ZERO,
+        "the address's 2nd"
+    );
+    assert_eq!(clock.guess("carol", address).await, SECOND);
+}
+
+async fn a_dropped_attempt_counts_as_a_failure(t: Subject) {
+    let clock = Clock::new(&t.throttle.username_limit(4));
+    // Dropped without an answer.
+    drop(clock.attempt("susan", None).await.expect("the 1st"));
+    // Held by a handler that panics.
+    let handler = {
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            let _attempt = clock.attempt("susan", None).await.expect("the 2nd");
+            panic!("a handler bug (the test expects this panic)");
+        })
+    };
+    assert!(handler.await.unwrap_err().is_panic());
+    // Held by a request whose client went away: its future is dropped while
+    // the password is being checked.
+    let request = async {
+        let _attempt = clock.attempt("susan", None).await.expect("the 3rd");
+        std::future::pending::<()>().await;
+    };
+    let cancelled = tokio::time::timeout(Duration::from_millis(20), request).await;
+    assert!(cancelled.is_err());
+    // So this is the 4th, which reaches the limit.
+    assert_eq!(clock.guess("susan", None).await, ZERO);
+    assert_eq!(clock.guess("susan", None).await, SECOND);
+}
+
+async fn accounts_count_apart_from_usernames(t: Subject) {
+    let clock = Clock::new(&t.throttle.username_limit(2).address_limit(3));
+    let address = ip("192.0.2.1");
+    clock.fail_account(42, address).await;
+    clock.fail("42", None).await;
+    assert_eq!(
+        clock.guess_account("42", None).await,
+        ZERO,
+        "account 42's 2nd: any Display that writes 42"
+    );
+    assert_eq!(clock.guess_account(42_u64, None).await, SECOND);
+    assert_eq!(clock.guess("42", None).await, ZERO, "the username 42's 2nd");
+    assert_eq!(clock.guess("42", None).await, SECOND);
+    assert_eq!(clock.guess_account(43, None).await, ZERO);
+    // The address counts attempts of both kinds.
+    assert_eq!(clock.guess("susan", address).await, ZERO);
+    assert_eq!(clock.guess_account(7, address).await, ZERO, "the 3rd");
+    assert_eq!(clock.guess_account(8, address).await, SECOND);
+    // A right password resets the account, and no username.
+    clock.advance(SECOND);
+    clock.succeed_account(42, None).await;
+    assert_eq!(clock.guess_account(42, None).await, ZERO);
+    assert_eq!(clock.guess("42", None).await, ZERO, "the 3rd");
+    assert_eq!(clock.guess("42", None).await, 2 * SECOND);
+}
+
+async fn account_ids_with_odd_characters(t: Subject) {
+    let clock = Clock::new(&t.throttle.username_limit(1));
+    let long = "x".repeat(1_000);
+    let ids = [
+        "susan",
+        "Susan",
+        " susan ",
+        "ｓｕｓａｎ",
+        "user:susan",
+        "throttle:user:susan",
+        "a b",
+        "*",
+        "[a]*?",
+        "{tag}",
+        "ünï",
+        "line\nbreak",
+        "",
+        "0190d5b4-7a62-7c1e-8f0a-2c4f5c9b1e37",
+        &long,
+    ];
+    // Each is an account of its own: not one of them is refused.
+    for id in ids {
+        clock.fail_account(id, None).await;
+    }
+    for id in ids {
+        assert_eq!(clock.guess_account(id, None).await, SECOND, "{id:?}");
+    }
+    // Nor is any of them a username.
+    assert_eq!(clock.guess("susan", None).await, ZERO);
 }
 
 async fn failures_are_forgotten_a_window_after_the_last_one(t: Subject) {
@@ -796,25 +1164,25 @@ async fn failures_are_forgotten_a_window_after_the_last_one(t: Subject) {
     clock.advance(Duration::from_secs(599));
     clock.fail("susan", None).await;
     assert_eq!(
-        clock.blocked("susan", None).await,
+        clock.guess("susan", None).await,
         SECOND,
         "within the window"
     );
     clock.advance(Duration::from_secs(599));
     clock.fail("susan", None).await;
     assert_eq!(
-        clock.blocked("susan", None).await,
+        clock.guess("susan", None).await,
         2 * SECOND,
         "the window runs from the last failure"
     );
     clock.advance(Duration::from_secs(600));
     clock.fail_times(2, "susan", None).await;
-    assert!(
-        clock.check("susan", None).await.is_ok(),
-        "counted from zero"
+    assert_eq!(
+        clock.guess("susan", None).await,
+        ZERO,
+        "counted from zero: the 3rd"
     );
-    clock.fail("susan", None).await;
-    assert_eq!(clock.blocked("susan", None).await, SECOND);
+    assert_eq!(clock.guess("susan", None).await, SECOND);
 }
 
 async fn a_block_longer_than_the_window_is_served(t: Subject) {
@@ -826,10 +1194,12 @@ async fn a_block_longer_than_the_window_is_served(t: Subject) {
     );
     clock.fail("susan", None).await;
     clock.advance(Duration::from_secs(50));
-    assert_eq!(clock.blocked("susan", None).await, Duration::from_secs(50));
-    clock.fail("susan", None).await; // counted from zero: 100 s again
+    assert_eq!(clock.guess("susan", None).await, Duration::from_secs(50));
+    clock.advance(Duration::from_secs(50));
+    // Counted from zero: 1 failure, 100 s again (not 200).
+    clock.fail("susan", None).await;
     clock.advance(Duration::from_secs(60));
-    assert_eq!(clock.blocked("susan", None).await, Duration::from_secs(40));
+    assert_eq!(clock.guess("susan", None).await, Duration::from_secs(40));
 }
 
 async fn two_instances_share_counts(t: Subject) {
@@ -838,13 +1208,14 @@ async fn two_instances_share_counts(t: Subject) {
     a.fail("susan", ip("192.0.2.1")).await;
     b.fail("Susan", ip("192.0.2.1")).await;
     a.fail("susan", None).await;
-    assert!(b.check("susan", None).await.is_ok());
-    b.fail("susan", None).await;
-    assert_eq!(a.blocked("susan", None).await, SECOND);
-    assert_eq!(b.blocked("susan", None).await, SECOND);
+    assert_eq!(b.guess("susan", None).await, ZERO, "the 4th");
+    assert_eq!(a.guess("susan", None).await, SECOND);
+    assert_eq!(b.guess("susan", None).await, SECOND);
+    a.advance(SECOND);
     b.succeed("susan", None).await;
-    assert!(
-        a.check("susan", None).await.is_ok(),
+    assert_eq!(
+        a.guess("susan", None).await,
+        ZERO,
         "a reset on one is seen by the other"
     );
 }
@@ -855,25 +1226,85 @@ async fn concurrent_failures_all_count(t: Subject) {
     let a = Clock::new(&t.throttle.username_limit(N).address_limit(N));
     let b = a.with(&t.other.username_limit(N).address_limit(N));
     let address = ip("192.0.2.1");
-    let run = |count: u32| {
-        let tasks: Vec<_> = (0..count)
-            .map(|n| {
-                let clock = if n % 2 == 0 { a.clone() } else { b.clone() };
-                tokio::spawn(async move { clock.fail("susan", address).await })
-            })
-            .collect();
-        futures_util::future::join_all(tasks)
+    let (through, refused) = burst(&[a.clone(), b], N as usize - 1, |_| {
+        ("susan".to_owned(), address)
+    })
+    .await;
+    assert_eq!((through.len(), refused.len()), (N as usize - 1, 0));
+    through.into_iter().for_each(LoginAttempt::failed);
+    assert_eq!(a.guess("susan", address).await, ZERO, "the {N}th");
+    assert_eq!(a.guess("susan", None).await, SECOND, "exactly {N}");
+    assert_eq!(a.guess("david", address).await, SECOND, "exactly {N}");
+}
+
+/// The attack: 40 wrong passwords for one username, sent at once from 40
+/// addresses, all before any password check ends. Only the username limit
+/// gets through; the rest are refused at once.
+async fn concurrent_guesses_for_one_username_get_no_more_than_its_limit(t: Subject) {
+    const N: usize = 40;
+    let delay = Duration::from_secs(60);
+    let clock = Clock::new(&t.throttle.username_limit(5).base_delay(delay));
+    let (through, refused) = burst(std::slice::from_ref(&clock), N, |n| {
+        ("susan".to_owned(), nth_address(n))
+    })
+    .await;
+    assert_eq!(through.len(), 5, "of {N} at once");
+    assert_eq!(refused.len(), N - 5);
+    assert!(
+        refused.iter().all(|t| t.retry_after == delay),
+        "{refused:?}"
+    );
+    drop(through);
+    assert_eq!(
+        clock.guess("susan", None).await,
+        delay,
+        "5 failures counted"
+    );
+}
+
+/// The attack on many accounts from one address (password spraying), all
+/// at once: only the address limit gets through.
+async fn concurrent_guesses_from_one_address_get_no_more_than_its_limit(t: Subject) {
+    const N: usize = 40;
+    let delay = Duration::from_secs(60);
+    let clock = Clock::new(&t.throttle.address_limit(10).base_delay(delay));
+    let address = ip("192.0.2.1");
+    let (through, refused) = burst(std::slice::from_ref(&clock), N, |n| {
+        (format!("user{n}"), address)
+    })
+    .await;
+    assert_eq!(through.len(), 10, "of {N} at once");
+    assert_eq!(refused.len(), N - 10);
+    through.into_iter().for_each(LoginAttempt::failed);
+    assert_eq!(clock.guess("anyone", address).await, delay);
+}
+
+/// Both attacks, each split over two instances of the app sharing counts
+/// (on Redis: two connections, one prefix).
+async fn concurrent_guesses_over_two_instances_get_no_more_than_the_limit(t: Subject) {
+    const N: usize = 40;
+    let delay = Duration::from_secs(60);
+    let configure = |throttle: Throttle| {
+        throttle
+            .username_limit(5)
+            .address_limit(10)
+            .base_delay(delay)
     };
-    for outcome in run(N - 1).await {
-        outcome.expect("a failed() task");
-    }
-    assert!(a.check("susan", None).await.is_ok(), "{} failures", N - 1);
-    assert!(a.check("david", address).await.is_ok());
-    for outcome in run(1).await {
-        outcome.expect("a failed() task");
-    }
-    assert_eq!(a.blocked("susan", None).await, SECOND, "exactly {N}");
-    assert_eq!(a.blocked("david", address).await, SECOND, "exactly {N}");
+    let a = Clock::new(&configure(t.throttle));
+    let b = a.with(&configure(t.other));
+    let instances = [a.clone(), b.clone()];
+
+    let (through, refused) = burst(&instances, N, |n| ("susan".to_owned(), nth_address(n))).await;
+    assert_eq!((through.len(), refused.len()), (5, N - 5), "one username");
+    drop(through);
+
+    let address = ip("192.0.2.1");
+    let (through, refused) = burst(&instances, N, |n| (format!("user{n}"), address)).await;
+    assert_eq!((through.len(), refused.len()), (10, N - 10), "one address");
+    drop(through);
+
+    assert_eq!(a.guess("susan", None).await, delay);
+    assert_eq!(b.guess("anyone", address).await, delay);
 }
 
 // ---------------------------------------------------------------------------
@@ -886,26 +1317,38 @@ struct Credentials {
     password: String,
 }
 
-const ACCOUNTS: [(&str, &str); 2] = [("susan", "correct horse"), ("david", "battery staple")];
+/// Id, username and password.
+const ACCOUNTS: [(i64, &str, &str); 2] = [
+    (1, "susan", "correct horse"),
+    (2, "david", "battery staple"),
+];
 
-/// A login route as an app would write it: check, then the password, then
-/// `failed` or `succeeded`.
+/// A login route as an app would write it: look the username up, reserve
+/// an attempt (for the account if there is one), then check the password,
+/// then `succeeded` or `failed`.
 async fn login(
     State(throttle): State<Throttle>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     Form(form): Form<Credentials>,
 ) -> Result<Response, Throttled> {
     let address = Some(client.ip());
-    throttle.check(&form.username, address).await?;
-    let known = ACCOUNTS
+    // The app's own lookup rule: ASCII case and surrounding spaces ignored.
+    let account = ACCOUNTS
         .iter()
-        .any(|&(name, password)| name == form.username && password == form.password);
-    if known {
-        throttle.succeeded(&form.username, address).await;
-        Ok(format!("Welcome, {}!", form.username).into_response())
-    } else {
-        throttle.failed(&form.username, address).await;
-        Ok((StatusCode::UNAUTHORIZED, "Wrong username or password.").into_response())
+        .find(|(_, name, _)| name.eq_ignore_ascii_case(form.username.trim()));
+    let attempt = match account {
+        Some((id, _, _)) => throttle.attempt_account(id, address).await?,
+        None => throttle.attempt(&form.username, address).await?,
+    };
+    match account {
+        Some((_, name, password)) if *password == form.password => {
+            attempt.succeeded().await;
+            Ok(format!("Welcome, {name}!").into_response())
+        }
+        _ => {
+            attempt.failed();
+            Ok((StatusCode::UNAUTHORIZED, "Wrong username or password.").into_response())
+        }
     }
 }
 
@@ -958,9 +1401,9 @@ async fn login_route_end_to_end(t: Subject) {
         turn += 1;
         post_login(&apps[turn % 2], client, username, password).await
     };
-    let (a, b) = ("192.0.2.10", "198.51.100.20");
+    let (a, b, c) = ("192.0.2.10", "198.51.100.20", "203.0.113.30");
 
-    // Two wrong passwords, then the right one: the username starts over.
+    // Two wrong passwords, then the right one: the account starts over.
     for _ in 0..2 {
         assert_eq!(
             post(a, "susan", "guess").await.status,
@@ -978,9 +1421,10 @@ async fn login_route_end_to_end(t: Subject) {
             StatusCode::UNAUTHORIZED
         );
     }
-    // The 3rd failure since the login reaches the limit.
+    // The 3rd failure since the login reaches the limit; "SUSAN" is the
+    // same account to the app, so it counts for susan.
     assert_eq!(
-        post(a, "Susan", "guess").await.status,
+        post(a, "SUSAN", "guess").await.status,
         StatusCode::UNAUTHORIZED
     );
     let throttled = post(a, "susan", "correct horse").await;
@@ -990,11 +1434,11 @@ async fn login_route_end_to_end(t: Subject) {
         throttled.body,
         "Too many failed logins. Try again in 30 seconds.\n"
     );
-    let elsewhere = post(b, "susan", "correct horse").await;
+    let elsewhere = post(b, " Susan", "correct horse").await;
     assert_eq!(
         elsewhere.status,
         StatusCode::TOO_MANY_REQUESTS,
-        "the username is throttled from every address"
+        "the account is throttled from every address"
     );
 
     // Another username from the same address still gets through, until the
@@ -1016,4 +1460,15 @@ async fn login_route_end_to_end(t: Subject) {
         post(b, "david", "battery staple").await.status,
         StatusCode::OK
     );
+
+    // A username with no account is throttled just the same.
+    for _ in 0..3 {
+        assert_eq!(
+            post(c, "carol", "guess").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let throttled = post(c, "Carol", "guess").await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(throttled.headers["retry-after"], "30");
 }

@@ -675,37 +675,44 @@ async fn login_submit(
         }
     };
     let address = Some(client.ip());
-    if let Err(throttled) = state.throttle.check(username, address).await {
-        tracing::info!(username, address = %client.ip(), "login throttled");
-        let minutes = throttled.retry_after_secs().div_ceil(60);
-        let plural = if minutes == 1 { "" } else { "s" };
-        let message = format!(
-            "Too many failed logins. Please wait {minutes} minute{plural} before trying again."
-        );
-        let mut response = show_form(
-            StatusCode::TOO_MANY_REQUESTS,
-            &message,
-            typed_username,
-            remember_me,
-        )?;
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            throttled.retry_after_secs().into(),
-        );
-        return Ok(response);
-    }
     let user = user_by_username(&state.db, username).await?;
+    let attempt = match &user {
+        Some(user) => state.throttle.attempt_account(&user.id, address).await,
+        None => state.throttle.attempt(username, address).await,
+    };
+    let attempt = match attempt {
+        Ok(attempt) => attempt,
+        Err(throttled) => {
+            tracing::info!(username, address = %client.ip(), "login throttled");
+            let minutes = throttled.retry_after_secs().div_ceil(60);
+            let plural = if minutes == 1 { "" } else { "s" };
+            let message = format!(
+                "Too many failed logins. Please wait {minutes} minute{plural} before trying again."
+            );
+            let mut response = show_form(
+                StatusCode::TOO_MANY_REQUESTS,
+                &message,
+                typed_username,
+                remember_me,
+            )?;
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                throttled.retry_after_secs().into(),
+            );
+            return Ok(response);
+        }
+    };
     let hash = user
         .as_ref()
         .map_or(&*state.dummy_hash, |user| user.password_hash.as_str());
     let matches = password_matches(password, hash).await?;
     match user {
         Some(user) if matches => {
-            state.throttle.succeeded(username, address).await;
+            attempt.succeeded().await;
             log_in(&auth, &session, &user, remember_me).await
         }
         user => {
-            state.throttle.failed(username, address).await;
+            attempt.failed();
             tracing::info!(user_id = user.map(|user| user.id), "failed login");
             show_form(
                 StatusCode::OK,

@@ -1,12 +1,13 @@
-//! The Redis backend of [`Throttle`](super::Throttle): a hash per key,
-//! failures counted by one Lua script, expiry by key TTL.
+//! The Redis backend of [`Throttle`](super::Throttle): a hash per key, an
+//! attempt checked and counted by one Lua script and taken back by another,
+//! expiry by key TTL.
 
 use std::sync::LazyLock;
 
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
 
-use super::{Key, Keys, Settings};
+use super::{Key, Keys, Refund, Reservation, Settings};
 
 /// Counts in Redis. Clones share the connection.
 #[derive(Clone)]
@@ -18,25 +19,55 @@ pub(super) struct RedisThrottle {
 /// The prefix of every key when none is set (as for `RedisStore`).
 const DEFAULT_PREFIX: &str = "latch:";
 
-/// Counts one failure on each key. The Rust twin is `Entry::fail`.
+/// Checks and counts one attempt, atomically. The Rust twin is
+/// `Counts::attempt` (with `Entry::fail`).
 ///
-/// KEYS: the username's key, then the address's if known. ARGV: now,
-/// window, base delay, max delay (milliseconds, at most 2^50 apart from
-/// now, so exact in Lua's numbers), then each key's limit. Numbers are
+/// KEYS: the username's or account's key, then the address's if known.
+/// ARGV: now, window, base delay, max delay (milliseconds, at most 2^50
+/// apart from now, so exact in Lua's numbers), then each key's limit.
+///
+/// Every field of both keys is read first; a field that is not a number
+/// the script wrote (digits, at most 16) answers `corrupt, key, field,
+/// value` and nothing is written. If a key is blocked past now, the answer
+/// is `refused, blocked_until` (the latest) and nothing is written.
+/// Otherwise a failure is counted on each key and the answer is `reserved`
+/// followed by each key's `blocked_until` before and after. Numbers are
 /// written back with `%d`: Redis may turn a Lua number into text in
 /// exponent notation.
-static FAIL: LazyLock<Script> = LazyLock::new(|| {
+static ATTEMPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local base, max = tonumber(ARGV[3]), tonumber(ARGV[4])
 local function int(x) return string.format('%d', x) end
+local names = {'failures', 'last_failure', 'blocked_until'}
+local entries = {}
+local latest = 0
+for i, key in ipairs(KEYS) do
+  local fields = redis.call('HMGET', key, names[1], names[2], names[3])
+  local entry = {}
+  for j, name in ipairs(names) do
+    local value = fields[j]
+    if value then
+      if #value > 16 or not string.match(value, '^%d+$') then
+        return {'corrupt', key, name, value}
+      end
+      entry[j] = tonumber(value)
+    else
+      entry[j] = 0
+    end
+  end
+  entries[i] = entry
+  latest = math.max(latest, entry[3])
+end
+if latest > now then
+  return {'refused', int(latest)}
+end
+local reply = {'reserved'}
 for i, key in ipairs(KEYS) do
   local limit = tonumber(ARGV[4 + i])
-  local fields = redis.call('HMGET', key, 'failures', 'last_failure', 'blocked_until')
-  local failures = tonumber(fields[1]) or 0
-  local last = tonumber(fields[2]) or 0
-  local blocked = tonumber(fields[3]) or 0
+  local failures, last, blocked = entries[i][1], entries[i][2], entries[i][3]
+  local before = blocked
   if now - last >= window then failures = 0 end
   failures = failures + 1
   if failures >= limit then
@@ -46,8 +77,37 @@ for i, key in ipairs(KEYS) do
   redis.call('HSET', key, 'failures', int(failures), 'last_failure', int(now),
     'blocked_until', int(blocked))
   redis.call('PEXPIRE', key, int(math.max(window, blocked - now, 1)))
+  reply[#reply + 1] = int(before)
+  reply[#reply + 1] = int(blocked)
 end
-return #KEYS
+return reply
+",
+    )
+});
+
+/// Takes back a successful attempt. The Rust twin is `Counts::refund`.
+///
+/// KEYS: the username's or account's key, deleted; then the address's, if
+/// the attempt had one. ARGV: the address's `blocked_until` before the
+/// attempt and the one it set. The address key loses one failure, and gets
+/// its `blocked_until` back if it still holds the one the attempt set; a
+/// key that is gone stays gone.
+static REFUND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('DEL', KEYS[1])
+local address = KEYS[2]
+if address then
+  local fields = redis.call('HMGET', address, 'failures', 'blocked_until')
+  local failures = tonumber(fields[1])
+  if failures and failures >= 1 then
+    redis.call('HSET', address, 'failures', string.format('%d', failures - 1))
+  end
+  if fields[2] == ARGV[2] then
+    redis.call('HSET', address, 'blocked_until', ARGV[1])
+  end
+end
+return 1
 ",
     )
 });
@@ -59,15 +119,21 @@ pub(super) enum Error {
     #[error(transparent)]
     Redis(#[from] RedisError),
     /// A key holds something the throttle did not write.
-    #[error("corrupt login throttle key {key:?} in Redis: bad blocked_until {value:?}")]
-    Corrupt { key: String, value: String },
+    #[error("corrupt login throttle key {key:?} in Redis: bad {field} {value:?}")]
+    Corrupt {
+        key: String,
+        field: String,
+        value: String,
+    },
+    /// The attempt script answered something it never does.
+    #[error("unexpected answer from the login throttle script in Redis: {0:?}")]
+    Reply(Vec<String>),
 }
 
 /// What [`RedisThrottle::send`] sends.
 #[derive(Clone, Copy)]
 enum Request<'a> {
     Command(&'a redis::Cmd),
-    Pipeline(&'a redis::Pipeline),
     Script(&'a redis::ScriptInvocation<'a>),
 }
 
@@ -91,38 +157,15 @@ impl RedisThrottle {
         format!("{}{key}", self.prefix)
     }
 
-    /// The latest time any of the keys is blocked until (0: none is).
-    pub(super) async fn blocked_until(&self, keys: &Keys) -> Result<u64, Error> {
-        let names: Vec<String> = keys.iter().map(|key| self.key(key)).collect();
-        let mut pipe = redis::pipe();
-        for name in &names {
-            pipe.cmd("HGET").arg(name).arg("blocked_until");
-        }
-        let values: Vec<Option<Vec<u8>>> = self.send(Request::Pipeline(&pipe)).await?;
-        let mut latest = 0;
-        for (name, value) in names.into_iter().zip(values) {
-            let Some(value) = value else { continue };
-            let until = std::str::from_utf8(&value)
-                .ok()
-                .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|text| text.parse::<u64>().ok())
-                .ok_or_else(|| Error::Corrupt {
-                    key: name,
-                    value: String::from_utf8_lossy(&value).into_owned(),
-                })?;
-            latest = latest.max(until);
-        }
-        Ok(latest)
-    }
-
-    /// Counts a failure on each key, atomically.
-    pub(super) async fn fail(
+    /// Refuses the attempt if a key is blocked, or else counts a failure on
+    /// each key: one script, so both are one atomic step.
+    pub(super) async fn attempt(
         &self,
         keys: &Keys,
         settings: &Settings,
         now: u64,
-    ) -> Result<(), Error> {
-        let mut script = FAIL.prepare_invoke();
+    ) -> Result<Reservation, Error> {
+        let mut script = ATTEMPT.prepare_invoke();
         script
             .arg(now)
             .arg(settings.window)
@@ -130,6 +173,45 @@ impl RedisThrottle {
             .arg(settings.max_delay);
         for (key, limit) in keys.with_limits(settings) {
             script.key(self.key(key)).arg(limit);
+        }
+        let reply: Vec<Vec<u8>> = self.send(Request::Script(&script)).await?;
+        let reply: Vec<String> = reply
+            .iter()
+            .map(|part| String::from_utf8_lossy(part).into_owned())
+            .collect();
+        let parse = |text: &str| text.parse::<u64>().ok();
+        let parts: Vec<&str> = reply.iter().map(String::as_str).collect();
+        let reservation = match (parts.as_slice(), keys.address.is_some()) {
+            (["refused", until], _) => {
+                parse(until).map(|blocked_until| Reservation::Refused { blocked_until })
+            }
+            (["reserved", _, _], false) => Some(Reservation::Reserved { address: None }),
+            (["reserved", _, _, before, set], true) => {
+                parse(before)
+                    .zip(parse(set))
+                    .map(|(before, set)| Reservation::Reserved {
+                        address: Some(Refund { before, set }),
+                    })
+            }
+            (["corrupt", key, field, value], _) => {
+                return Err(Error::Corrupt {
+                    key: (*key).to_owned(),
+                    field: (*field).to_owned(),
+                    value: (*value).to_owned(),
+                })
+            }
+            _ => None,
+        };
+        reservation.ok_or(Error::Reply(reply))
+    }
+
+    /// Takes back a successful attempt: resets the account's or username's
+    /// key and refunds the address's, in one script.
+    pub(super) async fn refund(&self, keys: &Keys, address: Option<Refund>) -> Result<(), Error> {
+        let mut script = REFUND.prepare_invoke();
+        script.key(self.key(&keys.account));
+        if let (Some(key), Some(refund)) = (&keys.address, address) {
+            script.key(self.key(key)).arg(refund.before).arg(refund.set);
         }
         let _: i64 = self.send(Request::Script(&script)).await?;
         Ok(())
@@ -152,7 +234,6 @@ impl RedisThrottle {
         loop {
             let result = match request {
                 Request::Command(command) => command.query_async(&mut connection).await,
-                Request::Pipeline(pipe) => pipe.query_async(&mut connection).await,
                 Request::Script(script) => script.invoke_async(&mut connection).await,
             };
             match result {
