@@ -20,9 +20,8 @@ mod redis;
 /// account) and per client address, and once a count reaches its limit,
 /// refuses logins for a delay that doubles with each further failure.
 ///
-/// Before checking a password, reserve the attempt with
-/// [`attempt_account`](Self::attempt_account) when the username names an
-/// account, or with [`attempt`](Self::attempt) when it does not. On `Err`,
+/// Look the username up, then reserve the attempt with
+/// [`attempt`](Self::attempt), before checking the password. On `Err`,
 /// answer with the [`Throttled`] (a `429`) and do not check the password.
 /// On `Ok`, the [`LoginAttempt`] is already counted as a failure: check the
 /// password, then call [`succeeded`](LoginAttempt::succeeded) if it was
@@ -61,12 +60,11 @@ mod redis;
 ///     let address = Some(client.ip());
 ///     // Look the user up first, by the app's own rule...
 ///     let account = find_account(&form.username).await;
-///     // ...then reserve the attempt: 429 Too Many Requests, with
-///     // Retry-After, while throttled.
-///     let attempt = match &account {
-///         Some(account) => throttle.attempt_account(account.id, address).await?,
-///         None => throttle.attempt(&form.username, address).await?,
-///     };
+///     // ...then reserve the attempt, under the username as typed and the
+///     // account it names: 429 Too Many Requests, with Retry-After, while
+///     // throttled.
+///     let id = account.as_ref().map(|account| account.id);
+///     let attempt = throttle.attempt(&form.username, id, address).await?;
 ///     // Only then check the password (slow, by design).
 ///     match account {
 ///         Some(account) if password_ok(&form.password, &account.password_hash) => {
@@ -100,13 +98,16 @@ mod redis;
 ///
 /// # Counting
 ///
-/// Each attempt is counted under two keys:
+/// Each attempt is counted under these keys:
 ///
-/// - the **account**: its id in the app, for
-///   [`attempt_account`](Self::attempt_account), or the username,
-///   normalised (see [`attempt`](Self::attempt)). Guessing the password
-///   of one account from many addresses is slowed by this count, whose
-///   limit is [`username_limit`](Self::username_limit).
+/// - the **username** as typed, normalised (see [`attempt`](Self::attempt)),
+///   and the **account** it names, by its id in the app, when there is one.
+///   Guessing the password of one account from many addresses is slowed
+///   by these counts, whose limit is
+///   [`username_limit`](Self::username_limit). The account's count holds
+///   however the username is spelled; the username's makes an unknown
+///   username answer exactly as a known one would, so the throttle does not
+///   tell which usernames exist.
 /// - the **client address**: an IPv4 address, or the /64 network of an
 ///   IPv6 address (one host usually has a whole /64). An IPv4 address mapped
 ///   into IPv6 (`::ffff:192.0.2.1`, as a dual-stack socket reports it) counts
@@ -115,8 +116,8 @@ mod redis;
 ///   [`address_limit`](Self::address_limit). Pass `None` when the address
 ///   is unknown: only the account or username is counted.
 ///
-/// An attempt is refused if either key is blocked; a refused attempt counts
-/// nothing. Otherwise it counts one failure on each key, and a key's
+/// An attempt is refused if any of its keys is blocked; a refused attempt
+/// counts nothing. Otherwise it counts one failure on each key, and a key's
 /// `n`-th failure with `n >= limit` blocks it for
 /// `base_delay * 2^(n - limit)`, capped at `max_delay`. So, for a key with
 /// no failures and a limit of at least 1:
@@ -135,7 +136,7 @@ mod redis;
 /// attempt goes through and blocks for `2 * base_delay`.
 ///
 /// A right password undoes its attempt: [`LoginAttempt::succeeded`] resets
-/// the account's or username's count (and so lifts its block), and on the
+/// the username's and the account's counts (and so lifts their blocks), and on the
 /// address takes back this one failure and the block it set, if any. A
 /// right password on the `limit`-th attempt therefore leaves no block
 /// behind. The address's other failures stay counted: otherwise an attacker
@@ -182,7 +183,7 @@ mod redis;
 /// When Redis fails, the throttle **fails open**: `attempt` logs an `error`
 /// event (target `latch`) and returns a [`LoginAttempt`] that reserved
 /// nothing, so the login goes on; its `failed` does nothing, and its
-/// `succeeded` only tries to reset the account's or username's count
+/// `succeeded` only tries to reset the username's and account's counts
 /// (logging an `error` if that fails too). A store outage should not lock
 /// every user out of the app nor turn logins into 500s; passwords are still
 /// checked, only not throttled, for as long as the outage lasts.
@@ -423,10 +424,11 @@ impl Throttle {
         self
     }
 
-    /// Reserves one login attempt for `username` from `address`, or refuses
-    /// it with [`Throttled`] (answer with it: a `429`) if the username or
-    /// the address is blocked. Call it before checking the password, and
-    /// check the password only on `Ok`.
+    /// Reserves one login attempt for `username` (and the account it names,
+    /// if any) from `address`, or refuses it with [`Throttled`] (answer
+    /// with it: a `429`) if any of them is blocked. Call it once the
+    /// username has been looked up, before checking the password, and check
+    /// the password only on `Ok`.
     ///
     /// The reserved attempt is counted as a failure at once, in the same
     /// step as the check (under a lock in memory, in one script on Redis):
@@ -434,16 +436,26 @@ impl Throttle {
     /// it back. See [Counting](Self#counting) for how many attempts go
     /// through before a block.
     ///
-    /// The username is counted normalised: trimmed of white space, put in
-    /// Unicode normalisation form NFKC, lowercased (by `str::to_lowercase`),
-    /// and cut to its first 256 bytes (at a character boundary). So
-    /// `" Susan "`, `"SUSAN"` and the fullwidth `"ｓｕｓａｎ"` are one
-    /// username, and so are two names that differ only after their 256th
-    /// byte.
+    /// `account` is the app's id of the account the username names (any
+    /// `Display`: an `i64`, a `String`, a UUID...), or `None` when it names
+    /// none. With it, every spelling that the app's own lookup takes to that
+    /// account (another case, fullwidth letters, another Unicode
+    /// normalisation, an e-mail address for a username) shares one count,
+    /// whatever rule the lookup follows, so an attacker gets no more
+    /// guesses by spelling a username differently. The id is used as it
+    /// displays, not normalised, under the key `throttle:account:{id}`.
     ///
-    /// Use this for a username that names no account (count those too, or
-    /// the throttle would tell which usernames exist). For one that does,
-    /// prefer [`attempt_account`](Self::attempt_account).
+    /// The username is counted normalised, under `throttle:user:{name}`:
+    /// trimmed of white space, put in Unicode normalisation form NFKC,
+    /// lowercased (by `str::to_lowercase`), and cut to its first 256 bytes
+    /// (at a character boundary). So `" Susan "`, `"SUSAN"` and the
+    /// fullwidth `"ｓｕｓａｎ"` are one username, and so are two names that
+    /// differ only after their 256th byte. Usernames that name no account
+    /// are counted this way too, with the same limits and delays, and a
+    /// known username is counted under its name as well as its account:
+    /// blocking one spelling then refuses every spelling that normalises
+    /// alike, whether or not it names an account, and the answers do not
+    /// tell which usernames exist.
     ///
     /// If the store fails, this logs the error and returns an attempt that
     /// reserved nothing: see [Backends](Self#backends).
@@ -453,51 +465,37 @@ impl Throttle {
     /// let throttle = latch::Throttle::in_memory().username_limit(2);
     /// let address = "192.0.2.1".parse().ok();
     /// // Two attempts go through; the second blocks the username for 1 s.
-    /// throttle.attempt("susan", address).await.unwrap().failed();
-    /// throttle.attempt("SUSAN", address).await.unwrap().failed();
-    /// let throttled = throttle.attempt(" Susan", address).await.unwrap_err();
+    /// throttle.attempt("susan", Some(42), address).await.unwrap().failed();
+    /// throttle.attempt("SUSAN", Some(42), address).await.unwrap().failed();
+    /// let throttled = throttle.attempt(" Susan", Some(42), address).await.unwrap_err();
     /// assert_eq!(throttled.retry_after_secs(), 1);
+    /// // The same for a username that names no account.
+    /// let no_account: Option<i64> = None;
+    /// throttle.attempt("nobody", no_account, address).await.unwrap().failed();
     /// # });
     /// ```
     pub async fn attempt(
         &self,
         username: &str,
+        account: Option<impl Display>,
         address: Option<IpAddr>,
     ) -> Result<LoginAttempt, Throttled> {
-        self.attempt_at(username, address, SystemTime::now()).await
+        self.attempt_at(username, account, address, SystemTime::now())
+            .await
     }
 
-    /// Reserves one login attempt for the account the app knows as
-    /// `account_id` (any `Display`: an `i64`, a `String`, a UUID...), from
-    /// `address`; the same as [`attempt`](Self::attempt) otherwise, with
-    /// the same limit.
-    ///
-    /// Call this once the username has been looked up and names an
-    /// account. Then every spelling that the app's own lookup takes to that
-    /// account (another case, fullwidth letters, another Unicode
-    /// normalisation, an e-mail address for a username) counts together,
-    /// whatever rule the lookup follows: an attacker gets no more guesses
-    /// at a password by spelling its username differently. The id is used
-    /// as it displays, not normalised: `"Susan"` and `"susan"` are two
-    /// accounts. Its key is `throttle:account:{id}`, apart from the
-    /// usernames' `throttle:user:` keys.
-    ///
-    /// A username with no account is counted by [`attempt`](Self::attempt)
-    /// with the same limits and delays, so the answers look the same either
-    /// way, as long as the app's lookup takes together the spellings that
-    /// `attempt`'s normalisation does. Where the two differ (say the
-    /// lookup ignores only ASCII case, or also accepts an e-mail address),
-    /// an attacker who has blocked one spelling can tell whether another
-    /// names an account by whether it is refused too. Looking usernames up
-    /// by the same normalisation avoids that.
+    /// Reserves one attempt at a password (or code) of the account the app
+    /// knows as `account_id`, from `address`, where no username was typed:
+    /// the "current password" of a change-password form, say. It shares
+    /// the account's count with [`attempt`](Self::attempt), so failures on
+    /// either slow both, with the same limit.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let throttle = latch::Throttle::in_memory().username_limit(1);
     /// throttle.attempt_account(42, None).await.unwrap().failed();
     /// assert!(throttle.attempt_account(42, None).await.is_err());
-    /// // The username "42" and another account count apart.
-    /// assert!(throttle.attempt("42", None).await.is_ok());
+    /// assert!(throttle.attempt("susan", Some(42), None).await.is_err(), "one count");
     /// assert!(throttle.attempt_account("user-43", None).await.is_ok());
     /// # });
     /// ```
@@ -515,10 +513,12 @@ impl Throttle {
     pub async fn attempt_at(
         &self,
         username: &str,
+        account: Option<impl Display>,
         address: Option<IpAddr>,
         now: SystemTime,
     ) -> Result<LoginAttempt, Throttled> {
-        self.reserve(Keys::username(username, address), now).await
+        self.reserve(Keys::login(username, account, address), now)
+            .await
     }
 
     /// [`attempt_account`](Self::attempt_account) at the time `now`, for
@@ -680,7 +680,10 @@ impl LoginAttempt {
                 Ok(())
             }
             (Backend::Memory(counts), Held::Nothing) => {
-                lock(counts).entries.remove(&keys.account);
+                let mut counts = lock(counts);
+                for key in &keys.own {
+                    counts.entries.remove(key);
+                }
                 Ok(())
             }
             #[cfg(feature = "redis")]
@@ -688,7 +691,7 @@ impl LoginAttempt {
                 store.refund(&keys, address).await
             }
             #[cfg(feature = "redis")]
-            (Backend::Redis(store), Held::Nothing) => store.reset(&keys.account).await,
+            (Backend::Redis(store), Held::Nothing) => store.reset(&keys.own).await,
         };
         if let Err(error) = result {
             tracing::error!(target: "latch", %error, "login throttle not reset after a login");
@@ -713,7 +716,10 @@ impl std::fmt::Debug for LoginAttempt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoginAttempt")
             .field("backend", &self.backend.describe())
-            .field("key", &self.keys.account.to_string())
+            .field(
+                "keys",
+                &self.keys.own.iter().map(Key::to_string).collect::<Vec<_>>(),
+            )
             .field("reserved", &matches!(self.held, Held::Reserved { .. }))
             .finish()
     }
@@ -815,30 +821,35 @@ impl std::fmt::Display for Key {
 /// The keys of one login attempt, with their limits looked up by kind.
 #[derive(Debug)]
 struct Keys {
-    /// The username's or the account's key.
-    account: Key,
+    /// The username's key, the account's, or both (in that order): what a
+    /// right password resets. Never empty.
+    own: Vec<Key>,
     address: Option<Key>,
 }
 
 impl Keys {
-    fn username(username: &str, address: Option<IpAddr>) -> Self {
-        Self::new(Key::Username(normalise_username(username)), address)
+    fn login(username: &str, account_id: Option<impl Display>, address: Option<IpAddr>) -> Self {
+        let mut own = vec![Key::Username(normalise_username(username))];
+        own.extend(account_id.map(|id| Key::Account(id.to_string())));
+        Self::new(own, address)
     }
 
     fn account(account_id: impl Display, address: Option<IpAddr>) -> Self {
-        Self::new(Key::Account(account_id.to_string()), address)
+        Self::new(vec![Key::Account(account_id.to_string())], address)
     }
 
-    fn new(account: Key, address: Option<IpAddr>) -> Self {
+    fn new(own: Vec<Key>, address: Option<IpAddr>) -> Self {
         Self {
-            account,
+            own,
             address: address.map(|ip| Key::Address(network(ip))),
         }
     }
 
-    /// Each key with its limit: the account's (or username's) first.
+    /// Each key with its limit: the username's and account's first, then
+    /// the address's.
     fn with_limits(&self, settings: &Settings) -> impl Iterator<Item = (&Key, u32)> {
-        std::iter::once((&self.account, settings.username_limit)).chain(
+        let username_limit = settings.username_limit;
+        self.own.iter().map(move |key| (key, username_limit)).chain(
             self.address
                 .as_ref()
                 .map(|key| (key, settings.address_limit)),
@@ -846,7 +857,7 @@ impl Keys {
     }
 
     fn iter(&self) -> impl Iterator<Item = &Key> {
-        std::iter::once(&self.account).chain(self.address.as_ref())
+        self.own.iter().chain(self.address.as_ref())
     }
 
     fn contains(&self, key: &Key) -> bool {
@@ -1033,7 +1044,9 @@ impl Counts {
     /// back if the attempt set it (what the Redis script `REFUND` does,
     /// too).
     fn refund(&mut self, keys: &Keys, address: Option<Refund>) {
-        self.entries.remove(&keys.account);
+        for key in &keys.own {
+            self.entries.remove(key);
+        }
         let (Some(key), Some(refund)) = (&keys.address, address) else {
             return;
         };
@@ -1085,6 +1098,7 @@ mod tests {
     use http_body_util::BodyExt as _;
 
     const SECOND: Duration = Duration::from_secs(1);
+    const NO_ACCOUNT: Option<u64> = None;
 
     fn ip(text: &str) -> Option<IpAddr> {
         Some(text.parse().unwrap())
@@ -1125,13 +1139,16 @@ mod tests {
             username: &str,
             address: Option<IpAddr>,
         ) -> Result<LoginAttempt, Throttled> {
-            self.throttle.attempt_at(username, address, self.now).await
+            self.throttle
+                .attempt_at(username, NO_ACCOUNT, address, self.now)
+                .await
         }
 
         /// How long a login is blocked for (zero: it is not), without
         /// counting anything.
         fn blocked(&self, username: &str, address: Option<IpAddr>) -> Duration {
-            let until = lock(&self.counts()).blocked_until(&Keys::username(username, address));
+            let until =
+                lock(&self.counts()).blocked_until(&Keys::login(username, NO_ACCOUNT, address));
             Duration::from_millis(until.saturating_sub(epoch_millis(self.now)))
         }
 
@@ -1417,11 +1434,11 @@ mod tests {
         );
         assert_eq!(user("susan").to_string(), "throttle:user:susan");
         assert_eq!(
-            Keys::account(42, None).account.to_string(),
+            Keys::account(42, None).own[0].to_string(),
             "throttle:account:42"
         );
         assert_eq!(
-            Keys::account(" Odd:Id ", None).account.to_string(),
+            Keys::account(" Odd:Id ", None).own[0].to_string(),
             "throttle:account: Odd:Id ",
             "account ids are not normalised"
         );
@@ -1630,7 +1647,7 @@ mod tests {
         for n in 0..1_000u32 {
             clock.advance(Duration::from_millis(1));
             spray
-                .attempt_at(&format!("spray{n}"), v4(n), clock.now)
+                .attempt_at(&format!("spray{n}"), NO_ACCOUNT, v4(n), clock.now)
                 .await
                 .unwrap()
                 .failed();
@@ -1708,10 +1725,11 @@ mod tests {
     #[tokio::test]
     async fn login_attempt_debug() {
         let throttle = Throttle::in_memory();
-        let attempt = throttle.attempt("Susan", None).await.unwrap();
+        let attempt = throttle.attempt("Susan", Some(7), None).await.unwrap();
         assert_eq!(
             format!("{attempt:?}"),
-            "LoginAttempt { backend: \"memory\", key: \"throttle:user:susan\", reserved: true }"
+            "LoginAttempt { backend: \"memory\", \
+             keys: [\"throttle:user:susan\", \"throttle:account:7\"], reserved: true }"
         );
         attempt.failed();
     }
@@ -1722,13 +1740,13 @@ mod tests {
         fn send<T: Send>(_: T) {}
         let throttle = Throttle::in_memory();
         send_sync(&throttle);
-        send(throttle.attempt("a", None));
+        send(throttle.attempt("a", NO_ACCOUNT, None));
         send(throttle.attempt_account(1, None));
         send(throttle.attempt_account(String::from("a"), None));
         let attempt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(throttle.attempt("a", None))
+            .block_on(throttle.attempt("a", NO_ACCOUNT, None))
             .unwrap();
         send_sync(&attempt);
         send(attempt.succeeded());

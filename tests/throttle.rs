@@ -37,6 +37,9 @@ use std::time::{Duration, SystemTime};
 use tower::ServiceExt as _;
 
 const SECOND: Duration = Duration::from_secs(1);
+
+/// The account of a username that names none.
+const NO_ACCOUNT: Option<u64> = None;
 const ZERO: Duration = Duration::ZERO;
 
 // ---------------------------------------------------------------------------
@@ -92,6 +95,8 @@ macro_rules! behaviour_tests {
                 failed_keeps_the_count,
                 a_dropped_attempt_counts_as_a_failure,
                 accounts_count_apart_from_usernames,
+                a_login_counts_under_the_username_and_its_account,
+                blocking_a_spelling_does_not_tell_whether_a_username_exists,
                 account_ids_with_odd_characters,
                 failures_are_forgotten_a_window_after_the_last_one,
                 a_block_longer_than_the_window_is_served,
@@ -405,10 +410,13 @@ mod redis_backend {
                 .prefix(format!("{prefix}a:"))
                 .username_limit(1);
             Clock::new(&a).fail("susan", None).await;
-            assert!(a.attempt("susan", None).await.is_err());
-            let attempt = b.attempt("susan", None).await.expect("b has no failures");
+            assert!(a.attempt("susan", NO_ACCOUNT, None).await.is_err());
+            let attempt = b
+                .attempt("susan", NO_ACCOUNT, None)
+                .await
+                .expect("b has no failures");
             attempt.succeeded().await;
-            assert!(a.attempt("susan", None).await.is_err());
+            assert!(a.attempt("susan", NO_ACCOUNT, None).await.is_err());
         })
         .await;
     }
@@ -425,7 +433,10 @@ mod redis_backend {
 
             // A key of another type: every call fails, none panics.
             let _: () = cmd(&mut connection, "SET", &[&user, "not a hash"]).await;
-            let attempt = throttle.attempt("susan", None).await.expect("fails open");
+            let attempt = throttle
+                .attempt("susan", NO_ACCOUNT, None)
+                .await
+                .expect("fails open");
             let logged = events.take();
             assert_eq!(logged.len(), 1, "{logged:?}");
             assert!(logged[0].starts_with("ERROR latch:"), "{logged:?}");
@@ -438,7 +449,7 @@ mod redis_backend {
             assert_eq!(events.take(), Vec::<String>::new(), "nothing to do");
 
             let attempt = throttle
-                .attempt("susan", ip("192.0.2.1"))
+                .attempt("susan", NO_ACCOUNT, ip("192.0.2.1"))
                 .await
                 .expect("fails open");
             assert_eq!(events.take().len(), 1);
@@ -451,8 +462,12 @@ mod redis_backend {
             // works again.
             attempt.succeeded().await;
             assert_eq!(events.take(), Vec::<String>::new());
-            throttle.attempt("susan", None).await.unwrap().failed();
-            assert!(throttle.attempt("susan", None).await.is_err());
+            throttle
+                .attempt("susan", NO_ACCOUNT, None)
+                .await
+                .unwrap()
+                .failed();
+            assert!(throttle.attempt("susan", NO_ACCOUNT, None).await.is_err());
             assert_eq!(events.take(), Vec::<String>::new());
 
             // A hash with a bad blocked_until, or one too large to be a
@@ -460,7 +475,7 @@ mod redis_backend {
             for bad in ["soon", "99999999999999999999"] {
                 let _: i64 = cmd(&mut connection, "HSET", &[&user, "blocked_until", bad]).await;
                 let attempt = throttle
-                    .attempt("susan", ip("192.0.2.1"))
+                    .attempt("susan", NO_ACCOUNT, ip("192.0.2.1"))
                     .await
                     .expect("fails open");
                 drop(attempt);
@@ -557,22 +572,25 @@ mod redis_backend {
                 .username_limit(1)
                 .base_delay(Duration::from_secs(60));
             throttle
-                .attempt("susan", None)
+                .attempt("susan", NO_ACCOUNT, None)
                 .await
                 .expect("Redis up")
                 .failed();
-            assert!(throttle.attempt("susan", None).await.is_err(), "Redis up");
+            assert!(
+                throttle.attempt("susan", NO_ACCOUNT, None).await.is_err(),
+                "Redis up"
+            );
 
             proxy.stop().await;
             let (events, guard) = capture_events();
             let started = std::time::Instant::now();
             throttle
-                .attempt("susan", None)
+                .attempt("susan", NO_ACCOUNT, None)
                 .await
                 .expect("Redis down: the login goes on")
                 .failed();
             throttle
-                .attempt("susan", None)
+                .attempt("susan", NO_ACCOUNT, None)
                 .await
                 .expect("Redis down: the login goes on")
                 .succeeded()
@@ -603,7 +621,7 @@ mod redis_backend {
             let _proxy = Proxy::start(upstream, proxy.port).await;
             let mut back = false;
             for _ in 0..50 {
-                match throttle.attempt("susan", None).await {
+                match throttle.attempt("susan", NO_ACCOUNT, None).await {
                     Err(_) => {
                         back = true;
                         break;
@@ -615,11 +633,11 @@ mod redis_backend {
             }
             assert!(back, "the throttle works again once Redis is back");
             throttle
-                .attempt("david", None)
+                .attempt("david", NO_ACCOUNT, None)
                 .await
                 .expect("Redis is back")
                 .failed();
-            assert!(throttle.attempt("david", None).await.is_err());
+            assert!(throttle.attempt("david", NO_ACCOUNT, None).await.is_err());
         })
         .await;
     }
@@ -732,8 +750,30 @@ impl Clock {
         address: Option<IpAddr>,
     ) -> Result<LoginAttempt, Throttled> {
         self.throttle
-            .attempt_at(username, address, self.now())
+            .attempt_at(username, NO_ACCOUNT, address, self.now())
             .await
+    }
+
+    /// A login form's attempt: `username` as typed, naming the account `id`.
+    async fn attempt_login(
+        &self,
+        username: &str,
+        id: impl Display,
+        address: Option<IpAddr>,
+    ) -> Result<LoginAttempt, Throttled> {
+        self.throttle
+            .attempt_at(username, Some(id), address, self.now())
+            .await
+    }
+
+    /// [`guess`](Self::guess) with `username` naming the account `id`.
+    async fn guess_login(
+        &self,
+        username: &str,
+        id: impl Display,
+        address: Option<IpAddr>,
+    ) -> Duration {
+        outcome(self.attempt_login(username, id, address).await)
     }
 
     async fn attempt_account(
@@ -1123,6 +1163,65 @@ async fn accounts_count_apart_from_usernames(t: Subject) {
     assert_eq!(clock.guess("42", None).await, 2 * SECOND);
 }
 
+/// A login form's attempt for a username that names an account counts
+/// under both: the account's count holds for spellings the throttle does
+/// not take together (an e-mail address for the username, say), and a
+/// right password resets both.
+async fn a_login_counts_under_the_username_and_its_account(t: Subject) {
+    let clock = Clock::new(&t.throttle.username_limit(3));
+    clock
+        .attempt_login("susan", 42, None)
+        .await
+        .unwrap()
+        .failed();
+    clock
+        .attempt_login("susan@example.com", 42, None)
+        .await
+        .unwrap()
+        .failed();
+    assert_eq!(
+        clock.guess_account(42, None).await,
+        ZERO,
+        "the account's 3rd, whatever the spelling, goes through and blocks it"
+    );
+    assert_eq!(clock.guess_login("SUSAN", 42, None).await, SECOND);
+    assert_eq!(clock.guess("susan", None).await, ZERO, "the username's 2nd");
+    clock.advance(SECOND);
+    clock
+        .attempt_login("Susan", 42, None)
+        .await
+        .unwrap()
+        .succeeded()
+        .await;
+    // Both counts start again: two more, then the username's 3rd blocks.
+    for _ in 0..2 {
+        assert_eq!(clock.guess_login("susan", 42, None).await, ZERO);
+    }
+    assert_eq!(clock.guess("susan", None).await, ZERO, "the username's 3rd");
+    assert_eq!(clock.guess_login("susan", 42, None).await, SECOND);
+}
+
+/// The username enumeration an account-only key would allow: the app's
+/// lookup may not find a spelling that the throttle takes together with
+/// a real username (fullwidth letters, say, where the lookup only ignores
+/// ASCII case). Blocking that spelling must refuse the real username too,
+/// exactly as it would a username that names no account.
+async fn blocking_a_spelling_does_not_tell_whether_a_username_exists(t: Subject) {
+    let clock = Clock::new(&t.throttle.username_limit(2));
+    for (real, spelling, account) in [
+        ("susan", "ｓｕｓａｎ", Some(42)),
+        ("nobody", "ｎｏｂｏｄｙ", None),
+    ] {
+        // The spelling names no account to the app: counted as typed.
+        clock.fail_times(2, spelling, None).await;
+        let answer = match account {
+            Some(id) => clock.guess_login(real, id, None).await,
+            None => clock.guess(real, None).await,
+        };
+        assert_eq!(answer, SECOND, "{real}: refused, account or not");
+    }
+}
+
 async fn account_ids_with_odd_characters(t: Subject) {
     let clock = Clock::new(&t.throttle.username_limit(1));
     let long = "x".repeat(1_000);
@@ -1324,7 +1423,7 @@ const ACCOUNTS: [(i64, &str, &str); 2] = [
 ];
 
 /// A login route as an app would write it: look the username up, reserve
-/// an attempt (for the account if there is one), then check the password,
+/// an attempt (for the username and the account it names), then check the password,
 /// then `succeeded` or `failed`.
 async fn login(
     State(throttle): State<Throttle>,
@@ -1336,10 +1435,8 @@ async fn login(
     let account = ACCOUNTS
         .iter()
         .find(|(_, name, _)| name.eq_ignore_ascii_case(form.username.trim()));
-    let attempt = match account {
-        Some((id, _, _)) => throttle.attempt_account(id, address).await?,
-        None => throttle.attempt(&form.username, address).await?,
-    };
+    let id = account.map(|(id, _, _)| id);
+    let attempt = throttle.attempt(&form.username, id, address).await?;
     match account {
         Some((_, name, password)) if *password == form.password => {
             attempt.succeeded().await;

@@ -22,9 +22,9 @@ const DEFAULT_PREFIX: &str = "latch:";
 /// Checks and counts one attempt, atomically. The Rust twin is
 /// `Counts::attempt` (with `Entry::fail`).
 ///
-/// KEYS: the username's or account's key, then the address's if known.
-/// ARGV: now, window, base delay, max delay (milliseconds, at most 2^50
-/// apart from now, so exact in Lua's numbers), then each key's limit.
+/// KEYS: the username's key, the account's or both, then the address's if
+/// known. ARGV: now, window, base delay, max delay (milliseconds, at most
+/// 2^50 apart from now, so exact in Lua's numbers), then each key's limit.
 ///
 /// Every field of both keys is read first; a field that is not a number
 /// the script wrote (digits, at most 16) answers `corrupt, key, field,
@@ -87,24 +87,27 @@ return reply
 
 /// Takes back a successful attempt. The Rust twin is `Counts::refund`.
 ///
-/// KEYS: the username's or account's key, deleted; then the address's, if
-/// the attempt had one. ARGV: the address's `blocked_until` before the
-/// attempt and the one it set. The address key loses one failure, and gets
-/// its `blocked_until` back if it still holds the one the attempt set; a
-/// key that is gone stays gone.
+/// KEYS: the username's and account's keys, deleted; then the address's,
+/// if the attempt had one. ARGV: how many keys to delete, then the
+/// address's `blocked_until` before the attempt and the one it set. The
+/// address key loses one failure, and gets its `blocked_until` back if it
+/// still holds the one the attempt set; a key that is gone stays gone.
 static REFUND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-redis.call('DEL', KEYS[1])
-local address = KEYS[2]
+local own = tonumber(ARGV[1])
+for i = 1, own do
+  redis.call('DEL', KEYS[i])
+end
+local address = KEYS[own + 1]
 if address then
   local fields = redis.call('HMGET', address, 'failures', 'blocked_until')
   local failures = tonumber(fields[1])
   if failures and failures >= 1 then
     redis.call('HSET', address, 'failures', string.format('%d', failures - 1))
   end
-  if fields[2] == ARGV[2] then
-    redis.call('HSET', address, 'blocked_until', ARGV[1])
+  if fields[2] == ARGV[3] then
+    redis.call('HSET', address, 'blocked_until', ARGV[2])
   end
 end
 return 1
@@ -181,19 +184,21 @@ impl RedisThrottle {
             .collect();
         let parse = |text: &str| text.parse::<u64>().ok();
         let parts: Vec<&str> = reply.iter().map(String::as_str).collect();
-        let reservation = match (parts.as_slice(), keys.address.is_some()) {
-            (["refused", until], _) => {
+        let keys_sent = keys.iter().count();
+        let reservation = match parts.as_slice() {
+            ["refused", until] => {
                 parse(until).map(|blocked_until| Reservation::Refused { blocked_until })
             }
-            (["reserved", _, _], false) => Some(Reservation::Reserved { address: None }),
-            (["reserved", _, _, before, set], true) => {
-                parse(before)
-                    .zip(parse(set))
+            ["reserved", pairs @ ..] if pairs.len() == 2 * keys_sent => match keys.address {
+                None => Some(Reservation::Reserved { address: None }),
+                // The address's key is the last: its before and after.
+                Some(_) => parse(pairs[pairs.len() - 2])
+                    .zip(parse(pairs[pairs.len() - 1]))
                     .map(|(before, set)| Reservation::Reserved {
                         address: Some(Refund { before, set }),
-                    })
-            }
-            (["corrupt", key, field, value], _) => {
+                    }),
+            },
+            ["corrupt", key, field, value] => {
                 return Err(Error::Corrupt {
                     key: (*key).to_owned(),
                     field: (*field).to_owned(),
@@ -205,11 +210,14 @@ impl RedisThrottle {
         reservation.ok_or(Error::Reply(reply))
     }
 
-    /// Takes back a successful attempt: resets the account's or username's
-    /// key and refunds the address's, in one script.
+    /// Takes back a successful attempt: resets the username's and
+    /// account's keys and refunds the address's, in one script.
     pub(super) async fn refund(&self, keys: &Keys, address: Option<Refund>) -> Result<(), Error> {
         let mut script = REFUND.prepare_invoke();
-        script.key(self.key(&keys.account));
+        script.arg(keys.own.len());
+        for key in &keys.own {
+            script.key(self.key(key));
+        }
         if let (Some(key), Some(refund)) = (&keys.address, address) {
             script.key(self.key(key)).arg(refund.before).arg(refund.set);
         }
@@ -217,10 +225,12 @@ impl RedisThrottle {
         Ok(())
     }
 
-    /// Forgets the key's failures and block.
-    pub(super) async fn reset(&self, key: &Key) -> Result<(), Error> {
+    /// Forgets the keys' failures and blocks.
+    pub(super) async fn reset(&self, keys: &[Key]) -> Result<(), Error> {
         let mut command = redis::cmd("DEL");
-        command.arg(self.key(key));
+        for key in keys {
+            command.arg(self.key(key));
+        }
         let _: i64 = self.send(Request::Command(&command)).await?;
         Ok(())
     }
