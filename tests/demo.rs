@@ -806,3 +806,48 @@ async fn a_copied_microdot_cookie_is_refused_after_logging_out_everywhere() {
         .assert_sent_to_login("/")
         .await;
 }
+
+/// Forty wrong passwords for one user at the same moment, on forty
+/// connections: the throttle counts each attempt before the password is
+/// checked, so no more than the limit (5) are checked and the rest get 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_wrong_passwords_gets_no_more_than_the_limit_checked() {
+    let demo = start().await;
+    let attempts = (0..40).map(|_| {
+        let browser = Browser::new(&demo);
+        async move {
+            let response = browser.login("/login", "susan", "wrong", false).await;
+            response.status()
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let throttled = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + throttled, 40, "{statuses:?}");
+    assert!(checked <= 5, "{checked} passwords checked: {statuses:?}");
+}
+
+/// The account page's "current password" is a password check too: wrong
+/// ones count under the user, as failed logins do, so a stolen session
+/// cannot guess the password there.
+#[tokio::test]
+async fn the_change_password_form_is_throttled_under_the_user() {
+    let demo = start().await;
+    let browser = Browser::new(&demo);
+    browser.log_in("susan", "hello", false).await;
+    let change = "current_password=wrong&new_password=a+new+password";
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(browser.post("/account/password", change).await.status());
+    }
+    assert_eq!(statuses[..5], [StatusCode::OK; 5], "{statuses:?}");
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    // The same count as the login form's.
+    let response = Browser::new(&demo)
+        .login("/login", "susan", "hello", false)
+        .await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+}

@@ -27,6 +27,11 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::AnyPool;
 use sqlx::Row;
 
+#[path = "hashing.rs"]
+mod hashing;
+
+use hashing::{Busy, Hasher};
+
 /// Any error of setting the app up.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -94,11 +99,13 @@ pub fn secret_key_from(value: Option<&str>) -> Result<(SecretKey, KeySource), Ke
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
 /// login throttle counts failures per client address.
 pub async fn build(config: Config) -> Result<Router, BoxError> {
-    let db = open_database(&config.database_url).await?;
+    // Passwords are hashed on a thread per core, never more at once.
+    let hasher = Hasher::per_core();
+    let db = open_database(&config.database_url, &hasher).await?;
 
     // Logins of unknown usernames check the password against this hash, so
     // that they take as long as logins of real users.
-    let dummy_hash = hash_password("not anyone's password".to_owned()).await?;
+    let dummy_hash = hasher.hash("not anyone's password".to_owned()).await?;
     let throttle = match &config.redis_url {
         Some(url) => Throttle::redis(connect_redis(url).await?).prefix(&config.redis_prefix),
         None => Throttle::in_memory(),
@@ -106,6 +113,7 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
     let state = AppState {
         db: db.clone(),
         throttle,
+        hasher,
         dummy_hash: dummy_hash.into(),
     };
     let login = Login::new(move |id: String| {
@@ -150,8 +158,10 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
 #[derive(Clone)]
 struct AppState {
     db: AnyPool,
-    /// Failed logins, per username and per address.
+    /// Failed logins, per username, account and address.
     throttle: Throttle,
+    /// The password hashing threads.
+    hasher: Hasher,
     dummy_hash: Arc<str>,
 }
 
@@ -224,7 +234,7 @@ fn now_ms() -> i64 {
 const END_OTHER_LOGINS: &str = "UPDATE users
      SET session_version = session_version + 1, auth_changed_at = $2 WHERE id = $1";
 
-async fn open_database(url: &str) -> Result<AnyPool, BoxError> {
+async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> {
     sqlx::any::install_default_drivers();
     let sqlite = url.starts_with("sqlite:");
     if !sqlite && !url.starts_with("postgres:") && !url.starts_with("postgresql:") {
@@ -274,7 +284,7 @@ async fn open_database(url: &str) -> Result<AnyPool, BoxError> {
         .await?;
     if count == 0 {
         for (id, username, password) in SEED_USERS {
-            let hash = hash_password(password.to_owned()).await?;
+            let hash = hasher.hash(password.to_owned()).await?;
             sqlx::query(
                 "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)
                  ON CONFLICT DO NOTHING",
@@ -399,18 +409,6 @@ async fn find_user(
         ))
     })
     .transpose()
-}
-
-/// Hashes a password with argon2, off the async threads.
-async fn hash_password(password: String) -> Result<String, tokio::task::JoinError> {
-    tokio::task::spawn_blocking(move || password_auth::generate_hash(password)).await
-}
-
-/// Checks a password against an argon2 hash, off the async threads.
-async fn password_matches(password: &str, hash: &str) -> Result<bool, tokio::task::JoinError> {
-    let (password, hash) = (password.to_owned(), hash.to_owned());
-    tokio::task::spawn_blocking(move || password_auth::verify_password(password, &hash).is_ok())
-        .await
 }
 
 // ---------------------------------------------------------------- forms
@@ -544,14 +542,22 @@ enum AppError {
     Database(#[from] sqlx::Error),
     #[error("template: {0}")]
     Template(#[from] askama::Error),
-    #[error("password hashing thread: {0}")]
-    Worker(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Busy(#[from] Busy),
     #[error("login: {0}")]
     Auth(#[from] AuthError),
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        if let AppError::Busy(_) = self {
+            // Not a failure: too many logins at once.
+            tracing::warn!("password hashing busy: a login was asked to come back");
+            let body = "<!doctype html><title>Busy</title>\
+                        <h1>Too many logins at once</h1><p>Please try again in a few seconds.</p>";
+            let retry = [(axum::http::header::RETRY_AFTER, "5")];
+            return (StatusCode::SERVICE_UNAVAILABLE, retry, Html(body)).into_response();
+        }
         tracing::error!(error = %self, "request failed");
         let body = "<!doctype html><title>Server error</title>\
                     <h1>Something went wrong on our side</h1><p>Please try again in a moment.</p>";
@@ -676,11 +682,10 @@ async fn login_submit(
     };
     let address = Some(client.ip());
     let user = user_by_username(&state.db, username).await?;
-    let attempt = match &user {
-        Some(user) => state.throttle.attempt_account(&user.id, address).await,
-        None => state.throttle.attempt(username, address).await,
-    };
-    let attempt = match attempt {
+    // Counted under the username as typed and the account it names, before
+    // the password is checked: a burst gets no more checks than the limit.
+    let account = user.as_ref().map(|user| &user.id);
+    let attempt = match state.throttle.attempt(username, account, address).await {
         Ok(attempt) => attempt,
         Err(throttled) => {
             tracing::info!(username, address = %client.ip(), "login throttled");
@@ -705,7 +710,14 @@ async fn login_submit(
     let hash = user
         .as_ref()
         .map_or(&*state.dummy_hash, |user| user.password_hash.as_str());
-    let matches = password_matches(password, hash).await?;
+    // A turn on a hashing thread; a burst that finds them all busy waits,
+    // or is told to come back (503), and its attempt stays counted.
+    let matches = state
+        .hasher
+        .turn()
+        .await?
+        .verify(password.to_owned(), hash.to_owned())
+        .await?;
     match user {
         Some(user) if matches => {
             attempt.succeeded().await;
@@ -904,6 +916,7 @@ fn back_to_account(session: &SessionData, notice: &str) -> Response {
 
 async fn change_password(
     State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     FreshUser(user): FreshUser<Account>,
     auth: Auth<Account>,
     session: SessionData,
@@ -924,15 +937,48 @@ async fn change_password(
             return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
         }
     };
-    if !password_matches(current, &user.password_hash).await? {
+    // The current password is a password check too: throttled under the
+    // account, with the login form's count.
+    let attempt = match state
+        .throttle
+        .attempt_account(&user.id, Some(client.ip()))
+        .await
+    {
+        Ok(attempt) => attempt,
+        Err(throttled) => {
+            let error = "Too many wrong passwords. Please wait a few minutes and try again.";
+            let mut response = account_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &auth,
+                &user,
+                None,
+                Some(error),
+            )
+            .await?;
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                throttled.retry_after_secs().into(),
+            );
+            return Ok(response);
+        }
+    };
+    let matches = state
+        .hasher
+        .turn()
+        .await?
+        .verify(current.to_owned(), user.password_hash.clone())
+        .await?;
+    if !matches {
+        attempt.failed();
         let error = "Your current password is not right, so the password was not changed.";
         return account_page(StatusCode::OK, &auth, &user, None, Some(error)).await;
     }
+    attempt.succeeded().await;
     if new.chars().count() < MIN_PASSWORD_CHARS {
         let error = format!("Your new password needs at least {MIN_PASSWORD_CHARS} characters.");
         return account_page(StatusCode::OK, &auth, &user, None, Some(&error)).await;
     }
-    let hash = hash_password(new.to_owned()).await?;
+    let hash = state.hasher.hash(new.to_owned()).await?;
     sqlx::query("UPDATE users SET password_hash = $1, auth_changed_at = $3 WHERE id = $2")
         .bind(hash)
         .bind(&user.id)
