@@ -25,7 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use std::hint::black_box;
 use std::str::FromStr as _;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Runtime;
 
 /// Issued tokens are deleted (untimed) after every batch of this many, so
@@ -185,7 +185,7 @@ fn bench_store<S: RememberStore>(c: &mut Criterion, rt: &Runtime, backend: &str,
         group.bench_function("consume_rotate", |b| {
             b.to_async(rt).iter(move || async move {
                 let token = current.lock().unwrap().clone();
-                match tokens.consume(&token, token::now()).await {
+                match tokens.consume(&token, SystemTime::now()).await {
                     Ok(Consumed::Rotated { token, .. }) => *current.lock().unwrap() = token,
                     other => panic!("consume of the current token gave {other:?}"),
                 }

@@ -3,6 +3,7 @@
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::key::KeyRing;
 use crate::token;
@@ -112,13 +113,13 @@ pub trait RememberTokens: Send + Sync + 'static {
         grant: RememberGrant<'a>,
     ) -> BoxFuture<'a, Result<String, RememberError>>;
 
-    /// Checks a token from a request: `Ok(None)` for a token that is not
-    /// (or no longer) good, which makes the request anonymous.
+    /// Checks a token from a request at time `now`: `Ok(None)` for a token
+    /// that is not (or no longer) good, which makes the request anonymous.
     fn redeem<'a>(
         &'a self,
         keys: &'a KeyRing,
         token: &'a str,
-        now: u64,
+        now: SystemTime,
         user_agent: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Redeemed>, RememberError>>;
 
@@ -254,9 +255,12 @@ impl RememberTokens for StatelessRemember {
         &'a self,
         keys: &'a KeyRing,
         token: &'a str,
-        now: u64,
+        now: SystemTime,
         _user_agent: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Redeemed>, RememberError>> {
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
         let redeemed = match Self::check(keys, token, now) {
             Ok(redeemed) => Some(redeemed),
             Err(reason) => {

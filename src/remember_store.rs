@@ -19,9 +19,10 @@ pub struct StoredToken {
     pub validator_hash: [u8; 32],
     /// SHA-256 of the validator this one replaced, if it has been rotated.
     pub previous_hash: Option<[u8; 32]>,
-    /// When the validator was last rotated (seconds since the Unix epoch);
-    /// the previous one is still accepted for the grace window after it.
-    pub rotated_at: Option<u64>,
+    /// When the validator was last rotated, in milliseconds since the Unix
+    /// epoch; the previous one is still accepted for the grace window after
+    /// it.
+    pub rotated_at_ms: Option<u64>,
     /// The user's id, as JSON text (`"user001"`, `42`).
     pub user_id: String,
     /// The fingerprint of the user's `auth_hash` when the token was made.
@@ -52,8 +53,12 @@ pub struct Rotation<'a> {
     pub expected: &'a [u8; 32],
     /// The new validator hash.
     pub replacement: &'a [u8; 32],
-    /// The time of the rotation: the new `rotated_at` and `last_used_at`.
+    /// The time of the rotation, in seconds since the Unix epoch: the new
+    /// `last_used_at`.
     pub now: u64,
+    /// The time of the rotation, in milliseconds since the Unix epoch: the
+    /// new `rotated_at_ms`.
+    pub rotated_at_ms: u64,
     /// The new expiry.
     pub expires_at: u64,
 }
@@ -106,7 +111,7 @@ pub trait RememberStore: Send + Sync + 'static {
 
     /// Atomically replaces the token's validator hash with
     /// `rotation.replacement` if it is still `rotation.expected`: the old
-    /// hash becomes `previous_hash`, and `rotated_at`, `last_used_at` and
+    /// hash becomes `previous_hash`, and `rotated_at_ms`, `last_used_at` and
     /// `expires_at` are updated. Returns whether it swapped. Of many
     /// concurrent rotations from the same validator, exactly one swaps.
     fn rotate(

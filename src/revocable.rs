@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
 use crate::device;
@@ -67,7 +67,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct RevocableRemember<S> {
     store: S,
-    grace: u64,
+    grace: Duration,
     on_theft: Option<TheftHook>,
 }
 
@@ -77,7 +77,7 @@ impl<S: std::fmt::Debug> std::fmt::Debug for RevocableRemember<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RevocableRemember")
             .field("store", &self.store)
-            .field("grace", &Duration::from_secs(self.grace))
+            .field("grace", &self.grace)
             .field("on_theft", &self.on_theft.is_some())
             .finish()
     }
@@ -100,7 +100,7 @@ impl<S: RememberStore> RevocableRemember<S> {
     pub fn new(store: S) -> Self {
         Self {
             store,
-            grace: DEFAULT_GRACE.as_secs(),
+            grace: DEFAULT_GRACE,
             on_theft: None,
         }
     }
@@ -134,12 +134,12 @@ impl<S: RememberStore> RevocableRemember<S> {
         self
     }
 
-    /// How long the validator replaced most recently keeps working (whole
-    /// seconds, rounded down; default 5). `Duration::ZERO` turns the window
-    /// off, which makes parallel requests after a browser restart look like
-    /// theft.
+    /// How long the validator replaced most recently keeps working
+    /// (default 5 s; kept to the millisecond, finer is rounded down).
+    /// `Duration::ZERO` turns the window off, which makes parallel requests
+    /// after a browser restart look like theft.
     pub fn grace(mut self, window: Duration) -> Self {
-        self.grace = window.as_secs();
+        self.grace = window;
         self
     }
 
@@ -150,11 +150,13 @@ impl<S: RememberStore> RevocableRemember<S> {
 
     /// Checks a token and, if it is good, rotates it: what a request with a
     /// `_remember` cookie does. See [`Consumed`].
-    pub async fn consume(&self, token: &str, now: u64) -> Result<Consumed, StoreError> {
+    pub async fn consume(&self, token: &str, now: SystemTime) -> Result<Consumed, StoreError> {
         let Some((selector, validator)) = parse(token) else {
             return Ok(Consumed::Rejected("malformed token"));
         };
         let presented = sha256(&validator);
+        let now_ms = unix_millis(now);
+        let now = unix_seconds(now);
         let Some(stored) = self.store.find(&selector).await? else {
             return Ok(Consumed::Rejected("unknown selector"));
         };
@@ -172,6 +174,7 @@ impl<S: RememberStore> RevocableRemember<S> {
                     expected: &presented,
                     replacement: &replacement,
                     now,
+                    rotated_at_ms: now_ms,
                     expires_at: expiry(now, stored.days),
                 })
                 .await?;
@@ -186,9 +189,9 @@ impl<S: RememberStore> RevocableRemember<S> {
             let Some(after) = self.store.find(&selector).await? else {
                 return Ok(Consumed::Rejected("revoked meanwhile"));
             };
-            return self.previous_or_theft(after, &presented, now).await;
+            return self.previous_or_theft(after, &presented, now_ms).await;
         }
-        self.previous_or_theft(stored, &presented, now).await
+        self.previous_or_theft(stored, &presented, now_ms).await
     }
 
     /// The presented validator is not the current one: it is the one just
@@ -197,18 +200,18 @@ impl<S: RememberStore> RevocableRemember<S> {
         &self,
         stored: StoredToken,
         presented: &[u8; 32],
-        now: u64,
+        now_ms: u64,
     ) -> Result<Consumed, StoreError> {
         let previous = stored
             .previous_hash
             .is_some_and(|previous| bool::from(previous.ct_eq(presented)));
-        // Times are whole seconds: a window of N seconds lets through
-        // requests up to the end of the Nth second after the rotation, and
-        // a window of 0 none at all.
-        let in_grace = self.grace > 0
+        // In milliseconds: a window of N ms lets through requests up to N ms
+        // after the rotation, and a window of 0 none at all.
+        let window = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
+        let in_grace = !self.grace.is_zero()
             && stored
-                .rotated_at
-                .is_some_and(|at| now <= at.saturating_add(self.grace));
+                .rotated_at_ms
+                .is_some_and(|at| now_ms <= at.saturating_add(window));
         if previous && in_grace {
             return Ok(Consumed::Grace(Box::new(stored)));
         }
@@ -300,7 +303,7 @@ impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
                 selector: selector.clone(),
                 validator_hash: sha256(&validator),
                 previous_hash: None,
-                rotated_at: None,
+                rotated_at_ms: None,
                 user_id: grant.user_id.to_string(),
                 fingerprint: grant.fingerprint.to_owned(),
                 series: URL_SAFE_NO_PAD.encode(random_part()),
@@ -319,7 +322,7 @@ impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
         &'a self,
         _keys: &'a KeyRing,
         token: &'a str,
-        now: u64,
+        now: SystemTime,
         _user_agent: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Redeemed>, RememberError>> {
         Box::pin(async move {
@@ -460,6 +463,19 @@ fn sha256(validator: &[u8]) -> [u8; 32] {
     Sha256::digest(validator).into()
 }
 
+/// Whole seconds since the Unix epoch (0 before it).
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
 fn expiry(now: u64, days: u32) -> u64 {
     now.saturating_add(u64::from(days) * 24 * 60 * 60)
 }
@@ -523,12 +539,13 @@ mod tests {
             user_agent: Some("curl/8.5.0"),
         };
         let first = tokens.issue(grant).await.unwrap();
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
         assert!(matches!(
-            tokens.consume(&first, 1_000).await.unwrap(),
+            tokens.consume(&first, at(1_000)).await.unwrap(),
             Consumed::Rotated { .. }
         ));
         assert!(heard.lock().unwrap().is_empty());
-        let Consumed::Theft(stored) = tokens.consume(&first, 1_001).await.unwrap() else {
+        let Consumed::Theft(stored) = tokens.consume(&first, at(1_001)).await.unwrap() else {
             panic!("a rotated-away validator is theft");
         };
         let heard = heard.lock().unwrap();

@@ -14,6 +14,8 @@
 //!
 //! Times are relative to `latch::token::now()`, and always in the future of
 //! the real clock for tokens that must stay stored (Redis drops keys by TTL).
+//! They are explicit: `consume` is given a `SystemTime` made from them
+//! ([`at`], [`at_ms`]), and no test sleeps to move past a grace window.
 
 #![cfg(any(
     feature = "memory",
@@ -36,6 +38,7 @@ use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 // ---------------------------------------------------------------------------
@@ -96,6 +99,7 @@ macro_rules! contract_tests {
                 replaced_validator_within_grace_is_grace_without_rotation,
                 replaced_validator_after_grace_is_theft_and_revokes_the_users_tokens,
                 older_validator_is_theft_even_within_grace,
+                grace_of_500_ms_lets_the_previous_in_at_300_ms_not_at_700_ms,
                 unknown_and_malformed_tokens_are_rejected,
                 expired_token_is_rejected_and_deleted,
                 redeem_returns_the_user_and_the_replacement,
@@ -493,6 +497,16 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// A time `secs` seconds after the Unix epoch.
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// A time `ms` milliseconds after the Unix epoch.
+fn at_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -513,7 +527,7 @@ fn token_of(user_id: &str, now: u64) -> StoredToken {
         selector: random_part(),
         validator_hash: sha256(&random_bytes()),
         previous_hash: None,
-        rotated_at: None,
+        rotated_at_ms: None,
         user_id: user_id.to_owned(),
         fingerprint: fingerprint(SUSAN_HASH),
         series: random_part(),
@@ -575,10 +589,19 @@ async fn list<S: RememberStore>(store: &S, user_id: &str) -> Vec<StoredToken> {
     store.list(user_id).await.expect("RememberStore::list")
 }
 
+/// Consumes a cookie at `now` (seconds since the Unix epoch).
 async fn consume<S: RememberStore>(
     tokens: &RevocableRemember<S>,
     cookie: &str,
     now: u64,
+) -> Consumed {
+    consume_at(tokens, cookie, at(now)).await
+}
+
+async fn consume_at<S: RememberStore>(
+    tokens: &RevocableRemember<S>,
+    cookie: &str,
+    now: SystemTime,
 ) -> Consumed {
     tokens
         .consume(cookie, now)
@@ -749,7 +772,7 @@ async fn store_round_trips_every_field<S: RememberStore + Clone>(t: Subject<S>) 
         selector: random_part(),
         validator_hash: edge,
         previous_hash: Some([0xff; 32]),
-        rotated_at: Some(now + 7),
+        rotated_at_ms: Some((now + 7) * 1000 + 123),
         user_id: "42".to_owned(),
         fingerprint: fingerprint(b"another hash"),
         series: random_part(),
@@ -788,6 +811,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
             expected: &wrong,
             replacement: &replacement,
             now: now + 10,
+            rotated_at_ms: (now + 10) * 1000 + 1,
             expires_at: now + 40 * DAY,
         })
         .await
@@ -805,6 +829,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
             expected: &original.validator_hash,
             replacement: &replacement,
             now: now + 10,
+            rotated_at_ms: (now + 10) * 1000 + 1,
             expires_at: now + 40 * DAY,
         })
         .await
@@ -813,7 +838,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
     let expected = StoredToken {
         validator_hash: replacement,
         previous_hash: Some(original.validator_hash),
-        rotated_at: Some(now + 10),
+        rotated_at_ms: Some((now + 10) * 1000 + 1),
         last_used_at: now + 10,
         expires_at: now + 40 * DAY,
         ..original.clone()
@@ -831,6 +856,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
             expected: &original.validator_hash,
             replacement: &sha256(b"yet another"),
             now: now + 20,
+            rotated_at_ms: (now + 20) * 1000,
             expires_at: now + 50 * DAY,
         })
         .await
@@ -845,6 +871,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
             expected: &original.validator_hash,
             replacement: &replacement,
             now,
+            rotated_at_ms: now * 1000,
             expires_at: now + DAY,
         })
         .await
@@ -984,6 +1011,7 @@ async fn store_list_is_most_recently_used_first<S: RememberStore + Clone>(t: Sub
             expected: &a.validator_hash,
             replacement: &replacement,
             now: now + 40,
+            rotated_at_ms: (now + 40) * 1000,
             expires_at: now + 31 * DAY,
         })
         .await
@@ -1051,6 +1079,7 @@ async fn store_tokens_live_until_their_latest_expiry<S: RememberStore + Clone>(t
             expected: &rotated.validator_hash,
             replacement: &replacement,
             now,
+            rotated_at_ms: now * 1000,
             expires_at: now + DAY,
         })
         .await
@@ -1124,6 +1153,7 @@ async fn concurrent_store_rotations_swap_exactly_once<S: RememberStore + Clone>(
                         expected: &expected,
                         replacement: &replacement,
                         now: now + 1,
+                        rotated_at_ms: (now + 1) * 1000,
                         expires_at: now + 31 * DAY,
                     })
                     .await;
@@ -1142,7 +1172,7 @@ async fn concurrent_store_rotations_swap_exactly_once<S: RememberStore + Clone>(
     let stored = find(&t.store, &original.selector).await.unwrap();
     assert_eq!(stored.validator_hash, winners[0]);
     assert_eq!(stored.previous_hash, Some(original.validator_hash));
-    assert_eq!(stored.rotated_at, Some(now + 1));
+    assert_eq!(stored.rotated_at_ms, Some((now + 1) * 1000));
 }
 
 // ---------------------------------------------------------------------------
@@ -1175,7 +1205,7 @@ async fn issue_stores_the_grant_and_never_the_validator<S: RememberStore + Clone
         "SHA-256 of the validator"
     );
     assert_eq!(stored.previous_hash, None);
-    assert_eq!(stored.rotated_at, None);
+    assert_eq!(stored.rotated_at_ms, None);
     assert_eq!(stored.user_id, SUSAN);
     assert_eq!(stored.fingerprint, fingerprint(SUSAN_HASH));
     assert_eq!(stored.series.len(), 22);
@@ -1250,7 +1280,7 @@ async fn consume_rotates_the_validator_and_keeps_the_selector<S: RememberStore +
         StoredToken {
             validator_hash: sha256(&next_bytes),
             previous_hash: Some(before.validator_hash),
-            rotated_at: Some(now + 60),
+            rotated_at_ms: Some((now + 60) * 1000),
             last_used_at: now + 60,
             expires_at: now + 60 + 30 * DAY,
             ..before.clone()
@@ -1453,7 +1483,7 @@ async fn unknown_and_malformed_tokens_are_rejected<S: RememberStore + Clone>(t: 
         );
         assert_eq!(
             tokens
-                .redeem(&keys, bad, now + 1, None)
+                .redeem(&keys, bad, at(now + 1), None)
                 .await
                 .expect("redeem"),
             None,
@@ -1489,7 +1519,7 @@ async fn expired_token_is_rejected_and_deleted<S: RememberStore + Clone>(t: Subj
     assert_eq!(find(&t.store, split(&short).0).await, None, "deleted");
     assert_eq!(
         tokens
-            .redeem(&keys, &short2, now + DAY + 1, None)
+            .redeem(&keys, &short2, at(now + DAY + 1), None)
             .await
             .unwrap(),
         None,
@@ -1520,7 +1550,7 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
     )
     .await;
     let redeemed = tokens
-        .redeem(&keys, &cookie, now + 5, Some(FIREFOX))
+        .redeem(&keys, &cookie, at(now + 5), Some(FIREFOX))
         .await
         .unwrap()
         .expect("a good token redeems");
@@ -1542,7 +1572,7 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
     );
 
     let grace = tokens
-        .redeem(&keys, &cookie, now + 5 + GRACE, None)
+        .redeem(&keys, &cookie, at(now + 5 + GRACE), None)
         .await
         .unwrap()
         .expect("the replaced token within the grace window");
@@ -1551,7 +1581,7 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
 
     let numeric = issue(&tokens, &json!(42), SUSAN_HASH, 7, now, None).await;
     let redeemed = tokens
-        .redeem(&keys, &numeric, now, None)
+        .redeem(&keys, &numeric, at(now), None)
         .await
         .unwrap()
         .unwrap();
@@ -1560,7 +1590,7 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
 
     assert_eq!(
         tokens
-            .redeem(&keys, &cookie, now + 5 + GRACE + 1, None)
+            .redeem(&keys, &cookie, at(now + 5 + GRACE + 1), None)
             .await
             .unwrap(),
         None,
@@ -1755,7 +1785,7 @@ async fn concurrent_consumes_rotate_exactly_once<S: RememberStore + Clone>(t: Su
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                tokens.consume(&cookie, now + 1).await
+                tokens.consume(&cookie, at(now + 1)).await
             })
         })
         .collect();
@@ -1784,4 +1814,42 @@ async fn concurrent_consumes_rotate_exactly_once<S: RememberStore + Clone>(t: Su
         sha256(&split(&next).2),
         "the last rotation's validator"
     );
+}
+
+/// The grace window keeps milliseconds: with 500 ms, the previous validator
+/// is let in at +300 ms and at +500 ms, and is theft at +700 ms. (Whole
+/// seconds would have made the window zero.)
+async fn grace_of_500_ms_lets_the_previous_in_at_300_ms_not_at_700_ms<S: RememberStore + Clone>(
+    t: Subject<S>,
+) {
+    let tokens = RevocableRemember::new(t.store.clone()).grace(Duration::from_millis(500));
+    let now = token::now();
+    let cookie = issue(&tokens, &json!("user001"), SUSAN_HASH, 30, now, None).await;
+    let rotated_ms = (now + 10) * 1000 + 250;
+    let Consumed::Rotated { token: next, .. } =
+        consume_at(&tokens, &cookie, at_ms(rotated_ms)).await
+    else {
+        panic!("the current validator rotates");
+    };
+    assert_eq!(
+        find_cookie(&t.store, &next).await.rotated_at_ms,
+        Some(rotated_ms)
+    );
+    for offset in [300, 500] {
+        assert!(
+            matches!(
+                consume_at(&tokens, &cookie, at_ms(rotated_ms + offset)).await,
+                Consumed::Grace(_)
+            ),
+            "+{offset} ms"
+        );
+    }
+    assert!(
+        matches!(
+            consume_at(&tokens, &cookie, at_ms(rotated_ms + 700)).await,
+            Consumed::Theft(_)
+        ),
+        "+700 ms"
+    );
+    assert!(list(&t.store, SUSAN).await.is_empty());
 }

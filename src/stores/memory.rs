@@ -87,7 +87,7 @@ impl RememberStore for MemoryStore {
             Some(token) if token.validator_hash == *rotation.expected => {
                 token.previous_hash = Some(token.validator_hash);
                 token.validator_hash = *rotation.replacement;
-                token.rotated_at = Some(rotation.now);
+                token.rotated_at_ms = Some(rotation.rotated_at_ms);
                 token.last_used_at = rotation.now;
                 token.expires_at = rotation.expires_at;
                 Ok(true)

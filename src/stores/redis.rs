@@ -16,9 +16,16 @@ use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
 ///
 /// - `{prefix}remember:{selector}`: a hash, one per token, with the fields
 ///   of [`StoredToken`] (`validator_hash` and `previous_hash` as lowercase
-///   hex, times as decimal seconds since the Unix epoch; `previous_hash` and
-///   `rotated_at` are absent until the first rotation). It expires (by
-///   `EXPIREAT`) at the token's `expires_at`, renewed on each rotation.
+///   hex; times as decimal seconds since the Unix epoch, except
+///   `rotated_at`, which holds `rotated_at_ms` in milliseconds;
+///   `previous_hash` and `rotated_at` are absent until the first rotation).
+///   It expires (by `EXPIREAT`) at the token's `expires_at`, renewed on each
+///   rotation.
+///
+///   Hashes written by earlier versions of latch hold seconds in
+///   `rotated_at`, which read as a moment in January 1970, long past: only
+///   a token rotated in the few seconds before the upgrade loses what was
+///   left of its grace window.
 /// - `{prefix}remember:user:{user_id}`: a set of the user's selectors, which
 ///   lives at least as long as the user's longest-lived token.
 ///
@@ -140,7 +147,8 @@ return 1
 });
 
 /// KEYS: token. ARGV: expected hash, replacement hash, now, expires_at,
-/// TTL time, prefix, selector. The compare-and-swap of `rotate`.
+/// TTL time, prefix, selector, rotated_at (ms). The compare-and-swap of
+/// `rotate`.
 static ROTATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{EXTEND}{}",
@@ -148,7 +156,7 @@ static ROTATE: LazyLock<Script> = LazyLock::new(|| {
 local current = redis.call('HGET', KEYS[1], 'validator_hash')
 if current ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'previous_hash', current, 'validator_hash', ARGV[2],
-  'rotated_at', ARGV[3], 'last_used_at', ARGV[3], 'expires_at', ARGV[4])
+  'rotated_at', ARGV[8], 'last_used_at', ARGV[3], 'expires_at', ARGV[4])
 local user = redis.call('HGET', KEYS[1], 'user_id')
 redis.call('EXPIREAT', KEYS[1], ARGV[5])
 if user and redis.call('EXISTS', KEYS[1]) == 1 then
@@ -351,7 +359,8 @@ impl RememberStore for RedisStore {
             .arg(rotation.expires_at)
             .arg(ttl_at(rotation.expires_at))
             .arg(&self.prefix)
-            .arg(rotation.selector);
+            .arg(rotation.selector)
+            .arg(rotation.rotated_at_ms);
         let swapped: i64 = self.send(Request::Script(&script)).await?;
         Ok(swapped == 1)
     }
@@ -501,7 +510,7 @@ fn encode(token: &StoredToken) -> Vec<(&'static str, String)> {
     if let Some(previous) = &token.previous_hash {
         fields.push((PREVIOUS_HASH, hex(previous)));
     }
-    if let Some(at) = token.rotated_at {
+    if let Some(at) = token.rotated_at_ms {
         fields.push((ROTATED_AT, at.to_string()));
     }
     fields
@@ -518,7 +527,7 @@ fn decode(selector: &str, fields: &HashMap<String, Vec<u8>>) -> Result<StoredTok
         selector: stored_selector,
         validator_hash: reader.hash(VALIDATOR_HASH)?,
         previous_hash: reader.optional(PREVIOUS_HASH, Reader::hash)?,
-        rotated_at: reader.optional(ROTATED_AT, Reader::number)?,
+        rotated_at_ms: reader.optional(ROTATED_AT, Reader::number)?,
         user_id: reader.text(USER_ID)?,
         fingerprint: reader.text(FINGERPRINT)?,
         series: reader.text(SERIES)?,
@@ -728,7 +737,7 @@ mod tests {
             selector: random_part(),
             validator_hash: random_hash(),
             previous_hash: None,
-            rotated_at: None,
+            rotated_at_ms: None,
             user_id: format!("\"{user}\""),
             fingerprint: "fp".to_owned(),
             series: random_part(),
@@ -834,12 +843,14 @@ mod tests {
 
             let replacement = random_hash();
             let now = issued.created_at + 5;
+            let now_ms = now * 1000 + 250;
             assert!(store
                 .rotate(&Rotation {
                     selector: &issued.selector,
                     expected: &issued.validator_hash,
                     replacement: &replacement,
                     now,
+                    rotated_at_ms: now_ms,
                     expires_at: now + 30 * DAY,
                 })
                 .await
@@ -848,7 +859,7 @@ mod tests {
                 cmd(&mut connection, "HGETALL", &[&token_key]).await;
             assert_eq!(fields["validator_hash"], hex(&replacement));
             assert_eq!(fields["previous_hash"], hex(&issued.validator_hash));
-            assert_eq!(fields["rotated_at"], now.to_string());
+            assert_eq!(fields["rotated_at"], now_ms.to_string());
             assert_eq!(fields["last_used_at"], now.to_string());
             assert_eq!(fields["expires_at"], (now + 30 * DAY).to_string());
             assert_eq!(fields["created_at"], issued.created_at.to_string());
@@ -897,6 +908,7 @@ mod tests {
                 expected: &five.validator_hash,
                 replacement: &replacement,
                 now,
+                rotated_at_ms: now * 1000,
                 expires_at: now + 30 * DAY,
             };
             assert!(store.rotate(&rotation).await.unwrap());

@@ -12,6 +12,11 @@ use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
 /// The schema, in the order `migrate` runs it. The databases differ only in
 /// their names for bytes and 64-bit integers, and in how the selector
 /// compares (byte order, so that ties in `list` break as in `MemoryStore`).
+///
+/// `rotated_at` holds milliseconds since the Unix epoch (`rotated_at_ms`).
+/// Rows written before it did hold seconds, which read as a moment in
+/// January 1970, long past: only a token rotated in the few seconds before
+/// the upgrade loses what was left of its grace window.
 #[rustfmt::skip]
 macro_rules! schema {
     (bytes = $bytes:literal, integer = $integer:literal, key = $key:literal) => {
@@ -83,7 +88,7 @@ const FIND: &str = concat!(
 /// others then no longer match the `WHERE`.
 const ROTATE: &str = "UPDATE latch_remember_tokens \
      SET previous_hash = validator_hash, validator_hash = $3, \
-     rotated_at = $4, last_used_at = $4, expires_at = $5 \
+     rotated_at = $4, last_used_at = $5, expires_at = $6 \
      WHERE selector = $1 AND validator_hash = $2";
 
 const REVOKE: &str = "DELETE FROM latch_remember_tokens WHERE selector = $1";
@@ -123,7 +128,7 @@ where
         previous_hash: column::<_, Option<&[u8]>>(row, "previous_hash")?
             .map(|bytes| to_hash(bytes, "previous_hash"))
             .transpose()?,
-        rotated_at: column::<_, Option<i64>>(row, "rotated_at")?
+        rotated_at_ms: column::<_, Option<i64>>(row, "rotated_at")?
             .map(|at| from_db(at, "rotated_at"))
             .transpose()?,
         user_id: column(row, "user_id")?,
@@ -202,7 +207,7 @@ macro_rules! sql_store {
                     .bind(&token.selector)
                     .bind(&token.validator_hash[..])
                     .bind(token.previous_hash.as_ref().map(|hash| &hash[..]))
-                    .bind(token.rotated_at.map(|at| to_db(at, "rotated_at")).transpose()?)
+                    .bind(token.rotated_at_ms.map(|at| to_db(at, "rotated_at_ms")).transpose()?)
                     .bind(&token.user_id)
                     .bind(&token.fingerprint)
                     .bind(&token.series)
@@ -231,6 +236,7 @@ macro_rules! sql_store {
                     .bind(rotation.selector)
                     .bind(&rotation.expected[..])
                     .bind(&rotation.replacement[..])
+                    .bind(to_db(rotation.rotated_at_ms, "rotated_at_ms")?)
                     .bind(to_db(rotation.now, "now")?)
                     .bind(to_db(rotation.expires_at, "expires_at")?)
                     .execute(&self.pool)
@@ -432,7 +438,7 @@ mod tests {
             selector: selector.to_owned(),
             validator_hash: [1; 32],
             previous_hash: None,
-            rotated_at: None,
+            rotated_at_ms: None,
             user_id: user_id.to_owned(),
             fingerprint: "fp".to_owned(),
             series: format!("series-{selector}"),
@@ -471,7 +477,7 @@ mod tests {
                         selector: "sel-full".to_owned(),
                         validator_hash: [0xfe; 32],
                         previous_hash: Some([0; 32]),
-                        rotated_at: Some(NOW + 1),
+                        rotated_at_ms: Some((NOW + 1) * 1000 + 999),
                         user_id: "42".to_owned(),
                         fingerprint: "AAECAwQFBgcICQoLDA0ODw".to_owned(),
                         series: "series-full".to_owned(),
@@ -494,7 +500,7 @@ mod tests {
                         user_id: "43".to_owned(),
                         validator_hash: [7; 32],
                         previous_hash: None,
-                        rotated_at: None,
+                        rotated_at_ms: None,
                         ..full.clone()
                     };
                     store.issue(&again).await.unwrap();
@@ -512,7 +518,7 @@ mod tests {
                     huge.expires_at = u64::MAX;
                     assert!(store.issue(&huge).await.is_err());
                     huge.expires_at = NOW;
-                    huge.rotated_at = Some(i64::MAX as u64 + 1);
+                    huge.rotated_at_ms = Some(i64::MAX as u64 + 1);
                     assert!(store.issue(&huge).await.is_err());
                     assert_eq!(store.find("sel-huge").await.unwrap(), None);
 
@@ -523,9 +529,16 @@ mod tests {
                         expected: &stored.validator_hash,
                         replacement: &[2; 32],
                         now: u64::MAX,
+                        rotated_at_ms: NOW * 1000,
                         expires_at: NOW,
                     };
                     assert!(store.rotate(&rotation).await.is_err());
+                    let at_max = Rotation {
+                        now: NOW,
+                        rotated_at_ms: u64::MAX,
+                        ..rotation
+                    };
+                    assert!(store.rotate(&at_max).await.is_err());
                     assert_eq!(store.find("sel-a").await.unwrap(), Some(stored));
 
                     // `now` past i64::MAX purges everything, as it should.
@@ -544,6 +557,7 @@ mod tests {
                         expected,
                         replacement: &[2; 32],
                         now: NOW + 60,
+                        rotated_at_ms: (NOW + 60) * 1000 + 5,
                         expires_at: NOW + 60 + DAY,
                     };
                     assert!(!store.rotate(&rotation("sel-a", &[9; 32])).await.unwrap());
@@ -554,7 +568,7 @@ mod tests {
                     let rotated = StoredToken {
                         validator_hash: [2; 32],
                         previous_hash: Some([1; 32]),
-                        rotated_at: Some(NOW + 60),
+                        rotated_at_ms: Some((NOW + 60) * 1000 + 5),
                         last_used_at: NOW + 60,
                         expires_at: NOW + 60 + DAY,
                         ..stored
@@ -584,6 +598,7 @@ mod tests {
                                     expected: &[1; 32],
                                     replacement: &[i; 32],
                                     now: NOW + 1,
+                                    rotated_at_ms: (NOW + 1) * 1000,
                                     expires_at: NOW + DAY,
                                 };
                                 (i, store.rotate(&rotation).await)
