@@ -225,6 +225,7 @@ impl RememberStore for ProbeStore {
             validator_hash: self.validator_hash,
             previous_hash: None,
             rotated_at_ms: None,
+            confirmed: false,
             user_id: "\"fuzz\"".to_owned(),
             fingerprint: String::new(),
             series: "series".to_owned(),
@@ -238,6 +239,10 @@ impl RememberStore for ProbeStore {
 
     async fn rotate(&self, rotation: &Rotation<'_>) -> Result<bool, StoreError> {
         *self.rotated_from.lock().unwrap() = Some(*rotation.expected);
+        Ok(true)
+    }
+
+    async fn confirm(&self, _selector: &str, _current: &[u8; 32]) -> Result<bool, StoreError> {
         Ok(true)
     }
 

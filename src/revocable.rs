@@ -172,6 +172,7 @@ impl<S: RememberStore> RevocableRemember<S> {
                 .rotate(&Rotation {
                     selector: &selector,
                     expected: &presented,
+                    previous: &presented,
                     replacement: &replacement,
                     now,
                     rotated_at_ms: now_ms,
@@ -304,6 +305,7 @@ impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
                 validator_hash: sha256(&validator),
                 previous_hash: None,
                 rotated_at_ms: None,
+                confirmed: false,
                 user_id: grant.user_id.to_string(),
                 fingerprint: grant.fingerprint.to_owned(),
                 series: URL_SAFE_NO_PAD.encode(random_part()),

@@ -87,7 +87,10 @@ macro_rules! contract_tests {
         contract_tests!(@stamp $open;
             current_thread:
                 store_round_trips_every_field,
+                store_round_trips_confirmed_and_rotated_at_ms,
                 store_rotate_swaps_only_from_the_expected_hash,
+                store_rotate_writes_previous_as_given_and_resets_confirmed,
+                store_confirm_confirms_only_the_current_hash,
                 store_revoke_deletes_one_token,
                 store_revoke_series_only_for_its_owner,
                 store_revoke_user_deletes_only_that_users_tokens,
@@ -528,6 +531,7 @@ fn token_of(user_id: &str, now: u64) -> StoredToken {
         validator_hash: sha256(&random_bytes()),
         previous_hash: None,
         rotated_at_ms: None,
+        confirmed: false,
         user_id: user_id.to_owned(),
         fingerprint: fingerprint(SUSAN_HASH),
         series: random_part(),
@@ -773,6 +777,7 @@ async fn store_round_trips_every_field<S: RememberStore + Clone>(t: Subject<S>) 
         validator_hash: edge,
         previous_hash: Some([0xff; 32]),
         rotated_at_ms: Some((now + 7) * 1000 + 123),
+        confirmed: true,
         user_id: "42".to_owned(),
         fingerprint: fingerprint(b"another hash"),
         series: random_part(),
@@ -809,6 +814,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         .rotate(&Rotation {
             selector: &original.selector,
             expected: &wrong,
+            previous: &wrong,
             replacement: &replacement,
             now: now + 10,
             rotated_at_ms: (now + 10) * 1000 + 1,
@@ -827,6 +833,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         .rotate(&Rotation {
             selector: &original.selector,
             expected: &original.validator_hash,
+            previous: &original.validator_hash,
             replacement: &replacement,
             now: now + 10,
             rotated_at_ms: (now + 10) * 1000 + 1,
@@ -839,6 +846,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         validator_hash: replacement,
         previous_hash: Some(original.validator_hash),
         rotated_at_ms: Some((now + 10) * 1000 + 1),
+        confirmed: false,
         last_used_at: now + 10,
         expires_at: now + 40 * DAY,
         ..original.clone()
@@ -854,6 +862,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         .rotate(&Rotation {
             selector: &original.selector,
             expected: &original.validator_hash,
+            previous: &original.validator_hash,
             replacement: &sha256(b"yet another"),
             now: now + 20,
             rotated_at_ms: (now + 20) * 1000,
@@ -869,6 +878,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         .rotate(&Rotation {
             selector: &unknown,
             expected: &original.validator_hash,
+            previous: &original.validator_hash,
             replacement: &replacement,
             now,
             rotated_at_ms: now * 1000,
@@ -882,6 +892,218 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         None,
         "rotate creates nothing"
     );
+}
+
+/// `confirmed` and a `rotated_at_ms` with milliseconds survive `issue` and
+/// `find` (and `list`) exactly, both ways.
+async fn store_round_trips_confirmed_and_rotated_at_ms<S: RememberStore + Clone>(t: Subject<S>) {
+    let now = token::now();
+    let confirmed = StoredToken {
+        previous_hash: Some(sha256(b"previous")),
+        rotated_at_ms: Some(now * 1000 + 999),
+        confirmed: true,
+        ..token_of(SUSAN, now)
+    };
+    let unconfirmed = StoredToken {
+        previous_hash: Some(sha256(b"previous")),
+        rotated_at_ms: Some(now * 1000 + 1),
+        confirmed: false,
+        ..token_of(DAVID, now)
+    };
+    for token in [&confirmed, &unconfirmed] {
+        t.store.issue(token).await.unwrap();
+    }
+    assert_eq!(
+        find(&t.store, &confirmed.selector).await.as_ref(),
+        Some(&confirmed)
+    );
+    assert_eq!(
+        find(&t.store, &unconfirmed.selector).await.as_ref(),
+        Some(&unconfirmed)
+    );
+    assert_eq!(list(&t.store, SUSAN).await, vec![confirmed.clone()]);
+    assert_eq!(list(&t.store, DAVID).await, vec![unconfirmed]);
+
+    // Issuing the selector again replaces `confirmed` too.
+    let reissued = StoredToken {
+        confirmed: false,
+        rotated_at_ms: None,
+        ..confirmed.clone()
+    };
+    t.store.issue(&reissued).await.unwrap();
+    assert_eq!(find(&t.store, &confirmed.selector).await, Some(reissued));
+}
+
+/// `rotate` writes `previous` as given, whether it is the hash swapped out
+/// (an ordinary rotation) or the previous hash kept (a lost response), and
+/// resets `confirmed`.
+async fn store_rotate_writes_previous_as_given_and_resets_confirmed<S: RememberStore + Clone>(
+    t: Subject<S>,
+) {
+    let now = token::now();
+    let original = token_of(SUSAN, now);
+    t.store.issue(&original).await.unwrap();
+    let first = sha256(b"first replacement");
+    let second = sha256(b"second replacement");
+
+    // Ordinary: the current hash becomes the previous one.
+    assert!(t
+        .store
+        .confirm(&original.selector, &original.validator_hash)
+        .await
+        .unwrap());
+    assert!(t
+        .store
+        .rotate(&Rotation {
+            selector: &original.selector,
+            expected: &original.validator_hash,
+            previous: &original.validator_hash,
+            replacement: &first,
+            now: now + 10,
+            rotated_at_ms: (now + 10) * 1000 + 10,
+            expires_at: now + 31 * DAY,
+        })
+        .await
+        .unwrap());
+    let ordinary = find(&t.store, &original.selector).await.unwrap();
+    assert_eq!(
+        ordinary,
+        StoredToken {
+            validator_hash: first,
+            previous_hash: Some(original.validator_hash),
+            rotated_at_ms: Some((now + 10) * 1000 + 10),
+            confirmed: false,
+            last_used_at: now + 10,
+            expires_at: now + 31 * DAY,
+            ..original.clone()
+        },
+        "an ordinary rotation, from a confirmed token"
+    );
+
+    // Keeping the previous hash: `first` is dropped, never becoming previous.
+    assert!(t.store.confirm(&original.selector, &first).await.unwrap());
+    assert!(t
+        .store
+        .rotate(&Rotation {
+            selector: &original.selector,
+            expected: &first,
+            previous: &original.validator_hash,
+            replacement: &second,
+            now: now + 300,
+            rotated_at_ms: (now + 300) * 1000 + 300,
+            expires_at: now + 32 * DAY,
+        })
+        .await
+        .unwrap());
+    assert_eq!(
+        find(&t.store, &original.selector).await,
+        Some(StoredToken {
+            validator_hash: second,
+            previous_hash: Some(original.validator_hash),
+            rotated_at_ms: Some((now + 300) * 1000 + 300),
+            confirmed: false,
+            last_used_at: now + 300,
+            expires_at: now + 32 * DAY,
+            ..original.clone()
+        }),
+        "the previous hash kept as given"
+    );
+}
+
+/// `confirm` sets `confirmed` only when the hash given is the token's
+/// current one, and says whether it did; it changes nothing else and
+/// creates nothing.
+async fn store_confirm_confirms_only_the_current_hash<S: RememberStore + Clone>(t: Subject<S>) {
+    let now = token::now();
+    let original = StoredToken {
+        previous_hash: Some(sha256(b"the previous validator")),
+        rotated_at_ms: Some(now * 1000),
+        ..token_of(SUSAN, now)
+    };
+    let other = token_of(SUSAN, now);
+    t.store.issue(&original).await.unwrap();
+    t.store.issue(&other).await.unwrap();
+
+    for wrong in [
+        sha256(b"not the current validator"),
+        original.previous_hash.unwrap(),
+        other.validator_hash,
+    ] {
+        assert!(
+            !t.store.confirm(&original.selector, &wrong).await.unwrap(),
+            "another hash does not confirm"
+        );
+    }
+    assert_eq!(
+        find(&t.store, &original.selector).await.as_ref(),
+        Some(&original)
+    );
+    let unknown = random_part();
+    assert!(!t
+        .store
+        .confirm(&unknown, &original.validator_hash)
+        .await
+        .unwrap());
+    assert_eq!(
+        find(&t.store, &unknown).await,
+        None,
+        "confirm creates nothing"
+    );
+
+    assert!(t
+        .store
+        .confirm(&original.selector, &original.validator_hash)
+        .await
+        .unwrap());
+    let confirmed = StoredToken {
+        confirmed: true,
+        ..original.clone()
+    };
+    assert_eq!(
+        find(&t.store, &original.selector).await.as_ref(),
+        Some(&confirmed)
+    );
+    assert_eq!(
+        find(&t.store, &other.selector).await.as_ref(),
+        Some(&other),
+        "the user's other token is untouched"
+    );
+    assert!(
+        t.store
+            .confirm(&original.selector, &original.validator_hash)
+            .await
+            .unwrap(),
+        "confirming again still matches"
+    );
+    assert_eq!(find(&t.store, &original.selector).await, Some(confirmed));
+
+    // After a rotation the old hash no longer confirms; the new one does.
+    let replacement = sha256(b"next");
+    assert!(t
+        .store
+        .rotate(&Rotation {
+            selector: &original.selector,
+            expected: &original.validator_hash,
+            previous: &original.validator_hash,
+            replacement: &replacement,
+            now: now + 1,
+            rotated_at_ms: (now + 1) * 1000,
+            expires_at: now + 31 * DAY,
+        })
+        .await
+        .unwrap());
+    assert!(!t
+        .store
+        .confirm(&original.selector, &original.validator_hash)
+        .await
+        .unwrap());
+    assert!(!find(&t.store, &original.selector).await.unwrap().confirmed);
+    assert!(t
+        .store
+        .confirm(&original.selector, &replacement)
+        .await
+        .unwrap());
+    assert!(find(&t.store, &original.selector).await.unwrap().confirmed);
 }
 
 async fn store_revoke_deletes_one_token<S: RememberStore + Clone>(t: Subject<S>) {
@@ -1009,6 +1231,7 @@ async fn store_list_is_most_recently_used_first<S: RememberStore + Clone>(t: Sub
         .rotate(&Rotation {
             selector: &a.selector,
             expected: &a.validator_hash,
+            previous: &a.validator_hash,
             replacement: &replacement,
             now: now + 40,
             rotated_at_ms: (now + 40) * 1000,
@@ -1077,6 +1300,7 @@ async fn store_tokens_live_until_their_latest_expiry<S: RememberStore + Clone>(t
         .rotate(&Rotation {
             selector: &rotated.selector,
             expected: &rotated.validator_hash,
+            previous: &rotated.validator_hash,
             replacement: &replacement,
             now,
             rotated_at_ms: now * 1000,
@@ -1151,6 +1375,7 @@ async fn concurrent_store_rotations_swap_exactly_once<S: RememberStore + Clone>(
                     .rotate(&Rotation {
                         selector: &selector,
                         expected: &expected,
+                        previous: &expected,
                         replacement: &replacement,
                         now: now + 1,
                         rotated_at_ms: (now + 1) * 1000,
@@ -1173,6 +1398,7 @@ async fn concurrent_store_rotations_swap_exactly_once<S: RememberStore + Clone>(
     assert_eq!(stored.validator_hash, winners[0]);
     assert_eq!(stored.previous_hash, Some(original.validator_hash));
     assert_eq!(stored.rotated_at_ms, Some((now + 1) * 1000));
+    assert!(!stored.confirmed);
 }
 
 // ---------------------------------------------------------------------------
@@ -1206,6 +1432,7 @@ async fn issue_stores_the_grant_and_never_the_validator<S: RememberStore + Clone
     );
     assert_eq!(stored.previous_hash, None);
     assert_eq!(stored.rotated_at_ms, None);
+    assert!(!stored.confirmed);
     assert_eq!(stored.user_id, SUSAN);
     assert_eq!(stored.fingerprint, fingerprint(SUSAN_HASH));
     assert_eq!(stored.series.len(), 22);
@@ -1281,6 +1508,7 @@ async fn consume_rotates_the_validator_and_keeps_the_selector<S: RememberStore +
             validator_hash: sha256(&next_bytes),
             previous_hash: Some(before.validator_hash),
             rotated_at_ms: Some((now + 60) * 1000),
+            confirmed: false,
             last_used_at: now + 60,
             expires_at: now + 60 + 30 * DAY,
             ..before.clone()

@@ -297,6 +297,11 @@ impl RememberStore for TestStore {
         self.memory.rotate(rotation).await
     }
 
+    async fn confirm(&self, selector: &str, current: &[u8; 32]) -> Result<bool, StoreError> {
+        self.up().await?;
+        self.memory.confirm(selector, current).await
+    }
+
     async fn revoke(&self, selector: &str) -> Result<bool, StoreError> {
         self.up().await?;
         self.memory.revoke(selector).await
