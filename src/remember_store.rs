@@ -98,8 +98,10 @@ impl StoreError {
 /// [`RevocableRemember`](crate::RevocableRemember) builds remember-me on
 /// top: it makes the random selector and validator, checks validators in
 /// constant time, consumes and rotates tokens (`find`, then `rotate`),
-/// applies the grace window and revokes every token of a user whose rotated
-/// validator is presented again. Every store passes the same contract tests.
+/// records that the browser holds the new validator (`confirm`), applies
+/// the grace window and revokes every token of a user whose replaced
+/// validator comes back after the new one was confirmed. Every store passes
+/// the same contract tests.
 ///
 /// latch ships four stores, each behind a cargo feature:
 /// [`MemoryStore`](crate::stores::MemoryStore) (`memory`),

@@ -100,9 +100,13 @@ macro_rules! contract_tests {
                 issue_stores_the_grant_and_never_the_validator,
                 consume_rotates_the_validator_and_keeps_the_selector,
                 replaced_validator_within_grace_is_grace_without_rotation,
-                replaced_validator_after_grace_is_theft_and_revokes_the_users_tokens,
+                confirmed_replaced_validator_after_grace_is_theft_and_revokes_the_users_tokens,
                 older_validator_is_theft_even_within_grace,
-                grace_of_500_ms_lets_the_previous_in_at_300_ms_not_at_700_ms,
+                confirm_takes_the_tag_of_the_cookies_current_validator,
+                dropped_response_then_the_old_validator_minutes_later_is_not_theft,
+                copy_used_after_the_owners_confirmation_is_theft,
+                copy_used_after_the_owners_next_rotation_is_theft,
+                grace_of_500_ms_lets_the_previous_in_at_300_ms_not_at_700_ms_once_confirmed,
                 unknown_and_malformed_tokens_are_rejected,
                 expired_token_is_rejected_and_deleted,
                 redeem_returns_the_user_and_the_replacement,
@@ -110,6 +114,7 @@ macro_rules! contract_tests {
                 devices_lists_working_tokens_and_revoke_device_removes_one;
             multi_thread:
                 concurrent_consumes_rotate_exactly_once,
+                concurrent_consumes_of_an_unconfirmed_previous_past_grace_rotate_once,
                 concurrent_store_rotations_swap_exactly_once,
                 concurrent_issues_all_land;
         );
@@ -472,6 +477,7 @@ fn random_hex() -> String {
 
 const DAY: u64 = 24 * 60 * 60;
 const GRACE: u64 = DEFAULT_GRACE.as_secs();
+const MINUTE: u64 = 60;
 const SUSAN: &str = r#""user001""#;
 const DAVID: &str = r#""user002""#;
 const SUSAN_HASH: &[u8] = b"$argon2id$v=19$susan's password";
@@ -508,6 +514,12 @@ fn at(secs: u64) -> SystemTime {
 /// A time `ms` milliseconds after the Unix epoch.
 fn at_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The confirmation tag of a cookie, computed here: base64url (no padding)
+/// of the first 16 bytes of the SHA-256 of its validator.
+fn tag_of(cookie: &str) -> String {
+    URL_SAFE_NO_PAD.encode(&sha256(&split(cookie).2)[..16])
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -623,6 +635,18 @@ async fn rotate_cookie<S: RememberStore>(
         Consumed::Rotated { token, .. } => token,
         other => panic!("expected Rotated, got {other:?}"),
     }
+}
+
+/// What the login layer does on the browser's next request after a
+/// rotation: confirms that the browser holds `cookie`.
+async fn confirm_cookie<S: RememberStore>(tokens: &RevocableRemember<S>, cookie: &str) {
+    assert!(
+        tokens
+            .confirm(cookie, &tag_of(cookie))
+            .await
+            .expect("RevocableRemember::confirm"),
+        "the current cookie confirms"
+    );
 }
 
 fn selectors(tokens: &[StoredToken]) -> Vec<&str> {
@@ -817,7 +841,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
             previous: &wrong,
             replacement: &replacement,
             now: now + 10,
-            rotated_at_ms: (now + 10) * 1000 + 1,
+            rotated_at_ms: (now + 10) * 1000,
             expires_at: now + 40 * DAY,
         })
         .await
@@ -846,7 +870,6 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         validator_hash: replacement,
         previous_hash: Some(original.validator_hash),
         rotated_at_ms: Some((now + 10) * 1000 + 1),
-        confirmed: false,
         last_used_at: now + 10,
         expires_at: now + 40 * DAY,
         ..original.clone()
@@ -1558,10 +1581,11 @@ async fn replaced_validator_within_grace_is_grace_without_rotation<S: RememberSt
     assert_eq!(list(&t.store, SUSAN).await.len(), 1);
 }
 
-/// The replaced validator after the grace window is theft: every token of
-/// that user is revoked, other users' are not, and a `warn` event names the
-/// user and the series without the token.
-async fn replaced_validator_after_grace_is_theft_and_revokes_the_users_tokens<
+/// The replaced validator after the grace window, once the browser has
+/// confirmed the new one, is theft: every token of that user is revoked,
+/// other users' are not, and a `warn` event names the user and the series
+/// without the token.
+async fn confirmed_replaced_validator_after_grace_is_theft_and_revokes_the_users_tokens<
     S: RememberStore + Clone,
 >(
     t: Subject<S>,
@@ -1575,7 +1599,9 @@ async fn replaced_validator_after_grace_is_theft_and_revokes_the_users_tokens<
     let david = issue(&tokens, &json!("user002"), b"david", 30, now, Some(FIREFOX)).await;
     let david_before = find_cookie(&t.store, &david).await;
     let next = rotate_cookie(&tokens, &cookie, now + 10).await;
+    confirm_cookie(&tokens, &next).await;
     let after_rotation = find_cookie(&t.store, &next).await;
+    assert!(after_rotation.confirmed);
 
     match consume(&tokens, &cookie, now + 10 + GRACE + 1).await {
         Consumed::Theft(stored) => assert_eq!(*stored, after_rotation),
@@ -1761,9 +1787,10 @@ async fn expired_token_is_rejected_and_deleted<S: RememberStore + Clone>(t: Subj
     rotate_cookie(&tokens, &long, now + DAY).await;
 }
 
-/// `redeem` gives the user id (JSON), the fingerprint, the days and the
-/// replacement cookie; within the grace window no replacement; after it
-/// nothing.
+/// `redeem` gives the user id (JSON), the fingerprint, the days, the
+/// replacement cookie and its confirmation tag; within the grace window no
+/// replacement, and the tag of the current cookie; after it, once the
+/// replacement is confirmed, nothing.
 async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t: Subject<S>) {
     let tokens = RevocableRemember::new(t.store.clone());
     let keys = keys();
@@ -1792,6 +1819,7 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
             fingerprint: Some(fingerprint(SUSAN_HASH)),
             days: 14,
             replacement: Some(replacement.clone()),
+            confirmation: Some(tag_of(&replacement)),
         }
     );
     assert_eq!(
@@ -1806,6 +1834,11 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
         .expect("the replaced token within the grace window");
     assert_eq!(grace.user_id, json!("user001"));
     assert_eq!(grace.replacement, None, "no new cookie in the grace window");
+    assert_eq!(
+        grace.confirmation,
+        Some(tag_of(&replacement)),
+        "the tag of the current cookie, which the rotating request set"
+    );
 
     let numeric = issue(&tokens, &json!(42), SUSAN_HASH, 7, now, None).await;
     let redeemed = tokens
@@ -1816,6 +1849,13 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
     assert_eq!(redeemed.user_id, json!(42));
     assert_eq!(redeemed.days, 7);
 
+    let confirmation = grace.confirmation.clone().expect("a tag");
+    assert!(
+        RememberTokens::confirm(&tokens, &replacement, &confirmation)
+            .await
+            .unwrap(),
+        "the browser's next request confirms the replacement"
+    );
     assert_eq!(
         tokens
             .redeem(&keys, &cookie, at(now + 5 + GRACE + 1), None)
@@ -2044,10 +2084,200 @@ async fn concurrent_consumes_rotate_exactly_once<S: RememberStore + Clone>(t: Su
     );
 }
 
+/// `confirm` takes the cookie and the tag of its validator
+/// ([`Consumed::confirmation`], [`Redeemed::confirmation`]): base64url of
+/// the first 16 bytes of the SHA-256 of the current validator. Another tag,
+/// a malformed cookie, or a cookie rotated away since, confirms nothing.
+async fn confirm_takes_the_tag_of_the_cookies_current_validator<S: RememberStore + Clone>(
+    t: Subject<S>,
+) {
+    let tokens = RevocableRemember::new(t.store.clone());
+    let now = token::now();
+    let cookie = issue(&tokens, &json!("user001"), SUSAN_HASH, 30, now, None).await;
+    let rotated = consume(&tokens, &cookie, now + 10).await;
+    let Consumed::Rotated { token: next, .. } = &rotated else {
+        panic!("the current validator rotates: {rotated:?}");
+    };
+    let next = next.clone();
+    let tag = rotated.confirmation().expect("Rotated has a tag");
+    assert_eq!(tag, tag_of(&next), "the tag of the new validator");
+    assert_eq!(tag.len(), 22);
+    let grace = consume(&tokens, &cookie, now + 11).await;
+    assert!(matches!(grace, Consumed::Grace(_)), "{grace:?}");
+    assert_eq!(
+        grace.confirmation(),
+        Some(tag.clone()),
+        "Grace: the current one"
+    );
+    assert_eq!(Consumed::Rejected("x").confirmation(), None);
+
+    let (selector, _, _) = split(&next);
+    let malformed = format!("{selector}.");
+    for (what, token, confirmation) in [
+        ("another tag", next.as_str(), tag_of(&cookie)),
+        ("an empty tag", next.as_str(), String::new()),
+        ("the tag with padding", next.as_str(), format!("{tag}==")),
+        (
+            "the old cookie with its own tag",
+            cookie.as_str(),
+            tag_of(&cookie),
+        ),
+        (
+            "the old cookie with the new tag",
+            cookie.as_str(),
+            tag.clone(),
+        ),
+        ("a malformed cookie", malformed.as_str(), tag.clone()),
+    ] {
+        assert!(
+            !tokens.confirm(token, &confirmation).await.unwrap(),
+            "{what} confirms nothing"
+        );
+        assert!(
+            !RememberTokens::confirm(&tokens, token, &confirmation)
+                .await
+                .unwrap(),
+            "{what}, through RememberTokens"
+        );
+        assert!(!find_cookie(&t.store, &next).await.confirmed, "{what}");
+    }
+    assert!(RememberTokens::confirm(&tokens, &next, &tag).await.unwrap());
+    assert!(find_cookie(&t.store, &next).await.confirmed);
+
+    // Rotated away since: its tag no longer confirms anything.
+    let third = rotate_cookie(&tokens, &next, now + 20).await;
+    assert!(!tokens.confirm(&next, &tag).await.unwrap());
+    assert!(!find_cookie(&t.store, &third).await.confirmed);
+}
+
+/// Attack review: a rotated cookie's response never reaches the browser
+/// (it disconnected), and minutes later the browser presents the validator
+/// it still holds. That is not theft: it gets another new validator, the
+/// one it never saw is dropped, the one it holds stays the previous one,
+/// and nothing is revoked. The next cookie works as usual.
+async fn dropped_response_then_the_old_validator_minutes_later_is_not_theft<
+    S: RememberStore + Clone,
+>(
+    t: Subject<S>,
+) {
+    let tokens = RevocableRemember::new(t.store.clone());
+    let now = token::now();
+    let susan = json!("user001");
+    let cookie = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(FIREFOX)).await;
+    let phone = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(IPHONE)).await;
+    let held = sha256(&split(&cookie).2);
+
+    // The response carrying `lost` is dropped on the way.
+    let lost = rotate_cookie(&tokens, &cookie, now + 10).await;
+    let later = now + 10 + 5 * MINUTE;
+    let before = find_cookie(&t.store, &lost).await;
+    let Consumed::Rotated {
+        token: next,
+        stored,
+    } = consume(&tokens, &cookie, later).await
+    else {
+        panic!("the held validator after a lost response rotates again");
+    };
+    assert_eq!(*stored, before, "Rotated carries the token as it was");
+    let after = find_cookie(&t.store, &next).await;
+    assert_eq!(
+        after,
+        StoredToken {
+            validator_hash: sha256(&split(&next).2),
+            previous_hash: Some(held),
+            rotated_at_ms: Some(later * 1000),
+            confirmed: false,
+            last_used_at: later,
+            expires_at: later + 30 * DAY,
+            ..before
+        },
+        "the previous hash is still the one the browser held"
+    );
+    assert_eq!(list(&t.store, SUSAN).await.len(), 2, "nothing revoked");
+
+    // The next cookie works, and rotates as usual.
+    let third = rotate_cookie(&tokens, &next, later + 1).await;
+    assert_eq!(
+        find_cookie(&t.store, &third).await.previous_hash,
+        Some(sha256(&split(&next).2))
+    );
+    rotate_cookie(&tokens, &phone, later + 1).await;
+    assert_eq!(
+        list(&t.store, SUSAN).await.len(),
+        2,
+        "still nothing revoked"
+    );
+
+    // The validator that never reached the browser was dropped: whoever
+    // shows it has a copy.
+    assert!(
+        matches!(consume(&tokens, &lost, later + 2).await, Consumed::Theft(_)),
+        "the dropped validator"
+    );
+    assert!(list(&t.store, SUSAN).await.is_empty());
+}
+
+/// Attack review: a copy of the cookie, used after the owner's browser got
+/// the rotated cookie and confirmed it, is theft.
+async fn copy_used_after_the_owners_confirmation_is_theft<S: RememberStore + Clone>(t: Subject<S>) {
+    let tokens = RevocableRemember::new(t.store.clone());
+    let keys = keys();
+    let now = token::now();
+    let susan = json!("user001");
+    let copy = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(FIREFOX)).await;
+    let phone = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(IPHONE)).await;
+    let owners = rotate_cookie(&tokens, &copy, now + 10).await;
+    confirm_cookie(&tokens, &owners).await;
+
+    assert_eq!(
+        tokens
+            .redeem(&keys, &copy, at(now + 10 + MINUTE), None)
+            .await
+            .unwrap(),
+        None,
+        "the copy redeems nothing"
+    );
+    assert!(
+        list(&t.store, SUSAN).await.is_empty(),
+        "all of Susan's revoked"
+    );
+    for gone in [&owners, &phone, &copy] {
+        assert!(matches!(
+            consume(&tokens, gone, now + 10 + MINUTE).await,
+            Consumed::Rejected(_)
+        ));
+    }
+}
+
+/// Attack review: a copy of the cookie, used after the owner's browser has
+/// used the rotated cookie in turn (so it must have received it), is theft,
+/// confirmed or not, within a grace window or not.
+async fn copy_used_after_the_owners_next_rotation_is_theft<S: RememberStore + Clone>(
+    t: Subject<S>,
+) {
+    let tokens = RevocableRemember::new(t.store.clone());
+    let now = token::now();
+    let copy = issue(&tokens, &json!("user001"), SUSAN_HASH, 30, now, None).await;
+    let second = rotate_cookie(&tokens, &copy, now + 10).await;
+    let third = rotate_cookie(&tokens, &second, now + 20).await;
+    assert!(!find_cookie(&t.store, &third).await.confirmed);
+    match consume(&tokens, &copy, now + 20).await {
+        Consumed::Theft(stored) => assert_eq!(stored.validator_hash, sha256(&split(&third).2)),
+        other => panic!("the copy after the owner's next rotation: {other:?}"),
+    }
+    assert!(list(&t.store, SUSAN).await.is_empty());
+    assert!(matches!(
+        consume(&tokens, &third, now + 21).await,
+        Consumed::Rejected(_)
+    ));
+}
+
 /// The grace window keeps milliseconds: with 500 ms, the previous validator
-/// is let in at +300 ms and at +500 ms, and is theft at +700 ms. (Whole
-/// seconds would have made the window zero.)
-async fn grace_of_500_ms_lets_the_previous_in_at_300_ms_not_at_700_ms<S: RememberStore + Clone>(
+/// (its successor confirmed) is let in at +300 ms and at +500 ms, and is
+/// theft at +700 ms. (Whole seconds would have made the window zero.)
+async fn grace_of_500_ms_lets_the_previous_in_at_300_ms_not_at_700_ms_once_confirmed<
+    S: RememberStore + Clone,
+>(
     t: Subject<S>,
 ) {
     let tokens = RevocableRemember::new(t.store.clone()).grace(Duration::from_millis(500));
@@ -2059,6 +2289,7 @@ async fn grace_of_500_ms_lets_the_previous_in_at_300_ms_not_at_700_ms<S: Remembe
     else {
         panic!("the current validator rotates");
     };
+    confirm_cookie(&tokens, &next).await;
     assert_eq!(
         find_cookie(&t.store, &next).await.rotated_at_ms,
         Some(rotated_ms)
@@ -2080,4 +2311,53 @@ async fn grace_of_500_ms_lets_the_previous_in_at_300_ms_not_at_700_ms<S: Remembe
         "+700 ms"
     );
     assert!(list(&t.store, SUSAN).await.is_empty());
+}
+
+/// 100 concurrent requests with the previous validator, past the grace
+/// window and unconfirmed (a restarting browser whose last response was
+/// lost): exactly one rotates again, the other 99 get the grace window of
+/// that rotation; none is theft, and the new cookie works.
+async fn concurrent_consumes_of_an_unconfirmed_previous_past_grace_rotate_once<
+    S: RememberStore + Clone,
+>(
+    t: Subject<S>,
+) {
+    let tokens = Arc::new(RevocableRemember::new(t.store.clone()));
+    let now = token::now();
+    let cookie = issue(&tokens, &json!("user001"), SUSAN_HASH, 30, now, None).await;
+    rotate_cookie(&tokens, &cookie, now + 1).await;
+    let later = now + 1 + 10 * MINUTE;
+    let barrier = Arc::new(tokio::sync::Barrier::new(100));
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let tokens = tokens.clone();
+            let cookie = cookie.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                tokens.consume(&cookie, at(later)).await
+            })
+        })
+        .collect();
+    let mut rotated = Vec::new();
+    let mut grace = 0;
+    for task in tasks {
+        match task.await.expect("a consume task panicked") {
+            Ok(Consumed::Rotated { token, .. }) => rotated.push(token),
+            Ok(Consumed::Grace(_)) => grace += 1,
+            Ok(other) => panic!("a concurrent consume gave {other:?}"),
+            Err(error) => panic!("a concurrent consume failed: {error}"),
+        }
+    }
+    assert_eq!(rotated.len(), 1, "exactly one Rotated");
+    assert_eq!(grace, 99, "all others Grace");
+    let stored = find_cookie(&t.store, &rotated[0]).await;
+    assert_eq!(stored.validator_hash, sha256(&split(&rotated[0]).2));
+    assert_eq!(
+        stored.previous_hash,
+        Some(sha256(&split(&cookie).2)),
+        "still the validator the browser holds"
+    );
+    rotate_cookie(&tokens, &rotated[0], later + 1).await;
+    assert_eq!(list(&t.store, SUSAN).await.len(), 1);
 }

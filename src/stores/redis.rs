@@ -23,9 +23,10 @@ use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
 ///   token's `expires_at`, renewed on each rotation.
 ///
 ///   Hashes written by earlier versions of latch have no `confirmed` and
-///   hold seconds in `rotated_at`, which read as a moment in January 1970,
-///   long past: only a token rotated in the few seconds before the upgrade
-///   loses what was left of its grace window.
+///   hold seconds in `rotated_at`, which read as a moment in January 1970:
+///   long past, so such a token's previous validator is out of the grace
+///   window and, unconfirmed, gets a new validator rather than being judged
+///   theft. Harmless.
 /// - `{prefix}remember:user:{user_id}`: a set of the user's selectors, which
 ///   lives at least as long as the user's longest-lived token.
 ///

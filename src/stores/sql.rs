@@ -16,9 +16,9 @@ use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
 ///
 /// `rotated_at` holds milliseconds since the Unix epoch (`rotated_at_ms`).
 /// Rows written before it did hold seconds, which read as a moment in
-/// January 1970, long past: only a token rotated in the few seconds before
-/// the upgrade loses what was left of its grace window. `confirmed` is
-/// added to such rows as false.
+/// January 1970: long past, so such a token's previous validator is out of
+/// the grace window and, unconfirmed (`confirmed` is added as false), gets
+/// a new validator when presented rather than being judged theft. Harmless.
 ///
 /// `confirmed` comes last, where `migrate` adds it to a table made before
 /// it existed, so that new and upgraded tables have the same columns.
@@ -751,11 +751,13 @@ mod tests {
 
             /// A table made before `confirmed` existed, holding a token
             /// rotated back then (`rotated_at` in seconds): instances that
-            /// start at once all migrate it, and the column is added as
-            /// false.
+            /// start at once all migrate it, the column is added as false,
+            /// and the token's previous validator gets a new one instead of
+            /// counting as theft.
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn migrate_upgrades_a_table_made_before_confirmed() {
                 run(open_concurrent().await, |store, pool| async move {
+                    use crate::revocable::{Consumed, RevocableRemember};
                     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
                     use base64::Engine as _;
                     use sha2::{Digest, Sha256};
@@ -809,9 +811,26 @@ mod tests {
                     assert!(!found.confirmed, "added as false");
                     assert_eq!(found.rotated_at_ms, Some(NOW), "seconds, read as milliseconds");
                     assert_eq!(found.previous_hash.map(|h| h.to_vec()), Some(hash(old)));
-                    let current_hash: [u8; 32] = Sha256::digest(current).into();
-                    assert!(store.confirm(&selector, &current_hash).await.unwrap());
-                    assert!(store.find(&selector).await.unwrap().unwrap().confirmed);
+
+                    // The old previous validator: long past the grace window
+                    // and unconfirmed, so a lost response, not theft.
+                    let tokens = RevocableRemember::new(store.clone());
+                    let cookie = format!("{selector}.{}", URL_SAFE_NO_PAD.encode(old));
+                    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(NOW + 60);
+                    let consumed = tokens.consume(&cookie, now).await.unwrap();
+                    let Consumed::Rotated { token, .. } = consumed else {
+                        panic!("the old previous validator after the upgrade: {consumed:?}");
+                    };
+                    let after = store.find(&selector).await.unwrap().unwrap();
+                    assert_eq!(after.previous_hash.map(|h| h.to_vec()), Some(hash(old)));
+                    assert_eq!(after.rotated_at_ms, Some((NOW + 60) * 1000));
+                    let confirmation = tokens
+                        .consume(&token, now)
+                        .await
+                        .unwrap()
+                        .confirmation()
+                        .expect("the new cookie works");
+                    assert_eq!(confirmation.len(), 22);
                     assert_eq!(store.list(r#""user001""#).await.unwrap().len(), 1);
                 })
                 .await;
