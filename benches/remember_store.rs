@@ -1,5 +1,6 @@
-//! How long the remember-me stores take to issue a token and to consume
-//! and rotate one, through `RevocableRemember`, per backend.
+//! How long the remember-me stores take to issue a token, to consume and
+//! rotate one, and to confirm a rotated one, through `RevocableRemember`,
+//! per backend.
 //!
 //! ```text
 //! TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
@@ -25,7 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use std::hint::black_box;
 use std::str::FromStr as _;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Runtime;
 
 /// Issued tokens are deleted (untimed) after every batch of this many, so
@@ -145,8 +146,9 @@ fn redis(c: &mut Criterion, rt: &Runtime, url: &str) {
     });
 }
 
-/// `issue`, and `consume` of the token the previous iteration returned
-/// (so every iteration is a real rotation: find, compare, rotate).
+/// `issue`; `consume` of the token the previous iteration returned (so
+/// every iteration is a real rotation: find, compare, rotate); and
+/// `confirm` of the current token (one conditional write).
 fn bench_store<S: RememberStore>(c: &mut Criterion, rt: &Runtime, backend: &str, store: S) {
     let tokens = RevocableRemember::new(store);
     let keys = KeyRing::new(SecretKey::new([7u8; 32]).expect("a 32-byte key"));
@@ -185,16 +187,36 @@ fn bench_store<S: RememberStore>(c: &mut Criterion, rt: &Runtime, backend: &str,
         group.bench_function("consume_rotate", |b| {
             b.to_async(rt).iter(move || async move {
                 let token = current.lock().unwrap().clone();
-                match tokens.consume(&token, token::now()).await {
-                    Ok(Consumed::Rotated { token, .. }) => *current.lock().unwrap() = token,
-                    other => panic!("consume of the current token gave {other:?}"),
-                }
+                *current.lock().unwrap() = rotate(tokens, &token).await.0;
+            })
+        });
+    }
+
+    // The current token and its tag, from one more (untimed) rotation.
+    let (token, confirmation) = rt.block_on(rotate(&tokens, &current.into_inner().unwrap()));
+    {
+        let (tokens, token, confirmation) = (&tokens, &token, &confirmation);
+        group.bench_function("confirm", |b| {
+            b.to_async(rt).iter(move || async move {
+                let confirmed = tokens.confirm(token, confirmation).await;
+                assert!(confirmed.expect("confirm"), "the current token confirms");
             })
         });
     }
     group.finish();
     rt.block_on(tokens.store().revoke_user(&user_text))
         .expect("revoke_user");
+}
+
+/// Consumes the current token, which must rotate: the new token and its
+/// confirmation tag.
+async fn rotate<S: RememberStore>(tokens: &RevocableRemember<S>, token: &str) -> (String, String) {
+    let consumed = tokens.consume(token, SystemTime::now()).await;
+    let confirmation = consumed.as_ref().ok().and_then(Consumed::confirmation);
+    match (consumed, confirmation) {
+        (Ok(Consumed::Rotated { token, .. }), Some(confirmation)) => (token, confirmation),
+        (other, _) => panic!("consume of the current token gave {other:?}"),
+    }
 }
 
 async fn issue<S: RememberStore>(

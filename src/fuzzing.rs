@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, Uri};
 use percent_encoding::utf8_percent_encode;
 use sha2::{Digest, Sha256};
 use std::sync::Mutex;
+use std::time::{Duration, UNIX_EPOCH};
 
 use crate::cookies::{self, Lookup};
 use crate::next::{self, is_safe_next, MAX_NEXT_LEN};
@@ -160,7 +161,7 @@ pub fn remember_token(input: &str) -> bool {
     };
     let tokens = RevocableRemember::new(store);
     let consumed = tokens
-        .consume(input, 1_000)
+        .consume(input, UNIX_EPOCH + Duration::from_secs(1_000))
         .now_or_never()
         .expect("the probe store is never pending")
         .expect("the probe store never fails");
@@ -223,7 +224,8 @@ impl RememberStore for ProbeStore {
             selector: selector.to_owned(),
             validator_hash: self.validator_hash,
             previous_hash: None,
-            rotated_at: None,
+            rotated_at_ms: None,
+            confirmed: false,
             user_id: "\"fuzz\"".to_owned(),
             fingerprint: String::new(),
             series: "series".to_owned(),
@@ -237,6 +239,10 @@ impl RememberStore for ProbeStore {
 
     async fn rotate(&self, rotation: &Rotation<'_>) -> Result<bool, StoreError> {
         *self.rotated_from.lock().unwrap() = Some(*rotation.expected);
+        Ok(true)
+    }
+
+    async fn confirm(&self, _selector: &str, _current: &[u8; 32]) -> Result<bool, StoreError> {
         Ok(true)
     }
 

@@ -667,7 +667,12 @@ impl<U: User> LoginContext<U> {
         };
         let remember = &self.inner.config.remember;
         let redeemed = remember
-            .redeem(self.keys(), token, token::now(), self.user_agent())
+            .redeem(
+                self.keys(),
+                token,
+                std::time::SystemTime::now(),
+                self.user_agent(),
+            )
             .await;
         let redeemed = match redeemed {
             Ok(Some(redeemed)) => redeemed,

@@ -98,6 +98,11 @@ pub struct Redeemed {
     pub days: u32,
     /// The token that replaces it in the cookie, if any.
     pub replacement: Option<String>,
+    /// For tokens whose rotation the browser confirms: the tag that
+    /// [`RememberTokens::confirm`] takes, with the cookie of a later
+    /// request, to record that the browser holds the token's current
+    /// validator. Keep it in the session. `None` for stateless tokens.
+    pub confirmation: Option<String>,
 }
 
 /// Makes, checks and revokes the tokens of the `_remember` cookie.
@@ -117,15 +122,30 @@ pub trait RememberTokens: Send + Sync + 'static {
         grant: RememberGrant<'a>,
     ) -> BoxFuture<'a, Result<String, RememberError>>;
 
-    /// Checks a token from a request: `Ok(None)` for a token that is not
-    /// (or no longer) good, which makes the request anonymous.
+    /// Checks a token from a request at time `now`: `Ok(None)` for a token
+    /// that is not (or no longer) good, which makes the request anonymous.
     fn redeem<'a>(
         &'a self,
         keys: &'a KeyRing,
         token: &'a str,
-        now: u64,
+        now: SystemTime,
         user_agent: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Redeemed>, RememberError>>;
+
+    /// Records that the browser holds `token`, the remember cookie of a
+    /// request that carries the `confirmation` of an earlier
+    /// [`redeem`](Self::redeem) ([`Redeemed::confirmation`]). Returns
+    /// whether it did: `false` when the tag is not that token's, or the
+    /// token has been rotated or revoked since. The default does nothing
+    /// and returns `false`: stateless tokens have nothing to confirm.
+    fn confirm<'a>(
+        &'a self,
+        token: &'a str,
+        confirmation: &'a str,
+    ) -> BoxFuture<'a, Result<bool, RememberError>> {
+        let _ = (token, confirmation);
+        Box::pin(std::future::ready(Ok(false)))
+    }
 
     /// Revokes a token, on logout. Stateless tokens cannot be revoked one by
     /// one; deleting the cookie is all that can be done for them.
@@ -261,6 +281,7 @@ impl StatelessRemember {
             issued_at,
             days,
             replacement,
+            confirmation: None,
         })
     }
 }
@@ -287,9 +308,12 @@ impl RememberTokens for StatelessRemember {
         &'a self,
         keys: &'a KeyRing,
         token: &'a str,
-        now: u64,
+        now: SystemTime,
         _user_agent: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Redeemed>, RememberError>> {
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
         let redeemed = match Self::check(keys, token, now) {
             Ok(redeemed) => Some(redeemed),
             Err(reason) => {

@@ -17,11 +17,20 @@ pub struct StoredToken {
     pub selector: String,
     /// SHA-256 of the current validator.
     pub validator_hash: [u8; 32],
-    /// SHA-256 of the validator this one replaced, if it has been rotated.
+    /// SHA-256 of the previous validator, if the token has been rotated:
+    /// the one the browser held before the last rotation it is known to
+    /// have seen. It stays acceptable until the browser shows it holds the
+    /// current one (`confirmed`).
     pub previous_hash: Option<[u8; 32]>,
-    /// When the validator was last rotated (seconds since the Unix epoch);
-    /// the previous one is still accepted for the grace window after it.
-    pub rotated_at: Option<u64>,
+    /// When the validator was last rotated, in milliseconds since the Unix
+    /// epoch; the previous one is accepted without a new cookie for the
+    /// grace window after it.
+    pub rotated_at_ms: Option<u64>,
+    /// Whether the browser has shown that it holds the current validator
+    /// ([`RememberStore::confirm`]); every rotation resets it. Until then,
+    /// the previous validator presented again is taken for a response that
+    /// never reached the browser; after it, for a copied cookie.
+    pub confirmed: bool,
     /// The user's id, as JSON text (`"user001"`, `42`).
     pub user_id: String,
     /// The fingerprint of the user's `auth_hash` when the token was made.
@@ -47,13 +56,21 @@ pub struct StoredToken {
 pub struct Rotation<'a> {
     /// Which token.
     pub selector: &'a str,
-    /// The validator hash the caller checked; the swap happens only if it is
-    /// still the current one.
+    /// The current validator hash the caller read; the swap happens only if
+    /// it is still the current one.
     pub expected: &'a [u8; 32],
+    /// The new `previous_hash`: `expected` for an ordinary rotation, or the
+    /// previous hash kept as it was when a browser that never got the
+    /// current validator is given a new one.
+    pub previous: &'a [u8; 32],
     /// The new validator hash.
     pub replacement: &'a [u8; 32],
-    /// The time of the rotation: the new `rotated_at` and `last_used_at`.
+    /// The time of the rotation, in seconds since the Unix epoch: the new
+    /// `last_used_at`.
     pub now: u64,
+    /// The time of the rotation, in milliseconds since the Unix epoch: the
+    /// new `rotated_at_ms`.
+    pub rotated_at_ms: u64,
     /// The new expiry.
     pub expires_at: u64,
 }
@@ -81,8 +98,10 @@ impl StoreError {
 /// [`RevocableRemember`](crate::RevocableRemember) builds remember-me on
 /// top: it makes the random selector and validator, checks validators in
 /// constant time, consumes and rotates tokens (`find`, then `rotate`),
-/// applies the grace window and revokes every token of a user whose rotated
-/// validator is presented again. Every store passes the same contract tests.
+/// records that the browser holds the new validator (`confirm`), applies
+/// the grace window and revokes every token of a user whose replaced
+/// validator comes back after the new one was confirmed. Every store passes
+/// the same contract tests.
 ///
 /// latch ships four stores, each behind a cargo feature:
 /// [`MemoryStore`](crate::stores::MemoryStore) (`memory`),
@@ -105,13 +124,24 @@ pub trait RememberStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<StoredToken>, StoreError>> + Send;
 
     /// Atomically replaces the token's validator hash with
-    /// `rotation.replacement` if it is still `rotation.expected`: the old
-    /// hash becomes `previous_hash`, and `rotated_at`, `last_used_at` and
-    /// `expires_at` are updated. Returns whether it swapped. Of many
-    /// concurrent rotations from the same validator, exactly one swaps.
+    /// `rotation.replacement` if it is still `rotation.expected`:
+    /// `previous_hash` becomes `rotation.previous`, `rotated_at_ms`,
+    /// `last_used_at` and `expires_at` are updated, and `confirmed` becomes
+    /// `false`. Returns whether it swapped. Of many concurrent rotations
+    /// from the same validator, exactly one swaps.
     fn rotate(
         &self,
         rotation: &Rotation<'_>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Atomically sets `confirmed` if the token's validator hash is still
+    /// `current`: the browser has shown it holds that validator. Returns
+    /// whether the hash matched (the token is now confirmed); an unknown
+    /// selector or another hash changes nothing.
+    fn confirm(
+        &self,
+        selector: &str,
+        current: &[u8; 32],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Deletes the token with this selector. Returns whether there was one.

@@ -1,5 +1,6 @@
 //! Revocable remember-me: split `selector.validator` tokens kept in a
-//! [`RememberStore`], rotated on every use, with theft detection.
+//! [`RememberStore`], rotated on every use, confirmed by the browser's next
+//! use, with theft detection.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -8,7 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
 use crate::device;
@@ -26,9 +27,17 @@ const PART_LEN: usize = 22;
 /// The length of a whole `selector.validator` token.
 pub(crate) const TOKEN_LEN: usize = 2 * PART_LEN + 1;
 
-/// The default grace window: how long the validator replaced most recently
-/// keeps working, for the parallel requests a browser makes after a restart.
+/// The default grace window: how long after a rotation the validator it
+/// replaced is let in without a new cookie, for the parallel requests a
+/// browser makes after a restart.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// How many times [`RevocableRemember::consume`] reads a token and tries to
+/// rotate it before it gives up on a token that others keep rotating.
+const ROUNDS: usize = 3;
+
+/// How many bytes of the validator hash a confirmation tag carries.
+const TAG_BYTES: usize = 16;
 
 /// Remember-me tokens that the server can revoke: a random selector and a
 /// random validator (128 bits each, from the OS) in the `_remember` cookie,
@@ -36,11 +45,24 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// validator.
 ///
 /// - Each use replaces the validator and re-sets the cookie.
-/// - A validator that has been rotated away, presented again after the
-///   grace window, is theft: someone holds a copy of the cookie. Every
-///   remember token of that user is revoked, a `warn` event is logged
+/// - The browser then shows that it holds the new validator: a later
+///   request presents the new cookie together with the confirmation tag of
+///   the use ([`Redeemed::confirmation`], kept in the session), and
+///   [`RememberTokens::confirm`] records it in the store.
+/// - Until then, the validator it replaced keeps working: the response that
+///   carried the new cookie may never have reached the browser (it
+///   disconnected, a tab was restored, a request was cancelled). Presented
+///   again, it gets another new validator, and the one the browser never
+///   saw is discarded; nothing is revoked.
+/// - The replaced validator presented after the new one was confirmed, or
+///   any older validator, is theft: someone holds a copy of the cookie.
+///   Every remember token of that user is revoked, a `warn` event is logged
 ///   (target `latch`, with the user id and the token's series), and the
 ///   request is anonymous.
+/// - Within the [grace window](Self::grace) after a rotation (default 5
+///   s), the validator it replaced is let in without a new cookie, confirmed
+///   or not, so that the parallel requests of a restarting browser, which
+///   all carry the same cookie, do not each mint a new one.
 /// - [`Auth::logout_user`](crate::Auth::logout_user) revokes the token, so a
 ///   copy of the cookie stops working at once; a change of the user's
 ///   `auth_hash` makes all of the user's tokens fail.
@@ -67,7 +89,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct RevocableRemember<S> {
     store: S,
-    grace: u64,
+    grace: Duration,
     on_theft: Option<TheftHook>,
 }
 
@@ -77,7 +99,7 @@ impl<S: std::fmt::Debug> std::fmt::Debug for RevocableRemember<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RevocableRemember")
             .field("store", &self.store)
-            .field("grace", &Duration::from_secs(self.grace))
+            .field("grace", &self.grace)
             .field("on_theft", &self.on_theft.is_some())
             .finish()
     }
@@ -100,7 +122,7 @@ impl<S: RememberStore> RevocableRemember<S> {
     pub fn new(store: S) -> Self {
         Self {
             store,
-            grace: DEFAULT_GRACE.as_secs(),
+            grace: DEFAULT_GRACE,
             on_theft: None,
         }
     }
@@ -134,12 +156,20 @@ impl<S: RememberStore> RevocableRemember<S> {
         self
     }
 
-    /// How long the validator replaced most recently keeps working (whole
-    /// seconds, rounded down; default 5). `Duration::ZERO` turns the window
-    /// off, which makes parallel requests after a browser restart look like
-    /// theft.
+    /// How long after a rotation the validator it replaced is let in
+    /// without a new cookie (default 5 s; kept to the millisecond, finer is
+    /// rounded down). The window is for the parallel requests of a
+    /// restarting browser, which all carry the same cookie: one rotates it,
+    /// the others are let in as they are. Within it the replaced validator
+    /// works even after the new one was confirmed; after it, it is theft
+    /// once the new one is confirmed, and a lost response (another new
+    /// validator) until then.
+    ///
+    /// `Duration::ZERO` turns the window off: each of those parallel
+    /// requests then rotates the token again and gets a cookie of its own,
+    /// and the browser keeps whichever response it reads last.
     pub fn grace(mut self, window: Duration) -> Self {
-        self.grace = window.as_secs();
+        self.grace = window;
         self
     }
 
@@ -149,30 +179,61 @@ impl<S: RememberStore> RevocableRemember<S> {
     }
 
     /// Checks a token and, if it is good, rotates it: what a request with a
-    /// `_remember` cookie does. See [`Consumed`].
-    pub async fn consume(&self, token: &str, now: u64) -> Result<Consumed, StoreError> {
+    /// `_remember` cookie does. See [`Consumed`] and the rules above.
+    ///
+    /// When another request rotates the token between the read and the
+    /// compare-and-swap, the token is read again and judged anew (three
+    /// rounds at most; then [`Consumed::Rejected`] with `"contended"`).
+    pub async fn consume(&self, token: &str, now: SystemTime) -> Result<Consumed, StoreError> {
         let Some((selector, validator)) = parse(token) else {
             return Ok(Consumed::Rejected("malformed token"));
         };
         let presented = sha256(&validator);
-        let Some(stored) = self.store.find(&selector).await? else {
+        let now_secs = unix_seconds(now);
+        let now_ms = unix_millis(now);
+        let Some(mut stored) = self.store.find(&selector).await? else {
             return Ok(Consumed::Rejected("unknown selector"));
         };
-        if stored.expires_at <= now {
-            self.store.revoke(&selector).await?;
-            return Ok(Consumed::Rejected("expired"));
-        }
-        if bool::from(stored.validator_hash.ct_eq(&presented)) {
+        for round in 1..=ROUNDS {
+            if stored.expires_at <= now_secs {
+                self.store.revoke(&selector).await?;
+                return Ok(Consumed::Rejected("expired"));
+            }
+            let current = bool::from(stored.validator_hash.ct_eq(&presented));
+            let previous = stored
+                .previous_hash
+                .is_some_and(|previous| bool::from(previous.ct_eq(&presented)));
+            // What becomes `previous_hash` if the rotation below swaps.
+            let keep = if current {
+                stored.validator_hash
+            } else if previous && self.in_grace(&stored, now_ms) {
+                return Ok(Consumed::Grace(Box::new(stored)));
+            } else if previous && !stored.confirmed {
+                // The browser never showed it got the current validator:
+                // the response that carried it was lost. A new one replaces
+                // it, and the validator the browser does hold stays the
+                // previous one until the new one is confirmed.
+                tracing::debug!(
+                    target: "latch",
+                    series = %stored.series,
+                    "replaced remember validator presented before the new one was confirmed: a lost response, rotated again"
+                );
+                presented
+            } else {
+                return self.theft(stored).await;
+            };
             let fresh = random_part();
             let replacement = sha256(&fresh);
             let rotated = self
                 .store
                 .rotate(&Rotation {
                     selector: &selector,
-                    expected: &presented,
+                    expected: &stored.validator_hash,
+                    previous: &keep,
                     replacement: &replacement,
-                    now,
-                    expires_at: expiry(now, stored.days),
+                    now: now_secs,
+                    rotated_at_ms: now_ms,
+                    expires_at: expiry(now_secs, stored.days),
                 })
                 .await?;
             if rotated {
@@ -182,43 +243,37 @@ impl<S: RememberStore> RevocableRemember<S> {
                     stored: Box::new(stored),
                 });
             }
-            // Another request rotated it first: read what it left.
-            let Some(after) = self.store.find(&selector).await? else {
-                return Ok(Consumed::Rejected("revoked meanwhile"));
+            if round == ROUNDS {
+                break;
+            }
+            // Another request rotated it first: judge again what it left.
+            stored = match self.store.find(&selector).await? {
+                Some(after) => after,
+                None => return Ok(Consumed::Rejected("revoked meanwhile")),
             };
-            return self.previous_or_theft(after, &presented, now).await;
         }
-        self.previous_or_theft(stored, &presented, now).await
+        Ok(Consumed::Rejected("contended"))
     }
 
-    /// The presented validator is not the current one: it is the one just
-    /// replaced (within the grace window), or the cookie was copied.
-    async fn previous_or_theft(
-        &self,
-        stored: StoredToken,
-        presented: &[u8; 32],
-        now: u64,
-    ) -> Result<Consumed, StoreError> {
-        let previous = stored
-            .previous_hash
-            .is_some_and(|previous| bool::from(previous.ct_eq(presented)));
-        // Times are whole seconds: a window of N seconds lets through
-        // requests up to the end of the Nth second after the rotation, and
-        // a window of 0 none at all.
-        let in_grace = self.grace > 0
+    /// Whether `now_ms` is within the grace window after the last rotation.
+    fn in_grace(&self, stored: &StoredToken, now_ms: u64) -> bool {
+        let window = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
+        !self.grace.is_zero()
             && stored
-                .rotated_at
-                .is_some_and(|at| now <= at.saturating_add(self.grace));
-        if previous && in_grace {
-            return Ok(Consumed::Grace(Box::new(stored)));
-        }
+                .rotated_at_ms
+                .is_some_and(|at| now_ms <= at.saturating_add(window))
+    }
+
+    /// A copied cookie: revokes every token of the user, logs it and calls
+    /// the hook.
+    async fn theft(&self, stored: StoredToken) -> Result<Consumed, StoreError> {
         let revoked = self.store.revoke_user(&stored.user_id).await?;
         tracing::warn!(
             target: "latch",
             user_id = %stored.user_id,
             series = %stored.series,
             revoked,
-            "remember token used again after rotation: the cookie was copied; all of the user's remembered logins revoked"
+            "remember validator presented after its successor was confirmed or replaced: the cookie was copied; all of the user's remembered logins revoked"
         );
         if let Some(hook) = &self.on_theft {
             match serde_json::from_str(&stored.user_id) {
@@ -236,6 +291,26 @@ impl<S: RememberStore> RevocableRemember<S> {
             }
         }
         Ok(Consumed::Theft(Box::new(stored)))
+    }
+
+    /// Records that the browser holds the validator of `token`, if
+    /// `confirmation` is the tag of that validator
+    /// ([`Consumed::confirmation`], [`Redeemed::confirmation`]) and it is
+    /// still the token's current one. Returns whether it did; a malformed
+    /// token or another tag is `Ok(false)`, without asking the store.
+    ///
+    /// After it, the validator the current one replaced no longer passes as
+    /// a lost response: presented after the grace window, it is theft.
+    pub async fn confirm(&self, token: &str, confirmation: &str) -> Result<bool, StoreError> {
+        let Some((selector, validator)) = parse(token) else {
+            return Ok(false);
+        };
+        let hash = sha256(&validator);
+        let tag = confirmation_tag(&hash);
+        if !bool::from(tag.as_bytes().ct_eq(confirmation.as_bytes())) {
+            return Ok(false);
+        }
+        self.store.confirm(&selector, &hash).await
     }
 
     /// Spawns a task that purges expired tokens every `period`, on the
@@ -269,23 +344,43 @@ impl<S: RememberStore> RevocableRemember<S> {
 /// What [`RevocableRemember::consume`] made of a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Consumed {
-    /// The current validator: it has been replaced by the one in `token`,
-    /// which goes into the cookie.
+    /// The current validator, or the previous one when the browser never
+    /// confirmed the current one (a lost response) and the grace window is
+    /// over: it has been replaced by the one in `token`, which goes into the
+    /// cookie.
     Rotated {
         /// The new `selector.validator` for the cookie.
         token: String,
         /// The token as it was stored before the rotation.
         stored: Box<StoredToken>,
     },
-    /// The validator replaced most recently, within the grace window: good,
-    /// but the cookie is left as it is (the request that rotated it sets it).
+    /// The previous validator, within the grace window: good, but the
+    /// cookie is left as it is (the request that rotated it sets it).
     Grace(Box<StoredToken>),
-    /// A validator rotated away before the grace window: every token of the
-    /// user has been revoked.
+    /// A copied cookie: the previous validator after the grace window once
+    /// the current one was confirmed, or an older validator. Every token of
+    /// the user has been revoked.
     Theft(Box<StoredToken>),
-    /// Not a token of this store (malformed, unknown, expired); the reason
-    /// is for logs.
+    /// Not a token of this store (malformed, unknown, expired), or one that
+    /// other requests kept rotating (`"contended"`); the reason is for logs.
     Rejected(&'static str),
+}
+
+impl Consumed {
+    /// The confirmation tag of a good token, for
+    /// [`RevocableRemember::confirm`]: base64url (no padding) of the first
+    /// 16 bytes of the SHA-256 of the token's current validator, the new one
+    /// for `Rotated` and the stored one for `Grace`. It names the validator
+    /// without revealing it. `None` for `Theft` and `Rejected`.
+    pub fn confirmation(&self) -> Option<String> {
+        match self {
+            Consumed::Rotated { token, .. } => {
+                parse(token).map(|(_, validator)| confirmation_tag(&sha256(&validator)))
+            }
+            Consumed::Grace(stored) => Some(confirmation_tag(&stored.validator_hash)),
+            Consumed::Theft(_) | Consumed::Rejected(_) => None,
+        }
+    }
 }
 
 impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
@@ -300,7 +395,8 @@ impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
                 selector: selector.clone(),
                 validator_hash: sha256(&validator),
                 previous_hash: None,
-                rotated_at: None,
+                rotated_at_ms: None,
+                confirmed: false,
                 user_id: grant.user_id.to_string(),
                 fingerprint: grant.fingerprint.to_owned(),
                 series: URL_SAFE_NO_PAD.encode(random_part()),
@@ -319,11 +415,13 @@ impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
         &'a self,
         _keys: &'a KeyRing,
         token: &'a str,
-        now: u64,
+        now: SystemTime,
         _user_agent: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Redeemed>, RememberError>> {
         Box::pin(async move {
-            let (stored, replacement) = match self.consume(token, now).await.map_err(store_error)? {
+            let consumed = self.consume(token, now).await.map_err(store_error)?;
+            let confirmation = consumed.confirmation();
+            let (stored, replacement) = match consumed {
                 Consumed::Rotated { token, stored } => (stored, Some(token)),
                 Consumed::Grace(stored) => (stored, None),
                 Consumed::Theft(_) => return Ok(None),
@@ -342,7 +440,20 @@ impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
                 issued_at: Some(UNIX_EPOCH + Duration::from_secs(stored.created_at)),
                 days: stored.days,
                 replacement,
+                confirmation,
             }))
+        })
+    }
+
+    fn confirm<'a>(
+        &'a self,
+        token: &'a str,
+        confirmation: &'a str,
+    ) -> BoxFuture<'a, Result<bool, RememberError>> {
+        Box::pin(async move {
+            RevocableRemember::confirm(self, token, confirmation)
+                .await
+                .map_err(store_error)
         })
     }
 
@@ -461,6 +572,25 @@ fn sha256(validator: &[u8]) -> [u8; 32] {
     Sha256::digest(validator).into()
 }
 
+/// The confirmation tag of a validator hash: base64url of its first 16
+/// bytes.
+fn confirmation_tag(hash: &[u8; 32]) -> String {
+    URL_SAFE_NO_PAD.encode(&hash[..TAG_BYTES])
+}
+
+/// Whole seconds since the Unix epoch (0 before it).
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
 fn expiry(now: u64, days: u32) -> u64 {
     now.saturating_add(u64::from(days) * 24 * 60 * 60)
 }
@@ -524,13 +654,16 @@ mod tests {
             user_agent: Some("curl/8.5.0"),
         };
         let first = tokens.issue(grant).await.unwrap();
-        assert!(matches!(
-            tokens.consume(&first, 1_000).await.unwrap(),
-            Consumed::Rotated { .. }
-        ));
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        let rotated = tokens.consume(&first, at(1_000)).await.unwrap();
+        let confirmation = rotated.confirmation().unwrap();
+        let Consumed::Rotated { token: next, .. } = rotated else {
+            panic!("the current validator rotates: {rotated:?}");
+        };
+        assert!(tokens.confirm(&next, &confirmation).await.unwrap());
         assert!(heard.lock().unwrap().is_empty());
-        let Consumed::Theft(stored) = tokens.consume(&first, 1_001).await.unwrap() else {
-            panic!("a rotated-away validator is theft");
+        let Consumed::Theft(stored) = tokens.consume(&first, at(1_001)).await.unwrap() else {
+            panic!("a replaced validator after the confirmation is theft");
         };
         let heard = heard.lock().unwrap();
         assert_eq!(heard.len(), 1);

@@ -9,8 +9,9 @@
 //!   deletes the owner's cookie but cannot revoke the copy; a password
 //!   change (`Auth::update_user`, or any change of `auth_hash`) does.
 //! - `RevocableRemember` over a store revokes the token on logout, so a copy
-//!   fails at once; and a copy replayed after the real cookie rotated is
-//!   theft, which revokes every remembered login of the user.
+//!   fails at once; and a copy replayed after the real cookie rotated (and
+//!   the owner's browser confirmed the new one) is theft, which revokes
+//!   every remembered login of the user.
 //!
 //! These are the short versions; the full suite of revocable remember-me
 //! (grace window, devices, store faults, the theft event) is
@@ -30,9 +31,38 @@ fn stateless_app(users: &Users) -> Router {
 
 #[cfg(feature = "memory")]
 fn revocable_app(users: &Users, grace: std::time::Duration) -> Router {
-    let tokens = latch::RevocableRemember::new(latch::stores::MemoryStore::new()).grace(grace);
+    revocable_app_and_store(users, grace).0
+}
+
+/// The app with revocable tokens, and their store (clones share it).
+#[cfg(feature = "memory")]
+fn revocable_app_and_store(
+    users: &Users,
+    grace: std::time::Duration,
+) -> (Router, latch::stores::MemoryStore) {
+    let store = latch::stores::MemoryStore::new();
+    let tokens = latch::RevocableRemember::new(store.clone()).grace(grace);
     let login = login_layer(users).remember_tokens(tokens);
-    app_with(users, login, Session::new(key()))
+    (app_with(users, login, Session::new(key())), store)
+}
+
+/// The owner's browser shows it holds its rotated `cookie` (what its next
+/// request confirms), with the cookie's tag: base64url of the first 16
+/// bytes of the SHA-256 of the validator.
+#[cfg(feature = "memory")]
+async fn confirm(store: &latch::stores::MemoryStore, cookie: &str) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+
+    let (_, validator) = cookie.split_once('.').expect("selector.validator");
+    let hash = Sha256::digest(URL_SAFE_NO_PAD.decode(validator).expect("base64url"));
+    let tag = URL_SAFE_NO_PAD.encode(&hash[..16]);
+    let tokens = latch::RevocableRemember::new(store.clone());
+    assert!(tokens
+        .confirm(cookie, &tag)
+        .await
+        .expect("the store answers"));
 }
 
 /// Alice logs in with remember-me in her browser, and the attacker copies
@@ -140,12 +170,15 @@ async fn a_stateless_copy_fails_once_the_auth_hash_changes_elsewhere() {
 #[cfg(feature = "memory")]
 #[tokio::test]
 async fn a_replayed_rotated_revocable_cookie_revokes_every_remembered_login() {
-    let app = revocable_app(&Users::new(), std::time::Duration::ZERO);
+    let (app, store) = revocable_app_and_store(&Users::new(), std::time::Duration::ZERO);
     let (mut alice, copy) = alice_remembered(app).await;
     // Alice's browser restarts: her cookie is used, and rotated.
     alice.remove_cookie("session");
     assert_eq!(alice.get("/private").await.body, "private:alice");
-    assert_ne!(alice.cookie("_remember"), Some(copy.clone()), "rotated");
+    let rotated = alice.cookie("_remember").expect("a remember cookie");
+    assert_ne!(rotated, copy, "rotated");
+    // Her next request shows she holds the new one.
+    confirm(&store, &rotated).await;
 
     assert_refused_and_deleted(
         &thief(&alice, &copy).get("/private").await,

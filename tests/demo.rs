@@ -531,14 +531,15 @@ async fn an_old_copy_replayed_after_the_real_cookie_was_used_revokes_every_remem
     let david = Browser::new(&demo);
     david.log_in("david", "bye", true).await;
 
-    // The real browser restarts and uses its cookie, which rotates it.
+    // The real browser restarts and uses its cookie, which rotates it; its
+    // next request shows it holds the new one.
     let restarted = laptop.restarted(&demo);
     restarted.assert_home("susan").await;
     let rotated = restarted.cookie("_remember").expect("a rotated cookie");
     assert_ne!(rotated, stolen);
+    demo.confirm_remember(&rotated).await;
 
-    // Out of the grace window, the old copy is refused, as theft ...
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // With no grace window, the old copy is then refused, as theft ...
     Browser::with_remember(&demo, &stolen)
         .assert_sent_to_login("/")
         .await;
@@ -559,11 +560,13 @@ async fn a_thief_who_used_the_copy_first_loses_the_session_it_made() {
     let victim = Browser::new(&demo);
     victim.log_in("susan", "hello", true).await;
     let copy = victim.cookie("_remember").expect("a remember cookie");
-    // The thief restores a login from the copy first, rotating the token.
+    // The thief restores a login from the copy first, rotating the token,
+    // and its next request shows it holds the new cookie.
     let thief = Browser::with_remember(&demo, &copy);
     thief.assert_home("susan").await;
+    demo.confirm_remember(&thief.cookie("_remember").expect("a rotated cookie"))
+        .await;
     // The victim's browser restarts: its cookie was rotated away, so this is theft.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     victim.restarted(&demo).assert_sent_to_login("/").await;
     // The thief's session ends with every other session of susan.
     thief.assert_sent_to_login("/").await;

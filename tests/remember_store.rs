@@ -14,6 +14,8 @@
 //!
 //! Times are relative to `latch::token::now()`, and always in the future of
 //! the real clock for tokens that must stay stored (Redis drops keys by TTL).
+//! They are explicit: `consume` is given a `SystemTime` made from them
+//! ([`at`], [`at_ms`]), and no test sleeps to move past a grace window.
 
 #![cfg(any(
     feature = "memory",
@@ -36,6 +38,7 @@ use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 // ---------------------------------------------------------------------------
@@ -84,7 +87,10 @@ macro_rules! contract_tests {
         contract_tests!(@stamp $open;
             current_thread:
                 store_round_trips_every_field,
+                store_round_trips_confirmed_and_rotated_at_ms,
                 store_rotate_swaps_only_from_the_expected_hash,
+                store_rotate_writes_previous_as_given_and_resets_confirmed,
+                store_confirm_confirms_only_the_current_hash,
                 store_revoke_deletes_one_token,
                 store_revoke_series_only_for_its_owner,
                 store_revoke_user_deletes_only_that_users_tokens,
@@ -94,8 +100,13 @@ macro_rules! contract_tests {
                 issue_stores_the_grant_and_never_the_validator,
                 consume_rotates_the_validator_and_keeps_the_selector,
                 replaced_validator_within_grace_is_grace_without_rotation,
-                replaced_validator_after_grace_is_theft_and_revokes_the_users_tokens,
+                confirmed_replaced_validator_after_grace_is_theft_and_revokes_the_users_tokens,
                 older_validator_is_theft_even_within_grace,
+                confirm_takes_the_tag_of_the_cookies_current_validator,
+                dropped_response_then_the_old_validator_minutes_later_is_not_theft,
+                copy_used_after_the_owners_confirmation_is_theft,
+                copy_used_after_the_owners_next_rotation_is_theft,
+                grace_of_500_ms_lets_the_previous_in_at_300_ms_not_at_700_ms_once_confirmed,
                 unknown_and_malformed_tokens_are_rejected,
                 expired_token_is_rejected_and_deleted,
                 redeem_returns_the_user_and_the_replacement,
@@ -103,6 +114,7 @@ macro_rules! contract_tests {
                 devices_lists_working_tokens_and_revoke_device_removes_one;
             multi_thread:
                 concurrent_consumes_rotate_exactly_once,
+                concurrent_consumes_of_an_unconfirmed_previous_past_grace_rotate_once,
                 concurrent_store_rotations_swap_exactly_once,
                 concurrent_issues_all_land;
         );
@@ -465,6 +477,7 @@ fn random_hex() -> String {
 
 const DAY: u64 = 24 * 60 * 60;
 const GRACE: u64 = DEFAULT_GRACE.as_secs();
+const MINUTE: u64 = 60;
 const SUSAN: &str = r#""user001""#;
 const DAVID: &str = r#""user002""#;
 const SUSAN_HASH: &[u8] = b"$argon2id$v=19$susan's password";
@@ -493,6 +506,22 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// A time `secs` seconds after the Unix epoch.
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// A time `ms` milliseconds after the Unix epoch.
+fn at_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The confirmation tag of a cookie, computed here: base64url (no padding)
+/// of the first 16 bytes of the SHA-256 of its validator.
+fn tag_of(cookie: &str) -> String {
+    URL_SAFE_NO_PAD.encode(&sha256(&split(cookie).2)[..16])
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -513,7 +542,8 @@ fn token_of(user_id: &str, now: u64) -> StoredToken {
         selector: random_part(),
         validator_hash: sha256(&random_bytes()),
         previous_hash: None,
-        rotated_at: None,
+        rotated_at_ms: None,
+        confirmed: false,
         user_id: user_id.to_owned(),
         fingerprint: fingerprint(SUSAN_HASH),
         series: random_part(),
@@ -575,10 +605,19 @@ async fn list<S: RememberStore>(store: &S, user_id: &str) -> Vec<StoredToken> {
     store.list(user_id).await.expect("RememberStore::list")
 }
 
+/// Consumes a cookie at `now` (seconds since the Unix epoch).
 async fn consume<S: RememberStore>(
     tokens: &RevocableRemember<S>,
     cookie: &str,
     now: u64,
+) -> Consumed {
+    consume_at(tokens, cookie, at(now)).await
+}
+
+async fn consume_at<S: RememberStore>(
+    tokens: &RevocableRemember<S>,
+    cookie: &str,
+    now: SystemTime,
 ) -> Consumed {
     tokens
         .consume(cookie, now)
@@ -596,6 +635,18 @@ async fn rotate_cookie<S: RememberStore>(
         Consumed::Rotated { token, .. } => token,
         other => panic!("expected Rotated, got {other:?}"),
     }
+}
+
+/// What the login layer does on the browser's next request after a
+/// rotation: confirms that the browser holds `cookie`.
+async fn confirm_cookie<S: RememberStore>(tokens: &RevocableRemember<S>, cookie: &str) {
+    assert!(
+        tokens
+            .confirm(cookie, &tag_of(cookie))
+            .await
+            .expect("RevocableRemember::confirm"),
+        "the current cookie confirms"
+    );
 }
 
 fn selectors(tokens: &[StoredToken]) -> Vec<&str> {
@@ -749,7 +800,8 @@ async fn store_round_trips_every_field<S: RememberStore + Clone>(t: Subject<S>) 
         selector: random_part(),
         validator_hash: edge,
         previous_hash: Some([0xff; 32]),
-        rotated_at: Some(now + 7),
+        rotated_at_ms: Some((now + 7) * 1000 + 123),
+        confirmed: true,
         user_id: "42".to_owned(),
         fingerprint: fingerprint(b"another hash"),
         series: random_part(),
@@ -786,8 +838,10 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         .rotate(&Rotation {
             selector: &original.selector,
             expected: &wrong,
+            previous: &wrong,
             replacement: &replacement,
             now: now + 10,
+            rotated_at_ms: (now + 10) * 1000,
             expires_at: now + 40 * DAY,
         })
         .await
@@ -803,8 +857,10 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         .rotate(&Rotation {
             selector: &original.selector,
             expected: &original.validator_hash,
+            previous: &original.validator_hash,
             replacement: &replacement,
             now: now + 10,
+            rotated_at_ms: (now + 10) * 1000 + 1,
             expires_at: now + 40 * DAY,
         })
         .await
@@ -813,7 +869,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
     let expected = StoredToken {
         validator_hash: replacement,
         previous_hash: Some(original.validator_hash),
-        rotated_at: Some(now + 10),
+        rotated_at_ms: Some((now + 10) * 1000 + 1),
         last_used_at: now + 10,
         expires_at: now + 40 * DAY,
         ..original.clone()
@@ -829,8 +885,10 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         .rotate(&Rotation {
             selector: &original.selector,
             expected: &original.validator_hash,
+            previous: &original.validator_hash,
             replacement: &sha256(b"yet another"),
             now: now + 20,
+            rotated_at_ms: (now + 20) * 1000,
             expires_at: now + 50 * DAY,
         })
         .await
@@ -843,8 +901,10 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         .rotate(&Rotation {
             selector: &unknown,
             expected: &original.validator_hash,
+            previous: &original.validator_hash,
             replacement: &replacement,
             now,
+            rotated_at_ms: now * 1000,
             expires_at: now + DAY,
         })
         .await
@@ -855,6 +915,218 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         None,
         "rotate creates nothing"
     );
+}
+
+/// `confirmed` and a `rotated_at_ms` with milliseconds survive `issue` and
+/// `find` (and `list`) exactly, both ways.
+async fn store_round_trips_confirmed_and_rotated_at_ms<S: RememberStore + Clone>(t: Subject<S>) {
+    let now = token::now();
+    let confirmed = StoredToken {
+        previous_hash: Some(sha256(b"previous")),
+        rotated_at_ms: Some(now * 1000 + 999),
+        confirmed: true,
+        ..token_of(SUSAN, now)
+    };
+    let unconfirmed = StoredToken {
+        previous_hash: Some(sha256(b"previous")),
+        rotated_at_ms: Some(now * 1000 + 1),
+        confirmed: false,
+        ..token_of(DAVID, now)
+    };
+    for token in [&confirmed, &unconfirmed] {
+        t.store.issue(token).await.unwrap();
+    }
+    assert_eq!(
+        find(&t.store, &confirmed.selector).await.as_ref(),
+        Some(&confirmed)
+    );
+    assert_eq!(
+        find(&t.store, &unconfirmed.selector).await.as_ref(),
+        Some(&unconfirmed)
+    );
+    assert_eq!(list(&t.store, SUSAN).await, vec![confirmed.clone()]);
+    assert_eq!(list(&t.store, DAVID).await, vec![unconfirmed]);
+
+    // Issuing the selector again replaces `confirmed` too.
+    let reissued = StoredToken {
+        confirmed: false,
+        rotated_at_ms: None,
+        ..confirmed.clone()
+    };
+    t.store.issue(&reissued).await.unwrap();
+    assert_eq!(find(&t.store, &confirmed.selector).await, Some(reissued));
+}
+
+/// `rotate` writes `previous` as given, whether it is the hash swapped out
+/// (an ordinary rotation) or the previous hash kept (a lost response), and
+/// resets `confirmed`.
+async fn store_rotate_writes_previous_as_given_and_resets_confirmed<S: RememberStore + Clone>(
+    t: Subject<S>,
+) {
+    let now = token::now();
+    let original = token_of(SUSAN, now);
+    t.store.issue(&original).await.unwrap();
+    let first = sha256(b"first replacement");
+    let second = sha256(b"second replacement");
+
+    // Ordinary: the current hash becomes the previous one.
+    assert!(t
+        .store
+        .confirm(&original.selector, &original.validator_hash)
+        .await
+        .unwrap());
+    assert!(t
+        .store
+        .rotate(&Rotation {
+            selector: &original.selector,
+            expected: &original.validator_hash,
+            previous: &original.validator_hash,
+            replacement: &first,
+            now: now + 10,
+            rotated_at_ms: (now + 10) * 1000 + 10,
+            expires_at: now + 31 * DAY,
+        })
+        .await
+        .unwrap());
+    let ordinary = find(&t.store, &original.selector).await.unwrap();
+    assert_eq!(
+        ordinary,
+        StoredToken {
+            validator_hash: first,
+            previous_hash: Some(original.validator_hash),
+            rotated_at_ms: Some((now + 10) * 1000 + 10),
+            confirmed: false,
+            last_used_at: now + 10,
+            expires_at: now + 31 * DAY,
+            ..original.clone()
+        },
+        "an ordinary rotation, from a confirmed token"
+    );
+
+    // Keeping the previous hash: `first` is dropped, never becoming previous.
+    assert!(t.store.confirm(&original.selector, &first).await.unwrap());
+    assert!(t
+        .store
+        .rotate(&Rotation {
+            selector: &original.selector,
+            expected: &first,
+            previous: &original.validator_hash,
+            replacement: &second,
+            now: now + 300,
+            rotated_at_ms: (now + 300) * 1000 + 300,
+            expires_at: now + 32 * DAY,
+        })
+        .await
+        .unwrap());
+    assert_eq!(
+        find(&t.store, &original.selector).await,
+        Some(StoredToken {
+            validator_hash: second,
+            previous_hash: Some(original.validator_hash),
+            rotated_at_ms: Some((now + 300) * 1000 + 300),
+            confirmed: false,
+            last_used_at: now + 300,
+            expires_at: now + 32 * DAY,
+            ..original.clone()
+        }),
+        "the previous hash kept as given"
+    );
+}
+
+/// `confirm` sets `confirmed` only when the hash given is the token's
+/// current one, and says whether it did; it changes nothing else and
+/// creates nothing.
+async fn store_confirm_confirms_only_the_current_hash<S: RememberStore + Clone>(t: Subject<S>) {
+    let now = token::now();
+    let original = StoredToken {
+        previous_hash: Some(sha256(b"the previous validator")),
+        rotated_at_ms: Some(now * 1000),
+        ..token_of(SUSAN, now)
+    };
+    let other = token_of(SUSAN, now);
+    t.store.issue(&original).await.unwrap();
+    t.store.issue(&other).await.unwrap();
+
+    for wrong in [
+        sha256(b"not the current validator"),
+        original.previous_hash.unwrap(),
+        other.validator_hash,
+    ] {
+        assert!(
+            !t.store.confirm(&original.selector, &wrong).await.unwrap(),
+            "another hash does not confirm"
+        );
+    }
+    assert_eq!(
+        find(&t.store, &original.selector).await.as_ref(),
+        Some(&original)
+    );
+    let unknown = random_part();
+    assert!(!t
+        .store
+        .confirm(&unknown, &original.validator_hash)
+        .await
+        .unwrap());
+    assert_eq!(
+        find(&t.store, &unknown).await,
+        None,
+        "confirm creates nothing"
+    );
+
+    assert!(t
+        .store
+        .confirm(&original.selector, &original.validator_hash)
+        .await
+        .unwrap());
+    let confirmed = StoredToken {
+        confirmed: true,
+        ..original.clone()
+    };
+    assert_eq!(
+        find(&t.store, &original.selector).await.as_ref(),
+        Some(&confirmed)
+    );
+    assert_eq!(
+        find(&t.store, &other.selector).await.as_ref(),
+        Some(&other),
+        "the user's other token is untouched"
+    );
+    assert!(
+        t.store
+            .confirm(&original.selector, &original.validator_hash)
+            .await
+            .unwrap(),
+        "confirming again still matches"
+    );
+    assert_eq!(find(&t.store, &original.selector).await, Some(confirmed));
+
+    // After a rotation the old hash no longer confirms; the new one does.
+    let replacement = sha256(b"next");
+    assert!(t
+        .store
+        .rotate(&Rotation {
+            selector: &original.selector,
+            expected: &original.validator_hash,
+            previous: &original.validator_hash,
+            replacement: &replacement,
+            now: now + 1,
+            rotated_at_ms: (now + 1) * 1000,
+            expires_at: now + 31 * DAY,
+        })
+        .await
+        .unwrap());
+    assert!(!t
+        .store
+        .confirm(&original.selector, &original.validator_hash)
+        .await
+        .unwrap());
+    assert!(!find(&t.store, &original.selector).await.unwrap().confirmed);
+    assert!(t
+        .store
+        .confirm(&original.selector, &replacement)
+        .await
+        .unwrap());
+    assert!(find(&t.store, &original.selector).await.unwrap().confirmed);
 }
 
 async fn store_revoke_deletes_one_token<S: RememberStore + Clone>(t: Subject<S>) {
@@ -982,8 +1254,10 @@ async fn store_list_is_most_recently_used_first<S: RememberStore + Clone>(t: Sub
         .rotate(&Rotation {
             selector: &a.selector,
             expected: &a.validator_hash,
+            previous: &a.validator_hash,
             replacement: &replacement,
             now: now + 40,
+            rotated_at_ms: (now + 40) * 1000,
             expires_at: now + 31 * DAY,
         })
         .await
@@ -1049,8 +1323,10 @@ async fn store_tokens_live_until_their_latest_expiry<S: RememberStore + Clone>(t
         .rotate(&Rotation {
             selector: &rotated.selector,
             expected: &rotated.validator_hash,
+            previous: &rotated.validator_hash,
             replacement: &replacement,
             now,
+            rotated_at_ms: now * 1000,
             expires_at: now + DAY,
         })
         .await
@@ -1122,8 +1398,10 @@ async fn concurrent_store_rotations_swap_exactly_once<S: RememberStore + Clone>(
                     .rotate(&Rotation {
                         selector: &selector,
                         expected: &expected,
+                        previous: &expected,
                         replacement: &replacement,
                         now: now + 1,
+                        rotated_at_ms: (now + 1) * 1000,
                         expires_at: now + 31 * DAY,
                     })
                     .await;
@@ -1142,7 +1420,8 @@ async fn concurrent_store_rotations_swap_exactly_once<S: RememberStore + Clone>(
     let stored = find(&t.store, &original.selector).await.unwrap();
     assert_eq!(stored.validator_hash, winners[0]);
     assert_eq!(stored.previous_hash, Some(original.validator_hash));
-    assert_eq!(stored.rotated_at, Some(now + 1));
+    assert_eq!(stored.rotated_at_ms, Some((now + 1) * 1000));
+    assert!(!stored.confirmed);
 }
 
 // ---------------------------------------------------------------------------
@@ -1175,7 +1454,8 @@ async fn issue_stores_the_grant_and_never_the_validator<S: RememberStore + Clone
         "SHA-256 of the validator"
     );
     assert_eq!(stored.previous_hash, None);
-    assert_eq!(stored.rotated_at, None);
+    assert_eq!(stored.rotated_at_ms, None);
+    assert!(!stored.confirmed);
     assert_eq!(stored.user_id, SUSAN);
     assert_eq!(stored.fingerprint, fingerprint(SUSAN_HASH));
     assert_eq!(stored.series.len(), 22);
@@ -1250,7 +1530,8 @@ async fn consume_rotates_the_validator_and_keeps_the_selector<S: RememberStore +
         StoredToken {
             validator_hash: sha256(&next_bytes),
             previous_hash: Some(before.validator_hash),
-            rotated_at: Some(now + 60),
+            rotated_at_ms: Some((now + 60) * 1000),
+            confirmed: false,
             last_used_at: now + 60,
             expires_at: now + 60 + 30 * DAY,
             ..before.clone()
@@ -1300,10 +1581,11 @@ async fn replaced_validator_within_grace_is_grace_without_rotation<S: RememberSt
     assert_eq!(list(&t.store, SUSAN).await.len(), 1);
 }
 
-/// The replaced validator after the grace window is theft: every token of
-/// that user is revoked, other users' are not, and a `warn` event names the
-/// user and the series without the token.
-async fn replaced_validator_after_grace_is_theft_and_revokes_the_users_tokens<
+/// The replaced validator after the grace window, once the browser has
+/// confirmed the new one, is theft: every token of that user is revoked,
+/// other users' are not, and a `warn` event names the user and the series
+/// without the token.
+async fn confirmed_replaced_validator_after_grace_is_theft_and_revokes_the_users_tokens<
     S: RememberStore + Clone,
 >(
     t: Subject<S>,
@@ -1317,7 +1599,9 @@ async fn replaced_validator_after_grace_is_theft_and_revokes_the_users_tokens<
     let david = issue(&tokens, &json!("user002"), b"david", 30, now, Some(FIREFOX)).await;
     let david_before = find_cookie(&t.store, &david).await;
     let next = rotate_cookie(&tokens, &cookie, now + 10).await;
+    confirm_cookie(&tokens, &next).await;
     let after_rotation = find_cookie(&t.store, &next).await;
+    assert!(after_rotation.confirmed);
 
     match consume(&tokens, &cookie, now + 10 + GRACE + 1).await {
         Consumed::Theft(stored) => assert_eq!(*stored, after_rotation),
@@ -1453,7 +1737,7 @@ async fn unknown_and_malformed_tokens_are_rejected<S: RememberStore + Clone>(t: 
         );
         assert_eq!(
             tokens
-                .redeem(&keys, bad, now + 1, None)
+                .redeem(&keys, bad, at(now + 1), None)
                 .await
                 .expect("redeem"),
             None,
@@ -1489,7 +1773,7 @@ async fn expired_token_is_rejected_and_deleted<S: RememberStore + Clone>(t: Subj
     assert_eq!(find(&t.store, split(&short).0).await, None, "deleted");
     assert_eq!(
         tokens
-            .redeem(&keys, &short2, now + DAY + 1, None)
+            .redeem(&keys, &short2, at(now + DAY + 1), None)
             .await
             .unwrap(),
         None,
@@ -1503,9 +1787,10 @@ async fn expired_token_is_rejected_and_deleted<S: RememberStore + Clone>(t: Subj
     rotate_cookie(&tokens, &long, now + DAY).await;
 }
 
-/// `redeem` gives the user id (JSON), the fingerprint, the days and the
-/// replacement cookie; within the grace window no replacement; after it
-/// nothing.
+/// `redeem` gives the user id (JSON), the fingerprint, the days, the
+/// replacement cookie and its confirmation tag; within the grace window no
+/// replacement, and the tag of the current cookie; after it, once the
+/// replacement is confirmed, nothing.
 async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t: Subject<S>) {
     let tokens = RevocableRemember::new(t.store.clone());
     let keys = keys();
@@ -1520,7 +1805,7 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
     )
     .await;
     let redeemed = tokens
-        .redeem(&keys, &cookie, now + 5, Some(FIREFOX))
+        .redeem(&keys, &cookie, at(now + 5), Some(FIREFOX))
         .await
         .unwrap()
         .expect("a good token redeems");
@@ -1535,6 +1820,7 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
             issued_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(now)),
             days: 14,
             replacement: Some(replacement.clone()),
+            confirmation: Some(tag_of(&replacement)),
         }
     );
     assert_eq!(
@@ -1543,25 +1829,37 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
     );
 
     let grace = tokens
-        .redeem(&keys, &cookie, now + 5 + GRACE, None)
+        .redeem(&keys, &cookie, at(now + 5 + GRACE), None)
         .await
         .unwrap()
         .expect("the replaced token within the grace window");
     assert_eq!(grace.user_id, json!("user001"));
     assert_eq!(grace.replacement, None, "no new cookie in the grace window");
+    assert_eq!(
+        grace.confirmation,
+        Some(tag_of(&replacement)),
+        "the tag of the current cookie, which the rotating request set"
+    );
 
     let numeric = issue(&tokens, &json!(42), SUSAN_HASH, 7, now, None).await;
     let redeemed = tokens
-        .redeem(&keys, &numeric, now, None)
+        .redeem(&keys, &numeric, at(now), None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(redeemed.user_id, json!(42));
     assert_eq!(redeemed.days, 7);
 
+    let confirmation = grace.confirmation.clone().expect("a tag");
+    assert!(
+        RememberTokens::confirm(&tokens, &replacement, &confirmation)
+            .await
+            .unwrap(),
+        "the browser's next request confirms the replacement"
+    );
     assert_eq!(
         tokens
-            .redeem(&keys, &cookie, now + 5 + GRACE + 1, None)
+            .redeem(&keys, &cookie, at(now + 5 + GRACE + 1), None)
             .await
             .unwrap(),
         None,
@@ -1756,7 +2054,7 @@ async fn concurrent_consumes_rotate_exactly_once<S: RememberStore + Clone>(t: Su
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                tokens.consume(&cookie, now + 1).await
+                tokens.consume(&cookie, at(now + 1)).await
             })
         })
         .collect();
@@ -1785,4 +2083,282 @@ async fn concurrent_consumes_rotate_exactly_once<S: RememberStore + Clone>(t: Su
         sha256(&split(&next).2),
         "the last rotation's validator"
     );
+}
+
+/// `confirm` takes the cookie and the tag of its validator
+/// ([`Consumed::confirmation`], [`Redeemed::confirmation`]): base64url of
+/// the first 16 bytes of the SHA-256 of the current validator. Another tag,
+/// a malformed cookie, or a cookie rotated away since, confirms nothing.
+async fn confirm_takes_the_tag_of_the_cookies_current_validator<S: RememberStore + Clone>(
+    t: Subject<S>,
+) {
+    let tokens = RevocableRemember::new(t.store.clone());
+    let now = token::now();
+    let cookie = issue(&tokens, &json!("user001"), SUSAN_HASH, 30, now, None).await;
+    let rotated = consume(&tokens, &cookie, now + 10).await;
+    let Consumed::Rotated { token: next, .. } = &rotated else {
+        panic!("the current validator rotates: {rotated:?}");
+    };
+    let next = next.clone();
+    let tag = rotated.confirmation().expect("Rotated has a tag");
+    assert_eq!(tag, tag_of(&next), "the tag of the new validator");
+    assert_eq!(tag.len(), 22);
+    let grace = consume(&tokens, &cookie, now + 11).await;
+    assert!(matches!(grace, Consumed::Grace(_)), "{grace:?}");
+    assert_eq!(
+        grace.confirmation(),
+        Some(tag.clone()),
+        "Grace: the current one"
+    );
+    assert_eq!(Consumed::Rejected("x").confirmation(), None);
+
+    let (selector, _, _) = split(&next);
+    let malformed = format!("{selector}.");
+    for (what, token, confirmation) in [
+        ("another tag", next.as_str(), tag_of(&cookie)),
+        ("an empty tag", next.as_str(), String::new()),
+        ("the tag with padding", next.as_str(), format!("{tag}==")),
+        (
+            "the old cookie with its own tag",
+            cookie.as_str(),
+            tag_of(&cookie),
+        ),
+        (
+            "the old cookie with the new tag",
+            cookie.as_str(),
+            tag.clone(),
+        ),
+        ("a malformed cookie", malformed.as_str(), tag.clone()),
+    ] {
+        assert!(
+            !tokens.confirm(token, &confirmation).await.unwrap(),
+            "{what} confirms nothing"
+        );
+        assert!(
+            !RememberTokens::confirm(&tokens, token, &confirmation)
+                .await
+                .unwrap(),
+            "{what}, through RememberTokens"
+        );
+        assert!(!find_cookie(&t.store, &next).await.confirmed, "{what}");
+    }
+    assert!(RememberTokens::confirm(&tokens, &next, &tag).await.unwrap());
+    assert!(find_cookie(&t.store, &next).await.confirmed);
+
+    // Rotated away since: its tag no longer confirms anything.
+    let third = rotate_cookie(&tokens, &next, now + 20).await;
+    assert!(!tokens.confirm(&next, &tag).await.unwrap());
+    assert!(!find_cookie(&t.store, &third).await.confirmed);
+}
+
+/// Attack review: a rotated cookie's response never reaches the browser
+/// (it disconnected), and minutes later the browser presents the validator
+/// it still holds. That is not theft: it gets another new validator, the
+/// one it never saw is dropped, the one it holds stays the previous one,
+/// and nothing is revoked. The next cookie works as usual.
+async fn dropped_response_then_the_old_validator_minutes_later_is_not_theft<
+    S: RememberStore + Clone,
+>(
+    t: Subject<S>,
+) {
+    let tokens = RevocableRemember::new(t.store.clone());
+    let now = token::now();
+    let susan = json!("user001");
+    let cookie = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(FIREFOX)).await;
+    let phone = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(IPHONE)).await;
+    let held = sha256(&split(&cookie).2);
+
+    // The response carrying `lost` is dropped on the way.
+    let lost = rotate_cookie(&tokens, &cookie, now + 10).await;
+    let later = now + 10 + 5 * MINUTE;
+    let before = find_cookie(&t.store, &lost).await;
+    let Consumed::Rotated {
+        token: next,
+        stored,
+    } = consume(&tokens, &cookie, later).await
+    else {
+        panic!("the held validator after a lost response rotates again");
+    };
+    assert_eq!(*stored, before, "Rotated carries the token as it was");
+    let after = find_cookie(&t.store, &next).await;
+    assert_eq!(
+        after,
+        StoredToken {
+            validator_hash: sha256(&split(&next).2),
+            previous_hash: Some(held),
+            rotated_at_ms: Some(later * 1000),
+            confirmed: false,
+            last_used_at: later,
+            expires_at: later + 30 * DAY,
+            ..before
+        },
+        "the previous hash is still the one the browser held"
+    );
+    assert_eq!(list(&t.store, SUSAN).await.len(), 2, "nothing revoked");
+
+    // The next cookie works, and rotates as usual.
+    let third = rotate_cookie(&tokens, &next, later + 1).await;
+    assert_eq!(
+        find_cookie(&t.store, &third).await.previous_hash,
+        Some(sha256(&split(&next).2))
+    );
+    rotate_cookie(&tokens, &phone, later + 1).await;
+    assert_eq!(
+        list(&t.store, SUSAN).await.len(),
+        2,
+        "still nothing revoked"
+    );
+
+    // The validator that never reached the browser was dropped: whoever
+    // shows it has a copy.
+    assert!(
+        matches!(consume(&tokens, &lost, later + 2).await, Consumed::Theft(_)),
+        "the dropped validator"
+    );
+    assert!(list(&t.store, SUSAN).await.is_empty());
+}
+
+/// Attack review: a copy of the cookie, used after the owner's browser got
+/// the rotated cookie and confirmed it, is theft.
+async fn copy_used_after_the_owners_confirmation_is_theft<S: RememberStore + Clone>(t: Subject<S>) {
+    let tokens = RevocableRemember::new(t.store.clone());
+    let keys = keys();
+    let now = token::now();
+    let susan = json!("user001");
+    let copy = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(FIREFOX)).await;
+    let phone = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(IPHONE)).await;
+    let owners = rotate_cookie(&tokens, &copy, now + 10).await;
+    confirm_cookie(&tokens, &owners).await;
+
+    assert_eq!(
+        tokens
+            .redeem(&keys, &copy, at(now + 10 + MINUTE), None)
+            .await
+            .unwrap(),
+        None,
+        "the copy redeems nothing"
+    );
+    assert!(
+        list(&t.store, SUSAN).await.is_empty(),
+        "all of Susan's revoked"
+    );
+    for gone in [&owners, &phone, &copy] {
+        assert!(matches!(
+            consume(&tokens, gone, now + 10 + MINUTE).await,
+            Consumed::Rejected(_)
+        ));
+    }
+}
+
+/// Attack review: a copy of the cookie, used after the owner's browser has
+/// used the rotated cookie in turn (so it must have received it), is theft,
+/// confirmed or not, within a grace window or not.
+async fn copy_used_after_the_owners_next_rotation_is_theft<S: RememberStore + Clone>(
+    t: Subject<S>,
+) {
+    let tokens = RevocableRemember::new(t.store.clone());
+    let now = token::now();
+    let copy = issue(&tokens, &json!("user001"), SUSAN_HASH, 30, now, None).await;
+    let second = rotate_cookie(&tokens, &copy, now + 10).await;
+    let third = rotate_cookie(&tokens, &second, now + 20).await;
+    assert!(!find_cookie(&t.store, &third).await.confirmed);
+    match consume(&tokens, &copy, now + 20).await {
+        Consumed::Theft(stored) => assert_eq!(stored.validator_hash, sha256(&split(&third).2)),
+        other => panic!("the copy after the owner's next rotation: {other:?}"),
+    }
+    assert!(list(&t.store, SUSAN).await.is_empty());
+    assert!(matches!(
+        consume(&tokens, &third, now + 21).await,
+        Consumed::Rejected(_)
+    ));
+}
+
+/// The grace window keeps milliseconds: with 500 ms, the previous validator
+/// (its successor confirmed) is let in at +300 ms and at +500 ms, and is
+/// theft at +700 ms. (Whole seconds would have made the window zero.)
+async fn grace_of_500_ms_lets_the_previous_in_at_300_ms_not_at_700_ms_once_confirmed<
+    S: RememberStore + Clone,
+>(
+    t: Subject<S>,
+) {
+    let tokens = RevocableRemember::new(t.store.clone()).grace(Duration::from_millis(500));
+    let now = token::now();
+    let cookie = issue(&tokens, &json!("user001"), SUSAN_HASH, 30, now, None).await;
+    let rotated_ms = (now + 10) * 1000 + 250;
+    let Consumed::Rotated { token: next, .. } =
+        consume_at(&tokens, &cookie, at_ms(rotated_ms)).await
+    else {
+        panic!("the current validator rotates");
+    };
+    confirm_cookie(&tokens, &next).await;
+    assert_eq!(
+        find_cookie(&t.store, &next).await.rotated_at_ms,
+        Some(rotated_ms)
+    );
+    for offset in [300, 500] {
+        assert!(
+            matches!(
+                consume_at(&tokens, &cookie, at_ms(rotated_ms + offset)).await,
+                Consumed::Grace(_)
+            ),
+            "+{offset} ms"
+        );
+    }
+    assert!(
+        matches!(
+            consume_at(&tokens, &cookie, at_ms(rotated_ms + 700)).await,
+            Consumed::Theft(_)
+        ),
+        "+700 ms"
+    );
+    assert!(list(&t.store, SUSAN).await.is_empty());
+}
+
+/// 100 concurrent requests with the previous validator, past the grace
+/// window and unconfirmed (a restarting browser whose last response was
+/// lost): exactly one rotates again, the other 99 get the grace window of
+/// that rotation; none is theft, and the new cookie works.
+async fn concurrent_consumes_of_an_unconfirmed_previous_past_grace_rotate_once<
+    S: RememberStore + Clone,
+>(
+    t: Subject<S>,
+) {
+    let tokens = Arc::new(RevocableRemember::new(t.store.clone()));
+    let now = token::now();
+    let cookie = issue(&tokens, &json!("user001"), SUSAN_HASH, 30, now, None).await;
+    rotate_cookie(&tokens, &cookie, now + 1).await;
+    let later = now + 1 + 10 * MINUTE;
+    let barrier = Arc::new(tokio::sync::Barrier::new(100));
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let tokens = tokens.clone();
+            let cookie = cookie.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                tokens.consume(&cookie, at(later)).await
+            })
+        })
+        .collect();
+    let mut rotated = Vec::new();
+    let mut grace = 0;
+    for task in tasks {
+        match task.await.expect("a consume task panicked") {
+            Ok(Consumed::Rotated { token, .. }) => rotated.push(token),
+            Ok(Consumed::Grace(_)) => grace += 1,
+            Ok(other) => panic!("a concurrent consume gave {other:?}"),
+            Err(error) => panic!("a concurrent consume failed: {error}"),
+        }
+    }
+    assert_eq!(rotated.len(), 1, "exactly one Rotated");
+    assert_eq!(grace, 99, "all others Grace");
+    let stored = find_cookie(&t.store, &rotated[0]).await;
+    assert_eq!(stored.validator_hash, sha256(&split(&rotated[0]).2));
+    assert_eq!(
+        stored.previous_hash,
+        Some(sha256(&split(&cookie).2)),
+        "still the validator the browser holds"
+    );
+    rotate_cookie(&tokens, &rotated[0], later + 1).await;
+    assert_eq!(list(&t.store, SUSAN).await.len(), 1);
 }

@@ -3,14 +3,17 @@
 //!
 //! Covered: the `selector.validator` cookie and its attributes, restoring a
 //! login after a browser restart (not fresh) with rotation, revocation on
-//! logout, theft detection (a replayed rotated validator revokes every
-//! remembered login of the user, with a `warn` event that does not leak the
-//! cookie), the grace window for parallel requests, `update_user` and a
+//! logout, theft detection (a replayed rotated validator, once the browser
+//! confirmed its successor, revokes every remembered login of the user,
+//! with a `warn` event that does not leak the cookie), a lost response that
+//! is not theft, the grace window for parallel requests, `update_user` and a
 //! changed `auth_hash`, remembered devices, bad cookies that never reach the
 //! store, and a store that is down.
 //!
 //! "Browser restart" is modelled by removing the session cookie from the
-//! client's jar: only the `_remember` cookie survives.
+//! client's jar: only the `_remember` cookie survives. The browser showing
+//! that it holds a rotated cookie (what its next request confirms) is done
+//! here through `RevocableRemember::confirm` on the app's store.
 
 mod support;
 
@@ -30,6 +33,7 @@ use latch::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -295,6 +299,11 @@ impl RememberStore for TestStore {
     async fn rotate(&self, rotation: &Rotation<'_>) -> Result<bool, StoreError> {
         self.up().await?;
         self.memory.rotate(rotation).await
+    }
+
+    async fn confirm(&self, selector: &str, current: &[u8; 32]) -> Result<bool, StoreError> {
+        self.up().await?;
+        self.memory.confirm(selector, current).await
     }
 
     async fn revoke(&self, selector: &str) -> Result<bool, StoreError> {
@@ -574,8 +583,31 @@ fn assert_remember_attributes(cookie: &Cookie<'_>, days: i64) {
     assert_eq!(cookie.path(), Some("/"), "Path=/: {cookie}");
 }
 
-/// Waits until `token::now()` is past `second`: a validator rotated at
-/// `second` is then outside a zero grace window.
+/// The browser shows that it holds `cookie`, a rotated remember cookie:
+/// confirmed in `store` with the cookie's tag (base64url of the first 16
+/// bytes of the SHA-256 of its validator), as after the browser's next
+/// request.
+async fn confirm(store: &MemoryStore, cookie: &str) {
+    let validator = URL_SAFE_NO_PAD
+        .decode(split(cookie).1)
+        .expect("a base64url validator");
+    let tag = URL_SAFE_NO_PAD.encode(&Sha256::digest(validator)[..16]);
+    let confirmed = RevocableRemember::new(store.clone())
+        .confirm(cookie, &tag)
+        .await
+        .expect("the store answers");
+    assert!(confirmed, "the current cookie is confirmed");
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}
+
+/// Waits until `token::now()` is past `second`.
 async fn wait_past(second: u64) {
     while token::now() <= second {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -714,14 +746,9 @@ async fn a_replayed_rotated_cookie_revokes_every_remembered_login_of_the_user() 
     let res = a.get("/").await;
     assert_logged_in(&res, "susan", "A restored");
     let newest = new_remember(&res, "A's cookie rotates").value().to_owned();
-    let rotated_at = stored(&store, &newest)
-        .await
-        .expect("stored")
-        .rotated_at
-        .expect("rotated");
-    // The grace window is zero: once the clock moves on, the replaced
-    // validator is no longer accepted.
-    wait_past(rotated_at).await;
+    // A's next request shows it holds the new cookie. With a zero grace
+    // window, the replaced validator is then a copy's.
+    confirm(&store, &newest).await;
 
     let (captured, guard) = capture_events();
     let res = b.get("/").await;
@@ -793,25 +820,27 @@ async fn a_replayed_rotated_cookie_revokes_every_remembered_login_of_the_user() 
 }
 
 /// `Duration::ZERO` "turns the window off": the replaced validator, replayed
-/// within the same second as its rotation, is theft already.
+/// within the same second as its rotation (and its successor's
+/// confirmation), is theft already.
 #[tokio::test]
 async fn zero_grace_refuses_the_replaced_validator_at_once() {
     let (mut a, _db, store) = app(Duration::ZERO);
     let original = log_in_remembered(&mut a, "user001", 30).await;
     let mut b = browser_with(&a, &original);
 
-    // Rotation and replay within one second.
+    // Rotation, confirmation and replay within one second.
     start_of_a_second().await;
     restart(&mut a);
     let res = a.get("/").await;
     assert_logged_in(&res, "susan", "A restored");
-    new_remember(&res, "A's cookie rotates");
+    let newest = new_remember(&res, "A's cookie rotates").value().to_owned();
+    confirm(&store, &newest).await;
     let res = b.get("/").await;
     let same_second = token::now()
         == stored(&store, &original)
             .await
-            .and_then(|t| t.rotated_at)
-            .unwrap_or(0);
+            .and_then(|t| t.rotated_at_ms)
+            .map_or(0, |ms| ms / 1000);
     assert_anonymous(
         &res,
         "/",
@@ -1400,8 +1429,10 @@ async fn the_default_grace_window_lets_a_recent_validator_in_and_not_an_old_one(
     assert_logged_in(&res, "susan", "A restored");
     let newest = new_remember(&res, "rotated").value().to_owned();
 
+    // A's next request confirms the new cookie.
+    confirm(&store, &newest).await;
     // Rotated 2 seconds ago: the old validator is within the grace window.
-    edit_stored(&store, &newest, |t| t.rotated_at = Some(token::now() - 2)).await;
+    edit_stored(&store, &newest, |t| t.rotated_at_ms = Some(now_ms() - 2000)).await;
     let mut b = browser_with(&a, &original);
     let res = b.get("/").await;
     assert_logged_in(&res, "susan", "the replaced validator, 2 s after");
@@ -1411,16 +1442,20 @@ async fn the_default_grace_window_lets_a_recent_validator_in_and_not_an_old_one(
         res.set_cookies()
     );
 
-    // Rotated 10 seconds ago: theft.
-    edit_stored(&store, &newest, |t| t.rotated_at = Some(token::now() - 10)).await;
+    // Rotated 10 seconds ago, and confirmed: theft.
+    edit_stored(&store, &newest, |t| {
+        t.rotated_at_ms = Some(now_ms() - 10_000)
+    })
+    .await;
     let mut c = browser_with(&a, &original);
     let res = c.get("/").await;
     assert_anonymous(&res, "/", "the replaced validator, 10 s after");
     assert!(store.is_empty(), "theft revokes the user's tokens");
 }
 
-/// The usual order of a theft: the thief uses the stolen cookie first, then
-/// the victim's browser presents the validator the thief rotated away.
+/// The usual order of a theft: the thief uses the stolen cookie first (and
+/// its browser confirms the rotated cookie), then the victim's browser
+/// presents the validator the thief rotated away.
 #[tokio::test]
 async fn theft_is_detected_when_the_thief_uses_the_cookie_first() {
     let (mut victim, _db, store) = app(Duration::ZERO);
@@ -1431,8 +1466,7 @@ async fn theft_is_detected_when_the_thief_uses_the_cookie_first() {
     let thiefs = new_remember(&res, "the thief's rotated cookie")
         .value()
         .to_owned();
-    let rotated_at = stored(&store, &thiefs).await.unwrap().rotated_at.unwrap();
-    wait_past(rotated_at).await;
+    confirm(&store, &thiefs).await;
 
     restart(&mut victim);
     let res = victim.get("/").await;
@@ -1445,4 +1479,42 @@ async fn theft_is_detected_when_the_thief_uses_the_cookie_first() {
     let res = thief.get("/").await;
     assert_anonymous(&res, "/", "the thief's cookie after the theft is seen");
     assert_remember_deleted(&res, "the thief's cookie");
+}
+
+/// Attack review: the response that rotated a remember cookie never reaches
+/// the browser (it disconnected), which keeps the replaced cookie. Presented
+/// again after the grace window, it logs in with a new cookie, and none of
+/// the user's remembered logins is revoked.
+#[tokio::test]
+async fn a_lost_rotation_response_is_not_taken_for_theft() {
+    let (mut a, _db, store) = app(Duration::ZERO);
+    let original = log_in_remembered(&mut a, "user001", 30).await;
+    let mut phone = a.another_browser();
+    log_in_remembered(&mut phone, "user001", 30).await;
+
+    // After a restart, A's request rotates the cookie; the response is lost.
+    let mut lost = browser_with(&a, &original);
+    let res = lost.get("/").await;
+    assert_logged_in(&res, "susan", "the request whose response is lost");
+    let never_seen = new_remember(&res, "rotated").value().to_owned();
+
+    restart(&mut a);
+    assert_eq!(a.cookie(REMEMBER).as_deref(), Some(original.as_str()));
+    let res = a.get("/").await;
+    assert_logged_in(&res, "susan", "the cookie A kept");
+    let newest = new_remember(&res, "a new cookie for A").value().to_owned();
+    assert_ne!(newest, never_seen);
+    assert_eq!(
+        tokens_of(&store, "user001").await.len(),
+        2,
+        "nothing revoked"
+    );
+
+    // The new cookie works after the next restart.
+    restart(&mut a);
+    let res = a.get("/").await;
+    assert_logged_in(&res, "susan", "the new cookie");
+    new_remember(&res, "rotated again");
+    restart(&mut phone);
+    assert_logged_in(&phone.get("/").await, "susan", "the other device");
 }

@@ -85,11 +85,23 @@ impl RememberStore for MemoryStore {
         let mut tokens = self.lock();
         match tokens.by_selector.get_mut(rotation.selector) {
             Some(token) if token.validator_hash == *rotation.expected => {
-                token.previous_hash = Some(token.validator_hash);
+                token.previous_hash = Some(*rotation.previous);
                 token.validator_hash = *rotation.replacement;
-                token.rotated_at = Some(rotation.now);
+                token.rotated_at_ms = Some(rotation.rotated_at_ms);
+                token.confirmed = false;
                 token.last_used_at = rotation.now;
                 token.expires_at = rotation.expires_at;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn confirm(&self, selector: &str, current: &[u8; 32]) -> Result<bool, StoreError> {
+        let mut tokens = self.lock();
+        match tokens.by_selector.get_mut(selector) {
+            Some(token) if token.validator_hash == *current => {
+                token.confirmed = true;
                 Ok(true)
             }
             _ => Ok(false),

@@ -16,14 +16,22 @@ use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
 ///
 /// - `{prefix}remember:{selector}`: a hash, one per token, with the fields
 ///   of [`StoredToken`] (`validator_hash` and `previous_hash` as lowercase
-///   hex, times as decimal seconds since the Unix epoch; `previous_hash` and
-///   `rotated_at` are absent until the first rotation). It expires (by
-///   `EXPIREAT`) at the token's `expires_at`, renewed on each rotation.
+///   hex; times as decimal seconds since the Unix epoch, except
+///   `rotated_at`, which holds `rotated_at_ms` in milliseconds; `confirmed`
+///   as `0` or `1`, absent meaning `0`; `previous_hash` and `rotated_at` are
+///   absent until the first rotation). It expires (by `EXPIREAT`) at the
+///   token's `expires_at`, renewed on each rotation.
+///
+///   Hashes written by earlier versions of latch have no `confirmed` and
+///   hold seconds in `rotated_at`, which read as a moment in January 1970:
+///   long past, so such a token's previous validator is out of the grace
+///   window and, unconfirmed, gets a new validator rather than being judged
+///   theft. Harmless.
 /// - `{prefix}remember:user:{user_id}`: a set of the user's selectors, which
 ///   lives at least as long as the user's longest-lived token.
 ///
-/// `issue`, `rotate`, `revoke`, `revoke_series` and `revoke_user` are each
-/// one Lua script, so they are atomic. The scripts reach keys they derive
+/// `issue`, `rotate`, `confirm`, `revoke`, `revoke_series` and
+/// `revoke_user` are each one Lua script, so they are atomic. The scripts reach keys they derive
 /// from the token's fields, so the store needs one Redis server (standalone
 /// or a primary, Redis 5 or later), not Redis Cluster.
 ///
@@ -104,6 +112,7 @@ const CREATED_AT: &str = "created_at";
 const LAST_USED_AT: &str = "last_used_at";
 const EXPIRES_AT: &str = "expires_at";
 const DEVICE: &str = "device";
+const CONFIRMED: &str = "confirmed";
 
 /// Lua shared by the scripts: `extend(set, at)` makes the user's set live
 /// at least until `at` (seconds since the epoch). A set without a TTL has
@@ -139,26 +148,40 @@ return 1
     ))
 });
 
-/// KEYS: token. ARGV: expected hash, replacement hash, now, expires_at,
-/// TTL time, prefix, selector. The compare-and-swap of `rotate`.
+/// KEYS: token. ARGV: expected hash, replacement hash, previous hash, now,
+/// rotated_at (ms), expires_at, TTL time, prefix, selector. The
+/// compare-and-swap of `rotate`.
 static ROTATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{EXTEND}{}",
         r"
 local current = redis.call('HGET', KEYS[1], 'validator_hash')
 if current ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'previous_hash', current, 'validator_hash', ARGV[2],
-  'rotated_at', ARGV[3], 'last_used_at', ARGV[3], 'expires_at', ARGV[4])
+redis.call('HSET', KEYS[1], 'previous_hash', ARGV[3], 'validator_hash', ARGV[2],
+  'rotated_at', ARGV[5], 'last_used_at', ARGV[4], 'expires_at', ARGV[6],
+  'confirmed', '0')
 local user = redis.call('HGET', KEYS[1], 'user_id')
-redis.call('EXPIREAT', KEYS[1], ARGV[5])
+redis.call('EXPIREAT', KEYS[1], ARGV[7])
 if user and redis.call('EXISTS', KEYS[1]) == 1 then
-  local set = ARGV[6] .. 'remember:user:' .. user
-  redis.call('SADD', set, ARGV[7])
-  extend(set, tonumber(ARGV[5]))
+  local set = ARGV[8] .. 'remember:user:' .. user
+  redis.call('SADD', set, ARGV[9])
+  extend(set, tonumber(ARGV[7]))
 end
 return 1
 "
     ))
+});
+
+/// KEYS: token. ARGV: current hash. Sets `confirmed` if the token's
+/// validator hash is still the current one; a missing key is left missing.
+static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'validator_hash') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'confirmed', '1')
+return 1
+",
+    )
 });
 
 /// KEYS: token. ARGV: prefix, selector.
@@ -347,13 +370,22 @@ impl RememberStore for RedisStore {
         script
             .arg(hex(rotation.expected))
             .arg(hex(rotation.replacement))
+            .arg(hex(rotation.previous))
             .arg(rotation.now)
+            .arg(rotation.rotated_at_ms)
             .arg(rotation.expires_at)
             .arg(ttl_at(rotation.expires_at))
             .arg(&self.prefix)
             .arg(rotation.selector);
         let swapped: i64 = self.send(Request::Script(&script)).await?;
         Ok(swapped == 1)
+    }
+
+    async fn confirm(&self, selector: &str, current: &[u8; 32]) -> Result<bool, StoreError> {
+        let mut script = CONFIRM.key(self.token_key(selector));
+        script.arg(hex(current));
+        let confirmed: i64 = self.send(Request::Script(&script)).await?;
+        Ok(confirmed == 1)
     }
 
     async fn revoke(&self, selector: &str) -> Result<bool, StoreError> {
@@ -497,11 +529,12 @@ fn encode(token: &StoredToken) -> Vec<(&'static str, String)> {
         (LAST_USED_AT, token.last_used_at.to_string()),
         (EXPIRES_AT, token.expires_at.to_string()),
         (DEVICE, token.device.clone()),
+        (CONFIRMED, u8::from(token.confirmed).to_string()),
     ];
     if let Some(previous) = &token.previous_hash {
         fields.push((PREVIOUS_HASH, hex(previous)));
     }
-    if let Some(at) = token.rotated_at {
+    if let Some(at) = token.rotated_at_ms {
         fields.push((ROTATED_AT, at.to_string()));
     }
     fields
@@ -518,7 +551,8 @@ fn decode(selector: &str, fields: &HashMap<String, Vec<u8>>) -> Result<StoredTok
         selector: stored_selector,
         validator_hash: reader.hash(VALIDATOR_HASH)?,
         previous_hash: reader.optional(PREVIOUS_HASH, Reader::hash)?,
-        rotated_at: reader.optional(ROTATED_AT, Reader::number)?,
+        rotated_at_ms: reader.optional(ROTATED_AT, Reader::number)?,
+        confirmed: reader.optional(CONFIRMED, Reader::flag)?.unwrap_or(false),
         user_id: reader.text(USER_ID)?,
         fingerprint: reader.text(FINGERPRINT)?,
         series: reader.text(SERIES)?,
@@ -570,6 +604,15 @@ impl Reader<'_> {
             .ok()
             .and_then(|text| text.parse().ok())
             .ok_or_else(|| self.corrupt(field))
+    }
+
+    /// `0` or `1`.
+    fn flag(&self, field: &'static str) -> Result<bool, StoreError> {
+        match self.fields.get(field).map(Vec::as_slice) {
+            Some(b"0") => Ok(false),
+            Some(b"1") => Ok(true),
+            _ => Err(self.corrupt(field)),
+        }
     }
 
     /// 64 lowercase hex digits.
@@ -728,7 +771,8 @@ mod tests {
             selector: random_part(),
             validator_hash: random_hash(),
             previous_hash: None,
-            rotated_at: None,
+            rotated_at_ms: None,
+            confirmed: false,
             user_id: format!("\"{user}\""),
             fingerprint: "fp".to_owned(),
             series: random_part(),
@@ -826,20 +870,32 @@ mod tests {
                 ("last_used_at", issued.last_used_at.to_string()),
                 ("expires_at", issued.expires_at.to_string()),
                 ("device", "Firefox on Linux".to_owned()),
+                ("confirmed", "0".to_owned()),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
             assert_eq!(fields, expected, "no previous_hash or rotated_at yet");
 
+            assert!(store
+                .confirm(&issued.selector, &issued.validator_hash)
+                .await
+                .unwrap());
+            let confirmed: String = cmd(&mut connection, "HGET", &[&token_key, "confirmed"]).await;
+            assert_eq!(confirmed, "1");
+
             let replacement = random_hash();
+            let previous = random_hash();
             let now = issued.created_at + 5;
+            let now_ms = now * 1000 + 250;
             assert!(store
                 .rotate(&Rotation {
                     selector: &issued.selector,
                     expected: &issued.validator_hash,
+                    previous: &previous,
                     replacement: &replacement,
                     now,
+                    rotated_at_ms: now_ms,
                     expires_at: now + 30 * DAY,
                 })
                 .await
@@ -847,12 +903,25 @@ mod tests {
             let fields: HashMap<String, String> =
                 cmd(&mut connection, "HGETALL", &[&token_key]).await;
             assert_eq!(fields["validator_hash"], hex(&replacement));
-            assert_eq!(fields["previous_hash"], hex(&issued.validator_hash));
-            assert_eq!(fields["rotated_at"], now.to_string());
+            assert_eq!(fields["previous_hash"], hex(&previous));
+            assert_eq!(fields["rotated_at"], now_ms.to_string());
             assert_eq!(fields["last_used_at"], now.to_string());
             assert_eq!(fields["expires_at"], (now + 30 * DAY).to_string());
             assert_eq!(fields["created_at"], issued.created_at.to_string());
-            assert_eq!(fields.len(), 12);
+            assert_eq!(fields["confirmed"], "0", "a rotation resets it");
+            assert_eq!(fields.len(), 13);
+
+            // confirm of a missing token creates nothing.
+            assert!(!store
+                .confirm("no-such-selector", &replacement)
+                .await
+                .unwrap());
+            assert!(keys(
+                &mut connection,
+                &format!("{prefix}remember:no-such-selector")
+            )
+            .await
+            .is_empty());
 
             // A revoked user leaves nothing behind.
             assert_eq!(store.revoke_user("\"susan\"").await.unwrap(), 1);
@@ -895,8 +964,10 @@ mod tests {
             let rotation = Rotation {
                 selector: &five.selector,
                 expected: &five.validator_hash,
+                previous: &five.validator_hash,
                 replacement: &replacement,
                 now,
+                rotated_at_ms: now * 1000,
                 expires_at: now + 30 * DAY,
             };
             assert!(store.rotate(&rotation).await.unwrap());
@@ -996,6 +1067,9 @@ mod tests {
                 ("validator_hash", None),
                 ("previous_hash", Some(b"".to_vec())),
                 ("rotated_at", Some(b"soon".to_vec())),
+                ("confirmed", Some(b"yes".to_vec())),
+                ("confirmed", Some(b"2".to_vec())),
+                ("confirmed", Some(b"".to_vec())),
                 ("days", Some(b"abc".to_vec())),
                 ("days", Some(b"-1".to_vec())),
                 ("days", Some(b"4294967296".to_vec())),
@@ -1066,6 +1140,42 @@ mod tests {
             assert_eq!(
                 exists, 1,
                 "the corrupt token is left for someone to look at"
+            );
+        })
+        .await;
+    }
+
+    /// A hash written before `confirmed` existed (and with `rotated_at` in
+    /// seconds) reads as unconfirmed, and can be confirmed.
+    #[tokio::test]
+    async fn a_hash_without_confirmed_reads_as_unconfirmed() {
+        run(async |f| {
+            let store = f.store(":");
+            let mut connection = f.connection();
+            let old = StoredToken {
+                previous_hash: Some(random_hash()),
+                rotated_at_ms: Some(crate::token::now()),
+                ..token("susan", 30 * DAY)
+            };
+            store.issue(&old).await.unwrap();
+            let key = format!("{}:remember:{}", f.base, old.selector);
+            let _: i64 = cmd(&mut connection, "HDEL", &[&key, "confirmed"]).await;
+            assert_eq!(store.find(&old.selector).await.unwrap(), Some(old.clone()));
+            assert_eq!(store.list("\"susan\"").await.unwrap(), vec![old.clone()]);
+            assert!(!store.confirm(&old.selector, &random_hash()).await.unwrap());
+            let exists: i64 = cmd(&mut connection, "HEXISTS", &[&key, "confirmed"]).await;
+            assert_eq!(exists, 0, "a failed confirm writes nothing");
+            assert!(store
+                .confirm(&old.selector, &old.validator_hash)
+                .await
+                .unwrap());
+            let confirmed = store.find(&old.selector).await.unwrap().unwrap();
+            assert_eq!(
+                confirmed,
+                StoredToken {
+                    confirmed: true,
+                    ..old
+                }
             );
         })
         .await;

@@ -10,12 +10,29 @@ use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
 // ---------------------------------------------------------------------------
 
 /// The schema, in the order `migrate` runs it. The databases differ only in
-/// their names for bytes and 64-bit integers, and in how the selector
-/// compares (byte order, so that ties in `list` break as in `MemoryStore`).
+/// their names for bytes, 64-bit integers and booleans, and in how the
+/// selector compares (byte order, so that ties in `list` break as in
+/// `MemoryStore`).
+///
+/// `rotated_at` holds milliseconds since the Unix epoch (`rotated_at_ms`).
+/// Rows written before it did hold seconds, which read as a moment in
+/// January 1970: long past, so such a token's previous validator is out of
+/// the grace window and, unconfirmed (`confirmed` is added as false), gets
+/// a new validator when presented rather than being judged theft. Harmless.
+///
+/// `confirmed` comes last, where `migrate` adds it to a table made before
+/// it existed, so that new and upgraded tables have the same columns.
+struct Schema {
+    /// The table and its indexes.
+    create: [&'static str; 3],
+    /// The definition of the `confirmed` column, for `ALTER TABLE`.
+    confirmed: &'static str,
+}
+
 #[rustfmt::skip]
 macro_rules! schema {
-    (bytes = $bytes:literal, integer = $integer:literal, key = $key:literal) => {
-        [
+    (bytes = $bytes:literal, integer = $integer:literal, boolean = $boolean:literal, key = $key:literal) => {
+        Schema { create: [
             concat!(
                 "CREATE TABLE IF NOT EXISTS latch_remember_tokens (",
                     "selector ",       $key,     " NOT NULL PRIMARY KEY, ",
@@ -29,24 +46,31 @@ macro_rules! schema {
                     "created_at ",     $integer, " NOT NULL, ",
                     "last_used_at ",   $integer, " NOT NULL, ",
                     "expires_at ",     $integer, " NOT NULL, ",
-                    "device TEXT NOT NULL",
+                    "device TEXT NOT NULL, ",
+                    "confirmed ",      $boolean,
                 ")"
             ),
             "CREATE INDEX IF NOT EXISTS latch_remember_tokens_user_id \
              ON latch_remember_tokens (user_id)",
             "CREATE INDEX IF NOT EXISTS latch_remember_tokens_expires_at \
              ON latch_remember_tokens (expires_at)",
-        ]
+        ], confirmed: concat!("confirmed ", $boolean) }
     };
 }
 
 #[cfg(feature = "sqlite")]
-const SQLITE_SCHEMA: [&str; 3] = schema!(bytes = "BLOB", integer = "INTEGER", key = "TEXT");
+const SQLITE_SCHEMA: Schema = schema!(
+    bytes = "BLOB",
+    integer = "INTEGER",
+    boolean = "INTEGER NOT NULL DEFAULT 0",
+    key = "TEXT"
+);
 
 #[cfg(feature = "postgres")]
-const POSTGRES_SCHEMA: [&str; 3] = schema!(
+const POSTGRES_SCHEMA: Schema = schema!(
     bytes = "BYTEA",
     integer = "BIGINT",
+    boolean = "BOOLEAN NOT NULL DEFAULT FALSE",
     key = "TEXT COLLATE \"C\""
 );
 
@@ -54,7 +78,7 @@ const POSTGRES_SCHEMA: [&str; 3] = schema!(
 macro_rules! columns {
     () => {
         "selector, validator_hash, previous_hash, rotated_at, user_id, fingerprint, \
-         series, days, created_at, last_used_at, expires_at, device"
+         series, days, created_at, last_used_at, expires_at, device, confirmed"
     };
 }
 
@@ -63,13 +87,14 @@ macro_rules! columns {
 const ISSUE: &str = concat!(
     "INSERT INTO latch_remember_tokens (",
     columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
      ON CONFLICT (selector) DO UPDATE SET \
      validator_hash = excluded.validator_hash, previous_hash = excluded.previous_hash, \
      rotated_at = excluded.rotated_at, user_id = excluded.user_id, \
      fingerprint = excluded.fingerprint, series = excluded.series, days = excluded.days, \
      created_at = excluded.created_at, last_used_at = excluded.last_used_at, \
-     expires_at = excluded.expires_at, device = excluded.device"
+     expires_at = excluded.expires_at, device = excluded.device, \
+     confirmed = excluded.confirmed"
 );
 
 const FIND: &str = concat!(
@@ -80,10 +105,15 @@ const FIND: &str = concat!(
 
 /// The compare-and-swap, in one statement: of concurrent rotations from the
 /// same hash, the first to update the row changes `validator_hash`, and the
-/// others then no longer match the `WHERE`.
+/// others then no longer match the `WHERE`. (`FALSE` and `TRUE` are 0 and 1
+/// in SQLite.)
 const ROTATE: &str = "UPDATE latch_remember_tokens \
-     SET previous_hash = validator_hash, validator_hash = $3, \
-     rotated_at = $4, last_used_at = $4, expires_at = $5 \
+     SET previous_hash = $3, validator_hash = $4, rotated_at = $5, \
+     last_used_at = $6, expires_at = $7, confirmed = FALSE \
+     WHERE selector = $1 AND validator_hash = $2";
+
+/// Confirms the current validator, in one statement, only if it still is.
+const CONFIRM: &str = "UPDATE latch_remember_tokens SET confirmed = TRUE \
      WHERE selector = $1 AND validator_hash = $2";
 
 const REVOKE: &str = "DELETE FROM latch_remember_tokens WHERE selector = $1";
@@ -114,6 +144,7 @@ where
     String: Decode<'r, R::Database> + Type<R::Database>,
     &'r [u8]: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
 {
     let hash = |name: &'static str| to_hash(column(row, name)?, name);
     let time = |name: &'static str| from_db(column(row, name)?, name);
@@ -123,9 +154,10 @@ where
         previous_hash: column::<_, Option<&[u8]>>(row, "previous_hash")?
             .map(|bytes| to_hash(bytes, "previous_hash"))
             .transpose()?,
-        rotated_at: column::<_, Option<i64>>(row, "rotated_at")?
+        rotated_at_ms: column::<_, Option<i64>>(row, "rotated_at")?
             .map(|at| from_db(at, "rotated_at"))
             .transpose()?,
+        confirmed: column(row, "confirmed")?,
         user_id: column(row, "user_id")?,
         fingerprint: column(row, "fingerprint")?,
         series: column(row, "series")?,
@@ -202,7 +234,7 @@ macro_rules! sql_store {
                     .bind(&token.selector)
                     .bind(&token.validator_hash[..])
                     .bind(token.previous_hash.as_ref().map(|hash| &hash[..]))
-                    .bind(token.rotated_at.map(|at| to_db(at, "rotated_at")).transpose()?)
+                    .bind(token.rotated_at_ms.map(|at| to_db(at, "rotated_at_ms")).transpose()?)
                     .bind(&token.user_id)
                     .bind(&token.fingerprint)
                     .bind(&token.series)
@@ -211,6 +243,7 @@ macro_rules! sql_store {
                     .bind(to_db(token.last_used_at, "last_used_at")?)
                     .bind(to_db(token.expires_at, "expires_at")?)
                     .bind(&token.device)
+                    .bind(token.confirmed)
                     .execute(&self.pool)
                     .await
                     .map_err(StoreError::new)?;
@@ -230,9 +263,21 @@ macro_rules! sql_store {
                 let done = sqlx::query(ROTATE)
                     .bind(rotation.selector)
                     .bind(&rotation.expected[..])
+                    .bind(&rotation.previous[..])
                     .bind(&rotation.replacement[..])
+                    .bind(to_db(rotation.rotated_at_ms, "rotated_at_ms")?)
                     .bind(to_db(rotation.now, "now")?)
                     .bind(to_db(rotation.expires_at, "expires_at")?)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::new)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn confirm(&self, selector: &str, current: &[u8; 32]) -> Result<bool, StoreError> {
+                let done = sqlx::query(CONFIRM)
+                    .bind(selector)
+                    .bind(&current[..])
                     .execute(&self.pool)
                     .await
                     .map_err(StoreError::new)?;
@@ -315,20 +360,52 @@ sql_store! {
 #[cfg(feature = "sqlite")]
 impl SqliteStore {
     /// Creates the `latch_remember_tokens` table and its indexes unless they
-    /// exist. It is idempotent (`CREATE ... IF NOT EXISTS`), so the app can
-    /// call it on every start. It does not use sqlx's migrator, whose
-    /// `_sqlx_migrations` table belongs to the app's own migrations.
+    /// exist, and adds the columns that a table made by an earlier version
+    /// of latch lacks (`confirmed`). It is idempotent, so the app can call
+    /// it on every start, from several processes at once. It does not use
+    /// sqlx's migrator, whose `_sqlx_migrations` table belongs to the app's
+    /// own migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         // Each statement commits on its own, and SQLite runs writes one at
         // a time: a process starting alongside sees the other's table.
-        for statement in SQLITE_SCHEMA {
+        for statement in SQLITE_SCHEMA.create {
             sqlx::query(statement)
                 .persistent(false)
                 .execute(&self.pool)
                 .await
                 .map_err(StoreError::new)?;
         }
+        // SQLite has no `ADD COLUMN IF NOT EXISTS`: look first. Another
+        // process may add the column between the look and the `ALTER`,
+        // which then fails; a second look tells that from a real failure.
+        if !self.has_column("confirmed").await? {
+            let alter = format!(
+                "ALTER TABLE latch_remember_tokens ADD COLUMN {}",
+                SQLITE_SCHEMA.confirmed
+            );
+            let added = sqlx::query(&alter)
+                .persistent(false)
+                .execute(&self.pool)
+                .await;
+            if let Err(error) = added {
+                if !self.has_column("confirmed").await? {
+                    return Err(StoreError::new(error));
+                }
+            }
+        }
         Ok(())
+    }
+
+    async fn has_column(&self, name: &str) -> Result<bool, StoreError> {
+        let found: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pragma_table_info('latch_remember_tokens') WHERE name = $1",
+        )
+        .bind(name)
+        .persistent(false)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::new)?;
+        Ok(found > 0)
     }
 }
 
@@ -357,9 +434,10 @@ sql_store! {
 #[cfg(feature = "postgres")]
 impl PostgresStore {
     /// Creates the `latch_remember_tokens` table and its indexes unless they
-    /// exist, in one transaction. It is idempotent (`CREATE ... IF NOT
-    /// EXISTS`), so the app can call it on every start, from several
-    /// instances at once. It does not use sqlx's migrator, whose
+    /// exist, and adds the columns that a table made by an earlier version
+    /// of latch lacks (`confirmed`), in one transaction. It is idempotent
+    /// (`IF NOT EXISTS`), so the app can call it on every start, from
+    /// several instances at once. It does not use sqlx's migrator, whose
     /// `_sqlx_migrations` table belongs to the app's own migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
@@ -370,7 +448,15 @@ impl PostgresStore {
             "SELECT pg_advisory_xact_lock(hashtext('latch_remember_tokens'))",
             "SET LOCAL client_min_messages = warning",
         ];
-        for statement in setup.into_iter().chain(POSTGRES_SCHEMA) {
+        let upgrade = format!(
+            "ALTER TABLE latch_remember_tokens ADD COLUMN IF NOT EXISTS {}",
+            POSTGRES_SCHEMA.confirmed
+        );
+        let statements = setup
+            .into_iter()
+            .chain(POSTGRES_SCHEMA.create)
+            .chain([upgrade.as_str()]);
+        for statement in statements {
             sqlx::query(statement)
                 .persistent(false)
                 .execute(&mut *tx)
@@ -432,7 +518,8 @@ mod tests {
             selector: selector.to_owned(),
             validator_hash: [1; 32],
             previous_hash: None,
-            rotated_at: None,
+            rotated_at_ms: None,
+            confirmed: false,
             user_id: user_id.to_owned(),
             fingerprint: "fp".to_owned(),
             series: format!("series-{selector}"),
@@ -471,7 +558,8 @@ mod tests {
                         selector: "sel-full".to_owned(),
                         validator_hash: [0xfe; 32],
                         previous_hash: Some([0; 32]),
-                        rotated_at: Some(NOW + 1),
+                        rotated_at_ms: Some((NOW + 1) * 1000 + 999),
+                        confirmed: true,
                         user_id: "42".to_owned(),
                         fingerprint: "AAECAwQFBgcICQoLDA0ODw".to_owned(),
                         series: "series-full".to_owned(),
@@ -494,7 +582,8 @@ mod tests {
                         user_id: "43".to_owned(),
                         validator_hash: [7; 32],
                         previous_hash: None,
-                        rotated_at: None,
+                        rotated_at_ms: None,
+                        confirmed: false,
                         ..full.clone()
                     };
                     store.issue(&again).await.unwrap();
@@ -512,7 +601,7 @@ mod tests {
                     huge.expires_at = u64::MAX;
                     assert!(store.issue(&huge).await.is_err());
                     huge.expires_at = NOW;
-                    huge.rotated_at = Some(i64::MAX as u64 + 1);
+                    huge.rotated_at_ms = Some(i64::MAX as u64 + 1);
                     assert!(store.issue(&huge).await.is_err());
                     assert_eq!(store.find("sel-huge").await.unwrap(), None);
 
@@ -521,11 +610,19 @@ mod tests {
                     let rotation = Rotation {
                         selector: "sel-a",
                         expected: &stored.validator_hash,
+                        previous: &stored.validator_hash,
                         replacement: &[2; 32],
                         now: u64::MAX,
+                        rotated_at_ms: NOW * 1000,
                         expires_at: NOW,
                     };
                     assert!(store.rotate(&rotation).await.is_err());
+                    let at_max = Rotation {
+                        now: NOW,
+                        rotated_at_ms: u64::MAX,
+                        ..rotation
+                    };
+                    assert!(store.rotate(&at_max).await.is_err());
                     assert_eq!(store.find("sel-a").await.unwrap(), Some(stored));
 
                     // `now` past i64::MAX purges everything, as it should.
@@ -542,19 +639,23 @@ mod tests {
                     let rotation = |selector, expected| Rotation {
                         selector,
                         expected,
+                        previous: expected,
                         replacement: &[2; 32],
                         now: NOW + 60,
+                        rotated_at_ms: (NOW + 60) * 1000 + 5,
                         expires_at: NOW + 60 + DAY,
                     };
                     assert!(!store.rotate(&rotation("sel-a", &[9; 32])).await.unwrap());
                     assert!(!store.rotate(&rotation("sel-x", &[1; 32])).await.unwrap());
                     assert_eq!(store.find("sel-a").await.unwrap().as_ref(), Some(&stored));
 
+                    assert!(store.confirm("sel-a", &[1; 32]).await.unwrap());
                     assert!(store.rotate(&rotation("sel-a", &[1; 32])).await.unwrap());
                     let rotated = StoredToken {
                         validator_hash: [2; 32],
                         previous_hash: Some([1; 32]),
-                        rotated_at: Some(NOW + 60),
+                        rotated_at_ms: Some((NOW + 60) * 1000 + 5),
+                        confirmed: false,
                         last_used_at: NOW + 60,
                         expires_at: NOW + 60 + DAY,
                         ..stored
@@ -582,8 +683,10 @@ mod tests {
                                 let rotation = Rotation {
                                     selector: "sel-a",
                                     expected: &[1; 32],
+                                    previous: &[1; 32],
                                     replacement: &[i; 32],
                                     now: NOW + 1,
+                                    rotated_at_ms: (NOW + 1) * 1000,
                                     expires_at: NOW + DAY,
                                 };
                                 (i, store.rotate(&rotation).await)
@@ -642,6 +745,93 @@ mod tests {
                     assert_eq!(store.revoke_user(susan).await.unwrap(), 1);
                     assert_eq!(store.revoke_user(susan).await.unwrap(), 0);
                     assert_eq!(selectors(&store.list(david).await.unwrap()), ["sel-d"]);
+                })
+                .await;
+            }
+
+            /// A table made before `confirmed` existed, holding a token
+            /// rotated back then (`rotated_at` in seconds): instances that
+            /// start at once all migrate it, the column is added as false,
+            /// and the token's previous validator gets a new one instead of
+            /// counting as theft.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn migrate_upgrades_a_table_made_before_confirmed() {
+                run(open_concurrent().await, |store, pool| async move {
+                    use crate::revocable::{Consumed, RevocableRemember};
+                    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                    use base64::Engine as _;
+                    use sha2::{Digest, Sha256};
+
+                    sqlx::query("DROP TABLE latch_remember_tokens")
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                    let schema = schema();
+                    let old_table = schema.create[0].replace(&format!(", {}", schema.confirmed), "");
+                    assert!(!old_table.contains("confirmed"), "{old_table}");
+                    for statement in [old_table.as_str(), schema.create[1], schema.create[2]] {
+                        sqlx::query(statement).execute(&pool).await.unwrap();
+                    }
+                    let selector = URL_SAFE_NO_PAD.encode([3u8; 16]);
+                    let (old, current) = ([4u8; 16], [5u8; 16]);
+                    let hash = |validator: [u8; 16]| -> Vec<u8> { Sha256::digest(validator).to_vec() };
+                    sqlx::query(
+                        "INSERT INTO latch_remember_tokens (selector, validator_hash, \
+                         previous_hash, rotated_at, user_id, fingerprint, series, days, \
+                         created_at, last_used_at, expires_at, device) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    )
+                    .bind(&selector)
+                    .bind(hash(current))
+                    .bind(hash(old))
+                    .bind(NOW as i64)
+                    .bind(r#""user001""#)
+                    .bind("fp")
+                    .bind("series-old")
+                    .bind(30i64)
+                    .bind(NOW as i64)
+                    .bind(NOW as i64)
+                    .bind((NOW + 30 * DAY) as i64)
+                    .bind("Firefox on Linux")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+
+                    let tasks: Vec<_> = (0..8)
+                        .map(|_| {
+                            let store = store.clone();
+                            tokio::spawn(async move { store.migrate().await })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap().expect("a concurrent migrate of an old table");
+                    }
+                    store.migrate().await.expect("migrate once more");
+                    let found = store.find(&selector).await.unwrap().expect("the old token");
+                    assert!(!found.confirmed, "added as false");
+                    assert_eq!(found.rotated_at_ms, Some(NOW), "seconds, read as milliseconds");
+                    assert_eq!(found.previous_hash.map(|h| h.to_vec()), Some(hash(old)));
+
+                    // The old previous validator: long past the grace window
+                    // and unconfirmed, so a lost response, not theft.
+                    let tokens = RevocableRemember::new(store.clone());
+                    let cookie = format!("{selector}.{}", URL_SAFE_NO_PAD.encode(old));
+                    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(NOW + 60);
+                    let consumed = tokens.consume(&cookie, now).await.unwrap();
+                    let Consumed::Rotated { token, .. } = consumed else {
+                        panic!("the old previous validator after the upgrade: {consumed:?}");
+                    };
+                    let after = store.find(&selector).await.unwrap().unwrap();
+                    assert_eq!(after.previous_hash.map(|h| h.to_vec()), Some(hash(old)));
+                    assert_eq!(after.rotated_at_ms, Some((NOW + 60) * 1000));
+                    let confirmation = tokens
+                        .consume(&token, now)
+                        .await
+                        .unwrap()
+                        .confirmation()
+                        .expect("the new cookie works");
+                    assert_eq!(confirmation.len(), 22);
+                    assert_eq!(store.list(r#""user001""#).await.unwrap().len(), 1);
                 })
                 .await;
             }
@@ -782,7 +972,30 @@ mod tests {
             }
         }
 
+        fn schema() -> &'static Schema {
+            &SQLITE_SCHEMA
+        }
+
         sql_tests!();
+
+        /// `confirmed` holds 0 or 1; text there is an error, not a panic.
+        #[tokio::test]
+        async fn a_confirmed_that_is_not_an_integer_is_an_error() {
+            run(open().await, |store, pool| async move {
+                store
+                    .issue(&token(r#""user001""#, "sel-a", NOW))
+                    .await
+                    .unwrap();
+                sqlx::query("UPDATE latch_remember_tokens SET confirmed = 'yes'")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                assert!(store.find("sel-a").await.is_err());
+                assert!(store.list(r#""user001""#).await.is_err());
+                assert!(store.revoke("sel-a").await.unwrap());
+            })
+            .await;
+        }
     }
 
     #[cfg(feature = "postgres")]
@@ -859,6 +1072,10 @@ mod tests {
 
         async fn open_concurrent() -> Option<Fixture<PostgresStore, PgPool>> {
             open_with(10).await
+        }
+
+        fn schema() -> &'static Schema {
+            &POSTGRES_SCHEMA
         }
 
         sql_tests!();
