@@ -114,7 +114,7 @@ mod redis;
 ///   as the IPv4 address. One address trying many accounts (password
 ///   spraying) is slowed by this count, whose limit is
 ///   [`address_limit`](Self::address_limit). Pass `None` when the address
-///   is unknown: only the account or username is counted.
+///   is unknown: only the username and account are counted.
 ///
 /// An attempt is refused if any of its keys is blocked; a refused attempt
 /// counts nothing. Otherwise it counts one failure on each key, and a key's
@@ -269,11 +269,11 @@ impl Throttle {
     ///
     /// Each key is a hash with the fields `failures`, `last_failure` and
     /// `blocked_until` (milliseconds since the Unix epoch, by the app's
-    /// clock). An attempt runs one Lua script that reads both of its keys,
-    /// refuses if either is blocked, and otherwise counts a failure on
+    /// clock). An attempt runs one Lua script that reads all of its keys,
+    /// refuses if any is blocked, and otherwise counts a failure on
     /// each, so concurrent attempts from many instances are counted one by
     /// one; [`LoginAttempt::succeeded`] runs another script that deletes
-    /// the account's or username's key and takes the attempt back from the
+    /// the username's and account's keys and takes the attempt back from the
     /// address's (its `failures` down by one, and its `blocked_until` set
     /// back if this attempt set it; `last_failure` stays). A key expires
     /// (by `PEXPIRE`) once its failures are forgotten and its block is
@@ -286,7 +286,7 @@ impl Throttle {
     /// - `{prefix}throttle:addr:{address}`: `192.0.2.1`, or an IPv6 /64
     ///   such as `2001:db8:1:2::/64`.
     ///
-    /// The scripts touch both keys of an attempt at once, so this needs one
+    /// The scripts touch all the keys of an attempt at once, so this needs one
     /// Redis server (standalone or a primary), not Redis Cluster.
     /// Give it a [`ConnectionManager`](::redis::aio::ConnectionManager)
     /// that fails fast, as for
@@ -648,24 +648,25 @@ enum Held {
 }
 
 impl LoginAttempt {
-    /// The password was right: resets the count of the account or username
-    /// (lifting its block, if any), and takes this attempt back from the
+    /// The password was right: resets the counts of the username and the
+    /// account (lifting their blocks, if any), and takes this attempt back from the
     /// address: its count goes down by one, and a block this attempt set
     /// is lifted (the address's earlier failures stay counted).
     ///
     /// If the store fails, this logs an `error` event (target `latch`).
     /// After an attempt that reserved nothing (the store was failing when
-    /// it was made), this only tries to reset the account's or username's
-    /// count.
+    /// it was made), this only tries to reset the username's and account's
+    /// counts.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let throttle = latch::Throttle::in_memory().username_limit(2);
-    /// throttle.attempt("susan", None).await.unwrap().failed();
+    /// let susan = Some(42);
+    /// throttle.attempt("susan", susan, None).await.unwrap().failed();
     /// // The second attempt would block "susan": the right password resets it.
-    /// throttle.attempt("susan", None).await.unwrap().succeeded().await;
-    /// throttle.attempt("susan", None).await.unwrap().failed();
-    /// assert!(throttle.attempt("susan", None).await.is_ok(), "one failure since the login");
+    /// throttle.attempt("susan", susan, None).await.unwrap().succeeded().await;
+    /// throttle.attempt("susan", susan, None).await.unwrap().failed();
+    /// assert!(throttle.attempt("susan", susan, None).await.is_ok(), "one failure since the login");
     /// # });
     /// ```
     pub async fn succeeded(self) {
@@ -705,8 +706,8 @@ impl LoginAttempt {
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let throttle = latch::Throttle::in_memory().username_limit(1);
-    /// throttle.attempt("susan", None).await.unwrap().failed();
-    /// assert!(throttle.attempt("susan", None).await.is_err());
+    /// throttle.attempt("susan", Some(42), None).await.unwrap().failed();
+    /// assert!(throttle.attempt("susan", Some(42), None).await.is_err());
     /// # });
     /// ```
     pub fn failed(self) {}
@@ -1039,8 +1040,8 @@ impl Counts {
         Reservation::Reserved { address }
     }
 
-    /// Takes back a successful attempt: resets the account's or username's
-    /// key, and on the address's takes one failure off and sets its block
+    /// Takes back a successful attempt: resets the username's and account's
+    /// keys, and on the address's takes one failure off and sets its block
     /// back if the attempt set it (what the Redis script `REFUND` does,
     /// too).
     fn refund(&mut self, keys: &Keys, address: Option<Refund>) {

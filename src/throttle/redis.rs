@@ -26,7 +26,7 @@ const DEFAULT_PREFIX: &str = "latch:";
 /// known. ARGV: now, window, base delay, max delay (milliseconds, at most
 /// 2^50 apart from now, so exact in Lua's numbers), then each key's limit.
 ///
-/// Every field of both keys is read first; a field that is not a number
+/// Every field of every key is read first; a field that is not a number
 /// the script wrote (digits, at most 16) answers `corrupt, key, field,
 /// value` and nothing is written. If a key is blocked past now, the answer
 /// is `refused, blocked_until` (the latest) and nothing is written.
