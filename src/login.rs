@@ -585,6 +585,9 @@ impl<U: User> LoginContext<U> {
                         login.fresh && self.recent(login.login_at)
                     }
                 };
+                if login.remember_confirm {
+                    self.confirm_remembered().await;
+                }
                 Resolved::User { user, fresh }
             }
             Ok(None) => {
@@ -718,8 +721,9 @@ impl<U: User> LoginContext<U> {
                 return Resolved::Anonymous;
             }
             Err(()) => {
-                // The token has been rotated: the browser must get the new
-                // one, or its next request would look like a copied cookie.
+                // The token has been rotated: send the browser the new one
+                // (without it, it would present the old one again, which
+                // then costs a second rotation).
                 if let Some(replacement) = &redeemed.replacement {
                     self.set_remember_cookie(replacement, redeemed.days);
                 }
@@ -736,11 +740,37 @@ impl<U: User> LoginContext<U> {
                 .await;
         }
         self.inner.session.set_login(redeemed.user_id, auth, false);
+        if let (Some(tag), Accepted::Key(0)) = (redeemed.confirmation, accepted) {
+            // The browser's next request shows whether it got the new token.
+            self.inner.session.set_remember_confirmation(tag);
+        }
         if let Some(replacement) = replacement {
             self.set_remember_cookie(&replacement, redeemed.days);
         }
         tracing::info!(target: "latch", user_id = ?user.id(), "login restored from remember cookie");
         Resolved::User { user, fresh: false }
+    }
+
+    /// The first request of a session made from a remember-me cookie that
+    /// rotated: if it carries the new cookie, the browser has it, and from
+    /// now on the cookie it replaced is a copy (see
+    /// [`RememberTokens::confirm`]). Asked once; a store that fails leaves
+    /// the replaced cookie acceptable until the next rotation.
+    async fn confirm_remembered(&self) {
+        let Some(tag) = self.inner.session.take_remember_confirmation() else {
+            return;
+        };
+        let Some(token) = self.remember_cookie() else {
+            return;
+        };
+        let remember = &self.inner.config.remember;
+        match remember.confirm(token, &tag).await {
+            Ok(true) => tracing::debug!(target: "latch", "remember cookie confirmed"),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(target: "latch", %error, "remember cookie not confirmed")
+            }
+        }
     }
 
     /// Replaces a remember token made under a previous key with one made

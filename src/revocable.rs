@@ -45,10 +45,12 @@ const TAG_BYTES: usize = 16;
 /// validator.
 ///
 /// - Each use replaces the validator and re-sets the cookie.
-/// - The browser then shows that it holds the new validator: a later
-///   request presents the new cookie together with the confirmation tag of
-///   the use ([`Redeemed::confirmation`], kept in the session), and
-///   [`RememberTokens::confirm`] records it in the store.
+/// - The browser then shows that it holds the new validator: the login
+///   layer keeps the use's confirmation tag ([`Redeemed::confirmation`])
+///   in the session it makes, and on the browser's next request with that
+///   session, which carries the new cookie too, it calls
+///   [`RememberTokens::confirm`], which records it in the store (one store
+///   call, once per rotation).
 /// - Until then, the validator it replaced keeps working: the response that
 ///   carried the new cookie may never have reached the browser (it
 ///   disconnected, a tab was restored, a request was cancelled). Presented
@@ -229,6 +231,7 @@ impl<S: RememberStore> RevocableRemember<S> {
                 .rotate(&Rotation {
                     selector: &selector,
                     expected: &stored.validator_hash,
+                    confirmed: stored.confirmed,
                     previous: &keep,
                     replacement: &replacement,
                     now: now_secs,

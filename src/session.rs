@@ -36,6 +36,12 @@ pub(crate) const LOGIN_AT: &str = "_login_at";
 pub(crate) const PURPOSE: &str = "_purpose";
 /// The [`PURPOSE`] of a session token.
 pub(crate) const SESSION_PURPOSE: &str = "session";
+/// The confirmation tag of a remember-me token rotated in this browser,
+/// until the browser shows it holds the new token (its next request with
+/// this session carries it).
+pub(crate) const REMEMBER_CONFIRM: &str = "_remember_confirm";
+/// Every claim of a login, removed together when it ends.
+const LOGIN_CLAIMS: [&str; 5] = [USER_ID, FRESH, AUTH, LOGIN_AT, REMEMBER_CONFIRM];
 /// Standard JWT claims, set by latch on every token.
 const EXP: &str = "exp";
 const IAT: &str = "iat";
@@ -421,6 +427,8 @@ pub(crate) struct LoginClaims {
     pub login_at: Option<f64>,
     /// The token's `iat`, if any: the login was made no earlier.
     pub issued_at: Option<f64>,
+    /// The session holds a remember-me confirmation tag.
+    pub remember_confirm: bool,
     /// The verified cookie these came from, which memoises the fingerprint check.
     verified: Option<Arc<VerifiedSession>>,
 }
@@ -443,6 +451,7 @@ impl LoginClaims {
             fresh,
             login_at: claims.get(LOGIN_AT).and_then(Value::as_f64),
             issued_at,
+            remember_confirm: claims.contains_key(REMEMBER_CONFIRM),
             verified: None,
         })
     }
@@ -467,6 +476,7 @@ impl LoginClaims {
             fresh,
             login_at: reserved.login_at.at(),
             issued_at: reserved.iat.at(),
+            remember_confirm: !matches!(reserved.remember_confirm, Lenient::Missing),
             verified: None,
         })
     }
@@ -571,6 +581,8 @@ struct Reserved<'a> {
     login_at: Time,
     #[serde(rename = "_purpose", default, borrow)]
     purpose: Lenient<Cow<'a, str>>,
+    #[serde(rename = "_remember_confirm", default, borrow)]
+    remember_confirm: Lenient<Cow<'a, str>>,
     #[serde(default)]
     exp: Time,
     #[serde(default)]
@@ -791,15 +803,36 @@ impl SessionHandle {
     /// Removes the login from the session, keeping the app's own data.
     pub fn clear_login(&self) {
         let mut state = self.state();
-        let had_login = [USER_ID, FRESH, AUTH, LOGIN_AT]
+        let had_login = LOGIN_CLAIMS
             .iter()
             .any(|name| state.0.claims.contains_key(*name));
         if had_login {
             let claims = state.claims_mut();
-            for name in [USER_ID, FRESH, AUTH, LOGIN_AT] {
+            for name in LOGIN_CLAIMS {
                 claims.remove(name);
             }
         }
+    }
+
+    /// Keeps the confirmation tag of the remember-me token just redeemed
+    /// with the login, until [`take_remember_confirmation`](Self::take_remember_confirmation).
+    pub fn set_remember_confirmation(&self, tag: String) {
+        let mut state = self.state();
+        state
+            .claims_mut()
+            .insert(REMEMBER_CONFIRM.to_owned(), Value::String(tag));
+    }
+
+    /// Removes the confirmation tag from the session, returning it.
+    pub fn take_remember_confirmation(&self) -> Option<String> {
+        let mut state = self.state();
+        let tag = state
+            .claims()
+            .get(REMEMBER_CONFIRM)?
+            .as_str()
+            .map(str::to_owned);
+        state.claims_mut().remove(REMEMBER_CONFIRM);
+        tag
     }
 
     /// Adds `Vary: Cookie` and the session cookie to a response, as needed.

@@ -1518,3 +1518,57 @@ async fn a_lost_rotation_response_is_not_taken_for_theft() {
     restart(&mut phone);
     assert_logged_in(&phone.get("/").await, "susan", "the other device");
 }
+
+/// Once the browser has made a request with its new cookie (and the
+/// session the rotation made), the replaced validator is a copy: presented
+/// past the grace window, it is theft. The confirmation here is latch's
+/// own, on the owner's next request, not a store call by the test.
+#[tokio::test]
+async fn a_copy_used_after_the_owners_next_request_is_theft() {
+    let (mut owner, _db, store) = app(Duration::from_millis(100));
+    let original = log_in_remembered(&mut owner, "user001", 30).await;
+    let mut thief = browser_with(&owner, &original);
+    restart(&mut owner);
+    let res = owner.get("/").await;
+    let rotated = new_remember(&res, "the owner's restore rotates the token");
+    assert_eq!(
+        stored(&store, rotated.value()).await.map(|t| t.confirmed),
+        Some(false)
+    );
+    assert_logged_in(&owner.get("/").await, "susan", "the owner's next request");
+    assert_eq!(
+        stored(&store, rotated.value()).await.map(|t| t.confirmed),
+        Some(true),
+        "the next request confirms the new cookie"
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_anonymous(&thief.get("/").await, "/", "the copy");
+    assert!(
+        tokens_of(&store, "user001").await.is_empty(),
+        "theft revokes every remembered login of the user"
+    );
+}
+
+/// The grace window keeps sub-second precision: within half a second, a
+/// restarting browser's parallel request with the old cookie is let in
+/// without minting a second cookie, even once the new one is confirmed.
+#[tokio::test]
+async fn a_sub_second_grace_window_is_kept() {
+    let (mut a, _db, store) = app(Duration::from_millis(500));
+    let original = log_in_remembered(&mut a, "user001", 30).await;
+    let mut first = browser_with(&a, &original);
+    let mut second = browser_with(&a, &original);
+    let res = first.get("/").await;
+    new_remember(&res, "the first request rotates");
+    assert_logged_in(&first.get("/").await, "susan", "its next request confirms");
+    // The browser's other request, sent with the old cookie, arrives late.
+    let res = second.get("/").await;
+    assert_logged_in(&res, "susan", "a parallel request within 500 ms");
+    assert!(
+        res.set_cookie(REMEMBER).is_none(),
+        "no second cookie: {:?}",
+        res.set_cookies()
+    );
+    assert_eq!(store.len(), 1, "no theft");
+}

@@ -20,64 +20,6 @@ pub struct Demo {
     pub base: Url,
     server: JoinHandle<()>,
     _dir: Option<TempDir>,
-    tokens: TokenStore,
-}
-
-/// Where the demo keeps its remember-me tokens, as its `Config` says.
-struct TokenStore {
-    database_url: String,
-    redis_url: Option<String>,
-    redis_prefix: String,
-}
-
-impl Demo {
-    /// A browser shows it holds `remember`, a rotated remember cookie, as
-    /// on its next request after the rotation: confirmed in the demo's
-    /// store with the cookie's tag (base64url of the first 16 bytes of the
-    /// SHA-256 of its validator).
-    pub async fn confirm_remember(&self, remember: &str) {
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        use base64::Engine as _;
-        use latch::RevocableRemember;
-        use sha2::{Digest, Sha256};
-
-        let (_, validator) = remember.split_once('.').expect("selector.validator");
-        let hash = Sha256::digest(URL_SAFE_NO_PAD.decode(validator).expect("base64url"));
-        let tag = URL_SAFE_NO_PAD.encode(&hash[..16]);
-        let TokenStore {
-            database_url,
-            redis_url,
-            redis_prefix,
-        } = &self.tokens;
-        let confirmed = if let Some(url) = redis_url {
-            let client = redis::Client::open(url.as_str()).expect("a Redis URL");
-            let manager = redis::aio::ConnectionManager::new(client)
-                .await
-                .expect("Redis is reachable");
-            let store = latch::stores::RedisStore::new(manager).prefix(redis_prefix);
-            RevocableRemember::new(store).confirm(remember, &tag).await
-        } else if database_url.starts_with("sqlite:") {
-            let pool = sqlx::SqlitePool::connect(database_url)
-                .await
-                .expect("the demo's SQLite file");
-            let store = latch::stores::SqliteStore::new(pool.clone());
-            let confirmed = RevocableRemember::new(store).confirm(remember, &tag).await;
-            pool.close().await;
-            confirmed
-        } else {
-            let pool = sqlx::PgPool::connect(database_url)
-                .await
-                .expect("the demo's PostgreSQL database");
-            let store = latch::stores::PostgresStore::new(pool.clone());
-            let confirmed = RevocableRemember::new(store).confirm(remember, &tag).await;
-            pool.close().await;
-            confirmed
-        };
-        assert!(
-            confirmed.expect("the demo's store answers"),
-            "the current remember cookie is confirmed"
-        );
-    }
 }
 
 impl Drop for Demo {
@@ -128,11 +70,6 @@ async fn start_on_own_database(
 
 /// The demo with this configuration.
 pub async fn serve(config: app::Config) -> Demo {
-    let tokens = TokenStore {
-        database_url: config.database_url.clone(),
-        redis_url: config.redis_url.clone(),
-        redis_prefix: config.redis_prefix.clone(),
-    };
     let router = app::build(config).await.expect("the demo builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -150,7 +87,6 @@ pub async fn serve(config: app::Config) -> Demo {
         base: format!("http://{address}/").parse().expect("a URL"),
         server,
         _dir: None,
-        tokens,
     }
 }
 
