@@ -59,6 +59,11 @@ pub struct Rotation<'a> {
     /// The current validator hash the caller read; the swap happens only if
     /// it is still the current one.
     pub expected: &'a [u8; 32],
+    /// Whether the caller read the current validator as confirmed; the
+    /// swap happens only if that is still so (a browser's confirmation that
+    /// lands between the read and the swap must not be overwritten by a
+    /// rotation meant for a validator that was never seen).
+    pub confirmed: bool,
     /// The new `previous_hash`: `expected` for an ordinary rotation, or the
     /// previous hash kept as it was when a browser that never got the
     /// current validator is given a new one.

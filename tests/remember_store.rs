@@ -91,6 +91,7 @@ macro_rules! contract_tests {
                 store_rotate_swaps_only_from_the_expected_hash,
                 store_rotate_writes_previous_as_given_and_resets_confirmed,
                 store_confirm_confirms_only_the_current_hash,
+                store_rotate_swaps_only_a_token_still_as_read,
                 store_revoke_deletes_one_token,
                 store_revoke_series_only_for_its_owner,
                 store_revoke_user_deletes_only_that_users_tokens,
@@ -838,6 +839,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         .rotate(&Rotation {
             selector: &original.selector,
             expected: &wrong,
+            confirmed: false,
             previous: &wrong,
             replacement: &replacement,
             now: now + 10,
@@ -857,6 +859,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         .rotate(&Rotation {
             selector: &original.selector,
             expected: &original.validator_hash,
+            confirmed: false,
             previous: &original.validator_hash,
             replacement: &replacement,
             now: now + 10,
@@ -885,6 +888,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         .rotate(&Rotation {
             selector: &original.selector,
             expected: &original.validator_hash,
+            confirmed: false,
             previous: &original.validator_hash,
             replacement: &sha256(b"yet another"),
             now: now + 20,
@@ -901,6 +905,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
         .rotate(&Rotation {
             selector: &unknown,
             expected: &original.validator_hash,
+            confirmed: false,
             previous: &original.validator_hash,
             replacement: &replacement,
             now,
@@ -980,6 +985,7 @@ async fn store_rotate_writes_previous_as_given_and_resets_confirmed<S: RememberS
         .rotate(&Rotation {
             selector: &original.selector,
             expected: &original.validator_hash,
+            confirmed: true,
             previous: &original.validator_hash,
             replacement: &first,
             now: now + 10,
@@ -1010,6 +1016,7 @@ async fn store_rotate_writes_previous_as_given_and_resets_confirmed<S: RememberS
         .rotate(&Rotation {
             selector: &original.selector,
             expected: &first,
+            confirmed: true,
             previous: &original.validator_hash,
             replacement: &second,
             now: now + 300,
@@ -1036,6 +1043,52 @@ async fn store_rotate_writes_previous_as_given_and_resets_confirmed<S: RememberS
 /// `confirm` sets `confirmed` only when the hash given is the token's
 /// current one, and says whether it did; it changes nothing else and
 /// creates nothing.
+/// `rotate` swaps only a token still as the caller read it: the same
+/// current hash *and* the same `confirmed`. Otherwise a rotation meant for
+/// a browser that never saw the current validator (a lost response) could
+/// land just after that browser's confirmation and discard the validator
+/// it holds.
+async fn store_rotate_swaps_only_a_token_still_as_read<S: RememberStore + Clone>(t: Subject<S>) {
+    let now = token::now();
+    let token = token_of(SUSAN, now);
+    t.store.issue(&token).await.unwrap();
+    let replacement = sha256(b"the replacement");
+    let rotation = |confirmed| Rotation {
+        selector: &token.selector,
+        expected: &token.validator_hash,
+        confirmed,
+        previous: &token.validator_hash,
+        replacement: &replacement,
+        now: now + 1,
+        rotated_at_ms: (now + 1) * 1000,
+        expires_at: now + 31 * DAY,
+    };
+    assert!(
+        !t.store.rotate(&rotation(true)).await.unwrap(),
+        "read as confirmed, but it is not"
+    );
+    assert!(t
+        .store
+        .confirm(&token.selector, &token.validator_hash)
+        .await
+        .unwrap());
+    assert!(
+        !t.store.rotate(&rotation(false)).await.unwrap(),
+        "read as unconfirmed, confirmed since"
+    );
+    assert_eq!(
+        find(&t.store, &token.selector)
+            .await
+            .map(|t| t.validator_hash),
+        Some(token.validator_hash),
+        "nothing swapped"
+    );
+    assert!(t.store.rotate(&rotation(true)).await.unwrap());
+    let rotated = find(&t.store, &token.selector).await.unwrap();
+    assert_eq!(rotated.validator_hash, replacement);
+    assert!(!rotated.confirmed, "a rotation resets it");
+}
+
 async fn store_confirm_confirms_only_the_current_hash<S: RememberStore + Clone>(t: Subject<S>) {
     let now = token::now();
     let original = StoredToken {
@@ -1107,6 +1160,7 @@ async fn store_confirm_confirms_only_the_current_hash<S: RememberStore + Clone>(
         .rotate(&Rotation {
             selector: &original.selector,
             expected: &original.validator_hash,
+            confirmed: true,
             previous: &original.validator_hash,
             replacement: &replacement,
             now: now + 1,
@@ -1254,6 +1308,7 @@ async fn store_list_is_most_recently_used_first<S: RememberStore + Clone>(t: Sub
         .rotate(&Rotation {
             selector: &a.selector,
             expected: &a.validator_hash,
+            confirmed: false,
             previous: &a.validator_hash,
             replacement: &replacement,
             now: now + 40,
@@ -1323,6 +1378,7 @@ async fn store_tokens_live_until_their_latest_expiry<S: RememberStore + Clone>(t
         .rotate(&Rotation {
             selector: &rotated.selector,
             expected: &rotated.validator_hash,
+            confirmed: false,
             previous: &rotated.validator_hash,
             replacement: &replacement,
             now,
@@ -1398,6 +1454,7 @@ async fn concurrent_store_rotations_swap_exactly_once<S: RememberStore + Clone>(
                     .rotate(&Rotation {
                         selector: &selector,
                         expected: &expected,
+                        confirmed: false,
                         previous: &expected,
                         replacement: &replacement,
                         now: now + 1,

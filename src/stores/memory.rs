@@ -84,7 +84,10 @@ impl RememberStore for MemoryStore {
     async fn rotate(&self, rotation: &Rotation<'_>) -> Result<bool, StoreError> {
         let mut tokens = self.lock();
         match tokens.by_selector.get_mut(rotation.selector) {
-            Some(token) if token.validator_hash == *rotation.expected => {
+            Some(token)
+                if token.validator_hash == *rotation.expected
+                    && token.confirmed == rotation.confirmed =>
+            {
                 token.previous_hash = Some(*rotation.previous);
                 token.validator_hash = *rotation.replacement;
                 token.rotated_at_ms = Some(rotation.rotated_at_ms);

@@ -149,14 +149,15 @@ return 1
 });
 
 /// KEYS: token. ARGV: expected hash, replacement hash, previous hash, now,
-/// rotated_at (ms), expires_at, TTL time, prefix, selector. The
-/// compare-and-swap of `rotate`.
+/// rotated_at (ms), expires_at, TTL time, prefix, selector, expected
+/// `confirmed` (`0` or `1`; a missing field is `0`). The compare-and-swap
+/// of `rotate`.
 static ROTATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{EXTEND}{}",
         r"
-local current = redis.call('HGET', KEYS[1], 'validator_hash')
-if current ~= ARGV[1] then return 0 end
+local fields = redis.call('HMGET', KEYS[1], 'validator_hash', 'confirmed')
+if fields[1] ~= ARGV[1] or (fields[2] or '0') ~= ARGV[10] then return 0 end
 redis.call('HSET', KEYS[1], 'previous_hash', ARGV[3], 'validator_hash', ARGV[2],
   'rotated_at', ARGV[5], 'last_used_at', ARGV[4], 'expires_at', ARGV[6],
   'confirmed', '0')
@@ -376,7 +377,8 @@ impl RememberStore for RedisStore {
             .arg(rotation.expires_at)
             .arg(ttl_at(rotation.expires_at))
             .arg(&self.prefix)
-            .arg(rotation.selector);
+            .arg(rotation.selector)
+            .arg(if rotation.confirmed { "1" } else { "0" });
         let swapped: i64 = self.send(Request::Script(&script)).await?;
         Ok(swapped == 1)
     }
@@ -892,6 +894,7 @@ mod tests {
                 .rotate(&Rotation {
                     selector: &issued.selector,
                     expected: &issued.validator_hash,
+                    confirmed: true,
                     previous: &previous,
                     replacement: &replacement,
                     now,
@@ -964,6 +967,7 @@ mod tests {
             let rotation = Rotation {
                 selector: &five.selector,
                 expected: &five.validator_hash,
+                confirmed: false,
                 previous: &five.validator_hash,
                 replacement: &replacement,
                 now,

@@ -110,7 +110,7 @@ const FIND: &str = concat!(
 const ROTATE: &str = "UPDATE latch_remember_tokens \
      SET previous_hash = $3, validator_hash = $4, rotated_at = $5, \
      last_used_at = $6, expires_at = $7, confirmed = FALSE \
-     WHERE selector = $1 AND validator_hash = $2";
+     WHERE selector = $1 AND validator_hash = $2 AND confirmed = $8";
 
 /// Confirms the current validator, in one statement, only if it still is.
 const CONFIRM: &str = "UPDATE latch_remember_tokens SET confirmed = TRUE \
@@ -268,6 +268,7 @@ macro_rules! sql_store {
                     .bind(to_db(rotation.rotated_at_ms, "rotated_at_ms")?)
                     .bind(to_db(rotation.now, "now")?)
                     .bind(to_db(rotation.expires_at, "expires_at")?)
+                    .bind(rotation.confirmed)
                     .execute(&self.pool)
                     .await
                     .map_err(StoreError::new)?;
@@ -610,6 +611,7 @@ mod tests {
                     let rotation = Rotation {
                         selector: "sel-a",
                         expected: &stored.validator_hash,
+                        confirmed: false,
                         previous: &stored.validator_hash,
                         replacement: &[2; 32],
                         now: u64::MAX,
@@ -636,9 +638,11 @@ mod tests {
                 run(open().await, |store, _| async move {
                     let stored = token(r#""user001""#, "sel-a", NOW);
                     store.issue(&stored).await.unwrap();
+                    // Read as confirmed: it is, once `confirm` below has run.
                     let rotation = |selector, expected| Rotation {
                         selector,
                         expected,
+                        confirmed: true,
                         previous: expected,
                         replacement: &[2; 32],
                         now: NOW + 60,
@@ -683,6 +687,7 @@ mod tests {
                                 let rotation = Rotation {
                                     selector: "sel-a",
                                     expected: &[1; 32],
+                                    confirmed: false,
                                     previous: &[1; 32],
                                     replacement: &[i; 32],
                                     now: NOW + 1,
