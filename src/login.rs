@@ -569,19 +569,20 @@ impl<U: User> LoginContext<U> {
         };
         match self.load_checked(login.user_id.clone(), accept).await {
             Ok(Some((user, accepted))) => {
-                let current = fingerprint::fingerprint(self.keys().current(), user.auth_hash());
+                // Computed only when the session needs a new fingerprint.
+                let current = || fingerprint::fingerprint(self.keys().current(), user.auth_hash());
                 let fresh = match accepted {
                     Accepted::Adopted => {
                         // A Microdot login: tied to the user's auth_hash
                         // from now on, and never fresh.
-                        self.inner.session.adopt_login(current);
+                        self.inner.session.adopt_login(current());
                         tracing::info!(target: "latch", user_id = ?user.id(), "Microdot login adopted");
                         false
                     }
                     Accepted::Key(0) => login.fresh && self.recent(login.login_at),
                     Accepted::Key(_) => {
                         // Signed before a key rotation: move to the current key.
-                        self.inner.session.set_auth(current);
+                        self.inner.session.set_auth(current());
                         login.fresh && self.recent(login.login_at)
                     }
                 };
@@ -670,12 +671,7 @@ impl<U: User> LoginContext<U> {
         };
         let remember = &self.inner.config.remember;
         let redeemed = remember
-            .redeem(
-                self.keys(),
-                token,
-                std::time::SystemTime::now(),
-                self.user_agent(),
-            )
+            .redeem(self.keys(), token, SystemTime::now(), self.user_agent())
             .await;
         let redeemed = match redeemed {
             Ok(Some(redeemed)) => redeemed,
