@@ -52,7 +52,12 @@ const IAT: &str = "iat";
 /// latch itself first asks for the session, never before, and writes the
 /// cookie back only when the session changed, was renewed, or must be
 /// deleted. A cookie that is missing, tampered with, expired, duplicated or
-/// unreadable is an empty session, never an error response.
+/// unreadable is an empty session, never an error response. A duplicated
+/// cookie (a second `session` planted at another path, say, by a page
+/// elsewhere on the site or a sibling subdomain) cannot be told from
+/// latch's own, so latch deletes the name at every path the request could
+/// have carried it from; [`host_prefix`](Self::host_prefix) keeps such
+/// cookies from being planted at all.
 ///
 /// Defaults: cookie `session`, `Path=/`, `HttpOnly`, `SameSite=Lax`,
 /// `Secure`, no `Max-Age` (it ends when the browser closes); an idle timeout
@@ -166,7 +171,9 @@ impl Session {
     /// Names the cookies with the `__Host-` prefix (`__Host-session`,
     /// `__Host-_remember`). Browsers then accept them only with `Secure`,
     /// `Path=/` and no `Domain`, so a subdomain or a plain-HTTP page of the
-    /// same site cannot plant or overwrite them.
+    /// same site cannot plant or overwrite them: the defence against a
+    /// planted duplicate that keeps a user logged out, or logs them in as
+    /// someone else. Use it whenever the site is served over HTTPS.
     ///
     /// Fails if `Secure` is off, the path is not `/` or a domain is set; and
     /// afterwards, [`path`](Self::path) and [`domain`](Self::domain) refuse
@@ -1018,8 +1025,9 @@ pub const MAX_COOKIE_LEN: usize = 4000;
 
 impl SessionHandle {
     /// Whether these claims fit in a cookie and, if they hold no login yet,
-    /// still would with one added (a user id of up to
-    /// [`LOGIN_ROOM`] bytes of JSON): what `SessionData::insert` allows.
+    /// still would with one added (a user id of up to [`LOGIN_ROOM`] bytes
+    /// of JSON, and a remember-me confirmation tag): what
+    /// `SessionData::insert` allows.
     pub fn fits_with_room_for_login(&self, claims: &Claims) -> bool {
         if claims.contains_key(USER_ID) {
             return self.fits(claims);
@@ -1028,6 +1036,9 @@ impl SessionHandle {
         let placeholder_id = Value::String("u".repeat(LOGIN_ROOM - 2));
         let placeholder_auth = "a".repeat(22);
         add_login(&mut with_login, placeholder_id, placeholder_auth, true);
+        // A login restored from a remember-me cookie also keeps a tag.
+        let placeholder_tag = Value::String("t".repeat(22));
+        with_login.insert(REMEMBER_CONFIRM.to_owned(), placeholder_tag);
         self.fits(&with_login)
     }
 

@@ -9,6 +9,7 @@
 //! the process holding gigabytes. With a thread per core, at most that many
 //! hashes' memory is in use or kept.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -68,7 +69,9 @@ impl Hasher {
                     // while holding it; the receiver is still whole.
                     let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     match job {
-                        Ok(job) => job(),
+                        // A job that panics loses its answer (the login
+                        // gets a 503), not the thread.
+                        Ok(job) => drop(std::panic::catch_unwind(AssertUnwindSafe(job))),
                         Err(mpsc::RecvError) => return,
                     }
                 })
@@ -138,9 +141,9 @@ impl Turn {
             let _ = done.send(work());
             drop(permit);
         });
-        // The threads live as long as the process, so the queue is open;
-        // if a thread died with the job, the sender is dropped and this is
-        // reported as busy rather than a crash.
+        // The threads live as long as the app, so the queue is open; a job
+        // that panicked drops its sender, which is reported as busy rather
+        // than a crash.
         self.hasher.jobs.send(job).map_err(|_| Busy)?;
         result.await.map_err(|_| Busy)
     }
