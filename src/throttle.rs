@@ -546,7 +546,7 @@ impl Throttle {
                 tracing::debug!(target: "latch", ?retry_after, "login throttled");
                 return Err(Throttled { retry_after });
             }
-            Ok(Reservation::Reserved { address }) => Held::Reserved { address },
+            Ok(Reservation::Reserved { refunds }) => Held::Reserved { refunds },
             Err(error) => {
                 tracing::error!(
                     target: "latch", %error,
@@ -638,11 +638,11 @@ pub struct LoginAttempt {
 }
 
 /// What a [`LoginAttempt`] holds in the store.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Held {
-    /// A failure counted on each key; on success, the address's is taken
-    /// back with this.
-    Reserved { address: Option<Refund> },
+    /// A failure counted on each key; to take it back, each key's refund
+    /// (in the order of [`Keys::iter`]).
+    Reserved { refunds: Vec<Refund> },
     /// Nothing: the store failed, and the attempt went through unthrottled.
     Nothing,
 }
@@ -676,8 +676,8 @@ impl LoginAttempt {
             held,
         } = self;
         let result: Result<(), BackendError> = match (&backend, held) {
-            (Backend::Memory(counts), Held::Reserved { address }) => {
-                lock(counts).refund(&keys, address);
+            (Backend::Memory(counts), Held::Reserved { refunds }) => {
+                lock(counts).refund(&keys, &refunds, Refunding::Success);
                 Ok(())
             }
             (Backend::Memory(counts), Held::Nothing) => {
@@ -688,14 +688,55 @@ impl LoginAttempt {
                 Ok(())
             }
             #[cfg(feature = "redis")]
-            (Backend::Redis(store), Held::Reserved { address }) => {
-                store.refund(&keys, address).await
+            (Backend::Redis(store), Held::Reserved { refunds }) => {
+                store.refund(&keys, &refunds, Refunding::Success).await
             }
             #[cfg(feature = "redis")]
             (Backend::Redis(store), Held::Nothing) => store.reset(&keys.own).await,
         };
         if let Err(error) = result {
             tracing::error!(target: "latch", %error, "login throttle not reset after a login");
+        }
+    }
+
+    /// The password was not checked after all: the server could not (its
+    /// password hashing was too busy, say) and answered so. The attempt is
+    /// taken back from every key, as if it had not been made: each count
+    /// goes down by one and a block this attempt set is lifted; the keys'
+    /// other failures stay counted, and nothing is reset.
+    ///
+    /// Call it only when the password was truly not checked: an attempt
+    /// taken back tells the client nothing about the password, and so
+    /// costs an attacker nothing either.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let throttle = latch::Throttle::in_memory().username_limit(1);
+    /// let attempt = throttle.attempt("susan", Some(42), None).await.unwrap();
+    /// // ... every password hashing thread is busy: answer 503 instead.
+    /// attempt.not_checked().await;
+    /// assert!(throttle.attempt("susan", Some(42), None).await.is_ok());
+    /// # });
+    /// ```
+    pub async fn not_checked(self) {
+        let Self {
+            backend,
+            keys,
+            held,
+        } = self;
+        let Held::Reserved { refunds } = held else {
+            return;
+        };
+        let result: Result<(), BackendError> = match &backend {
+            Backend::Memory(counts) => {
+                lock(counts).refund(&keys, &refunds, Refunding::NotChecked);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(store) => store.refund(&keys, &refunds, Refunding::NotChecked).await,
+        };
+        if let Err(error) = result {
+            tracing::error!(target: "latch", %error, "login attempt not taken back");
         }
     }
 
@@ -867,18 +908,28 @@ impl Keys {
 }
 
 /// What an attempt did in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Reservation {
     /// A key is blocked until then (milliseconds since the Unix epoch, the
     /// latest of the keys'); nothing was counted.
     Refused { blocked_until: u64 },
-    /// A failure was counted on each key; `address` (if the attempt has an
-    /// address) is how to take it back there.
-    Reserved { address: Option<Refund> },
+    /// A failure was counted on each key; `refunds` (one per key, in the
+    /// order of [`Keys::iter`]) is how to take it back.
+    Reserved { refunds: Vec<Refund> },
 }
 
-/// The address's `blocked_until` before an attempt was counted, and after:
-/// a refund sets it back to `before` if it is still `set`.
+/// Why an attempt is taken back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refunding {
+    /// The password was right: the username's and account's counts start
+    /// again, the address's loses this attempt.
+    Success,
+    /// The password was not checked: every key loses this attempt.
+    NotChecked,
+}
+
+/// A key's `blocked_until` before an attempt was counted, and after: a
+/// refund sets it back to `before` if it is still `set`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Refund {
     before: u64,
@@ -888,16 +939,26 @@ struct Refund {
 /// Trimmed, in NFKC, lowercased, and at most [`MAX_USERNAME_LEN`] bytes
 /// (cut at a character boundary).
 fn normalise_username(username: &str) -> String {
-    let nfkc: String = username.trim().nfkc().collect();
+    // Only the start can matter: cut a long name before the (costly)
+    // normalisation, leaving room for what NFKC and lowercasing shorten.
+    let username = cut(username.trim(), 4 * MAX_USERNAME_LEN);
+    let nfkc: String = username.nfkc().collect();
     let mut name = nfkc.to_lowercase();
-    if name.len() > MAX_USERNAME_LEN {
-        let mut end = MAX_USERNAME_LEN;
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
-        name.truncate(end);
-    }
+    name.truncate(cut(&name, MAX_USERNAME_LEN).len());
     name
+}
+
+/// The longest start of `text` of at most `max` bytes that ends at a
+/// character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The address counts are kept for: IPv4 as is (also when mapped into
@@ -1025,36 +1086,32 @@ impl Counts {
         if self.entries.len() + new > settings.max_entries {
             self.make_room(keys, new, settings, now);
         }
-        let mut address = None;
+        let mut refunds = Vec::new();
         for (key, limit) in keys.with_limits(settings) {
             let entry = self.entries.entry(key.clone()).or_default();
             let before = entry.blocked_until;
             entry.fail(settings, limit, now);
-            if matches!(key, Key::Address(_)) {
-                address = Some(Refund {
-                    before,
-                    set: entry.blocked_until,
-                });
-            }
+            refunds.push(Refund {
+                before,
+                set: entry.blocked_until,
+            });
         }
-        Reservation::Reserved { address }
+        Reservation::Reserved { refunds }
     }
 
-    /// Takes back a successful attempt: resets the username's and account's
-    /// keys, and on the address's takes one failure off and sets its block
-    /// back if the attempt set it (what the Redis script `REFUND` does,
-    /// too).
-    fn refund(&mut self, keys: &Keys, address: Option<Refund>) {
-        for key in &keys.own {
-            self.entries.remove(key);
-        }
-        let (Some(key), Some(refund)) = (&keys.address, address) else {
-            return;
-        };
-        if let Some(entry) = self.entries.get_mut(key) {
-            entry.failures = entry.failures.saturating_sub(1);
-            if entry.blocked_until == refund.set {
-                entry.blocked_until = refund.before;
+    /// Takes an attempt back (what the Redis script `REFUND` does, too).
+    /// After a right password, resets the username's and account's keys;
+    /// the other keys (all of them, for an attempt not checked) lose one
+    /// failure and get their block back if the attempt set it.
+    fn refund(&mut self, keys: &Keys, refunds: &[Refund], refunding: Refunding) {
+        for (n, (key, refund)) in keys.iter().zip(refunds).enumerate() {
+            if refunding == Refunding::Success && n < keys.own.len() {
+                self.entries.remove(key);
+            } else if let Some(entry) = self.entries.get_mut(key) {
+                entry.failures = entry.failures.saturating_sub(1);
+                if entry.blocked_until == refund.set {
+                    entry.blocked_until = refund.before;
+                }
             }
         }
     }
@@ -1366,6 +1423,11 @@ mod tests {
         // composes is cut at the same place as composed input.
         let decomposed = "e\u{301}".repeat(200); // 600 bytes before NFKC
         assert_eq!(normalise_username(&decomposed), "é".repeat(128));
+        // A name megabytes long is cut before it is normalised (NFKC of
+        // U+FDFA is 18 characters): only its start is ever read.
+        let huge = "\u{FDFA}".repeat(700_000);
+        assert_eq!(cut(&huge, 4 * MAX_USERNAME_LEN).len(), 1023);
+        assert_eq!(normalise_username(&huge).len(), MAX_USERNAME_LEN);
     }
 
     #[tokio::test]

@@ -93,6 +93,7 @@ macro_rules! behaviour_tests {
                 success_resets_the_username_but_not_the_address,
                 success_lifts_the_address_block_its_attempt_set,
                 failed_keeps_the_count,
+                an_attempt_not_checked_is_taken_back_from_every_key,
                 a_dropped_attempt_counts_as_a_failure,
                 accounts_count_apart_from_usernames,
                 a_login_counts_under_the_username_and_its_account,
@@ -1135,6 +1136,40 @@ async fn a_dropped_attempt_counts_as_a_failure(t: Subject) {
     // So this is the 4th, which reaches the limit.
     assert_eq!(clock.guess("susan", None).await, ZERO);
     assert_eq!(clock.guess("susan", None).await, SECOND);
+}
+
+/// A password the server never checked (its hashing was too busy, and it
+/// answered 503) costs nothing: the attempt is taken back from the
+/// username, the account and the address, and the blocks it set are
+/// lifted, while earlier failures stay counted.
+async fn an_attempt_not_checked_is_taken_back_from_every_key(t: Subject) {
+    let clock = Clock::new(&t.throttle.username_limit(2).address_limit(2));
+    let address = ip("192.0.2.1");
+    clock
+        .attempt_login("susan", 42, address)
+        .await
+        .unwrap()
+        .failed();
+    // The 2nd would block all three keys; it is not checked.
+    let attempt = clock.attempt_login("susan", 42, address).await.unwrap();
+    assert_eq!(
+        clock.guess_account(42, None).await,
+        SECOND,
+        "blocked meanwhile"
+    );
+    attempt.not_checked().await;
+    assert_eq!(clock.guess("susan", None).await, ZERO, "the username's 2nd");
+    assert_eq!(
+        clock.guess_account(42, None).await,
+        ZERO,
+        "the account's 2nd"
+    );
+    assert_eq!(
+        clock.guess("mallory", address).await,
+        ZERO,
+        "the address's 2nd"
+    );
+    assert_eq!(clock.guess_login("susan", 42, address).await, SECOND);
 }
 
 async fn accounts_count_apart_from_usernames(t: Subject) {

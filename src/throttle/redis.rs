@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
 
-use super::{Key, Keys, Refund, Reservation, Settings};
+use super::{Key, Keys, Refund, Refunding, Reservation, Settings};
 
 /// Counts in Redis. Clones share the connection.
 #[derive(Clone)]
@@ -85,29 +85,31 @@ return reply
     )
 });
 
-/// Takes back a successful attempt. The Rust twin is `Counts::refund`.
+/// Takes an attempt back. The Rust twin is `Counts::refund`.
 ///
-/// KEYS: the username's and account's keys, deleted; then the address's,
-/// if the attempt had one. ARGV: how many keys to delete, then the
-/// address's `blocked_until` before the attempt and the one it set. The
-/// address key loses one failure, and gets its `blocked_until` back if it
-/// still holds the one the attempt set; a key that is gone stays gone.
+/// KEYS: the keys to delete (the username's and account's, after a right
+/// password), then the keys that lose this attempt. ARGV: how many keys to
+/// delete, then for each key that loses the attempt its `blocked_until`
+/// before the attempt and the one it set. Such a key loses one failure,
+/// and gets its `blocked_until` back if it still holds the one the attempt
+/// set; a key that is gone stays gone.
 static REFUND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local own = tonumber(ARGV[1])
-for i = 1, own do
+local deleted = tonumber(ARGV[1])
+for i = 1, deleted do
   redis.call('DEL', KEYS[i])
 end
-local address = KEYS[own + 1]
-if address then
-  local fields = redis.call('HMGET', address, 'failures', 'blocked_until')
+for i = deleted + 1, #KEYS do
+  local key = KEYS[i]
+  local n = 2 * (i - deleted)
+  local fields = redis.call('HMGET', key, 'failures', 'blocked_until')
   local failures = tonumber(fields[1])
   if failures and failures >= 1 then
-    redis.call('HSET', address, 'failures', string.format('%d', failures - 1))
+    redis.call('HSET', key, 'failures', string.format('%d', failures - 1))
   end
-  if fields[2] == ARGV[3] then
-    redis.call('HSET', address, 'blocked_until', ARGV[2])
+  if fields[2] == ARGV[n + 1] then
+    redis.call('HSET', key, 'blocked_until', ARGV[n])
   end
 end
 return 1
@@ -189,15 +191,17 @@ impl RedisThrottle {
             ["refused", until] => {
                 parse(until).map(|blocked_until| Reservation::Refused { blocked_until })
             }
-            ["reserved", pairs @ ..] if pairs.len() == 2 * keys_sent => match keys.address {
-                None => Some(Reservation::Reserved { address: None }),
-                // The address's key is the last: its before and after.
-                Some(_) => parse(pairs[pairs.len() - 2])
-                    .zip(parse(pairs[pairs.len() - 1]))
-                    .map(|(before, set)| Reservation::Reserved {
-                        address: Some(Refund { before, set }),
-                    }),
-            },
+            // Each key's blocked_until before and after, in order.
+            ["reserved", pairs @ ..] if pairs.len() == 2 * keys_sent => pairs
+                .chunks(2)
+                .map(|pair| {
+                    Some(Refund {
+                        before: parse(pair[0])?,
+                        set: parse(pair[1])?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(|refunds| Reservation::Reserved { refunds }),
             ["corrupt", key, field, value] => {
                 return Err(Error::Corrupt {
                     key: (*key).to_owned(),
@@ -210,16 +214,24 @@ impl RedisThrottle {
         reservation.ok_or(Error::Reply(reply))
     }
 
-    /// Takes back a successful attempt: resets the username's and
-    /// account's keys and refunds the address's, in one script.
-    pub(super) async fn refund(&self, keys: &Keys, address: Option<Refund>) -> Result<(), Error> {
+    /// Takes an attempt back, in one script: see `Counts::refund`.
+    pub(super) async fn refund(
+        &self,
+        keys: &Keys,
+        refunds: &[Refund],
+        refunding: Refunding,
+    ) -> Result<(), Error> {
+        let deleted = match refunding {
+            Refunding::Success => keys.own.len(),
+            Refunding::NotChecked => 0,
+        };
         let mut script = REFUND.prepare_invoke();
-        script.arg(keys.own.len());
-        for key in &keys.own {
+        script.arg(deleted);
+        for (n, (key, refund)) in keys.iter().zip(refunds).enumerate() {
             script.key(self.key(key));
-        }
-        if let (Some(key), Some(refund)) = (&keys.address, address) {
-            script.key(self.key(key)).arg(refund.before).arg(refund.set);
+            if n >= deleted {
+                script.arg(refund.before).arg(refund.set);
+            }
         }
         let _: i64 = self.send(Request::Script(&script)).await?;
         Ok(())
