@@ -147,12 +147,16 @@ impl CookieAttributes {
         to_header(&cookie)
     }
 
-    /// A `Set-Cookie` value that deletes a host-only cookie at `path`: one
-    /// that was not set by latch, with the attributes latch gives its own.
-    pub fn delete_host_only_at(&self, name: &str, path: &str) -> HeaderValue {
+    /// A `Set-Cookie` value that deletes a cookie at `path`, host-only or
+    /// for `domain`: one that was not set by latch, with the other
+    /// attributes latch gives its own.
+    pub fn delete_at(&self, name: &str, domain: Option<&str>, path: &str) -> HeaderValue {
         let mut cookie = self.base(name, "");
         cookie.set_path(path);
-        cookie.unset_domain();
+        match domain {
+            Some(domain) => cookie.set_domain(domain),
+            None => cookie.unset_domain(),
+        }
         cookie.make_removal();
         to_header(&cookie)
     }
@@ -191,6 +195,39 @@ pub(crate) fn paths_sent_to(request_path: &str) -> impl Iterator<Item = &str> {
         (new && check_path(path).is_ok()).then_some(path)
     })
     .take(MAX_STRAY_PATHS)
+}
+
+/// The most `Set-Cookie` headers latch adds to delete a duplicated cookie.
+pub(crate) const MAX_STRAY_DELETIONS: usize = 32;
+
+/// The host a request was sent to, from its `Host` header or URI: without
+/// a port, lowercased, and only if it can name a cookie domain (an IP
+/// address cannot have parent domains, so it gives none).
+pub(crate) fn request_host(host: &HeaderValue) -> Option<String> {
+    let host = host.to_str().ok()?;
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let named = host.parse::<std::net::Ipv4Addr>().is_err() && check_domain(&host).is_ok();
+    named.then_some(host)
+}
+
+/// The domains a cookie sent to `host` may have been set for with a
+/// `Domain` attribute: `host` itself, then its parent domains from the
+/// shortest up (at most four; a single label such as `com` is none, since
+/// browsers refuse it): for `app.example.com`, `app.example.com` and
+/// `example.com`.
+pub(crate) fn domains_of(host: &str) -> impl Iterator<Item = &str> {
+    let parents: Vec<&str> = host
+        .match_indices('.')
+        .map(|(i, _)| &host[i + 1..])
+        .filter(|parent| parent.contains('.'))
+        .collect();
+    std::iter::once(host)
+        .filter(|host| host.contains('.'))
+        .chain(parents.into_iter().rev().take(4))
 }
 
 /// Appends a `Set-Cookie` header.
@@ -338,6 +375,40 @@ mod tests {
         assert_eq!(paths("/a;b/c"), ["/"], "no path with `;`");
         assert_eq!(paths(&"/x".repeat(100)).len(), MAX_STRAY_PATHS);
         assert_eq!(paths(""), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn the_domains_a_cookie_can_come_from() {
+        fn domains(host: &str) -> Vec<String> {
+            let host = request_host(&HeaderValue::from_str(host).unwrap());
+            host.iter()
+                .flat_map(|h| domains_of(h))
+                .map(str::to_owned)
+                .collect()
+        }
+        assert_eq!(
+            domains("app.example.com"),
+            ["app.example.com", "example.com"]
+        );
+        assert_eq!(
+            domains("App.Example.com:8080"),
+            ["app.example.com", "example.com"]
+        );
+        assert_eq!(domains("example.com."), ["example.com"]);
+        assert_eq!(
+            domains("a.b.c.d.e.f.example"),
+            [
+                "a.b.c.d.e.f.example",
+                "f.example",
+                "e.f.example",
+                "d.e.f.example",
+                "c.d.e.f.example"
+            ]
+        );
+        assert_eq!(domains("localhost"), Vec::<String>::new());
+        assert_eq!(domains("192.0.2.1:80"), Vec::<String>::new());
+        assert_eq!(domains("[2001:db8::1]:443"), Vec::<String>::new());
+        assert_eq!(domains("bad host;x"), Vec::<String>::new());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use axum::extract::OriginalUri;
 use cookie::SameSite;
-use http::header::VARY;
+use http::header::{HOST, VARY};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
@@ -350,7 +350,11 @@ where
             .get::<OriginalUri>()
             .map_or(request.uri(), |original| &original.0);
         let path = uri.path_and_query().cloned();
-        let handle = SessionHandle::new(self.config.clone(), cookies, path);
+        let host = match uri.host() {
+            Some(host) => HeaderValue::from_str(host).ok(),
+            None => request.headers().get(HOST).cloned(),
+        };
+        let handle = SessionHandle::new(self.config.clone(), cookies, path, host);
         request.extensions_mut().insert(handle.clone());
         SessionFuture {
             inner: self.inner.call(request),
@@ -395,9 +399,10 @@ struct Shared {
     config: Arc<SessionConfig>,
     /// The request's cookies, read when first needed.
     cookies: CookieHeaders,
-    /// The request's path, for deleting a duplicated cookie at every path
-    /// it could have been set for.
+    /// The request's path and `Host`, for deleting a duplicated cookie
+    /// wherever it could have been set.
     path: Option<PathAndQuery>,
+    host: Option<HeaderValue>,
     state: Mutex<State>,
 }
 
@@ -682,12 +687,18 @@ impl<'de: 'a, 'a> Deserialize<'de> for Lenient<Cow<'a, str>> {
 }
 
 impl SessionHandle {
-    fn new(config: Arc<SessionConfig>, cookies: CookieHeaders, path: Option<PathAndQuery>) -> Self {
+    fn new(
+        config: Arc<SessionConfig>,
+        cookies: CookieHeaders,
+        path: Option<PathAndQuery>,
+        host: Option<HeaderValue>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 config,
                 cookies,
                 path,
+                host,
                 state: Mutex::new(State {
                     loaded: false,
                     verified: None,
@@ -731,21 +742,34 @@ impl SessionHandle {
         self.shared.cookies.find(name)
     }
 
-    /// Deletes the cookie `name` at every other path (host-only) the
-    /// request could have carried it from: for a cookie the request had
+    /// Deletes the cookie `name` wherever else the request could have
+    /// carried it from: at every path it could have been set for, host-only
+    /// and for the request's host and each of its parent domains (where a
+    /// sibling subdomain can plant a cookie). For a cookie the request had
     /// more than once, which latch cannot tell from a planted copy. The
     /// cookie at latch's own path and domain is written (or deleted)
-    /// separately.
+    /// separately, after these.
     pub fn delete_strays(&self, headers: &mut HeaderMap, name: &str) {
         let Some(path) = &self.shared.path else {
             return;
         };
         let attributes = &self.shared.config.attributes;
-        for stray in cookies::paths_sent_to(path.path()) {
-            if stray == attributes.path && attributes.domain.is_none() {
-                continue;
-            }
-            cookies::append(headers, attributes.delete_host_only_at(name, stray));
+        let host = self.shared.host.as_ref().and_then(cookies::request_host);
+        let domains: Vec<Option<&str>> = std::iter::once(None)
+            .chain(
+                host.iter()
+                    .flat_map(|host| cookies::domains_of(host))
+                    .map(Some),
+            )
+            .collect();
+        let strays = cookies::paths_sent_to(path.path())
+            .flat_map(|stray| domains.iter().map(move |domain| (*domain, stray)))
+            .filter(|&(domain, stray)| {
+                stray != attributes.path || domain != attributes.domain.as_deref()
+            })
+            .take(cookies::MAX_STRAY_DELETIONS);
+        for (domain, stray) in strays {
+            cookies::append(headers, attributes.delete_at(name, domain, stray));
         }
     }
 
@@ -870,7 +894,21 @@ impl SessionHandle {
         let now = token::now();
         let mut claims = state.claims.clone();
         claims.insert(PURPOSE.to_owned(), Value::from(SESSION_PURPOSE));
-        claims.insert(IAT.to_owned(), Value::from(now));
+        // A login latch has not adopted yet (Microdot's, with no
+        // fingerprint) is dated by the token's `iat`: re-issuing it must
+        // keep that, or a copy made before a password change would come
+        // back dated after it.
+        let unadopted = claims.contains_key(USER_ID) && !claims.contains_key(AUTH);
+        let iat = match (unadopted, state.issued_at) {
+            (false, _) => Some(Value::from(now)),
+            (true, Some(at)) if at.fract() == 0.0 && (0.0..=9e15).contains(&at) => {
+                Some(Value::from(at as u64))
+            }
+            (true, at) => at.map(Value::from),
+        };
+        if let Some(iat) = iat {
+            claims.insert(IAT.to_owned(), iat);
+        }
         claims.insert(
             EXP.to_owned(),
             Value::from(now + config.idle_timeout.as_secs()),

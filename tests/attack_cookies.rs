@@ -259,6 +259,35 @@ async fn a_session_cookie_planted_at_another_path_is_cleared() {
     assert_eq!(browser.get("/private").await.status, StatusCode::OK);
 }
 
+/// A sibling subdomain cannot plant a host-only cookie, only one for the
+/// whole site (`Domain=example.com`), which the browser sends beside
+/// latch's own. latch deletes the name for the request's host and each of
+/// its parent domains too, so the user's next login stays.
+#[tokio::test]
+async fn a_session_cookie_planted_by_a_sibling_subdomain_is_cleared() {
+    let mut browser = Client::on_host(app(), "app.example.com");
+    // evil.example.com: document.cookie = "session=planted; Domain=example.com; Path=/"
+    browser.plant_cookie_for_domain("session", "planted", "example.com", "/");
+    browser.post("/login/1").await;
+    // Not remembered: a remember cookie would log the user back in.
+    browser.remove_cookie("_remember");
+    let res = browser.get("/private").await;
+    assert_eq!(res.status, StatusCode::FOUND, "duplicated: anonymous");
+    assert_eq!(
+        paths_of(&browser, "session"),
+        Vec::<String>::new(),
+        "every copy deleted: {:?}",
+        res.set_cookies()
+    );
+    browser.post("/login/1").await;
+    browser.remove_cookie("_remember");
+    assert_eq!(
+        browser.get("/private").await.status,
+        StatusCode::OK,
+        "the next login stays"
+    );
+}
+
 /// The same for the remember cookie, which latch reads when the browser has
 /// no session: a planted duplicate would keep the remembered user logged
 /// out after every browser restart.

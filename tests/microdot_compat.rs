@@ -13,7 +13,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use http::StatusCode;
 use latch::{
-    token, Auth, AuthError, CurrentUser, FreshUser, KeyRing, Login, Remember, Session, User,
+    token, Auth, AuthError, CurrentUser, FreshUser, KeyRing, Login, Remember, Session, SessionData,
+    User,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -97,6 +98,13 @@ fn app_until(users: &Users, until: Option<SystemTime>) -> Router {
             "/",
             get(|CurrentUser(user): CurrentUser<Account>| async move {
                 format!("Hello, {}!", user.name)
+            }),
+        )
+        // A page that reads the session but not the login.
+        .route(
+            "/news",
+            get(|session: SessionData| async move {
+                session.get::<String>("notice").unwrap_or_default()
             }),
         )
         .route(
@@ -406,4 +414,28 @@ async fn microdot_tokens_are_refused_after_the_deadline() {
     assert_eq!(browser.get("/").await.body, "Hello, susan!");
     browser.remove_cookie("session");
     assert_eq!(browser.get("/").await.body, "Hello, susan!", "remembered");
+}
+
+/// A page that reads the session but not the login re-issues a Microdot
+/// session as a latch token without checking its login. The re-issued
+/// token must keep the time the original showed (none): dated anew, a
+/// copy made before a password change would pass for one made after it.
+#[tokio::test]
+async fn a_copied_microdot_session_is_not_redated_by_a_page_that_only_reads_the_session() {
+    let users = users();
+    let mut thief = Client::new(app(&users, true));
+    thief.set_cookie("session", &microdot_session("user001", true));
+    change_password(&users, "user001", true);
+    let res = thief.get("/news").await;
+    let reissued = res
+        .set_cookie("session")
+        .expect("re-issued as a latch token");
+    let claims = claims_of(reissued.value());
+    assert_eq!(claims["_user_id"], json!("user001"));
+    assert!(
+        !claims.contains_key("iat"),
+        "no time it did not have: {claims:?}"
+    );
+    let res = thief.get("/").await;
+    assert_eq!(res.status, StatusCode::FOUND, "still refused: {}", res.body);
 }

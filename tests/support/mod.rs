@@ -1,7 +1,8 @@
 //! A tiny browser for tests: it drives an axum `Router` in process with
-//! `tower::ServiceExt::oneshot`, keeps the cookies the app sets (honouring
-//! `Path` and deletions by `Max-Age=0` or a past `Expires`), and sends them
-//! back in a `Cookie` header, as Microdot's `TestClient` does.
+//! `tower::ServiceExt::oneshot`, keeps the cookies the app sets (by name,
+//! domain and path, as RFC 6265 does, honouring deletions by `Max-Age=0`
+//! or a past `Expires`), and sends them back in a `Cookie` header, as
+//! Microdot's `TestClient` does.
 
 #![allow(dead_code)]
 
@@ -29,6 +30,8 @@ pub fn key() -> latch::SecretKey {
 pub struct StoredCookie {
     pub name: String,
     pub value: String,
+    /// The `Domain` it was set for; `None`: host-only.
+    pub domain: Option<String>,
     pub path: String,
 }
 
@@ -36,6 +39,8 @@ pub struct StoredCookie {
 #[derive(Clone)]
 pub struct Client {
     app: Router,
+    /// The host it sends in `Host`, if any.
+    host: Option<String>,
     cookies: Vec<StoredCookie>,
 }
 
@@ -51,13 +56,35 @@ impl Client {
     pub fn new(app: Router) -> Self {
         Self {
             app,
+            host: None,
             cookies: Vec::new(),
+        }
+    }
+
+    /// A browser that reaches the app as `host` (sent in `Host`): cookies
+    /// with a `Domain` are kept only for `host` or a parent of it, and sent
+    /// only if they match it.
+    pub fn on_host(app: Router, host: &str) -> Self {
+        Self {
+            host: Some(host.to_owned()),
+            ..Self::new(app)
         }
     }
 
     /// Another browser on the same app, with no cookies.
     pub fn another_browser(&self) -> Self {
-        Self::new(self.app.clone())
+        Self {
+            cookies: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a cookie for `domain` (`None`: host-only) goes to this host.
+    fn domain_matches(&self, domain: Option<&str>) -> bool {
+        match (domain, &self.host) {
+            (Some(domain), Some(host)) => host == domain || host.ends_with(&format!(".{domain}")),
+            _ => true,
+        }
     }
 
     pub async fn get(&mut self, uri: &str) -> TestResponse {
@@ -103,6 +130,9 @@ impl Client {
             builder = builder.header(*name, *value);
         }
         let path = uri.split(['?', '#']).next().unwrap_or("/").to_owned();
+        if let Some(host) = &self.host {
+            builder = builder.header(http::header::HOST, host.as_str());
+        }
         if let Some(cookie) = self.cookie_header_for(&path) {
             builder = builder.header(COOKIE, cookie);
         }
@@ -137,7 +167,14 @@ impl Client {
                 .map(str::to_owned)
                 .unwrap_or_else(|| default_path(request_path));
             let name = cookie.name().to_owned();
-            self.cookies.retain(|c| !(c.name == name && c.path == path));
+            let domain = cookie
+                .domain()
+                .map(|domain| domain.trim_start_matches('.').to_ascii_lowercase());
+            if !self.domain_matches(domain.as_deref()) {
+                continue; // a host sets cookies for itself or a parent only
+            }
+            self.cookies
+                .retain(|c| !(c.name == name && c.path == path && c.domain == domain));
             let removed = cookie
                 .max_age()
                 .is_some_and(|age| age.is_zero() || age.is_negative())
@@ -148,6 +185,7 @@ impl Client {
                 self.cookies.push(StoredCookie {
                     name,
                     value: cookie.value().to_owned(),
+                    domain,
                     path,
                 });
             }
@@ -159,7 +197,7 @@ impl Client {
         let pairs: Vec<String> = self
             .cookies
             .iter()
-            .filter(|c| path_matches(&c.path, path))
+            .filter(|c| path_matches(&c.path, path) && self.domain_matches(c.domain.as_deref()))
             .map(|c| format!("{}={}", c.name, c.value))
             .collect();
         (!pairs.is_empty()).then(|| pairs.join("; "))
@@ -188,6 +226,7 @@ impl Client {
         self.cookies.push(StoredCookie {
             name: name.to_owned(),
             value: value.to_owned(),
+            domain: None,
             path: "/".to_owned(),
         });
     }
@@ -196,10 +235,23 @@ impl Client {
     /// (or a sibling subdomain) could plant it; a cookie of that name at
     /// another path stays.
     pub fn plant_cookie(&mut self, name: &str, value: &str, path: &str) {
-        self.cookies.retain(|c| !(c.name == name && c.path == path));
+        self.plant(name, value, None, path);
+    }
+
+    /// Puts a cookie in the jar for `domain` and `path`, as a page on a
+    /// sibling subdomain can (`document.cookie = "...; Domain=example.com"`).
+    pub fn plant_cookie_for_domain(&mut self, name: &str, value: &str, domain: &str, path: &str) {
+        self.plant(name, value, Some(domain), path);
+    }
+
+    fn plant(&mut self, name: &str, value: &str, domain: Option<&str>, path: &str) {
+        let domain = domain.map(str::to_owned);
+        self.cookies
+            .retain(|c| !(c.name == name && c.path == path && c.domain == domain));
         self.cookies.push(StoredCookie {
             name: name.to_owned(),
             value: value.to_owned(),
+            domain,
             path: path.to_owned(),
         });
     }
