@@ -270,8 +270,8 @@ impl StatelessRemember {
             .get("exp")
             .and_then(Value::as_f64)
             .map(|exp| exp - f64::from(days) * 24.0 * 60.0 * 60.0)
-            .filter(|at| at.is_finite() && *at >= 0.0)
-            .and_then(|at| UNIX_EPOCH.checked_add(Duration::from_secs_f64(at)));
+            .and_then(|at| Duration::try_from_secs_f64(at).ok())
+            .and_then(|since| UNIX_EPOCH.checked_add(since));
         let replacement = fingerprint
             .as_deref()
             .map(|fp| Self::make(keys, &user_id, fp, days, now));

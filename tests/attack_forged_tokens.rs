@@ -749,6 +749,42 @@ async fn a_remember_token_is_not_a_session() {
     );
 }
 
+/// A remember token signed with the key whose `exp` is huge (1e20 and up):
+/// dating it (`exp` less its days) must not panic, in latch's shape or
+/// Microdot's.
+#[tokio::test]
+async fn a_signed_remember_token_with_a_huge_exp_does_not_panic() {
+    let app = app();
+    let alice = fixtures(&app).await;
+    let mut panics = Vec::new();
+    for exp in ["1e20", "1e300", "1.7976931348623157e308"] {
+        for claims in [
+            alice.remember_claims.clone(),
+            // Microdot's exact shape: {user_id, days, exp}.
+            without(&without(&alice.remember_claims, "_auth"), "_purpose"),
+        ] {
+            let forged = signed_payload(&raw_payload(&claims, "exp", exp));
+            let app = app.clone();
+            let request = tokio::spawn(async move {
+                send(&app, "GET", "/maybe", &[header("_remember", &forged)])
+                    .await
+                    .status()
+            });
+            match request.await {
+                Ok(status) => assert!(!status.is_server_error(), "exp {exp}: {status}"),
+                Err(error) => {
+                    panics.push(format!("exp {exp}, claims {:?}: {error}", claims.keys()))
+                }
+            }
+        }
+    }
+    assert!(
+        panics.is_empty(),
+        "the request panicked:\n{}",
+        panics.join("\n")
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Properties
 // ---------------------------------------------------------------------------

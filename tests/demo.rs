@@ -854,3 +854,25 @@ async fn the_change_password_form_is_throttled_under_the_user() {
         .await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// Logins whose clients go away while they wait for a hashing thread give
+/// their place in the queue back: after many such cancellations, a login
+/// that finds the threads busy still waits its turn rather than getting
+/// 503 at once.
+#[tokio::test]
+async fn logins_cancelled_while_waiting_for_a_hashing_thread_give_their_place_back() {
+    let hasher = app::hashing::Hasher::new(1);
+    let busy = hasher.turn().await.expect("a free thread");
+    for _ in 0..200 {
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(2), hasher.turn()).await;
+        assert!(waited.is_err(), "still waiting when cancelled");
+    }
+    let next = tokio::spawn({
+        let hasher = hasher.clone();
+        async move { hasher.turn().await.map(drop) }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!next.is_finished(), "waiting for its turn, not sent away");
+    drop(busy);
+    assert!(next.await.unwrap().is_ok(), "it waited and got its turn");
+}

@@ -28,7 +28,7 @@ use sqlx::AnyPool;
 use sqlx::Row;
 
 #[path = "hashing.rs"]
-mod hashing;
+pub mod hashing;
 
 use hashing::{Busy, Hasher};
 
@@ -711,13 +711,16 @@ async fn login_submit(
         .as_ref()
         .map_or(&*state.dummy_hash, |user| user.password_hash.as_str());
     // A turn on a hashing thread; a burst that finds them all busy waits,
-    // or is told to come back (503), and its attempt stays counted.
-    let matches = state
-        .hasher
-        .turn()
-        .await?
-        .verify(password.to_owned(), hash.to_owned())
-        .await?;
+    // or is told to come back (503): its password was not checked, so its
+    // attempt is taken back.
+    let turn = match state.hasher.turn().await {
+        Ok(turn) => turn,
+        Err(busy) => {
+            attempt.not_checked().await;
+            return Err(busy.into());
+        }
+    };
+    let matches = turn.verify(password.to_owned(), hash.to_owned()).await?;
     match user {
         Some(user) if matches => {
             attempt.succeeded().await;
@@ -962,10 +965,14 @@ async fn change_password(
             return Ok(response);
         }
     };
-    let matches = state
-        .hasher
-        .turn()
-        .await?
+    let turn = match state.hasher.turn().await {
+        Ok(turn) => turn,
+        Err(busy) => {
+            attempt.not_checked().await;
+            return Err(busy.into());
+        }
+    };
+    let matches = turn
         .verify(current.to_owned(), user.password_hash.clone())
         .await?;
     if !matches {

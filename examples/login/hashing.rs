@@ -91,12 +91,14 @@ impl Hasher {
         if let Ok(permit) = self.turns.clone().try_acquire_owned() {
             return Ok(self.with(permit));
         }
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        // Counted as waiting until this guard drops: when the wait ends,
+        // or when the login is cancelled while it waits (its client left).
+        let waiting = Waiting::join(&self.waiting);
+        if waiting.ahead >= self.max_waiting {
             return Err(Busy);
         }
         let permit = tokio::time::timeout(MAX_WAIT, self.turns.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        drop(waiting);
         match permit {
             Ok(Ok(permit)) => Ok(self.with(permit)),
             // Timed out, or the semaphore was closed (it never is).
@@ -114,6 +116,26 @@ impl Hasher {
             hasher: self.clone(),
             permit,
         }
+    }
+}
+
+/// One login counted among those waiting for a thread, until dropped.
+struct Waiting<'a> {
+    count: &'a AtomicUsize,
+    /// How many waited when this one joined.
+    ahead: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn join(count: &'a AtomicUsize) -> Self {
+        let ahead = count.fetch_add(1, Ordering::SeqCst);
+        Self { count, ahead }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
