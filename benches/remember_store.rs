@@ -14,12 +14,12 @@
 //! Every benchmark runs one operation at a time on a current-thread Tokio
 //! runtime: these are latencies, not throughput.
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use latch::stores::{MemoryStore, PostgresStore, RedisStore, SqliteStore};
-use latch::{
+use axum_latch::stores::{MemoryStore, PostgresStore, RedisStore, SqliteStore};
+use axum_latch::{
     token, Consumed, KeyRing, RememberGrant, RememberStore, RememberTokens, RevocableRemember,
     SecretKey,
 };
+use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};

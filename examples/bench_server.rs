@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use latch::{Auth, CurrentUser, Login, Remember, SecretKey, Session};
+use axum_latch::{Auth, CurrentUser, Login, Remember, SecretKey, Session};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ struct BenchUser {
     password_hash: Vec<u8>,
 }
 
-impl latch::User for BenchUser {
+impl axum_latch::User for BenchUser {
     type Id = u64;
 
     fn id(&self) -> u64 {

@@ -35,7 +35,7 @@ pub(crate) const LOCATION_ENCODE: &AsciiSet = &CONTROLS
 ///
 /// ```
 /// use axum::{response::{IntoResponse, Redirect, Response}, Form};
-/// use latch::{Auth, Remember, User};
+/// use axum_latch::{Auth, Remember, User};
 /// # #[derive(Clone)] struct Account { id: u64, hash: String }
 /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
 /// # async fn check_password(_: &str, _: &str) -> Option<Account> { None }
@@ -195,11 +195,11 @@ impl<U: User> Auth<U> {
     /// which keeps no list.
     ///
     /// ```
-    /// use latch::{Auth, User};
+    /// use axum_latch::{Auth, User};
     /// # #[derive(Clone)] struct Account;
     /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
     ///
-    /// async fn devices(auth: Auth<Account>) -> Result<String, latch::AuthError> {
+    /// async fn devices(auth: Auth<Account>) -> Result<String, axum_latch::AuthError> {
     ///     let mut page = String::new();
     ///     for device in auth.remembered_devices().await? {
     ///         let mark = if device.current { " (this device)" } else { "" };

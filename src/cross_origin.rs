@@ -86,7 +86,7 @@ const SHOWN_LEN: usize = 100;
 ///
 /// ```
 /// use axum::{body::Body, http::{Request, StatusCode}, routing::{get, post}, Router};
-/// use latch::{CrossOriginGuard, SecretKey, Session};
+/// use axum_latch::{CrossOriginGuard, SecretKey, Session};
 /// use tower::ServiceExt;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -138,7 +138,7 @@ impl CrossOriginGuard {
     ///
     /// ```
     /// use axum::{routing::post, Router};
-    /// use latch::CrossOriginGuard;
+    /// use axum_latch::CrossOriginGuard;
     ///
     /// let app: Router = Router::new()
     ///     .route("/login", post(|| async { "logged in" }))
@@ -163,7 +163,7 @@ impl CrossOriginGuard {
     /// trust `http://…` and `https://…` apart if both are needed.
     ///
     /// ```
-    /// use latch::CrossOriginGuard;
+    /// use axum_latch::CrossOriginGuard;
     ///
     /// let guard = CrossOriginGuard::new()
     ///     .trust_origin("https://app.example.com")?
@@ -171,7 +171,7 @@ impl CrossOriginGuard {
     ///
     /// // Not an origin: it has a path.
     /// assert!(CrossOriginGuard::new().trust_origin("https://app.example.com/").is_err());
-    /// # Ok::<(), latch::OriginError>(())
+    /// # Ok::<(), axum_latch::OriginError>(())
     /// ```
     pub fn trust_origin(self, origin: &str) -> Result<Self, OriginError> {
         let origin = Origin::parse(origin)?;
@@ -192,11 +192,11 @@ impl CrossOriginGuard {
     /// it could never match.
     ///
     /// ```
-    /// use latch::CrossOriginGuard;
+    /// use axum_latch::CrossOriginGuard;
     ///
     /// let guard = CrossOriginGuard::new().allow_path("/webhooks/stripe")?;
     /// assert!(CrossOriginGuard::new().allow_path("webhooks/stripe").is_err());
-    /// # Ok::<(), latch::OriginError>(())
+    /// # Ok::<(), axum_latch::OriginError>(())
     /// ```
     pub fn allow_path(self, path: &str) -> Result<Self, OriginError> {
         if !path.starts_with('/') {
@@ -423,7 +423,7 @@ fn shown(value: &str) -> &str {
 /// of the form `scheme://host[:port]`.
 ///
 /// ```
-/// use latch::{CrossOriginGuard, OriginError};
+/// use axum_latch::{CrossOriginGuard, OriginError};
 ///
 /// let error = CrossOriginGuard::new().trust_origin("app.example.com").unwrap_err();
 /// assert_eq!(error, OriginError::Scheme("app.example.com".into()));

@@ -16,7 +16,7 @@ use crate::user::User;
 /// request, however many extractors ask.
 ///
 /// ```
-/// use latch::{CurrentUser, User};
+/// use axum_latch::{CurrentUser, User};
 /// # #[derive(Clone)] struct Account { id: u64, name: String }
 /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
 ///
@@ -34,7 +34,7 @@ pub struct CurrentUser<U>(pub U);
 /// Needs the same layers as [`CurrentUser`].
 ///
 /// ```
-/// use latch::{FreshUser, User};
+/// use axum_latch::{FreshUser, User};
 /// # #[derive(Clone)] struct Account { id: u64 }
 /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
 ///
@@ -52,7 +52,7 @@ pub struct FreshUser<U>(pub U);
 /// the same way.
 ///
 /// ```
-/// use latch::{MaybeUser, User};
+/// use axum_latch::{MaybeUser, User};
 /// # #[derive(Clone)] struct Account { id: u64, name: String }
 /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
 ///

@@ -32,11 +32,11 @@ pub enum KeyError {
 /// least [`MIN_KEY_LEN`] bytes long.
 ///
 /// ```
-/// use latch::SecretKey;
+/// use axum_latch::SecretKey;
 ///
 /// let key = SecretKey::new("a key of at least thirty-two bytes, from the environment")?;
 /// assert!(SecretKey::new("top-secret!").is_err());
-/// # Ok::<(), latch::KeyError>(())
+/// # Ok::<(), axum_latch::KeyError>(())
 /// ```
 #[derive(Clone)]
 pub struct SecretKey {
@@ -121,13 +121,13 @@ impl fmt::Debug for SecretKey {
 /// point, since anyone with the old key could have forged them.
 ///
 /// ```
-/// use latch::{KeyRing, SecretKey};
+/// use axum_latch::{KeyRing, SecretKey};
 ///
 /// let current = SecretKey::new("the new key, at least thirty-two bytes long")?;
 /// let previous = SecretKey::new("the old key, at least thirty-two bytes long")?;
 /// let ring = KeyRing::new(current).with_previous(previous);
 /// assert_eq!(ring.len(), 2);
-/// # Ok::<(), latch::KeyError>(())
+/// # Ok::<(), axum_latch::KeyError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct KeyRing {

@@ -38,7 +38,7 @@
 //!     routing::{get, post},
 //!     Router,
 //! };
-//! use latch::{Auth, CurrentUser, FreshUser, Login, Remember, SecretKey, Session, User};
+//! use axum_latch::{Auth, CurrentUser, FreshUser, Login, Remember, SecretKey, Session, User};
 //! use std::convert::Infallible;
 //!
 //! #[derive(Clone)]

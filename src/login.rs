@@ -45,7 +45,7 @@ const MAX_USER_AGENT: usize = 256;
 ///
 /// ```
 /// use axum::{routing::get, Router};
-/// use latch::{CurrentUser, Login, SecretKey, Session, User};
+/// use axum_latch::{CurrentUser, Login, SecretKey, Session, User};
 /// use std::convert::Infallible;
 ///
 /// #[derive(Clone)]
@@ -70,7 +70,7 @@ const MAX_USER_AGENT: usize = 256;
 ///     .route("/", get(index))
 ///     .layer(login)                                   // inner: who is logged in
 ///     .layer(Session::new(SecretKey::generate()?));   // outer: the cookie
-/// # Ok::<(), latch::KeyError>(())
+/// # Ok::<(), axum_latch::KeyError>(())
 /// ```
 pub struct Login<U: User> {
     config: Arc<LoginConfig<U>>,
@@ -157,7 +157,7 @@ impl<U: User> Login<U> {
     /// `window` to log in again, as "sudo mode" does before sensitive pages.
     ///
     /// ```
-    /// # use latch::{Login, User};
+    /// # use axum_latch::{Login, User};
     /// # #[derive(Clone)] struct Account;
     /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
     /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
@@ -190,7 +190,7 @@ impl<U: User> Login<U> {
     /// off when a revocation must take effect at once everywhere.
     ///
     /// ```
-    /// # use latch::{Login, User};
+    /// # use axum_latch::{Login, User};
     /// # #[derive(Clone)] struct Account;
     /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
     /// # async fn load_from_database(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
@@ -213,7 +213,7 @@ impl<U: User> Login<U> {
     ///
     /// ```
     /// # use axum::{routing::get, Router};
-    /// # use latch::{Login, SecretKey, Session, User};
+    /// # use axum_latch::{Login, SecretKey, Session, User};
     /// # #[derive(Clone)] struct Account;
     /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
     /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
@@ -225,7 +225,7 @@ impl<U: User> Login<U> {
     ///     .route("/login", get(|| async { "the form" }))
     ///     .layer(login)
     ///     .layer(Session::new(SecretKey::generate()?));
-    /// # Ok::<(), latch::KeyError>(())
+    /// # Ok::<(), axum_latch::KeyError>(())
     /// ```
     pub fn required(&self) -> RequireLogin<U> {
         RequireLogin::new(self.config.login_url.clone(), false)

@@ -24,7 +24,7 @@ const NEXT_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 /// as `javascript:` cannot pass, since the first character must be `/`.
 ///
 /// ```
-/// use latch::is_safe_next;
+/// use axum_latch::is_safe_next;
 ///
 /// assert!(is_safe_next("/account?tab=devices"));
 /// assert!(!is_safe_next("//evil.example/"));

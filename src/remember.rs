@@ -18,7 +18,7 @@ pub const MAX_REMEMBER_DAYS: u32 = 3650;
 /// Whether a login outlives the browser session, and for how long.
 ///
 /// ```
-/// use latch::Remember;
+/// use axum_latch::Remember;
 ///
 /// assert_eq!(Remember::On.days(), Some(30));
 /// assert_eq!(Remember::Days(7).days(), Some(7));

@@ -78,7 +78,7 @@ const TAG_BYTES: usize = 16;
 ///
 /// ```
 /// # #[cfg(feature = "memory")] {
-/// use latch::{stores::MemoryStore, Login, RevocableRemember, User};
+/// use axum_latch::{stores::MemoryStore, Login, RevocableRemember, User};
 /// use std::time::Duration;
 /// # #[derive(Clone)] struct Account;
 /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
@@ -141,7 +141,7 @@ impl<S: RememberStore> RevocableRemember<S> {
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
-    /// use latch::{stores::MemoryStore, RevocableRemember, Theft};
+    /// use axum_latch::{stores::MemoryStore, RevocableRemember, Theft};
     ///
     /// let tokens = RevocableRemember::new(MemoryStore::new()).on_theft(|theft: Theft| async move {
     ///     // UPDATE users SET session_version = session_version + 1 WHERE id = theft.user_id

@@ -66,7 +66,7 @@ const IAT: &str = "iat";
 ///
 /// ```
 /// use axum::{routing::get, Router};
-/// use latch::{Session, SessionData, SecretKey};
+/// use axum_latch::{Session, SessionData, SecretKey};
 ///
 /// async fn visits(session: SessionData) -> String {
 ///     let n: u32 = session.get("visits").unwrap_or(0) + 1;
@@ -78,7 +78,7 @@ const IAT: &str = "iat";
 /// let app: Router = Router::new()
 ///     .route("/", get(visits))
 ///     .layer(Session::new(key));
-/// # Ok::<(), latch::KeyError>(())
+/// # Ok::<(), axum_latch::KeyError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -180,7 +180,7 @@ impl Session {
     /// what the prefix forbids.
     ///
     /// ```
-    /// use latch::{SecretKey, Session};
+    /// use axum_latch::{SecretKey, Session};
     ///
     /// let session = Session::new(SecretKey::generate()?).host_prefix()?;
     /// assert!(Session::new(SecretKey::generate()?).domain("example.com")?.host_prefix().is_err());
@@ -286,13 +286,13 @@ impl Session {
     /// `exp` where the token has one, and the shape.
     ///
     /// ```
-    /// use latch::{SecretKey, Session};
+    /// use axum_latch::{SecretKey, Session};
     /// use std::time::{Duration, SystemTime};
     ///
     /// let key = SecretKey::new("the secret_key of the Microdot app, 32+ bytes")?;
     /// let migration_ends = SystemTime::now() + Duration::from_secs(30 * 24 * 60 * 60);
     /// let session = Session::new(key).microdot_compat(migration_ends);
-    /// # Ok::<(), latch::KeyError>(())
+    /// # Ok::<(), axum_latch::KeyError>(())
     /// ```
     pub fn microdot_compat(self, until: SystemTime) -> Self {
         let until = until

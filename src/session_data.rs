@@ -46,7 +46,7 @@ pub enum SessionError {
 /// layer if the router has no [`Session`](crate::Session) layer.
 ///
 /// ```
-/// use latch::SessionData;
+/// use axum_latch::SessionData;
 ///
 /// async fn set_theme(session: SessionData) -> &'static str {
 ///     session.insert("theme", "dark").expect("a string always serializes");

@@ -36,7 +36,7 @@ mod redis;
 ///     routing::post,
 ///     Router,
 /// };
-/// use latch::{Throttle, Throttled};
+/// use axum_latch::{Throttle, Throttled};
 /// use std::net::SocketAddr;
 ///
 /// #[derive(serde::Deserialize)]
@@ -249,7 +249,7 @@ impl Throttle {
     /// so a flood of failed logins cannot make it grow without bound.
     ///
     /// ```
-    /// use latch::Throttle;
+    /// use axum_latch::Throttle;
     /// use std::time::Duration;
     ///
     /// let throttle = Throttle::in_memory()
@@ -295,7 +295,7 @@ impl Throttle {
     /// unthrottled. A call whose connection is refused is tried once more.
     ///
     /// ```no_run
-    /// use latch::Throttle;
+    /// use axum_latch::Throttle;
     /// use redis::aio::{ConnectionManager, ConnectionManagerConfig};
     /// use std::time::Duration;
     ///
@@ -326,7 +326,7 @@ impl Throttle {
     ///
     /// ```no_run
     /// # async fn run(manager: redis::aio::ConnectionManager) {
-    /// let throttle = latch::Throttle::redis(manager).prefix("myapp:");
+    /// let throttle = axum_latch::Throttle::redis(manager).prefix("myapp:");
     /// # }
     /// ```
     #[cfg(feature = "redis")]
@@ -345,7 +345,7 @@ impl Throttle {
     /// every failure blocks.
     ///
     /// ```
-    /// let throttle = latch::Throttle::in_memory().username_limit(10);
+    /// let throttle = axum_latch::Throttle::in_memory().username_limit(10);
     /// ```
     pub fn username_limit(mut self, failures: u32) -> Self {
         self.settings.username_limit = failures;
@@ -356,7 +356,7 @@ impl Throttle {
     /// is blocked (default 20), whatever the usernames tried.
     ///
     /// ```
-    /// let throttle = latch::Throttle::in_memory().address_limit(50);
+    /// let throttle = axum_latch::Throttle::in_memory().address_limit(50);
     /// ```
     pub fn address_limit(mut self, failures: u32) -> Self {
         self.settings.address_limit = failures;
@@ -369,7 +369,7 @@ impl Throttle {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let throttle = latch::Throttle::in_memory().base_delay(Duration::from_secs(2));
+    /// let throttle = axum_latch::Throttle::in_memory().base_delay(Duration::from_secs(2));
     /// ```
     pub fn base_delay(mut self, delay: Duration) -> Self {
         self.settings.base_delay = millis(delay);
@@ -383,7 +383,7 @@ impl Throttle {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let throttle = latch::Throttle::in_memory().max_delay(Duration::from_secs(5 * 60));
+    /// let throttle = axum_latch::Throttle::in_memory().max_delay(Duration::from_secs(5 * 60));
     /// ```
     pub fn max_delay(mut self, delay: Duration) -> Self {
         self.settings.max_delay = millis(delay);
@@ -397,7 +397,7 @@ impl Throttle {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let throttle = latch::Throttle::in_memory().window(Duration::from_secs(24 * 60 * 60));
+    /// let throttle = axum_latch::Throttle::in_memory().window(Duration::from_secs(24 * 60 * 60));
     /// ```
     pub fn window(mut self, window: Duration) -> Self {
         self.settings.window = millis(window);
@@ -417,7 +417,7 @@ impl Throttle {
     /// Redis throttle ignores this: its keys expire by TTL.
     ///
     /// ```
-    /// let throttle = latch::Throttle::in_memory().max_entries(10_000);
+    /// let throttle = axum_latch::Throttle::in_memory().max_entries(10_000);
     /// ```
     pub fn max_entries(mut self, entries: usize) -> Self {
         self.settings.max_entries = entries.max(2);
@@ -462,7 +462,7 @@ impl Throttle {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let throttle = latch::Throttle::in_memory().username_limit(2);
+    /// let throttle = axum_latch::Throttle::in_memory().username_limit(2);
     /// let address = "192.0.2.1".parse().ok();
     /// // Two attempts go through; the second blocks the username for 1 s.
     /// throttle.attempt("susan", Some(42), address).await.unwrap().failed();
@@ -492,7 +492,7 @@ impl Throttle {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let throttle = latch::Throttle::in_memory().username_limit(1);
+    /// let throttle = axum_latch::Throttle::in_memory().username_limit(1);
     /// throttle.attempt_account(42, None).await.unwrap().failed();
     /// assert!(throttle.attempt_account(42, None).await.is_err());
     /// assert!(throttle.attempt("susan", Some(42), None).await.is_err(), "one count");
@@ -619,14 +619,14 @@ impl Backend {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// # fn password_ok(_: &str) -> bool { true }
-/// let throttle = latch::Throttle::in_memory();
+/// let throttle = axum_latch::Throttle::in_memory();
 /// let attempt = throttle.attempt_account(7, "192.0.2.1".parse().ok()).await?;
 /// if password_ok("hunter2") {
 ///     attempt.succeeded().await;
 /// } else {
 ///     attempt.failed();
 /// }
-/// # Ok::<(), latch::Throttled>(())
+/// # Ok::<(), axum_latch::Throttled>(())
 /// # }).unwrap();
 /// ```
 #[must_use = "check the password, then call `succeeded().await` or `failed()`; \
@@ -660,7 +660,7 @@ impl LoginAttempt {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let throttle = latch::Throttle::in_memory().username_limit(2);
+    /// let throttle = axum_latch::Throttle::in_memory().username_limit(2);
     /// let susan = Some(42);
     /// throttle.attempt("susan", susan, None).await.unwrap().failed();
     /// // The second attempt would block "susan": the right password resets it.
@@ -711,7 +711,7 @@ impl LoginAttempt {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let throttle = latch::Throttle::in_memory().username_limit(1);
+    /// let throttle = axum_latch::Throttle::in_memory().username_limit(1);
     /// let attempt = throttle.attempt("susan", Some(42), None).await.unwrap();
     /// // ... every password hashing thread is busy: answer 503 instead.
     /// attempt.not_checked().await;
@@ -746,7 +746,7 @@ impl LoginAttempt {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let throttle = latch::Throttle::in_memory().username_limit(1);
+    /// let throttle = axum_latch::Throttle::in_memory().username_limit(1);
     /// throttle.attempt("susan", Some(42), None).await.unwrap().failed();
     /// assert!(throttle.attempt("susan", Some(42), None).await.is_err());
     /// # });
@@ -777,7 +777,7 @@ impl std::fmt::Debug for LoginAttempt {
 ///
 /// ```
 /// use axum::response::IntoResponse;
-/// use latch::Throttled;
+/// use axum_latch::Throttled;
 /// use std::time::Duration;
 ///
 /// let response = Throttled { retry_after: Duration::from_millis(1500) }.into_response();
@@ -796,7 +796,7 @@ impl Throttled {
     /// least 1: the value of the `Retry-After` header.
     ///
     /// ```
-    /// use latch::Throttled;
+    /// use axum_latch::Throttled;
     /// use std::time::Duration;
     ///
     /// assert_eq!(Throttled { retry_after: Duration::ZERO }.retry_after_secs(), 1);

@@ -71,7 +71,7 @@ pub struct Verified {
 /// Signs `claims` with `key` as an HS256 compact JWT.
 ///
 /// ```
-/// use latch::{token, KeyRing, SecretKey};
+/// use axum_latch::{token, KeyRing, SecretKey};
 ///
 /// let key = SecretKey::new("an example key that is long enough!!")?;
 /// let mut claims = token::Claims::new();
@@ -81,7 +81,7 @@ pub struct Verified {
 /// let ring = KeyRing::new(key);
 /// let verified = token::decode(&jwt, &ring).unwrap();
 /// assert_eq!(verified.claims, claims);
-/// # Ok::<(), latch::KeyError>(())
+/// # Ok::<(), axum_latch::KeyError>(())
 /// ```
 pub fn encode(claims: &Claims, key: &SecretKey) -> String {
     let payload = serde_json::to_vec(claims).expect("a JSON map always serializes");

@@ -15,7 +15,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A user of the app, as latch needs to know it.
 ///
 /// ```
-/// use latch::User;
+/// use axum_latch::User;
 ///
 /// #[derive(Clone)]
 /// struct Account {
@@ -63,7 +63,7 @@ pub trait User: Clone + Send + Sync + 'static {
     /// `auth_hash` ends them.
     ///
     /// ```
-    /// use latch::User;
+    /// use axum_latch::User;
     /// use std::time::SystemTime;
     ///
     /// #[derive(Clone)]
@@ -99,7 +99,7 @@ pub trait User: Clone + Send + Sync + 'static {
 /// with `500 Internal Server Error` and logs the error.
 ///
 /// ```
-/// use latch::{Login, User};
+/// use axum_latch::{Login, User};
 /// use std::{collections::HashMap, convert::Infallible, sync::Arc};
 ///
 /// #[derive(Clone)]

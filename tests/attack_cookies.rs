@@ -12,7 +12,7 @@ mod support;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::Router;
-use latch::{ConfigError, Session, MAX_COOKIE_LEN};
+use axum_latch::{ConfigError, Session, MAX_COOKIE_LEN};
 use proptest::prelude::*;
 use support::attack::*;
 use support::{is_removal, key, Client};
@@ -755,7 +755,7 @@ proptest! {
 async fn a_login_whose_user_id_cannot_fit_in_a_cookie_is_refused() {
     use axum::response::IntoResponse;
     use axum::routing::post;
-    use latch::{Auth, AuthError, Login, Remember, User};
+    use axum_latch::{Auth, AuthError, Login, Remember, User};
 
     #[derive(Clone)]
     struct Huge;

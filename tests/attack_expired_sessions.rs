@@ -12,8 +12,8 @@ mod support;
 
 use axum::http::StatusCode;
 use axum::Router;
-use latch::token::{self, Claims};
-use latch::{KeyRing, Session};
+use axum_latch::token::{self, Claims};
+use axum_latch::{KeyRing, Session};
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::attack::*;

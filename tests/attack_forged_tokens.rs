@@ -12,11 +12,11 @@
 mod support;
 
 use axum::http::{HeaderValue, StatusCode};
+use axum_latch::token;
+use axum_latch::SecretKey;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use latch::token;
-use latch::SecretKey;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use sha2::Sha512;

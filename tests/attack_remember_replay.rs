@@ -21,7 +21,7 @@ mod support;
 
 use axum::http::StatusCode;
 use axum::Router;
-use latch::Session;
+use axum_latch::Session;
 use support::attack::*;
 use support::{is_removal, key, Client, TestResponse};
 
@@ -39,9 +39,9 @@ fn revocable_app(users: &Users, grace: std::time::Duration) -> Router {
 fn revocable_app_and_store(
     users: &Users,
     grace: std::time::Duration,
-) -> (Router, latch::stores::MemoryStore) {
-    let store = latch::stores::MemoryStore::new();
-    let tokens = latch::RevocableRemember::new(store.clone()).grace(grace);
+) -> (Router, axum_latch::stores::MemoryStore) {
+    let store = axum_latch::stores::MemoryStore::new();
+    let tokens = axum_latch::RevocableRemember::new(store.clone()).grace(grace);
     let login = login_layer(users).remember_tokens(tokens);
     (app_with(users, login, Session::new(key())), store)
 }
@@ -50,7 +50,7 @@ fn revocable_app_and_store(
 /// request confirms), with the cookie's tag: base64url of the first 16
 /// bytes of the SHA-256 of the validator.
 #[cfg(feature = "memory")]
-async fn confirm(store: &latch::stores::MemoryStore, cookie: &str) {
+async fn confirm(store: &axum_latch::stores::MemoryStore, cookie: &str) {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     use sha2::{Digest, Sha256};
@@ -58,7 +58,7 @@ async fn confirm(store: &latch::stores::MemoryStore, cookie: &str) {
     let (_, validator) = cookie.split_once('.').expect("selector.validator");
     let hash = Sha256::digest(URL_SAFE_NO_PAD.decode(validator).expect("base64url"));
     let tag = URL_SAFE_NO_PAD.encode(&hash[..16]);
-    let tokens = latch::RevocableRemember::new(store.clone());
+    let tokens = axum_latch::RevocableRemember::new(store.clone());
     assert!(tokens
         .confirm(cookie, &tag)
         .await
@@ -100,7 +100,7 @@ async fn a_copied_remember_cookie_replayed_after_logout() {
     #[cfg(feature = "memory")]
     kinds.push((
         "revocable",
-        revocable_app(&Users::new(), latch::DEFAULT_GRACE),
+        revocable_app(&Users::new(), axum_latch::DEFAULT_GRACE),
         false,
     ));
     for (kind, app, copy_outlives_logout) in kinds {

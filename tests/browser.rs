@@ -179,11 +179,11 @@ async fn scenario() {
 /// The demo on a fresh SQLite file in `data`, with the fixed key.
 async fn start_demo(data: &TempDir) -> Demo {
     let config = app::Config {
-        secret_key: latch::SecretKey::new(SECRET_KEY).expect("a long enough key"),
+        secret_key: axum_latch::SecretKey::new(SECRET_KEY).expect("a long enough key"),
         database_url: format!("sqlite://{}", data.path().join("users.db").display()),
         redis_url: None,
         redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
-        remember_grace: latch::DEFAULT_GRACE,
+        remember_grace: axum_latch::DEFAULT_GRACE,
         microdot_compat: None,
     };
     demo_support::serve(config).await

@@ -17,7 +17,7 @@ const SHARED_KEY: &str = "two demo instances share this key, which is long enoug
 
 fn config(database_url: &str, redis_url: Option<&str>, prefix: &str) -> app::Config {
     app::Config {
-        secret_key: latch::SecretKey::new(SHARED_KEY).expect("a long key"),
+        secret_key: axum_latch::SecretKey::new(SHARED_KEY).expect("a long key"),
         database_url: database_url.to_owned(),
         redis_url: redis_url.map(str::to_owned),
         redis_prefix: prefix.to_owned(),

@@ -13,8 +13,8 @@ mod support;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::Router;
-use latch::token::{self, Claims};
-use latch::{KeyRing, SecretKey, Session};
+use axum_latch::token::{self, Claims};
+use axum_latch::{KeyRing, SecretKey, Session};
 use serde_json::json;
 use support::attack::*;
 use support::KEY;
@@ -200,7 +200,7 @@ async fn removing_the_old_key_ends_what_it_signed() {
 #[cfg(feature = "memory")]
 #[tokio::test]
 async fn a_revocable_remember_cookie_of_the_old_key_is_reissued_under_the_new_key() {
-    use latch::{stores::MemoryStore, RevocableRemember};
+    use axum_latch::{stores::MemoryStore, RevocableRemember};
 
     let users = Users::new();
     let store = MemoryStore::new();

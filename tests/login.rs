@@ -16,12 +16,12 @@ use axum::extract::{Form, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cookie::Cookie;
-use http::{Method, StatusCode};
-use latch::{
+use axum_latch::{
     token, Auth, ConfigError, CurrentUser, FreshUser, KeyRing, Login, MaybeUser, MissingLayer,
     Remember, SameSite, Session, User, UserLoader,
 };
+use cookie::Cookie;
+use http::{Method, StatusCode};
 use proptest::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -11,11 +11,11 @@ mod support;
 use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::Router;
-use http::StatusCode;
-use latch::{
+use axum_latch::{
     token, Auth, AuthError, CurrentUser, FreshUser, KeyRing, Login, Remember, Session, SessionData,
     User,
 };
+use http::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -257,7 +257,8 @@ async fn tokens_latch_makes_carry_what_microdot_reads() {
 async fn the_mode_still_checks_signatures_and_expiry() {
     let users = users();
     let mut browser = Client::new(app(&users, true));
-    let other_key = latch::SecretKey::new("another key, also well over 32 bytes long").unwrap();
+    let other_key =
+        axum_latch::SecretKey::new("another key, also well over 32 bytes long").unwrap();
     let forged = token::encode(
         json!({"_user_id": "user001", "_fresh": true})
             .as_object()

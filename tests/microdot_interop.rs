@@ -277,14 +277,14 @@ fn tokens_made_by_pyjwt_verify_in_latch_and_the_other_way_round() {
         "import jwt, json; print(jwt.encode(json.loads({claims:?}), {SECRET:?}, algorithm='HS256'))",
         claims = claims.to_string()
     ));
-    let ring = latch::KeyRing::new(latch::SecretKey::new(SECRET).unwrap());
+    let ring = axum_latch::KeyRing::new(axum_latch::SecretKey::new(SECRET).unwrap());
     let verified =
-        latch::token::decode(made_by_pyjwt.trim(), &ring).expect("PyJWT's token verifies");
+        axum_latch::token::decode(made_by_pyjwt.trim(), &ring).expect("PyJWT's token verifies");
     assert_eq!(Value::Object(verified.claims), claims);
 
-    let made_by_latch = latch::token::encode(
+    let made_by_latch = axum_latch::token::encode(
         claims.as_object().unwrap(),
-        &latch::SecretKey::new(SECRET).unwrap(),
+        &axum_latch::SecretKey::new(SECRET).unwrap(),
     );
     let decoded = pyjwt(&format!(
         "import jwt, json; print(json.dumps(jwt.decode({made_by_latch:?}, {SECRET:?}, algorithms=['HS256'])))"
@@ -293,13 +293,13 @@ fn tokens_made_by_pyjwt_verify_in_latch_and_the_other_way_round() {
     assert_eq!(decoded, claims);
 
     // A token signed with another key is refused by both.
-    let other = latch::token::encode(
+    let other = axum_latch::token::encode(
         claims.as_object().unwrap(),
-        &latch::SecretKey::new("some other key, also 32 bytes or more").unwrap(),
+        &axum_latch::SecretKey::new("some other key, also 32 bytes or more").unwrap(),
     );
     let refused = pyjwt(&format!(
         "import jwt\ntry:\n  jwt.decode({other:?}, {SECRET:?}, algorithms=['HS256']); print('accepted')\nexcept jwt.InvalidSignatureError: print('refused')"
     ));
     assert_eq!(refused.trim(), "refused");
-    assert!(latch::token::decode(&other, &ring).is_err());
+    assert!(axum_latch::token::decode(&other, &ring).is_err());
 }

@@ -10,8 +10,8 @@ mod support;
 
 use axum::routing::{get, post};
 use axum::Router;
+use axum_latch::{KeyError, MissingLayer, SecretKey, Session, SessionData, MIN_KEY_LEN};
 use http::StatusCode;
-use latch::{KeyError, MissingLayer, SecretKey, Session, SessionData, MIN_KEY_LEN};
 use support::{key, Client};
 
 /// The name stored in the session, or `None` as Python's `str(None)` prints it.

@@ -12,7 +12,7 @@
 //! Redis key prefix (its keys deleted at the end), so the tests run in
 //! parallel and counts are exact.
 //!
-//! Times are relative to `latch::token::now()`, and always in the future of
+//! Times are relative to `axum_latch::token::now()`, and always in the future of
 //! the real clock for tokens that must stay stored (Redis drops keys by TTL).
 //! They are explicit: `consume` is given a `SystemTime` made from them
 //! ([`at`], [`at_ms`]), and no test sleeps to move past a grace window.
@@ -24,15 +24,15 @@
     feature = "redis"
 ))]
 
+use axum_latch::{
+    token, Consumed, KeyRing, Redeemed, RememberGrant, RememberStore, RememberTokens,
+    RememberedDevice, RevocableRemember, Rotation, SecretKey, StoredToken, DEFAULT_GRACE,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 use hmac::{Hmac, Mac};
-use latch::{
-    token, Consumed, KeyRing, Redeemed, RememberGrant, RememberStore, RememberTokens,
-    RememberedDevice, RevocableRemember, Rotation, SecretKey, StoredToken, DEFAULT_GRACE,
-};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::future::Future;
@@ -142,7 +142,7 @@ macro_rules! contract_tests {
 #[cfg(feature = "memory")]
 mod memory {
     use super::{Fixture, Subject};
-    use latch::stores::MemoryStore;
+    use axum_latch::stores::MemoryStore;
 
     async fn open() -> Option<Fixture<MemoryStore>> {
         Some(Fixture {
@@ -160,7 +160,7 @@ mod memory {
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::{Fixture, RawDump, Subject};
-    use latch::stores::SqliteStore;
+    use axum_latch::stores::SqliteStore;
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
     use sqlx::SqlitePool;
     use std::sync::Arc;
@@ -238,7 +238,7 @@ mod sqlite {
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::{env_url, random_hex, Fixture, RawDump, Subject};
-    use latch::stores::PostgresStore;
+    use axum_latch::stores::PostgresStore;
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     use sqlx::{Connection as _, PgConnection, PgPool};
     use std::str::FromStr as _;
@@ -330,7 +330,7 @@ mod postgres {
 #[cfg(feature = "redis")]
 mod redis_store {
     use super::{env_url, random_hex, Fixture, RawDump, Subject};
-    use latch::stores::RedisStore;
+    use axum_latch::stores::RedisStore;
     use redis::aio::{ConnectionManager, ConnectionManagerConfig};
     use std::sync::Arc;
     use std::time::Duration;

@@ -22,15 +22,15 @@ use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_latch::stores::MemoryStore;
+use axum_latch::{
+    token, Auth, AuthError, CurrentUser, Login, Remember, RememberStore, RevocableRemember,
+    Rotation, SameSite, Session, StoreError, StoredToken, User, UserLoader,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use cookie::Cookie;
 use http::{Method, StatusCode};
-use latch::stores::MemoryStore;
-use latch::{
-    token, Auth, AuthError, CurrentUser, Login, Remember, RememberStore, RevocableRemember,
-    Rotation, SameSite, Session, StoreError, StoredToken, User, UserLoader,
-};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -1422,7 +1422,7 @@ async fn the_default_grace_window_lets_a_recent_validator_in_and_not_an_old_one(
     let tokens = RevocableRemember::new(store.clone());
     let login = Login::new(loader(db.clone())).remember_tokens(tokens);
     let mut a = Client::new(routes(&db, &login).layer(login).layer(Session::new(key())));
-    assert_eq!(latch::DEFAULT_GRACE, Duration::from_secs(5));
+    assert_eq!(axum_latch::DEFAULT_GRACE, Duration::from_secs(5));
     let original = log_in_remembered(&mut a, "user001", 30).await;
     restart(&mut a);
     let res = a.get("/").await;

@@ -3,7 +3,7 @@
 //!
 //! Each test builds a small router, sends it requests with hand-made
 //! `Cookie` headers, and looks at the `Set-Cookie` and `Vary` headers of the
-//! responses. Tokens are made and read with `latch::token`, with the same
+//! responses. Tokens are made and read with `axum_latch::token`, with the same
 //! key as the router (or another one, to show what is refused).
 //!
 //! Tokens an attacker sends (forged, expired, past the absolute timeout,
@@ -17,11 +17,11 @@ use axum::http::{HeaderValue, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use http_body_util::BodyExt;
-use latch::token::{self, Claims};
-use latch::{
+use axum_latch::token::{self, Claims};
+use axum_latch::{
     ConfigError, KeyError, KeyRing, SameSite, SecretKey, Session, SessionData, SessionError,
 };
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Duration;

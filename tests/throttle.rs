@@ -24,10 +24,10 @@ use axum::extract::{ConnectInfo, Form, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use axum_latch::{LoginAttempt, Throttle, Throttled};
 use futures_util::FutureExt as _;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt as _;
-use latch::{LoginAttempt, Throttle, Throttled};
 use std::fmt::Display;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -131,7 +131,7 @@ macro_rules! behaviour_tests {
 
 mod memory {
     use super::{Fixture, Subject};
-    use latch::Throttle;
+    use axum_latch::Throttle;
 
     async fn open() -> Option<super::Fixture> {
         let throttle = Throttle::in_memory();

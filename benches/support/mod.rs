@@ -6,10 +6,10 @@
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
+use axum_latch::stores::MemoryStore;
+use axum_latch::{token, Auth, CurrentUser, KeyRing, Login, RevocableRemember, SecretKey, Session};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{Request, Response, StatusCode};
-use latch::stores::MemoryStore;
-use latch::{token, Auth, CurrentUser, KeyRing, Login, RevocableRemember, SecretKey, Session};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ pub struct BenchUser {
     password_hash: Vec<u8>,
 }
 
-impl latch::User for BenchUser {
+impl axum_latch::User for BenchUser {
     type Id = u64;
     fn id(&self) -> u64 {
         self.id

@@ -16,8 +16,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use latch::stores::{PostgresStore, RedisStore, SqliteStore};
-use latch::{
+use axum_latch::stores::{PostgresStore, RedisStore, SqliteStore};
+use axum_latch::{
     is_safe_next, Auth, AuthError, CrossOriginGuard, CurrentUser, FreshUser, KeyError, Login,
     MaybeUser, Remember, RememberedDevice, RevocableRemember, SecretKey, Session, SessionData,
     Theft, Throttle, User,
@@ -346,7 +346,7 @@ async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, BoxEr
     Ok(manager)
 }
 
-fn keep_tokens_in<S: latch::RememberStore + Clone>(
+fn keep_tokens_in<S: axum_latch::RememberStore + Clone>(
     login: Login<Account>,
     store: S,
     grace: Duration,
@@ -806,7 +806,7 @@ async fn account_page(
             )
         }
     };
-    let now = latch::token::now();
+    let now = axum_latch::token::now();
     let devices = devices
         .iter()
         .map(|device| DeviceRow::new(device, now))

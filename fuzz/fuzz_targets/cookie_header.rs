@@ -13,7 +13,7 @@
 //!
 //! Invariants: no panic, and nothing waits (every future is ready at once);
 //! `cookies::find` agrees with a plain RFC 6265 reading
-//! (`latch::fuzzing::cookie_lookup`); a request whose headers hold none of
+//! (`axum_latch::fuzzing::cookie_lookup`); a request whose headers hold none of
 //! the three real values is never logged in, and gets no `Set-Cookie` but
 //! deletions; a request that is logged in is so as the user who logged in;
 //! a response sets each cookie at most once, only `session` and
@@ -24,8 +24,8 @@ use axum::extract::FromRequestParts;
 use futures_util::FutureExt as _;
 use http::header::{SET_COOKIE, VARY};
 use http::{HeaderMap, Request, Response};
-use latch::stores::MemoryStore;
-use latch::{
+use axum_latch::stores::MemoryStore;
+use axum_latch::{
     Auth, KeyRing, Login, MaybeUser, Remember, RememberStore, RevocableRemember, SecretKey,
     Session, StoredToken, User,
 };
@@ -226,14 +226,14 @@ fn check(response: &Response<()>, real_cookie: bool, data: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     let data = substitute(data);
-    latch::fuzzing::cookie_lookup(&data, "session");
-    latch::fuzzing::cookie_lookup(&data, "_remember");
+    axum_latch::fuzzing::cookie_lookup(&data, "session");
+    axum_latch::fuzzing::cookie_lookup(&data, "_remember");
 
     let fixtures = &*FIXTURES;
     let real_cookie = [&fixtures.session, &fixtures.remember, &fixtures.revocable]
         .iter()
         .any(|value| contains(&data, value));
-    let headers = latch::fuzzing::cookie_headers(&data);
+    let headers = axum_latch::fuzzing::cookie_headers(&data);
 
     let response = serve(Login::new(load), false, headers.clone());
     check(&response, real_cookie, &data);

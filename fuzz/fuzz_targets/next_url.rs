@@ -1,7 +1,7 @@
 //! The `next` URL: arbitrary text as a decoded `next`, as a raw query
 //! string, and as the path carried by a login redirect.
 //!
-//! Invariants (in `latch::fuzzing::next_redirect`): no panic; whatever
+//! Invariants (in `axum_latch::fuzzing::next_redirect`): no panic; whatever
 //! `is_safe_next` accepts starts with exactly one `/`, not `//` nor `/\`,
 //! and has no backslash, whitespace or control character; every `Location`
 //! a login would send is a valid header value and a URI reference (it
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else {
         return;
     };
-    for location in latch::fuzzing::next_redirect(input) {
+    for location in axum_latch::fuzzing::next_redirect(input) {
         if let Ok(target) = BASE.join(&location) {
             assert_eq!(
                 target.origin(),

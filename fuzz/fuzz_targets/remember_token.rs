@@ -1,6 +1,6 @@
 //! Revocable remember tokens (`selector.validator`) from arbitrary text.
 //!
-//! Invariants (in `latch::fuzzing::remember_token`): no panic; the store is
+//! Invariants (in `axum_latch::fuzzing::remember_token`): no panic; the store is
 //! asked about a token exactly when it is 45 characters, two canonical
 //! base64url encodings of 16 bytes around a `.` (so nothing else reaches the
 //! store, and no two spellings name the same token); the validator decodes
@@ -14,5 +14,5 @@ fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else {
         return;
     };
-    latch::fuzzing::remember_token(input);
+    axum_latch::fuzzing::remember_token(input);
 });

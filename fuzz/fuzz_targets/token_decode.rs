@@ -1,4 +1,4 @@
-//! `latch::token::decode` on arbitrary text, twice: as the fuzzer wrote it,
+//! `axum_latch::token::decode` on arbitrary text, twice: as the fuzzer wrote it,
 //! and with the text signed (as `header.payload`) by a key of the ring, so
 //! that the header, payload and expiry checks behind the signature are
 //! fuzzed too.
@@ -16,8 +16,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use latch::token::{self, Claims, TokenError, Verified, MAX_TOKEN_LEN};
-use latch::{KeyRing, SecretKey};
+use axum_latch::token::{self, Claims, TokenError, Verified, MAX_TOKEN_LEN};
+use axum_latch::{KeyRing, SecretKey};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use sha2::Sha256;
@@ -70,7 +70,7 @@ fn sign(key: &[u8], signed: &str) -> [u8; 32] {
 }
 
 /// Which key of the ring (if any) made the signature of `token`, found here
-/// without `latch::token`. `None` too for a token that is not three parts.
+/// without `axum_latch::token`. `None` too for a token that is not three parts.
 fn signer(token: &str) -> Option<usize> {
     let (signed, signature) = token.rsplit_once('.')?;
     let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;

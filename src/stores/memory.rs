@@ -9,7 +9,7 @@ use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
 /// Remember-me tokens in memory. Clones share the same tokens.
 ///
 /// ```
-/// use latch::{stores::MemoryStore, RevocableRemember};
+/// use axum_latch::{stores::MemoryStore, RevocableRemember};
 ///
 /// let tokens = RevocableRemember::new(MemoryStore::new());
 /// ```

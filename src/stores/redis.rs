@@ -53,11 +53,11 @@ use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
 /// the manager's last failed reconnection.
 ///
 /// ```no_run
-/// use latch::{stores::RedisStore, Login, RevocableRemember};
+/// use axum_latch::{stores::RedisStore, Login, RevocableRemember};
 /// use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 /// use std::time::Duration;
 /// # #[derive(Clone)] struct Account;
-/// # impl latch::User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+/// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
 /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
 ///
 /// # async fn run() -> Result<(), redis::RedisError> {

@@ -342,7 +342,7 @@ sql_store! {
     /// Remember-me tokens in SQLite, in the table `latch_remember_tokens`.
     ///
     /// ```no_run
-    /// use latch::{stores::SqliteStore, Login, RevocableRemember, User};
+    /// use axum_latch::{stores::SqliteStore, Login, RevocableRemember, User};
     /// # #[derive(Clone)] struct Account;
     /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
     /// # async fn load_user(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
@@ -416,7 +416,7 @@ sql_store! {
     /// of the connection's `search_path` (usually `public`).
     ///
     /// ```no_run
-    /// use latch::{stores::PostgresStore, Login, RevocableRemember, User};
+    /// use axum_latch::{stores::PostgresStore, Login, RevocableRemember, User};
     /// # #[derive(Clone)] struct Account;
     /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
     /// # async fn load_user(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }

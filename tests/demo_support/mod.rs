@@ -30,24 +30,24 @@ impl Drop for Demo {
 
 /// The demo on its own fresh SQLite file, with a random key.
 pub async fn start() -> Demo {
-    start_with_grace(latch::DEFAULT_GRACE).await
+    start_with_grace(axum_latch::DEFAULT_GRACE).await
 }
 
 /// [`start`], with this grace window for rotated remember-me cookies.
 pub async fn start_with_grace(grace: std::time::Duration) -> Demo {
-    let key = latch::SecretKey::generate().expect("a random key");
+    let key = axum_latch::SecretKey::generate().expect("a random key");
     start_on_own_database(key, grace, false).await
 }
 
 /// The demo in Microdot interop mode (`MICRODOT_COMPAT=1`) with this secret
 /// key, on its own fresh SQLite file.
 pub async fn start_microdot_compat(secret: &str) -> Demo {
-    let key = latch::SecretKey::new(secret).expect("a long enough key");
-    start_on_own_database(key, latch::DEFAULT_GRACE, true).await
+    let key = axum_latch::SecretKey::new(secret).expect("a long enough key");
+    start_on_own_database(key, axum_latch::DEFAULT_GRACE, true).await
 }
 
 async fn start_on_own_database(
-    secret_key: latch::SecretKey,
+    secret_key: axum_latch::SecretKey,
     grace: std::time::Duration,
     microdot_compat: bool,
 ) -> Demo {

@@ -21,15 +21,15 @@ use axum::http::{HeaderValue, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
+use axum_latch::token::{self, Claims};
+use axum_latch::{
+    Auth, CurrentUser, FreshUser, KeyRing, Login, MaybeUser, Remember, SecretKey, Session,
+    SessionData, SessionError, User,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use http_body_util::BodyExt;
-use latch::token::{self, Claims};
-use latch::{
-    Auth, CurrentUser, FreshUser, KeyRing, Login, MaybeUser, Remember, SecretKey, Session,
-    SessionData, SessionError, User,
-};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use sha2::Sha256;

@@ -21,8 +21,8 @@ use tower::ServiceExt;
 pub const KEY: &str = "latch integration tests: a secret key of well over 32 bytes";
 
 /// The key as latch takes it.
-pub fn key() -> latch::SecretKey {
-    latch::SecretKey::new(KEY).expect("the test key is long enough")
+pub fn key() -> axum_latch::SecretKey {
+    axum_latch::SecretKey::new(KEY).expect("the test key is long enough")
 }
 
 /// A cookie the client keeps.
