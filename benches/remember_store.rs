@@ -14,11 +14,11 @@
 //! Every benchmark runs one operation at a time on a current-thread Tokio
 //! runtime: these are latencies, not throughput.
 
-use axum_latch::stores::{MemoryStore, PostgresStore, RedisStore, SqliteStore};
-use axum_latch::{
-    token, Consumed, KeyRing, RememberGrant, RememberStore, RememberTokens, RevocableRemember,
-    SecretKey,
+use axum_latch::remember::{
+    Consumed, RememberGrant, RememberStore, RememberTokens, RevocableRemember,
 };
+use axum_latch::stores::{MemoryStore, PostgresStore, RedisStore, SqliteStore};
+use axum_latch::{KeyRing, SecretKey};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -230,7 +230,10 @@ async fn issue<S: RememberStore>(
             user_id: user,
             fingerprint: "AAAAAAAAAAAAAAAAAAAAAA",
             days: 30,
-            now: token::now(),
+            now: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .expect("the clock is after 1970")
+                .as_secs(),
             user_agent: Some(FIREFOX),
         })
         .await

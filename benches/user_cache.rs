@@ -20,7 +20,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use axum_latch::{Auth, CurrentUser, Login, Remember, SecretKey, Session, User};
+use axum_latch::{Auth, CurrentUser, Login, Remember, SecretKey, Session, User, UserLoader};
 use criterion::{criterion_group, criterion_main, Criterion};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
@@ -90,7 +90,7 @@ async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Err
 }
 
 /// A login layer whose loader queries `db`.
-fn sqlite_login(db: &AnyPool) -> Login<Account> {
+fn sqlite_login(db: &AnyPool) -> Login<Account, impl UserLoader<Account>> {
     let db = db.clone();
     Login::new(move |id: String| {
         let db = db.clone();
@@ -99,7 +99,7 @@ fn sqlite_login(db: &AnyPool) -> Login<Account> {
 }
 
 /// A login layer whose loader reads a map of the same users.
-fn map_login(users: Arc<HashMap<String, Account>>) -> Login<Account> {
+fn map_login(users: Arc<HashMap<String, Account>>) -> Login<Account, impl UserLoader<Account>> {
     Login::new(move |id: String| std::future::ready(Ok::<_, Infallible>(users.get(&id).cloned())))
 }
 
@@ -140,7 +140,7 @@ async fn demo_database(dir: &std::path::Path) -> Result<AnyPool, Box<dyn std::er
 }
 
 /// The app: `GET /` greets the logged-in user, `GET /login` logs `user` in.
-fn demo_app(login: Login<Account>, user: Account) -> Router {
+fn demo_app(login: Login<Account, impl UserLoader<Account>>, user: Account) -> Router {
     let session = Session::new(SecretKey::new(KEY).expect("a long enough key")).secure(false);
     Router::new()
         .route(
@@ -194,16 +194,21 @@ fn benches(c: &mut Criterion) {
     let users = Arc::new(HashMap::from([(susan.id.clone(), susan.clone())]));
 
     let cases = [
-        ("sqlite loader", sqlite_login(&db)),
+        ("sqlite loader", demo_app(sqlite_login(&db), susan.clone())),
         (
             "sqlite loader + cache_users(10_000, 5 s)",
-            sqlite_login(&db).cache_users(10_000, Duration::from_secs(5)),
+            demo_app(
+                sqlite_login(&db).cache_users(10_000, Duration::from_secs(5)),
+                susan.clone(),
+            ),
         ),
-        ("in-memory map loader", map_login(users)),
+        (
+            "in-memory map loader",
+            demo_app(map_login(users), susan.clone()),
+        ),
     ];
     let mut group = c.benchmark_group("user_cache");
-    for (name, login) in cases {
-        let app = demo_app(login, susan.clone());
+    for (name, app) in cases {
         // A new session for each case: it stays clear of renewal (a minute).
         let cookie = rt.block_on(session_cookie(&app));
         group.bench_function(name, |b| {

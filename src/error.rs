@@ -1,9 +1,5 @@
 //! The errors of logging in and out.
 
-use axum::response::{IntoResponse, Response};
-use http::StatusCode;
-
-use crate::rejection::MissingLayer;
 use crate::remember::RememberError;
 
 /// Why [`Auth::login_user`](crate::Auth::login_user) or
@@ -13,6 +9,7 @@ use crate::remember::RememberError;
 /// an app that wants to do better (say, log the user in without "remember
 /// me" when the remember store is down) matches on it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// The user's id cannot be stored as JSON.
     #[error("the user id cannot be stored in the session: {0}")]
@@ -29,17 +26,4 @@ pub enum AuthError {
     /// The user loader failed (it has been logged).
     #[error("the user loader failed")]
     LoaderFailed,
-    /// The router lacks a latch layer.
-    #[error(transparent)]
-    MissingLayer(#[from] MissingLayer),
-}
-
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        if let AuthError::MissingLayer(missing) = self {
-            return missing.into_response();
-        }
-        tracing::error!(target: "latch", error = %self, "login or logout failed");
-        (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
-    }
 }

@@ -1,19 +1,26 @@
 //! Entry points for `cargo fuzz` (see `fuzz/`): thin wrappers over crate-private parsers that assert their invariants.
 
+/// The token codec, as `fuzz_targets/token_decode.rs` drives it.
+pub mod token {
+    pub use crate::crypto::token::{
+        check_expiry, decode, encode, Claims, TokenError, Verified, MAX_TOKEN_LEN,
+    };
+}
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use futures_util::FutureExt as _;
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue, Uri};
-use percent_encoding::utf8_percent_encode;
 use sha2::{Digest, Sha256};
 use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::cookies::{self, Lookup};
-use crate::next::{self, is_safe_next, MAX_NEXT_LEN};
-use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
-use crate::revocable::{Consumed, RevocableRemember, TOKEN_LEN};
+use crate::login::next::{self, is_safe_next, MAX_NEXT_LEN};
+use crate::remember::revocable::TOKEN_LEN;
+use crate::remember::{Consumed, RevocableRemember};
+use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
 
 /// The `Cookie` headers of a request made from `bytes`: one header per
 /// line (`\n` never occurs in a header value), lines that are not valid
@@ -81,8 +88,7 @@ fn reference_lookup(headers: &HeaderMap, name: &str) -> Lookup {
 
 /// Feeds `input` to the `next` handling, both as a decoded `next` and as a
 /// raw query string, and checks what [`is_safe_next`] lets through and the
-/// `Location` a login would send (as `Auth::login_user` makes it, in
-/// `src/auth.rs`): a valid header value and URI reference naming a path on
+/// `Location` a login would send (as `Auth::login_user` makes it): a valid header value and URI reference naming a path on
 /// this site. Also
 /// checks that [`next::login_redirect`] carries `input` back intact.
 /// Returns every `Location` made, for further checks by the fuzz target.
@@ -120,9 +126,7 @@ fn login_location(next: &str) -> String {
         assert!(next.len() <= MAX_NEXT_LEN, "{next:?}");
     }
     // As in `Auth::login_user`.
-    let location =
-        utf8_percent_encode(next::safe_or(Some(next), "/"), crate::auth::LOCATION_ENCODE)
-            .to_string();
+    let location = next::location(next::safe_or(Some(next), "/"));
     assert_same_origin(&location);
     assert!(
         location.parse::<Uri>().is_ok(),
@@ -214,7 +218,7 @@ struct ProbeStore {
 }
 
 impl RememberStore for ProbeStore {
-    async fn issue(&self, _token: &StoredToken) -> Result<(), StoreError> {
+    async fn insert(&self, _token: &StoredToken) -> Result<(), StoreError> {
         Ok(())
     }
 

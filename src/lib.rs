@@ -123,7 +123,7 @@
 //!    ends every other session of the user.
 //! 3. [`CurrentUser`] and [`FreshUser`] (or the [`Login::required`] and
 //!    [`Login::fresh`] route layers) refuse requests without a (fresh) login:
-//!    see [`LoginRequired`].
+//!    see [`LoginRequired`](rejection::LoginRequired).
 //! 4. On the way out, the session cookie is written only if it changed or is
 //!    due for renewal, and responses that read it get `Vary: Cookie`.
 //!
@@ -137,67 +137,84 @@
 //! [`Remember::Days`] sets a `_remember` cookie that logs the user back in
 //! after the browser closes; such a login is not *fresh*. Two kinds of token:
 //!
-//! - [`StatelessRemember`], the default: Microdot's signed token. No server
+//! - [`StatelessRemember`](remember::StatelessRemember), the default: Microdot's signed token. No server
 //!   state; a copy works until it expires or the user's `auth_hash` changes.
-//! - [`RevocableRemember`] over a [`RememberStore`]: an opaque
+//! - [`RevocableRemember`](remember::RevocableRemember) over a
+//!   [`RememberStore`](remember::RememberStore): an opaque
 //!   `selector.validator` that rotates on every use, is revoked by logout,
 //!   gives away a copied cookie (every remembered login of the user is then
 //!   revoked), and lets users list and revoke their remembered devices
 //!   ([`Auth::remembered_devices`], [`Auth::forget_device`]). The stores in
-//!   [`stores`] are behind cargo features: `memory`, `sqlite`, `postgres`,
-//!   `redis`.
+//!   [`stores`] are behind cargo features (below).
+//!
+//! # Features
+//!
+//! None is on by default: the session, login, stateless remember-me,
+//! cross-origin guard and in-memory throttle need none.
+//!
+//! | Feature | Turns on | Pulls in |
+//! |---|---|---|
+//! | `memory` | [`stores::MemoryStore`], revocable remember-me tokens in this process | `tokio` |
+//! | `sqlite` | [`stores::SqliteStore`] | `sqlx` 0.8 (`sqlite`), `tokio` |
+//! | `postgres` | [`stores::PostgresStore`] | `sqlx` 0.8 (`postgres`), `tokio` |
+//! | `redis` | [`stores::RedisStore`], and the throttle shared through Redis ([`throttle::Throttle::redis`]) | `redis` 1 (`tokio-comp`, `connection-manager`, `script`), `tokio` |
+//! | `tokio` | [`remember::RevocableRemember::spawn_purge`] (every store turns it on) | `tokio` |
+//!
+//! ```toml
+//! [dependencies]
+//! axum-latch = { version = "0.1", features = ["postgres"] }
+//! ```
+//!
+//! # Where things are
+//!
+//! The crate root holds what a typical app names. The rest lives with its
+//! idea: [`session`] (the session layer's settings), [`remember`]
+//! (remember-me tokens and the store trait), [`stores`], [`throttle`],
+//! [`cross_origin`], [`next`] (the rule for `next`), [`clock`] (the time
+//! latch reads, and a clock tests move), [`rejection`] (why a request was
+//! refused) and [`service`] (the layers' service and future types).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod auth;
+mod adapter;
+pub mod clock;
 mod cookies;
-mod cross_origin;
-mod device;
+pub mod cross_origin;
+mod crypto;
 mod error;
-mod extract;
-mod fingerprint;
 pub mod guide;
-mod key;
 mod login;
-mod next;
-mod rejection;
-mod remember;
-mod remember_store;
-mod require;
-mod revocable;
-mod session;
-mod session_data;
+pub mod remember;
+pub mod session;
 pub mod stores;
-mod throttle;
-pub mod token;
-mod token_memo;
-mod user;
-mod user_cache;
+pub mod throttle;
 
-pub use auth::Auth;
-pub use cookie::SameSite;
+pub use adapter::axum::{Auth, CurrentUser, FreshUser, SessionData};
 pub use cookies::ConfigError;
-pub use cross_origin::{
-    CrossOriginGuard, CrossOriginGuardFuture, CrossOriginGuardService, OriginError,
-};
+pub use cross_origin::CrossOriginGuard;
+pub use crypto::{KeyError, KeyRing, SecretKey};
 pub use error::AuthError;
-pub use extract::{CurrentUser, FreshUser, MaybeUser};
-pub use key::{KeyError, KeyRing, SecretKey, MIN_KEY_LEN};
-pub use login::{Login, LoginFuture, LoginService};
-pub use next::{is_safe_next, MAX_NEXT_LEN};
-pub use rejection::{LoginRejection, LoginRequired, MissingLayer};
-pub use remember::{
-    Redeemed, Remember, RememberError, RememberGrant, RememberTokens, RememberedDevice,
-    StatelessRemember, DEFAULT_REMEMBER_DAYS, MAX_REMEMBER_DAYS,
-};
-pub use remember_store::{RememberStore, Rotation, StoreError, StoredToken};
-pub use require::{RequireLogin, RequireLoginService};
-pub use revocable::{Consumed, RevocableRemember, Theft, DEFAULT_GRACE};
-pub use session::{Session, SessionFuture, SessionService, MAX_COOKIE_LEN};
-pub use session_data::{SessionData, SessionError};
-pub use throttle::{LoginAttempt, Throttle, Throttled};
-pub use user::{BoxError, User, UserLoader};
+pub use login::next;
+pub use login::user::BoxError;
+pub use login::{Login, User, UserLoader};
+pub use remember::Remember;
+pub use session::Session;
+
+/// Why a request that needs a login was refused, as responses.
+pub mod rejection {
+    pub use crate::adapter::axum::{LoginRejection, LoginRequired, MissingLayer};
+}
+
+/// The services and response futures of latch's layers: the types a
+/// router names when it is wrapped, which apps rarely write out.
+pub mod service {
+    pub use crate::adapter::axum::{
+        CrossOriginGuardFuture, CrossOriginGuardService, LoginFuture, LoginService, RequireLogin,
+        RequireLoginService, SessionFuture, SessionService,
+    };
+}
 
 /// Entry points for `cargo fuzz` (built only with `--cfg fuzzing`).
 #[cfg(fuzzing)]

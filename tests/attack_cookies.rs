@@ -12,7 +12,8 @@ mod support;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::Router;
-use axum_latch::{ConfigError, Session, MAX_COOKIE_LEN};
+use axum_latch::session::MAX_COOKIE_LEN;
+use axum_latch::{ConfigError, Session};
 use proptest::prelude::*;
 use support::attack::*;
 use support::{is_removal, key, Client};

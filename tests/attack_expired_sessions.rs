@@ -12,12 +12,12 @@ mod support;
 
 use axum::http::StatusCode;
 use axum::Router;
-use axum_latch::token::{self, Claims};
-use axum_latch::{KeyRing, Session};
+use axum_latch::Session;
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::attack::*;
-use support::{key, Client};
+use support::jwt::{self, Claims};
+use support::{key, Client, KEY};
 
 /// `claims` with `edits` applied, signed with the app's key.
 fn signed_with(claims: &Claims, edits: &[(&str, Value)]) -> String {
@@ -30,9 +30,7 @@ fn signed_with(claims: &Claims, edits: &[(&str, Value)]) -> String {
 
 /// The claims of a token the app issued.
 fn claims_of(token: &str) -> Claims {
-    token::decode(token, &KeyRing::new(key()))
-        .expect("the token is signed with the test key")
-        .claims
+    jwt::decode(token, &[KEY]).expect("the token is signed with the test key")
 }
 
 // ---------------------------------------------------------------------------
@@ -41,7 +39,7 @@ fn claims_of(token: &str) -> Claims {
 
 #[tokio::test]
 async fn an_expired_token_is_anonymous() {
-    let now = token::now();
+    let now = jwt::now();
     assert_forgeries_anonymous(|t, _| {
         [
             ("exp a second ago", json!(now - 1)),
@@ -60,7 +58,7 @@ async fn an_expired_token_is_anonymous() {
 
 #[tokio::test]
 async fn a_token_not_valid_yet_is_anonymous() {
-    let now = token::now();
+    let now = jwt::now();
     assert_forgeries_anonymous(|t, _| {
         [
             ("issued an hour ahead", "iat", json!(now + 3600)),
@@ -119,7 +117,7 @@ async fn a_token_without_a_usable_exp_is_anonymous() {
 async fn control_an_iat_or_nbf_within_the_clock_leeway_is_accepted() {
     let app = app();
     let fx = fixtures(&app).await;
-    let now = token::now();
+    let now = jwt::now();
     let soon = json!(now + 30);
     let session = signed_with(&fx.session_claims, &[("iat", soon.clone())]);
     assert_alice(&app, &[header("session", &session)], true, "iat in 30 s").await;
@@ -149,7 +147,7 @@ async fn an_idle_session_whose_exp_passed_is_anonymous() {
     );
     let default = app();
     let fx = fixtures(&default).await;
-    let now = token::now();
+    let now = jwt::now();
     let idle = |app_name: &str, timeout: u64, unused_for: u64| {
         let iat = now - unused_for;
         Case::empty(
@@ -179,7 +177,7 @@ async fn an_idle_session_whose_exp_passed_is_anonymous() {
 async fn control_a_session_used_within_the_idle_timeout_is_renewed_for_another() {
     let app = app();
     let fx = fixtures(&app).await;
-    let now = token::now();
+    let now = jwt::now();
     let iat = now - DAY + 120;
     let almost_idle = signed_with(
         &fx.session_claims,
@@ -210,10 +208,10 @@ async fn the_session_cookie_is_renewed_at_most_once_a_minute() {
     let original = claims_of(&client.cookie("session").unwrap());
     let issued_at = |seconds_ago: u64| {
         let mut claims = original.clone();
-        let iat = token::now() - seconds_ago;
+        let iat = jwt::now() - seconds_ago;
         claims.insert("iat".into(), json!(iat));
         claims.insert("exp".into(), json!(iat + 86400));
-        token::encode(&claims, &key())
+        jwt::encode(&claims, KEY)
     };
 
     for young in [20, 45] {
@@ -224,7 +222,7 @@ async fn the_session_cookie_is_renewed_at_most_once_a_minute() {
     }
 
     client.set_cookie("session", &issued_at(120));
-    let before = token::now();
+    let before = jwt::now();
     let res = client.get("/private").await;
     assert_eq!(res.status, StatusCode::OK);
     let renewed = res.set_cookie("session").expect("2 minutes old: re-issued");
@@ -257,7 +255,7 @@ async fn the_session_cookie_is_renewed_at_most_once_a_minute() {
 async fn an_active_session_older_than_the_absolute_timeout_is_anonymous() {
     let app = app();
     let fx = fixtures(&app).await;
-    let now = token::now();
+    let now = jwt::now();
     let cases = [
         ("a login of 15 days ago", json!(now - 15 * DAY)),
         ("a login of exactly 14 days ago", json!(now - 14 * DAY)),
@@ -279,7 +277,7 @@ async fn an_active_session_older_than_the_absolute_timeout_is_anonymous() {
 async fn control_a_session_within_the_absolute_timeout_logs_in() {
     let app = app();
     let fx = fixtures(&app).await;
-    let now = token::now();
+    let now = jwt::now();
     let token = signed_with(
         &fx.session_claims,
         &[("_login_at", json!(now - 13 * DAY)), ("iat", json!(now))],
@@ -296,7 +294,7 @@ async fn a_shorter_absolute_timeout_ends_sessions_sooner() {
         Session::new(key()).absolute_timeout(Duration::from_secs(3600)),
     );
     let fx = fixtures(&app).await;
-    let now = token::now();
+    let now = jwt::now();
     let logged_in_ago = |seconds: u64| {
         let edits = [("_login_at", json!(now - seconds)), ("iat", json!(now))];
         header("session", &signed_with(&fx.session_claims, &edits))
@@ -328,7 +326,7 @@ async fn a_shorter_absolute_timeout_ends_sessions_sooner() {
 async fn a_login_without_a_login_time_is_anonymous() {
     let app = app();
     let fx = fixtures(&app).await;
-    let now = token::now();
+    let now = jwt::now();
     let no_time = without(&fx.session_claims, "_login_at");
     let cases = [
         ("issued now", now),
@@ -402,7 +400,7 @@ async fn fresh_page(app: &Router, cookie: &str, token: &str) -> (StatusCode, Opt
 async fn a_password_login_older_than_fresh_within_is_sent_to_log_in_again() {
     let app = sudo_app();
     let fx = fixtures(&app).await;
-    let now = token::now();
+    let now = jwt::now();
     for (what, edits) in [
         (
             "a login 11 minutes ago",
@@ -442,7 +440,7 @@ async fn control_a_password_login_within_fresh_within_is_fresh() {
         "just logged in",
     )
     .await;
-    let now = token::now();
+    let now = jwt::now();
     let token = signed_with(
         &fx.session_claims,
         &[("_login_at", json!(now - WINDOW + 100))],

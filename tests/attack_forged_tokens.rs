@@ -12,8 +12,6 @@
 mod support;
 
 use axum::http::{HeaderValue, StatusCode};
-use axum_latch::token;
-use axum_latch::SecretKey;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -21,6 +19,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use sha2::Sha512;
 use support::attack::*;
+use support::jwt;
 use support::KEY;
 
 // ---------------------------------------------------------------------------
@@ -257,20 +256,20 @@ async fn a_missing_alg_or_an_odd_header_is_anonymous() {
 
 #[tokio::test]
 async fn a_token_signed_with_another_key_is_anonymous() {
-    let now = token::now();
+    let now = jwt::now();
     assert_forgeries_anonymous(|t, _| {
         vec![
             forged(
                 "the same claims, signed with another key",
-                token::encode(t.claims, &other_key()),
+                jwt::encode(t.claims, OTHER_KEY),
             ),
             forged(
                 "only app data, signed with another key",
-                token::encode(
+                jwt::encode(
                     json!({"theme": "dark", "iat": now, "exp": now + 3600})
                         .as_object()
                         .unwrap(),
-                    &other_key(),
+                    OTHER_KEY,
                 ),
             ),
             forged(
@@ -294,22 +293,22 @@ async fn a_token_signed_with_another_key_is_anonymous() {
 /// forger's best guess at a key gets nobody in, as anyone.
 #[tokio::test]
 async fn another_user_s_id_re_signed_with_a_wrong_key_is_anonymous() {
-    let wrong_key = SecretKey::new("another key that is at least thirty-two bytes").unwrap();
+    let wrong_key = "another key that is at least thirty-two bytes";
     assert_forgeries_anonymous(|t, logins| {
         let bobs = with(t.claims, t.id_field, json!(2));
         let (_, bobs_token) = logins.bobs(t);
         vec![
             forged(
                 "bob's id, re-signed with a wrong key",
-                token::encode(&bobs, &wrong_key),
+                jwt::encode(&bobs, wrong_key),
             ),
             forged(
                 "bob's id as a string, re-signed with a wrong key",
-                token::encode(&with(t.claims, t.id_field, json!("2")), &wrong_key),
+                jwt::encode(&with(t.claims, t.id_field, json!("2")), wrong_key),
             ),
             forged(
                 "bob's whole real claims, re-signed with a wrong key",
-                token::encode(bobs_token, &wrong_key),
+                jwt::encode(bobs_token, wrong_key),
             ),
         ]
     })
@@ -543,7 +542,7 @@ async fn a_missing_or_forged_fingerprint_is_anonymous() {
 async fn a_session_without_latch_s_claims_is_anonymous() {
     // Microdot's own session: `_user_id` and `_fresh` only, no fingerprint.
     let app = app();
-    let now = token::now();
+    let now = jwt::now();
     let microdot = signed_claims(
         json!({"_user_id": 1, "_fresh": true, "exp": now + 3600})
             .as_object()
@@ -631,7 +630,7 @@ async fn remember_tokens_with_forged_days_are_anonymous() {
 async fn microdot_s_logout_remember_token_is_anonymous() {
     // Microdot logs out by writing a remember token with no user and 0 days.
     let app = app();
-    let now = token::now();
+    let now = jwt::now();
     let mut cases = Vec::new();
     for (label, claims) in [
         (

@@ -164,8 +164,11 @@ fn not_a_same_origin_uri(location: &str) -> Option<&'static str> {
 #[tokio::test]
 async fn hostile_next_values_go_to_the_default() {
     let app = app();
-    let long = format!("/{}", "a".repeat(axum_latch::MAX_NEXT_LEN));
-    let long_off_site = format!("//evil.example/{}", "a".repeat(axum_latch::MAX_NEXT_LEN));
+    let long = format!("/{}", "a".repeat(axum_latch::next::MAX_NEXT_LEN));
+    let long_off_site = format!(
+        "//evil.example/{}",
+        "a".repeat(axum_latch::next::MAX_NEXT_LEN)
+    );
     let cases = HOSTILE_NEXT.iter().copied().chain([
         ("longer than MAX_NEXT_LEN", long.as_str()),
         ("long and protocol-relative", long_off_site.as_str()),
@@ -178,7 +181,7 @@ async fn hostile_next_values_go_to_the_default() {
         if location != "/" {
             failures.push(format!("{name} ({next:?}): Location {location:?}"));
         }
-        if axum_latch::is_safe_next(next) {
+        if axum_latch::next::is_safe_next(next) {
             failures.push(format!("{name} ({next:?}): is_safe_next says yes"));
         }
     }

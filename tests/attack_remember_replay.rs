@@ -41,7 +41,7 @@ fn revocable_app_and_store(
     grace: std::time::Duration,
 ) -> (Router, axum_latch::stores::MemoryStore) {
     let store = axum_latch::stores::MemoryStore::new();
-    let tokens = axum_latch::RevocableRemember::new(store.clone()).grace(grace);
+    let tokens = axum_latch::remember::RevocableRemember::new(store.clone()).grace(grace);
     let login = login_layer(users).remember_tokens(tokens);
     (app_with(users, login, Session::new(key())), store)
 }
@@ -58,7 +58,7 @@ async fn confirm(store: &axum_latch::stores::MemoryStore, cookie: &str) {
     let (_, validator) = cookie.split_once('.').expect("selector.validator");
     let hash = Sha256::digest(URL_SAFE_NO_PAD.decode(validator).expect("base64url"));
     let tag = URL_SAFE_NO_PAD.encode(&hash[..16]);
-    let tokens = axum_latch::RevocableRemember::new(store.clone());
+    let tokens = axum_latch::remember::RevocableRemember::new(store.clone());
     assert!(tokens
         .confirm(cookie, &tag)
         .await
@@ -100,7 +100,7 @@ async fn a_copied_remember_cookie_replayed_after_logout() {
     #[cfg(feature = "memory")]
     kinds.push((
         "revocable",
-        revocable_app(&Users::new(), axum_latch::DEFAULT_GRACE),
+        revocable_app(&Users::new(), axum_latch::remember::DEFAULT_GRACE),
         false,
     ));
     for (kind, app, copy_outlives_logout) in kinds {

@@ -183,7 +183,7 @@ async fn start_demo(data: &TempDir) -> Demo {
         database_url: format!("sqlite://{}", data.path().join("users.db").display()),
         redis_url: None,
         redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
-        remember_grace: axum_latch::DEFAULT_GRACE,
+        remember_grace: axum_latch::remember::DEFAULT_GRACE,
         microdot_compat: None,
     };
     demo_support::serve(config).await

@@ -713,9 +713,7 @@ async fn cross_site_posts_are_refused_and_same_site_ones_pass() {
 async fn microdot_compat_accepts_microdot_logins() {
     const SECRET: &str = "a secret key shared with a Microdot app, 32+ bytes";
     let demo = start_microdot_compat(SECRET).await;
-    let key = axum_latch::SecretKey::new(SECRET).unwrap();
-    let sign =
-        |claims: serde_json::Value| axum_latch::token::encode(claims.as_object().unwrap(), &key);
+    let sign = |claims: serde_json::Value| jwt::encode(claims.as_object().unwrap(), SECRET);
 
     // Microdot's session after a login: no expiry, no fingerprint.
     let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
@@ -724,7 +722,7 @@ async fn microdot_compat_accepts_microdot_logins() {
     Browser::with_jar(&demo, jar).assert_home("susan").await;
 
     // Microdot's remember cookie (`exp` a float): a remembered login, not fresh.
-    let exp = axum_latch::token::now() as f64 + 0.5 + 7.0 * 86_400.0;
+    let exp = jwt::now() as f64 + 0.5 + 7.0 * 86_400.0;
     let remember = sign(serde_json::json!({"user_id": "user002", "days": 7, "exp": exp}));
     let browser = Browser::with_remember(&demo, &remember);
     browser.assert_home("david").await;
@@ -741,11 +739,9 @@ async fn microdot_compat_accepts_microdot_logins() {
 /// Microdot's session and remember cookies for `user_id`, made before any
 /// password change, signed with `secret` as a Microdot app would.
 fn microdot_cookies(secret: &str, user_id: &str) -> (String, String) {
-    let key = axum_latch::SecretKey::new(secret).unwrap();
-    let sign =
-        |claims: serde_json::Value| axum_latch::token::encode(claims.as_object().unwrap(), &key);
+    let sign = |claims: serde_json::Value| jwt::encode(claims.as_object().unwrap(), secret);
     let session = sign(serde_json::json!({"_user_id": user_id, "_fresh": true}));
-    let exp = axum_latch::token::now() as f64 - 30.0 + 30.0 * 86_400.0;
+    let exp = jwt::now() as f64 - 30.0 + 30.0 * 86_400.0;
     let remember = sign(serde_json::json!({"user_id": user_id, "days": 30, "exp": exp}));
     (session, remember)
 }

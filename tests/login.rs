@@ -16,9 +16,10 @@ use axum::extract::{Form, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_latch::rejection::MissingLayer;
+use axum_latch::session::SameSite;
 use axum_latch::{
-    token, Auth, ConfigError, CurrentUser, FreshUser, KeyRing, Login, MaybeUser, MissingLayer,
-    Remember, SameSite, Session, User, UserLoader,
+    Auth, ConfigError, CurrentUser, FreshUser, Login, Remember, Session, User, UserLoader,
 };
 use cookie::Cookie;
 use http::{Method, StatusCode};
@@ -28,7 +29,8 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use support::{is_removal, key, Client, TestResponse};
+use support::jwt;
+use support::{is_removal, key, Client, TestResponse, KEY};
 
 // ---------------------------------------------------------------------------
 // The app under test
@@ -125,7 +127,7 @@ fn loader(db: Arc<Db>) -> impl UserLoader<Account> {
     }
 }
 
-fn login_for(db: &Arc<Db>) -> Login<Account> {
+fn login_for(db: &Arc<Db>) -> Login<Account, impl UserLoader<Account>> {
     Login::new(loader(db.clone()))
 }
 
@@ -149,13 +151,16 @@ async fn fresh(FreshUser(user): FreshUser<Account>) -> String {
     format!("Fresh login: {}", user.name)
 }
 
-async fn maybe(MaybeUser(user): MaybeUser<Account>) -> String {
-    user.map_or_else(|| "anonymous".to_owned(), |user| user.name)
+async fn maybe(user: Option<CurrentUser<Account>>) -> String {
+    user.map_or_else(
+        || "anonymous".to_owned(),
+        |CurrentUser(user)| user.name.clone(),
+    )
 }
 
 async fn current(auth: Auth<Account>) -> Response {
     match auth.current_user().await {
-        Ok(Some(user)) => user.name.into_response(),
+        Ok(Some(user)) => user.name.clone().into_response(),
         Ok(None) => "anonymous".into_response(),
         Err(rejection) => rejection.into_response(),
     }
@@ -164,15 +169,16 @@ async fn current(auth: Auth<Account>) -> Response {
 /// Asks for the user every way there is (behind `login.required()` too).
 async fn all(
     CurrentUser(a): CurrentUser<Account>,
-    MaybeUser(b): MaybeUser<Account>,
+    b: Option<CurrentUser<Account>>,
     auth: Auth<Account>,
 ) -> String {
-    let b = b.expect("MaybeUser sees the logged-in user");
+    let b = b.expect("Option<CurrentUser> sees the logged-in user");
     let c = auth
         .current_user()
         .await
         .expect("the loader works")
         .expect("Auth::current_user sees the logged-in user");
+    let CurrentUser(b) = b;
     assert!(a == b && b == c, "every extractor sees the same user");
     format!("all: {}", a.name)
 }
@@ -211,7 +217,7 @@ async fn change_password(
 ) -> &'static str {
     let updated = Account {
         hash: form.hash,
-        ..user
+        ..(*user).clone()
     };
     db.put(updated.clone());
     if auth.update_user(&updated).await {
@@ -224,7 +230,7 @@ async fn change_password(
 /// The app's routes, before the latch layers. `/all` and `/group/*` need a
 /// login through `login.required()`, `/sudo/*` a fresh one through
 /// `login.fresh()`; the rest decide in their handlers.
-fn routes(db: &Arc<Db>, login: &Login<Account>) -> Router {
+fn routes(db: &Arc<Db>, login: &Login<Account, impl UserLoader<Account>>) -> Router {
     let required = Router::new()
         .route("/all", get(all))
         .route("/group/a", get(|| async { "group a" }))
@@ -253,7 +259,11 @@ fn routes(db: &Arc<Db>, login: &Login<Account>) -> Router {
         .with_state(db.clone())
 }
 
-fn app_with(db: &Arc<Db>, login: Login<Account>, session: Session) -> Router {
+fn app_with(
+    db: &Arc<Db>,
+    login: Login<Account, impl UserLoader<Account>>,
+    session: Session,
+) -> Router {
     routes(db, &login).layer(login).layer(session)
 }
 
@@ -300,10 +310,8 @@ fn next_of(location: &str) -> Option<String> {
 }
 
 /// The claims of a latch token, checked with the test key.
-fn claims_of(token_value: &str) -> token::Claims {
-    token::decode(token_value, &KeyRing::new(key()))
-        .expect("the token is signed with the test key")
-        .claims
+fn claims_of(token_value: &str) -> jwt::Claims {
+    jwt::decode(token_value, &[KEY]).expect("the token is signed with the test key")
 }
 
 /// The attributes that a deletion must repeat.
@@ -330,6 +338,7 @@ fn assert_missing_layer(res: &TestResponse, missing: MissingLayer, what: &str) {
     let name = match missing {
         MissingLayer::Session => "`Session`",
         MissingLayer::Login => "`Login`",
+        other => panic!("{what}: a missing layer this test does not know: {other:?}"),
     };
     assert!(
         res.body.contains(name),
@@ -722,7 +731,7 @@ async fn the_user_is_loaded_at_most_once_per_request() {
     assert_eq!(
         db.loads(),
         1,
-        "route layer, CurrentUser, MaybeUser and Auth::current_user share one load"
+        "route layer, CurrentUser and Auth::current_user share one load"
     );
 
     // The same, when the login is restored from the remember cookie.
@@ -884,7 +893,7 @@ async fn route_layers_guard_their_group_and_nothing_else() {
 // ---------------------------------------------------------------------------
 
 /// Every way of asking for the user, as routes, with no latch layer.
-fn user_routes(login: &Login<Account>) -> Router {
+fn user_routes(login: &Login<Account, impl UserLoader<Account>>) -> Router {
     let guarded = Router::new()
         .route("/required", get(|| async { "required" }))
         .route_layer(login.required());
@@ -1026,7 +1035,7 @@ async fn remember_off_sets_no_remember_cookie_and_deletes_an_old_one() {
 #[tokio::test]
 async fn remember_on_lasts_30_days() {
     let (mut client, _db) = browser();
-    let before = token::now();
+    let before = jwt::now();
     let res = log_in(&mut client, "user001", "on").await;
     let cookie = res.set_cookie("_remember").expect("a remember cookie");
     assert!(
@@ -1041,7 +1050,7 @@ async fn remember_on_lasts_30_days() {
     assert_eq!(claims["days"], 30);
     let exp = claims["exp"].as_u64().expect("exp is a number");
     assert!(
-        (before + 30 * 86400..=token::now() + 30 * 86400).contains(&exp),
+        (before + 30 * 86400..=jwt::now() + 30 * 86400).contains(&exp),
         "exp is 30 days away: {exp}"
     );
     assert_eq!(claims["user_id"], "user001");
@@ -1069,12 +1078,12 @@ async fn remember_days_is_kept_when_the_cookie_is_reissued() {
     assert_eq!(claims["days"], 7);
 
     // Age the token: it now expires in 3 days.
-    claims.insert("exp".into(), json!(token::now() + 3 * 86400));
-    let aged = token::encode(&claims, &key());
+    claims.insert("exp".into(), json!(jwt::now() + 3 * 86400));
+    let aged = jwt::encode(&claims, KEY);
     client.remove_cookie("session");
     client.set_cookie("_remember", &aged);
 
-    let before = token::now();
+    let before = jwt::now();
     let res = client.get("/").await;
     assert_eq!(res.status, StatusCode::OK, "restored: {}", res.body);
     assert_eq!(res.body, "Hello, susan!");
@@ -1090,7 +1099,7 @@ async fn remember_days_is_kept_when_the_cookie_is_reissued() {
     assert_eq!(claims["days"], 7, "the new token keeps its days");
     let exp = claims["exp"].as_u64().expect("exp is a number");
     assert!(
-        (before + 7 * 86400..=token::now() + 7 * 86400).contains(&exp),
+        (before + 7 * 86400..=jwt::now() + 7 * 86400).contains(&exp),
         "the new token expires 7 days from now: {exp}"
     );
 

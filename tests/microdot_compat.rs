@@ -12,8 +12,7 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::Router;
 use axum_latch::{
-    token, Auth, AuthError, CurrentUser, FreshUser, KeyRing, Login, Remember, Session, SessionData,
-    User,
+    Auth, AuthError, CurrentUser, FreshUser, Login, Remember, Session, SessionData, User,
 };
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -21,7 +20,8 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use support::{key, Client};
+use support::jwt;
+use support::{key, Client, KEY};
 
 /// The seed example's users: ids are strings.
 #[derive(Clone, Debug, PartialEq)]
@@ -136,7 +136,7 @@ fn app_until(users: &Users, until: Option<SystemTime>) -> Router {
 
 /// A token as Microdot's `Session.encode` makes it.
 fn microdot_token(claims: Value) -> String {
-    token::encode(claims.as_object().unwrap(), &key())
+    jwt::encode(claims.as_object().unwrap(), KEY)
 }
 
 /// Microdot's session after `login_user`: no `exp`, no fingerprint.
@@ -146,7 +146,7 @@ fn microdot_session(user_id: &str, fresh: bool) -> String {
 
 /// Microdot's remember cookie: `exp` is a float (`time() + days * 86400`).
 fn microdot_remember(user_id: &str, days: u32) -> String {
-    microdot_remember_made(user_id, days, token::now() as f64 + 0.25)
+    microdot_remember_made(user_id, days, jwt::now() as f64 + 0.25)
 }
 
 /// Microdot's remember cookie as made at `made` (seconds since the epoch).
@@ -157,9 +157,9 @@ fn microdot_remember_made(user_id: &str, days: u32, made: f64) -> String {
 
 /// The claims of a token latch set, read as Microdot (PyJWT) would.
 fn claims_of(token: &str) -> serde_json::Map<String, Value> {
-    let verified = token::decode(token, &KeyRing::new(key())).expect("a token latch signed");
-    token::check_expiry(&verified.claims, token::now()).expect("not expired");
-    verified.claims
+    let claims = jwt::decode(token, &[KEY]).expect("a token latch signed");
+    jwt::check_expiry(&claims, jwt::now()).expect("not expired");
+    claims
 }
 
 #[tokio::test]
@@ -250,29 +250,28 @@ async fn tokens_latch_makes_carry_what_microdot_reads() {
     let remember = claims_of(&browser.cookie("_remember").unwrap());
     assert_eq!(remember["user_id"], json!("user001"));
     assert_eq!(remember["days"], json!(7));
-    assert!(remember["exp"].as_f64().unwrap() > token::now() as f64 + 6.0 * 86_400.0);
+    assert!(remember["exp"].as_f64().unwrap() > jwt::now() as f64 + 6.0 * 86_400.0);
 }
 
 #[tokio::test]
 async fn the_mode_still_checks_signatures_and_expiry() {
     let users = users();
     let mut browser = Client::new(app(&users, true));
-    let other_key =
-        axum_latch::SecretKey::new("another key, also well over 32 bytes long").unwrap();
-    let forged = token::encode(
+    let other_key = "another key, also well over 32 bytes long";
+    let forged = jwt::encode(
         json!({"_user_id": "user001", "_fresh": true})
             .as_object()
             .unwrap(),
-        &other_key,
+        other_key,
     );
     browser.set_cookie("session", &forged);
     assert_eq!(browser.get("/").await.status, StatusCode::FOUND);
 
-    let expired = microdot_token(json!({"_user_id": "user001", "exp": token::now() - 5}));
+    let expired = microdot_token(json!({"_user_id": "user001", "exp": jwt::now() - 5}));
     browser.set_cookie("session", &expired);
     assert_eq!(browser.get("/").await.status, StatusCode::FOUND);
 
-    let exp = token::now() as f64 - 1.5;
+    let exp = jwt::now() as f64 - 1.5;
     let stale = microdot_token(json!({"user_id": "user001", "days": 7, "exp": exp}));
     let mut browser = Client::new(app(&users, true));
     browser.set_cookie("_remember", &stale);
@@ -305,7 +304,7 @@ async fn a_session_with_a_visitor_chosen_user_id_is_not_a_remember_token() {
     let mut browser = Client::new(app(&users, true));
     // What latch writes for an anonymous session whose app data is
     // `user_id` and `days`.
-    let now = token::now();
+    let now = jwt::now();
     let session = microdot_token(json!({
         "user_id": "user002", "days": 30, "exp": now + 86_400, "iat": now,
         "_purpose": "session",
@@ -354,7 +353,7 @@ async fn a_copied_microdot_session_is_refused_after_a_password_change() {
 async fn a_microdot_remember_cookie_is_refused_if_made_before_a_password_change() {
     let users = users();
     let app = app(&users, true);
-    let now = token::now() as f64;
+    let now = jwt::now() as f64;
     let before = microdot_remember_made("user002", 7, now - 0.5);
     change_password(&users, "user002", true);
     let after = microdot_remember_made("user002", 7, now + 1.5);
@@ -377,7 +376,7 @@ async fn a_microdot_login_in_a_latch_session_is_dated_by_its_iat() {
     let users = users();
     let app = app(&users, true);
     change_password(&users, "user001", true);
-    let now = token::now();
+    let now = jwt::now();
     let login = |iat: u64| {
         microdot_token(json!({
             "_purpose": "session", "exp": now + 3600, "iat": iat, "theme": "dark",

@@ -277,15 +277,11 @@ fn tokens_made_by_pyjwt_verify_in_latch_and_the_other_way_round() {
         "import jwt, json; print(jwt.encode(json.loads({claims:?}), {SECRET:?}, algorithm='HS256'))",
         claims = claims.to_string()
     ));
-    let ring = axum_latch::KeyRing::new(axum_latch::SecretKey::new(SECRET).unwrap());
-    let verified =
-        axum_latch::token::decode(made_by_pyjwt.trim(), &ring).expect("PyJWT's token verifies");
-    assert_eq!(Value::Object(verified.claims), claims);
+    let verified = jwt::decode(made_by_pyjwt.trim(), &[SECRET]).expect("PyJWT's token verifies");
+    assert_eq!(Value::Object(verified), claims);
 
-    let made_by_latch = axum_latch::token::encode(
-        claims.as_object().unwrap(),
-        &axum_latch::SecretKey::new(SECRET).unwrap(),
-    );
+    // The tests' own HS256 (as latch writes it): see tests/support/jwt.rs.
+    let made_by_latch = jwt::encode(claims.as_object().unwrap(), SECRET);
     let decoded = pyjwt(&format!(
         "import jwt, json; print(json.dumps(jwt.decode({made_by_latch:?}, {SECRET:?}, algorithms=['HS256'])))"
     ));
@@ -293,13 +289,13 @@ fn tokens_made_by_pyjwt_verify_in_latch_and_the_other_way_round() {
     assert_eq!(decoded, claims);
 
     // A token signed with another key is refused by both.
-    let other = axum_latch::token::encode(
+    let other = jwt::encode(
         claims.as_object().unwrap(),
-        &axum_latch::SecretKey::new("some other key, also 32 bytes or more").unwrap(),
+        "some other key, also 32 bytes or more",
     );
     let refused = pyjwt(&format!(
         "import jwt\ntry:\n  jwt.decode({other:?}, {SECRET:?}, algorithms=['HS256']); print('accepted')\nexcept jwt.InvalidSignatureError: print('refused')"
     ));
     assert_eq!(refused.trim(), "refused");
-    assert!(axum_latch::token::decode(&other, &ring).is_err());
+    assert!(jwt::decode(&other, &[SECRET]).is_err());
 }

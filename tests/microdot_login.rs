@@ -13,7 +13,9 @@ mod support;
 use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use axum_latch::{Auth, AuthError, CurrentUser, FreshUser, Login, Remember, Session, User};
+use axum_latch::{
+    Auth, AuthError, CurrentUser, FreshUser, Login, Remember, Session, User, UserLoader,
+};
 use http::StatusCode;
 use serde_json::json;
 use std::convert::Infallible;
@@ -58,7 +60,7 @@ async fn load_no_user(_id: u64) -> Result<Option<TestUser>, Infallible> {
     Ok(None)
 }
 
-fn with_layers(router: Router, login: Login<TestUser>) -> Router {
+fn with_layers(router: Router, login: Login<TestUser, impl UserLoader<TestUser>>) -> Router {
     router.layer(login).layer(Session::new(key()))
 }
 
@@ -79,7 +81,7 @@ async fn test_login() {
             Some(&user),
             "Auth::current_user and CurrentUser give the same user"
         );
-        user.name
+        user.name.clone()
     }
     async fn login_route(auth: Auth<TestUser>) -> Result<Redirect, AuthError> {
         auth.login_user(&TestUser::new(123), Remember::Off).await

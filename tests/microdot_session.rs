@@ -10,7 +10,8 @@ mod support;
 
 use axum::routing::{get, post};
 use axum::Router;
-use axum_latch::{KeyError, MissingLayer, SecretKey, Session, SessionData, MIN_KEY_LEN};
+use axum_latch::rejection::MissingLayer;
+use axum_latch::{KeyError, SecretKey, Session, SessionData};
 use http::StatusCode;
 use support::{key, Client};
 
@@ -115,13 +116,14 @@ async fn test_session_no_secret_key() {
         let message = err.to_string();
         assert!(
             message.contains(&format!("{} bytes long", short.len()))
-                && message.contains(&format!("at least {MIN_KEY_LEN}")),
+                && message.contains(&format!("at least {}", SecretKey::MIN_LEN)),
             "the KeyError message gives the length and the minimum: {message}"
         );
     }
     assert!(
-        SecretKey::new("x".repeat(MIN_KEY_LEN)).is_ok(),
-        "a key of exactly {MIN_KEY_LEN} bytes is accepted"
+        SecretKey::new("x".repeat(SecretKey::MIN_LEN)).is_ok(),
+        "a key of exactly {} bytes is accepted",
+        SecretKey::MIN_LEN
     );
 
     async fn index(session: SessionData) -> String {

@@ -12,7 +12,7 @@
 //! Redis key prefix (its keys deleted at the end), so the tests run in
 //! parallel and counts are exact.
 //!
-//! Times are relative to `axum_latch::token::now()`, and always in the future of
+//! Times are relative to `jwt::now()`, and always in the future of
 //! the real clock for tokens that must stay stored (Redis drops keys by TTL).
 //! They are explicit: `consume` is given a `SystemTime` made from them
 //! ([`at`], [`at_ms`]), and no test sleeps to move past a grace window.
@@ -24,10 +24,14 @@
     feature = "redis"
 ))]
 
-use axum_latch::{
-    token, Consumed, KeyRing, Redeemed, RememberGrant, RememberStore, RememberTokens,
-    RememberedDevice, RevocableRemember, Rotation, SecretKey, StoredToken, DEFAULT_GRACE,
+#[path = "support/jwt.rs"]
+mod jwt;
+
+use axum_latch::remember::{
+    Consumed, Redeemed, RememberGrant, RememberStore, RememberTokens, RememberedDevice,
+    RevocableRemember, Rotation, StoredToken, DEFAULT_GRACE,
 };
+use axum_latch::{KeyRing, SecretKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use futures_util::future::BoxFuture;
@@ -792,7 +796,7 @@ fn capture_events() -> (Captured, tracing::subscriber::DefaultGuard) {
 /// `issue` then `find` gives back every field as it was, for fresh and
 /// rotated tokens, string and number user ids, and edge-case hash bytes.
 async fn store_round_trips_every_field<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let fresh = token_of(SUSAN, now);
     let mut edge = [0u8; 32];
     edge[1] = 0xff;
@@ -813,7 +817,7 @@ async fn store_round_trips_every_field<S: RememberStore + Clone>(t: Subject<S>) 
         device: "Safari on iPhone".to_owned(),
     };
     for token in [&fresh, &rotated] {
-        t.store.issue(token).await.expect("issue");
+        t.store.insert(token).await.expect("issue");
     }
     assert_eq!(find(&t.store, &fresh.selector).await.as_ref(), Some(&fresh));
     assert_eq!(
@@ -828,9 +832,9 @@ async fn store_round_trips_every_field<S: RememberStore + Clone>(t: Subject<S>) 
 /// `rotate` swaps only from the expected hash, moves it to `previous_hash`
 /// and updates the times, leaving every other field alone.
 async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let original = token_of(SUSAN, now);
-    t.store.issue(&original).await.unwrap();
+    t.store.insert(&original).await.unwrap();
     let replacement = sha256(b"the next validator");
     let wrong = sha256(b"not the current validator");
 
@@ -925,7 +929,7 @@ async fn store_rotate_swaps_only_from_the_expected_hash<S: RememberStore + Clone
 /// `confirmed` and a `rotated_at_ms` with milliseconds survive `issue` and
 /// `find` (and `list`) exactly, both ways.
 async fn store_round_trips_confirmed_and_rotated_at_ms<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let confirmed = StoredToken {
         previous_hash: Some(sha256(b"previous")),
         rotated_at_ms: Some(now * 1000 + 999),
@@ -939,7 +943,7 @@ async fn store_round_trips_confirmed_and_rotated_at_ms<S: RememberStore + Clone>
         ..token_of(DAVID, now)
     };
     for token in [&confirmed, &unconfirmed] {
-        t.store.issue(token).await.unwrap();
+        t.store.insert(token).await.unwrap();
     }
     assert_eq!(
         find(&t.store, &confirmed.selector).await.as_ref(),
@@ -958,7 +962,7 @@ async fn store_round_trips_confirmed_and_rotated_at_ms<S: RememberStore + Clone>
         rotated_at_ms: None,
         ..confirmed.clone()
     };
-    t.store.issue(&reissued).await.unwrap();
+    t.store.insert(&reissued).await.unwrap();
     assert_eq!(find(&t.store, &confirmed.selector).await, Some(reissued));
 }
 
@@ -968,9 +972,9 @@ async fn store_round_trips_confirmed_and_rotated_at_ms<S: RememberStore + Clone>
 async fn store_rotate_writes_previous_as_given_and_resets_confirmed<S: RememberStore + Clone>(
     t: Subject<S>,
 ) {
-    let now = token::now();
+    let now = jwt::now();
     let original = token_of(SUSAN, now);
-    t.store.issue(&original).await.unwrap();
+    t.store.insert(&original).await.unwrap();
     let first = sha256(b"first replacement");
     let second = sha256(b"second replacement");
 
@@ -1049,9 +1053,9 @@ async fn store_rotate_writes_previous_as_given_and_resets_confirmed<S: RememberS
 /// land just after that browser's confirmation and discard the validator
 /// it holds.
 async fn store_rotate_swaps_only_a_token_still_as_read<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let token = token_of(SUSAN, now);
-    t.store.issue(&token).await.unwrap();
+    t.store.insert(&token).await.unwrap();
     let replacement = sha256(b"the replacement");
     let rotation = |confirmed| Rotation {
         selector: &token.selector,
@@ -1090,15 +1094,15 @@ async fn store_rotate_swaps_only_a_token_still_as_read<S: RememberStore + Clone>
 }
 
 async fn store_confirm_confirms_only_the_current_hash<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let original = StoredToken {
         previous_hash: Some(sha256(b"the previous validator")),
         rotated_at_ms: Some(now * 1000),
         ..token_of(SUSAN, now)
     };
     let other = token_of(SUSAN, now);
-    t.store.issue(&original).await.unwrap();
-    t.store.issue(&other).await.unwrap();
+    t.store.insert(&original).await.unwrap();
+    t.store.insert(&other).await.unwrap();
 
     for wrong in [
         sha256(b"not the current validator"),
@@ -1184,11 +1188,11 @@ async fn store_confirm_confirms_only_the_current_hash<S: RememberStore + Clone>(
 }
 
 async fn store_revoke_deletes_one_token<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let a = token_of(SUSAN, now);
     let b = token_of(SUSAN, now + 1);
-    t.store.issue(&a).await.unwrap();
-    t.store.issue(&b).await.unwrap();
+    t.store.insert(&a).await.unwrap();
+    t.store.insert(&b).await.unwrap();
     assert!(t.store.revoke(&a.selector).await.unwrap(), "there was one");
     assert_eq!(find(&t.store, &a.selector).await, None);
     assert_eq!(find(&t.store, &b.selector).await, Some(b.clone()));
@@ -1198,12 +1202,12 @@ async fn store_revoke_deletes_one_token<S: RememberStore + Clone>(t: Subject<S>)
 }
 
 async fn store_revoke_series_only_for_its_owner<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let susan = token_of(SUSAN, now);
     let susan_other = token_of(SUSAN, now + 1);
     let david = token_of(DAVID, now);
     for token in [&susan, &susan_other, &david] {
-        t.store.issue(token).await.unwrap();
+        t.store.insert(token).await.unwrap();
     }
     assert!(
         !t.store.revoke_series(DAVID, &susan.series).await.unwrap(),
@@ -1227,7 +1231,7 @@ async fn store_revoke_series_only_for_its_owner<S: RememberStore + Clone>(t: Sub
 /// `revoke_user` deletes that user's tokens only, even when user ids hold
 /// characters that are special in glob patterns, `LIKE` or key names.
 async fn store_revoke_user_deletes_only_that_users_tokens<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let users = [
         r#""user*""#,
         r#""user1""#,
@@ -1247,7 +1251,7 @@ async fn store_revoke_user_deletes_only_that_users_tokens<S: RememberStore + Clo
             token_of(user, now + 100 + i as u64),
         ];
         for token in &tokens {
-            t.store.issue(token).await.unwrap();
+            t.store.insert(token).await.unwrap();
         }
         issued.push(tokens);
     }
@@ -1282,7 +1286,7 @@ async fn store_revoke_user_deletes_only_that_users_tokens<S: RememberStore + Clo
 
 /// `list` gives the user's tokens (every field), most recently used first.
 async fn store_list_is_most_recently_used_first<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let mut a = token_of(SUSAN, now);
     a.last_used_at = now + 10;
     let mut b = token_of(SUSAN, now);
@@ -1292,7 +1296,7 @@ async fn store_list_is_most_recently_used_first<S: RememberStore + Clone>(t: Sub
     c.last_used_at = now + 20;
     let david = token_of(DAVID, now + 50);
     for token in [&a, &b, &c, &david] {
-        t.store.issue(token).await.unwrap();
+        t.store.insert(token).await.unwrap();
     }
     assert_eq!(
         list(&t.store, SUSAN).await,
@@ -1332,7 +1336,7 @@ async fn store_list_is_most_recently_used_first<S: RememberStore + Clone>(t: Sub
 /// `purge_expired` deletes the tokens expiring at or before `now`, of every
 /// user, and returns how many.
 async fn store_purge_expired_deletes_only_expired_tokens<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let expiring = |user: &str, at: u64| StoredToken {
         expires_at: at,
         ..token_of(user, now)
@@ -1343,7 +1347,7 @@ async fn store_purge_expired_deletes_only_expired_tokens<S: RememberStore + Clon
     let later = expiring(SUSAN, now + 201);
     let david_later = expiring(DAVID, now + 10 * DAY);
     for token in [&early, &david, &boundary, &later, &david_later] {
-        t.store.issue(token).await.unwrap();
+        t.store.insert(token).await.unwrap();
     }
     assert_eq!(
         t.store.purge_expired(now + 50).await.unwrap(),
@@ -1364,14 +1368,14 @@ async fn store_purge_expired_deletes_only_expired_tokens<S: RememberStore + Clon
 /// a rotation extends it, and a user's short-lived token does not cut the
 /// life of the user's other tokens (Redis expires keys by TTL).
 async fn store_tokens_live_until_their_latest_expiry<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let short = |user: &str| StoredToken {
         expires_at: now + 2,
         ..token_of(user, now)
     };
     // Issued to expire in two seconds, then rotated to live a day.
     let rotated = short(SUSAN);
-    t.store.issue(&rotated).await.unwrap();
+    t.store.insert(&rotated).await.unwrap();
     let replacement = sha256(b"next");
     assert!(t
         .store
@@ -1391,9 +1395,9 @@ async fn store_tokens_live_until_their_latest_expiry<S: RememberStore + Clone>(t
     assert_eq!(rotated.expires_at, now + DAY);
     // A long-lived token, then a short-lived one, of the same user.
     let long = token_of(DAVID, now);
-    t.store.issue(&long).await.unwrap();
+    t.store.insert(&long).await.unwrap();
     let brief = short(DAVID);
-    t.store.issue(&brief).await.unwrap();
+    t.store.insert(&brief).await.unwrap();
 
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
     assert_eq!(
@@ -1413,14 +1417,14 @@ async fn store_tokens_live_until_their_latest_expiry<S: RememberStore + Clone>(t
 
 /// 100 tokens of one user issued at once are all stored and listed.
 async fn concurrent_issues_all_land<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let issued: Vec<StoredToken> = (0..100).map(|i| token_of(SUSAN, now + i)).collect();
     let tasks: Vec<_> = issued
         .iter()
         .cloned()
         .map(|token| {
             let store = t.store.clone();
-            tokio::spawn(async move { store.issue(&token).await })
+            tokio::spawn(async move { store.insert(&token).await })
         })
         .collect();
     for task in tasks {
@@ -1437,9 +1441,9 @@ async fn concurrent_issues_all_land<S: RememberStore + Clone>(t: Subject<S>) {
 /// Of 100 concurrent rotations from the same hash, exactly one swaps, and
 /// its replacement is what is stored.
 async fn concurrent_store_rotations_swap_exactly_once<S: RememberStore + Clone>(t: Subject<S>) {
-    let now = token::now();
+    let now = jwt::now();
     let original = token_of(SUSAN, now);
-    t.store.issue(&original).await.unwrap();
+    t.store.insert(&original).await.unwrap();
     let barrier = Arc::new(tokio::sync::Barrier::new(100));
     let tasks: Vec<_> = (0..100u32)
         .map(|i| {
@@ -1490,7 +1494,7 @@ async fn concurrent_store_rotations_swap_exactly_once<S: RememberStore + Clone>(
 /// held anywhere.
 async fn issue_stores_the_grant_and_never_the_validator<S: RememberStore + Clone>(t: Subject<S>) {
     let tokens = RevocableRemember::new(t.store.clone());
-    let now = token::now();
+    let now = jwt::now();
     let cookie = issue(
         &tokens,
         &json!("user001"),
@@ -1556,7 +1560,7 @@ async fn consume_rotates_the_validator_and_keeps_the_selector<S: RememberStore +
     t: Subject<S>,
 ) {
     let tokens = RevocableRemember::new(t.store.clone());
-    let now = token::now();
+    let now = jwt::now();
     let cookie = issue(
         &tokens,
         &json!("user001"),
@@ -1610,7 +1614,7 @@ async fn replaced_validator_within_grace_is_grace_without_rotation<S: RememberSt
     t: Subject<S>,
 ) {
     let tokens = RevocableRemember::new(t.store.clone());
-    let now = token::now();
+    let now = jwt::now();
     let cookie = issue(
         &tokens,
         &json!("user001"),
@@ -1649,7 +1653,7 @@ async fn confirmed_replaced_validator_after_grace_is_theft_and_revokes_the_users
 ) {
     let (captured, _guard) = capture_events();
     let tokens = RevocableRemember::new(t.store.clone());
-    let now = token::now();
+    let now = jwt::now();
     let susan = json!("user001");
     let cookie = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(FIREFOX)).await;
     let phone = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(IPHONE)).await;
@@ -1725,7 +1729,7 @@ async fn confirmed_replaced_validator_after_grace_is_theft_and_revokes_the_users
 /// one is theft at once.
 async fn older_validator_is_theft_even_within_grace<S: RememberStore + Clone>(t: Subject<S>) {
     let tokens = RevocableRemember::new(t.store.clone());
-    let now = token::now();
+    let now = jwt::now();
     let first = issue(
         &tokens,
         &json!("user001"),
@@ -1756,7 +1760,7 @@ async fn older_validator_is_theft_even_within_grace<S: RememberStore + Clone>(t:
 /// store as it was.
 async fn unknown_and_malformed_tokens_are_rejected<S: RememberStore + Clone>(t: Subject<S>) {
     let tokens = RevocableRemember::new(t.store.clone());
-    let now = token::now();
+    let now = jwt::now();
     let cookie = issue(
         &tokens,
         &json!("user001"),
@@ -1815,7 +1819,7 @@ async fn unknown_and_malformed_tokens_are_rejected<S: RememberStore + Clone>(t: 
 async fn expired_token_is_rejected_and_deleted<S: RememberStore + Clone>(t: Subject<S>) {
     let tokens = RevocableRemember::new(t.store.clone());
     let keys = keys();
-    let now = token::now();
+    let now = jwt::now();
     let susan = json!("user001");
     let short = issue(&tokens, &susan, SUSAN_HASH, 1, now, Some(FIREFOX)).await;
     let short2 = issue(&tokens, &susan, SUSAN_HASH, 1, now, Some(FIREFOX)).await;
@@ -1851,7 +1855,7 @@ async fn expired_token_is_rejected_and_deleted<S: RememberStore + Clone>(t: Subj
 async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t: Subject<S>) {
     let tokens = RevocableRemember::new(t.store.clone());
     let keys = keys();
-    let now = token::now();
+    let now = jwt::now();
     let cookie = issue(
         &tokens,
         &json!("user001"),
@@ -1935,7 +1939,7 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
 async fn revoke_and_revoke_user_through_remember_tokens<S: RememberStore + Clone>(t: Subject<S>) {
     let tokens = RevocableRemember::new(t.store.clone());
     let keys = keys();
-    let now = token::now();
+    let now = jwt::now();
     let susan = json!("user001");
     let a = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(FIREFOX)).await;
     let b = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(IPHONE)).await;
@@ -1973,7 +1977,7 @@ async fn devices_lists_working_tokens_and_revoke_device_removes_one<S: RememberS
 ) {
     let tokens = RevocableRemember::new(t.store.clone());
     let keys = keys();
-    let now = token::now();
+    let now = jwt::now();
     let susan = json!("user001");
     let david = json!("user002");
     let laptop = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(FIREFOX)).await;
@@ -2093,7 +2097,7 @@ async fn devices_lists_working_tokens_and_revoke_device_removes_one<S: RememberS
 /// user has exactly one token.
 async fn concurrent_consumes_rotate_exactly_once<S: RememberStore + Clone>(t: Subject<S>) {
     let tokens = Arc::new(RevocableRemember::new(t.store.clone()));
-    let now = token::now();
+    let now = jwt::now();
     let cookie = issue(
         &tokens,
         &json!("user001"),
@@ -2150,7 +2154,7 @@ async fn confirm_takes_the_tag_of_the_cookies_current_validator<S: RememberStore
     t: Subject<S>,
 ) {
     let tokens = RevocableRemember::new(t.store.clone());
-    let now = token::now();
+    let now = jwt::now();
     let cookie = issue(&tokens, &json!("user001"), SUSAN_HASH, 30, now, None).await;
     let rotated = consume(&tokens, &cookie, now + 10).await;
     let Consumed::Rotated { token: next, .. } = &rotated else {
@@ -2219,7 +2223,7 @@ async fn dropped_response_then_the_old_validator_minutes_later_is_not_theft<
     t: Subject<S>,
 ) {
     let tokens = RevocableRemember::new(t.store.clone());
-    let now = token::now();
+    let now = jwt::now();
     let susan = json!("user001");
     let cookie = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(FIREFOX)).await;
     let phone = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(IPHONE)).await;
@@ -2280,7 +2284,7 @@ async fn dropped_response_then_the_old_validator_minutes_later_is_not_theft<
 async fn copy_used_after_the_owners_confirmation_is_theft<S: RememberStore + Clone>(t: Subject<S>) {
     let tokens = RevocableRemember::new(t.store.clone());
     let keys = keys();
-    let now = token::now();
+    let now = jwt::now();
     let susan = json!("user001");
     let copy = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(FIREFOX)).await;
     let phone = issue(&tokens, &susan, SUSAN_HASH, 30, now, Some(IPHONE)).await;
@@ -2314,7 +2318,7 @@ async fn copy_used_after_the_owners_next_rotation_is_theft<S: RememberStore + Cl
     t: Subject<S>,
 ) {
     let tokens = RevocableRemember::new(t.store.clone());
-    let now = token::now();
+    let now = jwt::now();
     let copy = issue(&tokens, &json!("user001"), SUSAN_HASH, 30, now, None).await;
     let second = rotate_cookie(&tokens, &copy, now + 10).await;
     let third = rotate_cookie(&tokens, &second, now + 20).await;
@@ -2339,7 +2343,7 @@ async fn grace_of_500_ms_lets_the_previous_in_at_300_ms_not_at_700_ms_once_confi
     t: Subject<S>,
 ) {
     let tokens = RevocableRemember::new(t.store.clone()).grace(Duration::from_millis(500));
-    let now = token::now();
+    let now = jwt::now();
     let cookie = issue(&tokens, &json!("user001"), SUSAN_HASH, 30, now, None).await;
     let rotated_ms = (now + 10) * 1000 + 250;
     let Consumed::Rotated { token: next, .. } =
@@ -2381,7 +2385,7 @@ async fn concurrent_consumes_of_an_unconfirmed_previous_past_grace_rotate_once<
     t: Subject<S>,
 ) {
     let tokens = Arc::new(RevocableRemember::new(t.store.clone()));
-    let now = token::now();
+    let now = jwt::now();
     let cookie = issue(&tokens, &json!("user001"), SUSAN_HASH, 30, now, None).await;
     rotate_cookie(&tokens, &cookie, now + 1).await;
     let later = now + 1 + 10 * MINUTE;

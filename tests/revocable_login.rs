@@ -22,11 +22,10 @@ use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_latch::remember::{RememberStore, RevocableRemember, Rotation, StoreError, StoredToken};
+use axum_latch::session::SameSite;
 use axum_latch::stores::MemoryStore;
-use axum_latch::{
-    token, Auth, AuthError, CurrentUser, Login, Remember, RememberStore, RevocableRemember,
-    Rotation, SameSite, Session, StoreError, StoredToken, User, UserLoader,
-};
+use axum_latch::{Auth, AuthError, CurrentUser, Login, Remember, Session, User, UserLoader};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use cookie::Cookie;
@@ -39,6 +38,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
+use support::jwt;
 use support::{is_removal, key, Client, TestResponse};
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -160,7 +160,7 @@ async fn login_handler(
         Ok(redirect) => redirect.into_response(),
         Err(AuthError::Remember(error)) => {
             let now = match auth.current_user().await {
-                Ok(Some(user)) => user.name,
+                Ok(Some(user)) => user.name.clone(),
                 Ok(None) => "anonymous".to_owned(),
                 Err(_) => "loader failed".to_owned(),
             };
@@ -185,7 +185,7 @@ async fn change_password(
 ) -> &'static str {
     let updated = Account {
         hash: form.hash,
-        ..user
+        ..(*user).clone()
     };
     db.put(updated.clone());
     if auth.update_user(&updated).await {
@@ -217,7 +217,7 @@ async fn forget(auth: Auth<Account>, Path(id): Path<String>) -> Result<Json<bool
     Ok(Json(auth.forget_device(&id).await?))
 }
 
-fn routes(db: &Arc<Db>, login: &Login<Account>) -> Router {
+fn routes(db: &Arc<Db>, login: &Login<Account, impl UserLoader<Account>>) -> Router {
     let fresh_only = Router::new()
         .route("/sudo", get(|| async { "sudo" }))
         .route_layer(login.fresh());
@@ -285,9 +285,9 @@ impl TestStore {
 }
 
 impl RememberStore for TestStore {
-    async fn issue(&self, token: &StoredToken) -> Result<(), StoreError> {
+    async fn insert(&self, token: &StoredToken) -> Result<(), StoreError> {
         self.up().await?;
-        self.memory.issue(token).await
+        self.memory.insert(token).await
     }
 
     async fn find(&self, selector: &str) -> Result<Option<StoredToken>, StoreError> {
@@ -607,9 +607,9 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Waits until `token::now()` is past `second`.
+/// Waits until `jwt::now()` is past `second`.
 async fn wait_past(second: u64) {
-    while token::now() <= second {
+    while jwt::now() <= second {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -617,7 +617,7 @@ async fn wait_past(second: u64) {
 /// Waits for the start of a new second, so that the next few requests
 /// happen within the same second.
 async fn start_of_a_second() {
-    let now = token::now();
+    let now = jwt::now();
     wait_past(now).await;
 }
 
@@ -836,7 +836,7 @@ async fn zero_grace_refuses_the_replaced_validator_at_once() {
     let newest = new_remember(&res, "A's cookie rotates").value().to_owned();
     confirm(&store, &newest).await;
     let res = b.get("/").await;
-    let same_second = token::now()
+    let same_second = jwt::now()
         == stored(&store, &original)
             .await
             .and_then(|t| t.rotated_at_ms)
@@ -998,7 +998,7 @@ async fn forget_device(client: &mut Client, id: &str) -> TestResponse {
 #[tokio::test]
 async fn remembered_devices_are_listed_and_can_be_forgotten() {
     let (mut firefox, _db, store) = app(LONG_GRACE);
-    let before = token::now();
+    let before = jwt::now();
     let res = log_in_as(&mut firefox, "user001", "on", FIREFOX).await;
     new_remember(&res, "firefox");
     let mut chrome = firefox.another_browser();
@@ -1007,7 +1007,7 @@ async fn remembered_devices_are_listed_and_can_be_forgotten() {
     let mut david = firefox.another_browser();
     let res = log_in_as(&mut david, "user002", "on", CHROME_WINDOWS).await;
     new_remember(&res, "david");
-    let after = token::now();
+    let after = jwt::now();
 
     let list = device_list(&mut firefox, FIREFOX).await;
     assert_eq!(list.len(), 2, "the user's two devices: {list:#?}");
@@ -1346,7 +1346,7 @@ async fn a_loader_failure_during_a_restore_is_not_theft() {
         res.status
     );
     db.fail.store(false, Ordering::SeqCst);
-    let now = token::now();
+    let now = jwt::now();
     wait_past(now).await;
 
     let res = client.get("/").await;
@@ -1398,14 +1398,17 @@ async fn a_race_on_the_rotation_is_settled_by_the_grace_window() {
 async fn edit_stored(store: &MemoryStore, cookie: &str, edit: impl FnOnce(&mut StoredToken)) {
     let mut token = stored(store, cookie).await.expect("stored");
     edit(&mut token);
-    store.issue(&token).await.expect("the memory store answers");
+    store
+        .insert(&token)
+        .await
+        .expect("the memory store answers");
 }
 
 #[tokio::test]
 async fn an_expired_token_is_refused_deleted_and_removed() {
     let (mut client, _db, store) = app(LONG_GRACE);
     let remember = log_in_remembered(&mut client, "user001", 30).await;
-    edit_stored(&store, &remember, |t| t.expires_at = token::now() - 1).await;
+    edit_stored(&store, &remember, |t| t.expires_at = jwt::now() - 1).await;
     restart(&mut client);
     let res = client.get("/").await;
     assert_anonymous(&res, "/", "an expired token");
@@ -1422,7 +1425,7 @@ async fn the_default_grace_window_lets_a_recent_validator_in_and_not_an_old_one(
     let tokens = RevocableRemember::new(store.clone());
     let login = Login::new(loader(db.clone())).remember_tokens(tokens);
     let mut a = Client::new(routes(&db, &login).layer(login).layer(Session::new(key())));
-    assert_eq!(axum_latch::DEFAULT_GRACE, Duration::from_secs(5));
+    assert_eq!(axum_latch::remember::DEFAULT_GRACE, Duration::from_secs(5));
     let original = log_in_remembered(&mut a, "user001", 30).await;
     restart(&mut a);
     let res = a.get("/").await;

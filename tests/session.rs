@@ -10,6 +10,9 @@
 //! too large) have files of their own: `attack_forged_tokens.rs`,
 //! `attack_expired_sessions.rs` and `attack_cookies.rs`.
 
+#[path = "support/jwt.rs"]
+mod jwt;
+
 use axum::body::Body;
 use axum::extract::Path;
 use axum::http::header::{COOKIE, SET_COOKIE, VARY};
@@ -17,11 +20,10 @@ use axum::http::{HeaderValue, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use axum_latch::token::{self, Claims};
-use axum_latch::{
-    ConfigError, KeyError, KeyRing, SameSite, SecretKey, Session, SessionData, SessionError,
-};
+use axum_latch::session::{SameSite, SessionError};
+use axum_latch::{ConfigError, KeyError, KeyRing, SecretKey, Session, SessionData};
 use http_body_util::BodyExt;
+use jwt::Claims;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -238,12 +240,11 @@ fn next_cookie(response: &Response<Body>) -> String {
 }
 
 /// The claims of the session cookie a response sets, checked with `keys`.
-fn issued_claims(response: &Response<Body>, keys: &KeyRing) -> Claims {
+fn issued_claims(response: &Response<Body>, keys: &[&str]) -> Claims {
     let set = set_cookie_for(response, "session").expect("the response sets the session cookie");
     let value = cookie_value(&set);
-    token::decode(&value, keys)
+    jwt::decode(&value, keys)
         .unwrap_or_else(|e| panic!("the issued token does not decode ({e}): {value}"))
-        .claims
 }
 
 fn claims(value: Value) -> Claims {
@@ -252,10 +253,10 @@ fn claims(value: Value) -> Claims {
 
 /// A session token as latch makes it (with its `_purpose`), signed with
 /// `key`, as a `Cookie` header value.
-fn cookie_with(value: Value, key: &SecretKey) -> String {
+fn cookie_with(value: Value, key: &str) -> String {
     let mut claims = claims(value);
     claims.insert("_purpose".into(), json!("session"));
-    format!("session={}", token::encode(&claims, key))
+    format!("session={}", jwt::encode(&claims, key))
 }
 
 /// Asserts that the response deletes the session cookie, and returns the
@@ -370,7 +371,7 @@ async fn values_are_visible_within_the_same_request_they_are_inserted_in() {
 async fn the_issued_token_holds_the_values_as_json() {
     let app = default_app();
     let filled = post_with(&app, "/fill", None).await;
-    let claims = issued_claims(&filled, &KeyRing::new(key()));
+    let claims = issued_claims(&filled, &[KEY]);
     assert_eq!(claims["cart"], json!(cart()));
     assert_eq!(claims["count"], json!(42));
     assert_eq!(claims["name"], json!("Ada"));
@@ -407,10 +408,10 @@ async fn removing_the_last_key_deletes_the_cookie() {
 #[tokio::test]
 async fn remove_leaves_reserved_keys_alone() {
     let app = default_app();
-    let now = token::now();
+    let now = jwt::now();
     let cookie = cookie_with(
         json!({"_user_id": 1, "theme": "dark", "iat": now, "exp": now + 3600}),
-        &key(),
+        KEY,
     );
     let response = post_with(&app, "/remove/_user_id", Some(&cookie)).await;
     assert_no_session_cookie(
@@ -600,10 +601,10 @@ async fn session_data_without_the_layer_is_a_500_naming_the_layer() {
 #[tokio::test]
 async fn tokens_carry_exp_one_day_after_iat_by_default() {
     let app = default_app();
-    let before = token::now();
+    let before = jwt::now();
     let response = post_with(&app, "/theme/dark", None).await;
-    let after = token::now();
-    let claims = issued_claims(&response, &KeyRing::new(key()));
+    let after = jwt::now();
+    let claims = issued_claims(&response, &[KEY]);
     let iat = claims["iat"].as_u64().expect("iat is a whole number");
     let exp = claims["exp"].as_u64().expect("exp is a whole number");
     assert!(
@@ -611,14 +612,14 @@ async fn tokens_carry_exp_one_day_after_iat_by_default() {
         "iat {iat} is the time of issue ({before}..={after})"
     );
     assert_eq!(exp, iat + DAY, "the default idle timeout is one day");
-    assert!(token::check_expiry(&claims, after).is_ok());
+    assert!(jwt::check_expiry(&claims, after).is_ok());
 }
 
 #[tokio::test]
 async fn idle_timeout_sets_exp() {
     let app = app(Session::new(key()).idle_timeout(Duration::from_secs(600)));
     let response = post_with(&app, "/theme/dark", None).await;
-    let claims = issued_claims(&response, &KeyRing::new(key()));
+    let claims = issued_claims(&response, &[KEY]);
     let iat = claims["iat"].as_u64().unwrap();
     assert_eq!(claims["exp"].as_u64().unwrap(), iat + 600);
 }
@@ -656,11 +657,8 @@ async fn the_session_cookie_has_no_max_age_and_the_default_attributes() {
 async fn a_valid_hand_made_token_is_accepted() {
     // The control for the refusals below: the same kind of token, made right.
     let app = default_app();
-    let now = token::now();
-    let cookie = cookie_with(
-        json!({"theme": "dark", "iat": now, "exp": now + 3600}),
-        &key(),
-    );
+    let now = jwt::now();
+    let cookie = cookie_with(json!({"theme": "dark", "iat": now, "exp": now + 3600}), KEY);
     let response = get_with(&app, "/theme", Some(&cookie)).await;
     assert_no_session_cookie(&response, "a good fresh token");
     assert_eq!(body_text(response).await, "dark");
@@ -669,10 +667,10 @@ async fn a_valid_hand_made_token_is_accepted() {
 #[tokio::test]
 async fn a_float_exp_as_microdot_writes_it_is_accepted() {
     let app = default_app();
-    let now = token::now();
+    let now = jwt::now();
     let cookie = cookie_with(
         json!({"theme": "dark", "iat": now, "exp": now as f64 + 3600.5}),
-        &key(),
+        KEY,
     );
     assert_eq!(
         body_text(get_with(&app, "/theme", Some(&cookie)).await).await,
@@ -700,7 +698,7 @@ async fn assert_refused(app: &Router, cookie: &str, case: &str) {
 #[tokio::test]
 async fn a_refused_cookie_is_left_alone_when_the_session_is_not_read() {
     let app = default_app();
-    let cookie = cookie_with(json!({"theme": "dark"}), &other_key());
+    let cookie = cookie_with(json!({"theme": "dark"}), OTHER_KEY);
     let response = get_with(&app, "/untouched", Some(&cookie)).await;
     assert_eq!(
         set_cookies(&response),
@@ -712,9 +710,9 @@ async fn a_refused_cookie_is_left_alone_when_the_session_is_not_read() {
 #[tokio::test]
 async fn new_data_replaces_a_refused_cookie() {
     let app = default_app();
-    let cookie = cookie_with(json!({"theme": "dark"}), &other_key());
+    let cookie = cookie_with(json!({"theme": "dark"}), OTHER_KEY);
     let response = post_with(&app, "/theme/light", Some(&cookie)).await;
-    let claims = issued_claims(&response, &KeyRing::new(key()));
+    let claims = issued_claims(&response, &[KEY]);
     assert_eq!(claims["theme"], "light");
 }
 
@@ -726,14 +724,14 @@ async fn new_data_replaces_a_refused_cookie() {
 async fn a_token_of_a_previous_key_is_accepted_and_reissued_with_the_current_key() {
     let ring = KeyRing::new(key()).with_previous(other_key());
     let app = app(Session::new(ring));
-    let now = token::now();
+    let now = jwt::now();
     let old = cookie_with(
         json!({"theme": "dark", "iat": now, "exp": now + 3600}),
-        &other_key(),
+        OTHER_KEY,
     );
 
     let response = get_with(&app, "/theme", Some(&old)).await;
-    let claims = issued_claims(&response, &KeyRing::new(key()));
+    let claims = issued_claims(&response, &[KEY]);
     assert_eq!(
         claims["theme"], "dark",
         "the re-issued token keeps the data"
@@ -747,10 +745,10 @@ async fn a_token_of_a_previous_key_is_accepted_and_reissued_with_the_current_key
 
 #[tokio::test]
 async fn a_key_removed_from_the_ring_ends_its_sessions() {
-    let now = token::now();
+    let now = jwt::now();
     let signed_by_old = cookie_with(
         json!({"theme": "dark", "iat": now, "exp": now + 3600}),
-        &other_key(),
+        OTHER_KEY,
     );
     let without_old = app(Session::new(KeyRing::new(key())));
     assert_refused(&without_old, &signed_by_old, "a key no longer in the ring").await;
@@ -759,11 +757,8 @@ async fn a_key_removed_from_the_ring_ends_its_sessions() {
 #[tokio::test]
 async fn a_token_of_the_current_key_is_not_reissued_by_a_ring() {
     let app = app(Session::new(KeyRing::new(key()).with_previous(other_key())));
-    let now = token::now();
-    let current = cookie_with(
-        json!({"theme": "dark", "iat": now, "exp": now + 3600}),
-        &key(),
-    );
+    let now = jwt::now();
+    let current = cookie_with(json!({"theme": "dark", "iat": now, "exp": now + 3600}), KEY);
     let response = get_with(&app, "/theme", Some(&current)).await;
     assert_no_session_cookie(&response, "a fresh token of the current key");
 }
@@ -775,13 +770,13 @@ async fn a_token_of_the_current_key_is_not_reissued_by_a_ring() {
 #[tokio::test]
 async fn a_token_older_than_a_minute_is_reissued_on_a_read() {
     let app = default_app();
-    let now = token::now();
+    let now = jwt::now();
     let cookie = cookie_with(
         json!({"theme": "dark", "iat": now - 61, "exp": now + 3600}),
-        &key(),
+        KEY,
     );
     let response = get_with(&app, "/theme", Some(&cookie)).await;
-    let claims = issued_claims(&response, &KeyRing::new(key()));
+    let claims = issued_claims(&response, &[KEY]);
     let iat = claims["iat"].as_u64().unwrap();
     assert!(
         iat >= now,
@@ -799,11 +794,8 @@ async fn a_token_older_than_a_minute_is_reissued_on_a_read() {
 #[tokio::test]
 async fn a_fresh_token_is_not_reissued_on_a_read() {
     let app = default_app();
-    let now = token::now();
-    let cookie = cookie_with(
-        json!({"theme": "dark", "iat": now, "exp": now + 3600}),
-        &key(),
-    );
+    let now = jwt::now();
+    let cookie = cookie_with(json!({"theme": "dark", "iat": now, "exp": now + 3600}), KEY);
     let response = get_with(&app, "/theme", Some(&cookie)).await;
     assert_no_session_cookie(&response, "a token issued just now");
 }
@@ -811,10 +803,10 @@ async fn a_fresh_token_is_not_reissued_on_a_read() {
 #[tokio::test]
 async fn an_old_token_is_not_reissued_when_the_session_is_not_read() {
     let app = default_app();
-    let now = token::now();
+    let now = jwt::now();
     let cookie = cookie_with(
         json!({"theme": "dark", "iat": now - 600, "exp": now + 3600}),
-        &key(),
+        KEY,
     );
     let response = get_with(&app, "/untouched", Some(&cookie)).await;
     assert_eq!(set_cookies(&response), Vec::<String>::new());
@@ -901,11 +893,8 @@ async fn a_custom_cookie_name_and_path_are_honoured() {
     );
 
     // A cookie under the default name is not this app's session.
-    let now = token::now();
-    let default_named = cookie_with(
-        json!({"theme": "light", "iat": now, "exp": now + 60}),
-        &key(),
-    );
+    let now = jwt::now();
+    let default_named = cookie_with(json!({"theme": "light", "iat": now, "exp": now + 60}), KEY);
     let response = get_with(&app, "/theme", Some(&default_named)).await;
     assert_eq!(
         set_cookies(&response),

@@ -24,7 +24,7 @@ use axum::extract::{ConnectInfo, Form, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use axum_latch::{LoginAttempt, Throttle, Throttled};
+use axum_latch::throttle::{LoginAttempt, Throttle, Throttled};
 use futures_util::FutureExt as _;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt as _;
@@ -131,7 +131,7 @@ macro_rules! behaviour_tests {
 
 mod memory {
     use super::{Fixture, Subject};
-    use axum_latch::Throttle;
+    use axum_latch::throttle::Throttle;
 
     async fn open() -> Option<super::Fixture> {
         let throttle = Throttle::in_memory();
@@ -713,36 +713,37 @@ fn nth_address(n: usize) -> Option<IpAddr> {
     Some(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n)))
 }
 
-/// A throttle and a clock that tests move by hand; clocks made with
+/// A throttle on a clock that tests move by hand; clocks made with
 /// [`Clock::with`] share the time.
 #[derive(Clone)]
 struct Clock {
     throttle: Throttle,
-    now: Arc<Mutex<SystemTime>>,
+    time: axum_latch::clock::Clock,
 }
 
 impl Clock {
     fn new(throttle: &Throttle) -> Self {
+        let time = axum_latch::clock::Clock::manual(SystemTime::now());
         Self {
-            throttle: throttle.clone(),
-            now: Arc::new(Mutex::new(SystemTime::now())),
+            throttle: throttle.clone().clock(time.clone()),
+            time,
         }
     }
 
     /// Another throttle on the same clock.
     fn with(&self, throttle: &Throttle) -> Self {
         Self {
-            throttle: throttle.clone(),
-            now: self.now.clone(),
+            throttle: throttle.clone().clock(self.time.clone()),
+            time: self.time.clone(),
         }
     }
 
     fn now(&self) -> SystemTime {
-        *self.now.lock().unwrap()
+        self.time.now()
     }
 
     fn advance(&self, by: Duration) {
-        *self.now.lock().unwrap() += by;
+        self.time.advance(by);
     }
 
     async fn attempt(
@@ -750,9 +751,7 @@ impl Clock {
         username: &str,
         address: Option<IpAddr>,
     ) -> Result<LoginAttempt, Throttled> {
-        self.throttle
-            .attempt_at(username, NO_ACCOUNT, address, self.now())
-            .await
+        self.throttle.attempt(username, NO_ACCOUNT, address).await
     }
 
     /// A login form's attempt: `username` as typed, naming the account `id`.
@@ -762,9 +761,7 @@ impl Clock {
         id: impl Display,
         address: Option<IpAddr>,
     ) -> Result<LoginAttempt, Throttled> {
-        self.throttle
-            .attempt_at(username, Some(id), address, self.now())
-            .await
+        self.throttle.attempt(username, Some(id), address).await
     }
 
     /// [`guess`](Self::guess) with `username` naming the account `id`.
@@ -782,9 +779,7 @@ impl Clock {
         id: impl Display,
         address: Option<IpAddr>,
     ) -> Result<LoginAttempt, Throttled> {
-        self.throttle
-            .attempt_account_at(id, address, self.now())
-            .await
+        self.throttle.attempt_account(id, address).await
     }
 
     /// A wrong password, if the attempt goes through: then zero (and the

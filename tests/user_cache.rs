@@ -170,12 +170,16 @@ impl Db {
     }
 
     /// A login layer over this database, without a user cache.
-    fn login(&self) -> Login<Account> {
+    fn login(&self) -> Login<Account, impl UserLoader<Account>> {
         Login::new(self.loader())
     }
 
     /// A login layer over this database with a cache of its own.
-    fn cached_login(&self, capacity: usize, ttl: Duration) -> Login<Account> {
+    fn cached_login(
+        &self,
+        capacity: usize,
+        ttl: Duration,
+    ) -> Login<Account, impl UserLoader<Account>> {
         self.login().cache_users(capacity, ttl)
     }
 }
@@ -236,7 +240,7 @@ async fn change_password(
 }
 
 /// One instance of the app, on `db`, with `login`.
-fn instance(db: &Db, login: Login<Account>) -> Router {
+fn instance(db: &Db, login: Login<Account, impl UserLoader<Account>>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/login", post(log_in_handler))

@@ -3,11 +3,15 @@
 
 #![allow(dead_code)] // each benchmark uses its own part
 
+#[path = "../../tests/support/jwt.rs"]
+pub mod jwt;
+
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
+use axum_latch::remember::RevocableRemember;
 use axum_latch::stores::MemoryStore;
-use axum_latch::{token, Auth, CurrentUser, KeyRing, Login, RevocableRemember, SecretKey, Session};
+use axum_latch::{Auth, CurrentUser, Login, SecretKey, Session, UserLoader};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use std::collections::HashMap;
@@ -75,7 +79,7 @@ pub fn layered_app(users: Users) -> Router {
         .layer(MapRequestLayer::new(|request: Request<Body>| request))
 }
 
-pub fn latch_app(users: Users, login: Login<BenchUser>) -> Router {
+pub fn latch_app(users: Users, login: Login<BenchUser, impl UserLoader<BenchUser>>) -> Router {
     let session = Session::new(SecretKey::new(KEY).expect("a long enough key"));
     Router::new()
         .route(
@@ -217,10 +221,9 @@ pub async fn check(app: &Router, cookie: Option<&str>) -> Response<Body> {
 
 /// A session cookie issued two minutes ago: latch re-issues it (renewal).
 pub fn aged_session(session_cookie: &str) -> String {
-    let keys = KeyRing::new(SecretKey::new(KEY).unwrap());
-    let mut claims = token::decode(session_cookie, &keys).unwrap().claims;
-    claims.insert("iat".into(), (token::now() - 120).into());
-    token::encode(&claims, &SecretKey::new(KEY).unwrap())
+    let mut claims = jwt::decode(session_cookie, &[KEY]).unwrap();
+    claims.insert("iat".into(), (jwt::now() - 120).into());
+    jwt::encode(&claims, KEY)
 }
 
 /// Every app of the benchmarks, with a cookie for each that logs user 1 in.

@@ -16,11 +16,13 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use axum_latch::next::is_safe_next;
+use axum_latch::remember::{RememberStore, RememberedDevice, RevocableRemember, Theft};
 use axum_latch::stores::{PostgresStore, RedisStore, SqliteStore};
+use axum_latch::throttle::Throttle;
 use axum_latch::{
-    is_safe_next, Auth, AuthError, CrossOriginGuard, CurrentUser, FreshUser, KeyError, Login,
-    MaybeUser, Remember, RememberedDevice, RevocableRemember, SecretKey, Session, SessionData,
-    Theft, Throttle, User,
+    Auth, AuthError, CrossOriginGuard, CurrentUser, FreshUser, KeyError, Login, Remember,
+    SecretKey, Session, SessionData, User, UserLoader,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::MigrateDatabase;
@@ -305,11 +307,11 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
 /// Keeps remember-me tokens on Redis with `redis_url`, else in the user
 /// database, so that they can be rotated, listed and revoked. Expired tokens
 /// are purged every hour.
-async fn with_remember_store(
-    login: Login<Account>,
+async fn with_remember_store<L: UserLoader<Account>>(
+    login: Login<Account, L>,
     config: &Config,
     db: &AnyPool,
-) -> Result<Login<Account>, BoxError> {
+) -> Result<Login<Account, L>, BoxError> {
     let grace = config.remember_grace;
     if let Some(url) = &config.redis_url {
         let store = RedisStore::new(connect_redis(url).await?).prefix(&config.redis_prefix);
@@ -346,12 +348,12 @@ async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, BoxEr
     Ok(manager)
 }
 
-fn keep_tokens_in<S: axum_latch::RememberStore + Clone>(
-    login: Login<Account>,
+fn keep_tokens_in<S: RememberStore + Clone, L: UserLoader<Account>>(
+    login: Login<Account, L>,
     store: S,
     grace: Duration,
     db: AnyPool,
-) -> Login<Account> {
+) -> Login<Account, L> {
     let tokens = RevocableRemember::new(store)
         .grace(grace)
         .on_theft(move |theft: Theft| {
@@ -593,9 +595,10 @@ async fn fresh(FreshUser(user): FreshUser<Account>) -> Result<Response, AppError
 }
 
 async fn login_page(
-    MaybeUser(user): MaybeUser<Account>,
+    user: Option<CurrentUser<Account>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
+    let user = user.map(|CurrentUser(user)| user);
     let next = safe_next(query.as_deref());
     // Someone logged in who lands here was most likely sent back for a page
     // that needs a fresh login, from a login that "remember me" restored:
@@ -806,7 +809,9 @@ async fn account_page(
             )
         }
     };
-    let now = axum_latch::token::now();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
     let devices = devices
         .iter()
         .map(|device| DeviceRow::new(device, now))

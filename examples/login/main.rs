@@ -97,7 +97,7 @@ async fn run() -> Result<(), String> {
         database_url: database_url.clone(),
         redis_url: redis_url.clone(),
         redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
-        remember_grace: axum_latch::DEFAULT_GRACE,
+        remember_grace: axum_latch::remember::DEFAULT_GRACE,
         microdot_compat,
     };
     let router = app::build(config)

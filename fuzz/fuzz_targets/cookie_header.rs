@@ -21,14 +21,14 @@
 #![no_main]
 
 use axum::extract::FromRequestParts;
+use axum_latch::remember::{RememberStore, RevocableRemember, StoredToken};
+use axum_latch::stores::MemoryStore;
+use axum_latch::{
+    Auth, CurrentUser, KeyRing, Login, Remember, SecretKey, Session, User, UserLoader,
+};
 use futures_util::FutureExt as _;
 use http::header::{SET_COOKIE, VARY};
 use http::{HeaderMap, Request, Response};
-use axum_latch::stores::MemoryStore;
-use axum_latch::{
-    Auth, KeyRing, Login, MaybeUser, Remember, RememberStore, RevocableRemember, SecretKey,
-    Session, StoredToken, User,
-};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use std::convert::Infallible;
@@ -115,8 +115,11 @@ impl Service<Request<()>> for Handler {
 
     fn call(&mut self, request: Request<()>) -> Self::Future {
         let (mut parts, ()) = request.into_parts();
-        let MaybeUser(user) = now(MaybeUser::<Account>::from_request_parts(&mut parts, &()))
-            .expect("the loader never fails");
+        let user = now(Option::<CurrentUser<Account>>::from_request_parts(
+            &mut parts,
+            &(),
+        ))
+        .expect("the loader never fails");
         if self.log_in {
             let auth = now(Auth::<Account>::from_request_parts(&mut parts, &())).unwrap();
             let _redirect =
@@ -125,7 +128,7 @@ impl Service<Request<()>> for Handler {
         let mut response = Response::new(());
         response
             .extensions_mut()
-            .insert(Seen(user.map(|user| user.0)));
+            .insert(Seen(user.map(|CurrentUser(user)| user.0.clone())));
         ready(Ok(response))
     }
 }
@@ -134,7 +137,11 @@ fn now<F: Future>(future: F) -> F::Output {
     future.now_or_never().expect("nothing here ever waits")
 }
 
-fn serve(login: Login<Account>, log_in: bool, headers: HeaderMap) -> Response<()> {
+fn serve(
+    login: Login<Account, impl UserLoader<Account>>,
+    log_in: bool,
+    headers: HeaderMap,
+) -> Response<()> {
     let mut service = Session::new(RING.clone()).layer(login.layer(Handler { log_in }));
     let mut request = Request::new(());
     *request.headers_mut() = headers;
@@ -239,7 +246,7 @@ fuzz_target!(|data: &[u8]| {
     check(&response, real_cookie, &data);
 
     let store = MemoryStore::new();
-    now(store.issue(&fixtures.stored)).unwrap();
+    now(store.insert(&fixtures.stored)).unwrap();
     let login = Login::new(load).remember_tokens(RevocableRemember::new(store));
     let response = serve(login, false, headers);
     check(&response, real_cookie, &data);

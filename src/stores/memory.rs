@@ -4,12 +4,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
+use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
 
 /// Remember-me tokens in memory. Clones share the same tokens.
 ///
 /// ```
-/// use axum_latch::{stores::MemoryStore, RevocableRemember};
+/// use axum_latch::stores::MemoryStore;
+/// use axum_latch::remember::RevocableRemember;
 ///
 /// let tokens = RevocableRemember::new(MemoryStore::new());
 /// ```
@@ -63,7 +64,7 @@ impl MemoryStore {
 }
 
 impl RememberStore for MemoryStore {
-    async fn issue(&self, token: &StoredToken) -> Result<(), StoreError> {
+    async fn insert(&self, token: &StoredToken) -> Result<(), StoreError> {
         let mut tokens = self.lock();
         tokens.remove(&token.selector);
         tokens

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
+use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
 
 /// Remember-me tokens in Redis. Clones share the connection.
 ///
@@ -53,7 +53,8 @@ use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
 /// the manager's last failed reconnection.
 ///
 /// ```no_run
-/// use axum_latch::{stores::RedisStore, Login, RevocableRemember};
+/// use axum_latch::{stores::RedisStore, Login};
+/// use axum_latch::remember::RevocableRemember;
 /// use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 /// use std::time::Duration;
 /// # #[derive(Clone)] struct Account;
@@ -342,7 +343,7 @@ impl RedisStore {
 }
 
 impl RememberStore for RedisStore {
-    async fn issue(&self, token: &StoredToken) -> Result<(), StoreError> {
+    async fn insert(&self, token: &StoredToken) -> Result<(), StoreError> {
         let mut script = ISSUE.key(self.token_key(&token.selector));
         script
             .key(self.user_key(&token.user_id))
@@ -768,7 +769,7 @@ mod tests {
 
     /// A token of `user` (a JSON string id), issued now, expiring in `life`.
     fn token(user: &str, life: u64) -> StoredToken {
-        let now = crate::token::now();
+        let now = crate::clock::Clock::system().unix_secs();
         StoredToken {
             selector: random_part(),
             validator_hash: random_hash(),
@@ -839,7 +840,7 @@ mod tests {
             assert_eq!(default.user_key("42"), "latch:remember:user:42");
             let mut connection = f.connection();
             let issued = token("susan", 30 * DAY);
-            store.issue(&issued).await.unwrap();
+            store.insert(&issued).await.unwrap();
 
             let token_key = format!("{prefix}remember:{}", issued.selector);
             let user_key = format!("{prefix}remember:user:\"susan\"");
@@ -952,7 +953,7 @@ mod tests {
             let twenty = token("susan", 20 * DAY);
             let five = token("susan", 5 * DAY);
             for t in [&ten, &twenty, &five] {
-                store.issue(t).await.unwrap();
+                store.insert(t).await.unwrap();
                 assert_eq!(expire_time(token_key(t)).await, t.expires_at as i64);
             }
             assert_eq!(
@@ -992,7 +993,7 @@ mod tests {
                 expires_at: u64::MAX,
                 ..token("susan", 0)
             };
-            store.issue(&forever).await.unwrap();
+            store.insert(&forever).await.unwrap();
             assert_eq!(expire_time(token_key(&forever)).await, MAX_EXPIREAT as i64);
             assert_eq!(expire_time(user_key.clone()).await, MAX_EXPIREAT as i64);
             assert_eq!(
@@ -1012,7 +1013,7 @@ mod tests {
                 expires_at: 1,
                 ..token("david", 0)
             };
-            store.issue(&past).await.unwrap();
+            store.insert(&past).await.unwrap();
             assert_eq!(store.find(&past.selector).await.unwrap(), None);
             assert_eq!(store.list("\"david\"").await.unwrap(), vec![]);
             let left: i64 = cmd(
@@ -1034,8 +1035,8 @@ mod tests {
             let plain = f.store("a:");
             let a = token("susan", 30 * DAY);
             let b = token("susan", 30 * DAY);
-            globby.issue(&a).await.unwrap();
-            plain.issue(&b).await.unwrap();
+            globby.insert(&a).await.unwrap();
+            plain.insert(&b).await.unwrap();
 
             assert_eq!(plain.find(&a.selector).await.unwrap(), None);
             assert_eq!(globby.find(&b.selector).await.unwrap(), None);
@@ -1047,7 +1048,7 @@ mod tests {
             assert_eq!(plain.find(&b.selector).await.unwrap(), Some(b.clone()));
 
             let c = token("susan", 30 * DAY);
-            globby.issue(&c).await.unwrap();
+            globby.insert(&c).await.unwrap();
             assert_eq!(plain.revoke_user("\"susan\"").await.unwrap(), 1);
             assert_eq!(globby.list("\"susan\"").await.unwrap(), vec![c]);
         })
@@ -1087,7 +1088,7 @@ mod tests {
                 ("selector", Some(b"another".to_vec())),
             ];
             for (field, value) in corruptions {
-                store.issue(&good).await.unwrap();
+                store.insert(&good).await.unwrap();
                 match &value {
                     Some(value) => {
                         let _: i64 = redis::cmd("HSET")
@@ -1124,15 +1125,15 @@ mod tests {
             store.find(&good.selector).await.expect_err("a string key");
             store.list("\"susan\"").await.expect_err("a string key");
             store
-                .issue(&good)
+                .insert(&good)
                 .await
                 .expect_err("not overwritten by issue");
             let _: i64 = cmd(&mut connection, "DEL", &[&key]).await;
 
             // purge_expired purges what it can and then reports the bad one.
-            store.issue(&good).await.unwrap();
+            store.insert(&good).await.unwrap();
             let expiring = token("susan", DAY);
-            store.issue(&expiring).await.unwrap();
+            store.insert(&expiring).await.unwrap();
             let _: i64 = cmd(&mut connection, "HSET", &[&key, "expires_at", "never"]).await;
             let error = store
                 .purge_expired(expiring.expires_at)
@@ -1158,10 +1159,10 @@ mod tests {
             let mut connection = f.connection();
             let old = StoredToken {
                 previous_hash: Some(random_hash()),
-                rotated_at_ms: Some(crate::token::now()),
+                rotated_at_ms: Some(crate::clock::Clock::system().unix_secs()),
                 ..token("susan", 30 * DAY)
             };
-            store.issue(&old).await.unwrap();
+            store.insert(&old).await.unwrap();
             let key = format!("{}:remember:{}", f.base, old.selector);
             let _: i64 = cmd(&mut connection, "HDEL", &[&key, "confirmed"]).await;
             assert_eq!(store.find(&old.selector).await.unwrap(), Some(old.clone()));
@@ -1194,8 +1195,8 @@ mod tests {
             let user_key = format!("{prefix}remember:user:\"susan\"");
             let kept = token("susan", 30 * DAY);
             let gone = token("susan", 30 * DAY);
-            store.issue(&kept).await.unwrap();
-            store.issue(&gone).await.unwrap();
+            store.insert(&kept).await.unwrap();
+            store.insert(&gone).await.unwrap();
 
             // As when Redis expires a token's key by its TTL.
             let _: i64 = cmd(

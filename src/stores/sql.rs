@@ -3,7 +3,7 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
+use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
 
 // ---------------------------------------------------------------------------
 // SQL, shared by both databases (SQLite takes `$1`-style placeholders too)
@@ -229,7 +229,7 @@ macro_rules! sql_store {
         }
 
         impl RememberStore for $name {
-            async fn issue(&self, token: &StoredToken) -> Result<(), StoreError> {
+            async fn insert(&self, token: &StoredToken) -> Result<(), StoreError> {
                 sqlx::query(ISSUE)
                     .bind(&token.selector)
                     .bind(&token.validator_hash[..])
@@ -342,7 +342,8 @@ sql_store! {
     /// Remember-me tokens in SQLite, in the table `latch_remember_tokens`.
     ///
     /// ```no_run
-    /// use axum_latch::{stores::SqliteStore, Login, RevocableRemember, User};
+    /// use axum_latch::{stores::SqliteStore, Login, User};
+    /// use axum_latch::remember::RevocableRemember;
     /// # #[derive(Clone)] struct Account;
     /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
     /// # async fn load_user(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
@@ -416,7 +417,8 @@ sql_store! {
     /// of the connection's `search_path` (usually `public`).
     ///
     /// ```no_run
-    /// use axum_latch::{stores::PostgresStore, Login, RevocableRemember, User};
+    /// use axum_latch::{stores::PostgresStore, Login, User};
+    /// use axum_latch::remember::RevocableRemember;
     /// # #[derive(Clone)] struct Account;
     /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
     /// # async fn load_user(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
@@ -544,7 +546,7 @@ mod tests {
             async fn migrate_again_keeps_the_table_and_its_tokens() {
                 run(open().await, |store, _| async move {
                     let stored = token(r#""user001""#, "sel-a", NOW);
-                    store.issue(&stored).await.unwrap();
+                    store.insert(&stored).await.unwrap();
                     store.migrate().await.expect("a second migrate");
                     store.migrate().await.expect("a third migrate");
                     assert_eq!(store.find("sel-a").await.unwrap(), Some(stored));
@@ -571,8 +573,8 @@ mod tests {
                         device: "Safari on iPhone — ünïcode ✓".to_owned(),
                     };
                     let bare = token(r#""user001""#, "sel-bare", NOW);
-                    store.issue(&full).await.unwrap();
-                    store.issue(&bare).await.unwrap();
+                    store.insert(&full).await.unwrap();
+                    store.insert(&bare).await.unwrap();
                     assert_eq!(store.find("sel-full").await.unwrap(), Some(full.clone()));
                     assert_eq!(store.find("sel-bare").await.unwrap(), Some(bare.clone()));
                     assert_eq!(store.find("sel-none").await.unwrap(), None);
@@ -587,7 +589,7 @@ mod tests {
                         confirmed: false,
                         ..full.clone()
                     };
-                    store.issue(&again).await.unwrap();
+                    store.insert(&again).await.unwrap();
                     assert_eq!(store.find("sel-full").await.unwrap(), Some(again.clone()));
                     assert_eq!(store.list("42").await.unwrap(), vec![]);
                     assert_eq!(store.list("43").await.unwrap(), vec![again]);
@@ -600,14 +602,14 @@ mod tests {
                 run(open().await, |store, _| async move {
                     let mut huge = token(r#""user001""#, "sel-huge", NOW);
                     huge.expires_at = u64::MAX;
-                    assert!(store.issue(&huge).await.is_err());
+                    assert!(store.insert(&huge).await.is_err());
                     huge.expires_at = NOW;
                     huge.rotated_at_ms = Some(i64::MAX as u64 + 1);
-                    assert!(store.issue(&huge).await.is_err());
+                    assert!(store.insert(&huge).await.is_err());
                     assert_eq!(store.find("sel-huge").await.unwrap(), None);
 
                     let stored = token(r#""user001""#, "sel-a", NOW);
-                    store.issue(&stored).await.unwrap();
+                    store.insert(&stored).await.unwrap();
                     let rotation = Rotation {
                         selector: "sel-a",
                         expected: &stored.validator_hash,
@@ -637,7 +639,7 @@ mod tests {
             async fn rotate_is_a_compare_and_swap() {
                 run(open().await, |store, _| async move {
                     let stored = token(r#""user001""#, "sel-a", NOW);
-                    store.issue(&stored).await.unwrap();
+                    store.insert(&stored).await.unwrap();
                     // Read as confirmed: it is, once `confirm` below has run.
                     let rotation = |selector, expected| Rotation {
                         selector,
@@ -676,9 +678,11 @@ mod tests {
             async fn concurrent_rotations_swap_exactly_once() {
                 run(open_concurrent().await, |store, _| async move {
                     let stored = token(r#""user001""#, "sel-a", NOW);
-                    store.issue(&stored).await.unwrap();
+                    store.insert(&stored).await.unwrap();
                     let barrier = Arc::new(tokio::sync::Barrier::new(100));
-                    let tasks: Vec<_> = (0..100u8)
+                    // Replacements 2..102: none is the expected validator,
+                    // so a swap always takes the row out of the others' reach.
+                    let tasks: Vec<_> = (2..102u8)
                         .map(|i| {
                             let store = store.clone();
                             let barrier = barrier.clone();
@@ -726,7 +730,7 @@ mod tests {
                         token(susan, "sel-B", NOW + 10),
                         token(david, "sel-d", NOW + 20),
                     ] {
-                        store.issue(&stored).await.unwrap();
+                        store.insert(&stored).await.unwrap();
                     }
                     let listed = store.list(susan).await.unwrap();
                     assert_eq!(selectors(&listed), ["sel-a", "sel-B", "sel-b", "sel-c"]);
@@ -762,7 +766,7 @@ mod tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn migrate_upgrades_a_table_made_before_confirmed() {
                 run(open_concurrent().await, |store, pool| async move {
-                    use crate::revocable::{Consumed, RevocableRemember};
+                    use crate::remember::revocable::{Consumed, RevocableRemember};
                     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
                     use base64::Engine as _;
                     use sha2::{Digest, Sha256};
@@ -859,7 +863,7 @@ mod tests {
                         task.await.unwrap().expect("a concurrent migrate");
                     }
                     let stored = token(r#""user001""#, "sel-a", NOW);
-                    store.issue(&stored).await.unwrap();
+                    store.insert(&stored).await.unwrap();
                     assert_eq!(store.find("sel-a").await.unwrap(), Some(stored));
                 })
                 .await;
@@ -869,8 +873,8 @@ mod tests {
             async fn corrupted_rows_are_errors_not_panics() {
                 run(open().await, |store, pool| async move {
                     let susan = r#""user001""#;
-                    store.issue(&token(susan, "sel-a", NOW)).await.unwrap();
-                    store.issue(&token(susan, "sel-b", NOW)).await.unwrap();
+                    store.insert(&token(susan, "sel-a", NOW)).await.unwrap();
+                    store.insert(&token(susan, "sel-b", NOW)).await.unwrap();
                     let set_bytes = |column: &str, bytes: Option<Vec<u8>>| {
                         let sql = format!(
                             "UPDATE latch_remember_tokens SET {column} = $1 WHERE selector = 'sel-a'"
@@ -988,7 +992,7 @@ mod tests {
         async fn a_confirmed_that_is_not_an_integer_is_an_error() {
             run(open().await, |store, pool| async move {
                 store
-                    .issue(&token(r#""user001""#, "sel-a", NOW))
+                    .insert(&token(r#""user001""#, "sel-a", NOW))
                     .await
                     .unwrap();
                 sqlx::query("UPDATE latch_remember_tokens SET confirmed = 'yes'")

@@ -7,6 +7,9 @@
 #[path = "../../examples/login/app.rs"]
 pub mod app;
 
+#[path = "../support/jwt.rs"]
+pub mod jwt;
+
 use std::sync::Arc;
 
 use reqwest::cookie::{CookieStore, Jar};
@@ -30,7 +33,7 @@ impl Drop for Demo {
 
 /// The demo on its own fresh SQLite file, with a random key.
 pub async fn start() -> Demo {
-    start_with_grace(axum_latch::DEFAULT_GRACE).await
+    start_with_grace(axum_latch::remember::DEFAULT_GRACE).await
 }
 
 /// [`start`], with this grace window for rotated remember-me cookies.
@@ -43,7 +46,7 @@ pub async fn start_with_grace(grace: std::time::Duration) -> Demo {
 /// key, on its own fresh SQLite file.
 pub async fn start_microdot_compat(secret: &str) -> Demo {
     let key = axum_latch::SecretKey::new(secret).expect("a long enough key");
-    start_on_own_database(key, axum_latch::DEFAULT_GRACE, true).await
+    start_on_own_database(key, axum_latch::remember::DEFAULT_GRACE, true).await
 }
 
 async fn start_on_own_database(

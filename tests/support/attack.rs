@@ -3,7 +3,7 @@
 //! hand-signed tokens, and a probe that tells whether a request was anonymous.
 //!
 //! The app has a `CurrentUser` route (`/private`), a `FreshUser` route
-//! (`/fresh`), a `MaybeUser` route (`/maybe`) and a `SessionData` route
+//! (`/fresh`), an `Option<CurrentUser>` route (`/maybe`) and a `SessionData` route
 //! (`/data`). A probe sends the same cookies to all four: an anonymous
 //! request is redirected to the login page by the first two and answered
 //! `200` by the other two, with no user and no session data. A session
@@ -14,6 +14,7 @@
 //! signed by hand with HMAC-SHA256 (`hmac` and `sha2` are dependencies of
 //! latch, so tests can use them too).
 
+use super::jwt::{self, Claims};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -21,10 +22,10 @@ use axum::http::{HeaderValue, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use axum_latch::token::{self, Claims};
+use axum_latch::session::SessionError;
 use axum_latch::{
-    Auth, CurrentUser, FreshUser, KeyRing, Login, MaybeUser, Remember, SecretKey, Session,
-    SessionData, SessionError, User,
+    Auth, CurrentUser, FreshUser, Login, Remember, SecretKey, Session, SessionData, User,
+    UserLoader,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -106,7 +107,7 @@ impl Default for Users {
 }
 
 /// The `Login` layer over `users`, with the defaults.
-pub fn login_layer(users: &Users) -> Login<Account> {
+pub fn login_layer(users: &Users) -> Login<Account, impl UserLoader<Account> + use<>> {
     let users = users.clone();
     Login::new(move |id: u64| {
         let found = users.find(id);
@@ -139,9 +140,9 @@ pub fn routes(users: &Users) -> Router {
         )
         .route(
             "/maybe",
-            get(|MaybeUser(user): MaybeUser<Account>| async move {
+            get(|user: Option<CurrentUser<Account>>| async move {
                 match user {
-                    Some(user) => format!("user:{}", user.name),
+                    Some(CurrentUser(user)) => format!("user:{}", user.name),
                     None => "anonymous".to_owned(),
                 }
             }),
@@ -230,7 +231,11 @@ pub fn routes(users: &Users) -> Router {
         .with_state(users.clone())
 }
 
-pub fn app_with(users: &Users, login: Login<Account>, session: Session) -> Router {
+pub fn app_with<L: UserLoader<Account>>(
+    users: &Users,
+    login: Login<Account, L>,
+    session: Session,
+) -> Router {
     routes(users).layer(login).layer(session)
 }
 
@@ -336,9 +341,8 @@ pub async fn fixtures_of(app: &Router, id: u64) -> Fixtures {
     );
     let session = issued(&response, "session").expect("the login sets a session cookie");
     let remember = issued(&response, "_remember").expect("the login sets a remember cookie");
-    let ring = KeyRing::new(key());
-    let session_claims = token::decode(&session, &ring).unwrap().claims;
-    let remember_claims = token::decode(&remember, &ring).unwrap().claims;
+    let session_claims = jwt::decode(&session, &[super::KEY]).unwrap();
+    let remember_claims = jwt::decode(&remember, &[super::KEY]).unwrap();
     assert_eq!(session_claims["_user_id"], json!(id));
     assert_eq!(remember_claims["user_id"], json!(id));
     Fixtures {
@@ -528,7 +532,7 @@ pub fn not_anonymous(outcome: &Outcome, data: Option<&str>) -> Vec<String> {
     }
     if outcome.maybe != (StatusCode::OK, "anonymous".to_owned()) {
         problems.push(format!(
-            "MaybeUser route: expected 200 anonymous, got {:?}",
+            "Option<CurrentUser> route: expected 200 anonymous, got {:?}",
             outcome.maybe
         ));
     }
@@ -746,7 +750,7 @@ pub async fn assert_alice(
     assert_eq!(
         outcome.maybe,
         (StatusCode::OK, "user:alice".to_owned()),
-        "{context}: MaybeUser sees alice"
+        "{context}: Option<CurrentUser> sees alice"
     );
     let expected_fresh = if fresh {
         StatusCode::OK

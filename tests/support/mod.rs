@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod jwt;
 
 use axum::body::Body;
 use axum::Router;

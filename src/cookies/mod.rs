@@ -8,6 +8,7 @@ use std::time::Duration;
 
 /// A cookie setting that cannot be used, found when configuring latch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A cookie name that is empty or has characters a cookie name cannot have.
     #[error("{0:?} cannot be a cookie name: use letters, digits, `-`, `_` or `.`")]

@@ -1,351 +1,31 @@
-//! The `Login` layer: who is logged in, found lazily and at most once per
-//! request, from the session or else from the remember-me cookie.
+//! One request's login: who is logged in, found at most once and only when
+//! asked, from the session or else from the remember-me cookie.
 
 use futures_util::lock::Mutex as AsyncMutex;
 use http::header::USER_AGENT;
-use http::{HeaderValue, Request, Response};
-use pin_project_lite::pin_project;
+use http::HeaderValue;
 use serde_json::Value;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tower_layer::Layer;
-use tower_service::Service;
 
-use crate::cookies::{self, ConfigError, Lookup};
-use crate::fingerprint;
-use crate::next::is_safe_next;
-use crate::rejection::{LoginRejection, MissingLayer};
-use crate::remember::{RememberTokens, StatelessRemember};
-use crate::require::RequireLogin;
-use crate::session::{LoginClaims, SessionHandle};
-use crate::token;
-use crate::user::{DynLoader, User, UserLoader};
-use crate::user_cache::UserCache;
-
-/// The remember-me cookie's name, as in Microdot (before any prefix).
-pub(crate) const REMEMBER_COOKIE: &str = "_remember";
+use crate::adapter::axum::MissingLayer;
+use crate::cookies::Lookup;
+use crate::crypto::fingerprint;
+use crate::login::cache::UserCache;
+use crate::login::{LoginConfig, User};
+use crate::session::claims::LoginClaims;
+use crate::session::state::SessionHandle;
 
 /// How much of a `User-Agent` latch keeps, in bytes, for device names.
 const MAX_USER_AGENT: usize = 256;
-
-/// The login layer: put it on the router inside the [`Session`](crate::Session) layer.
-///
-/// It makes the logged-in user available to the [`CurrentUser`](crate::CurrentUser),
-/// [`FreshUser`](crate::FreshUser), [`MaybeUser`](crate::MaybeUser) and
-/// [`Auth`](crate::Auth) extractors and to the [`required`](Self::required)
-/// and [`fresh`](Self::fresh) route layers. Nothing is loaded until one of
-/// them asks, and then the user is loaded once for the whole request.
-///
-/// Layer order: axum runs the layer added last first, so add `Login`, then
-/// `Session`:
-///
-/// ```
-/// use axum::{routing::get, Router};
-/// use axum_latch::{CurrentUser, Login, SecretKey, Session, User};
-/// use std::convert::Infallible;
-///
-/// #[derive(Clone)]
-/// struct Account { id: u64, name: String, hash: String }
-///
-/// impl User for Account {
-///     type Id = u64;
-///     fn id(&self) -> u64 { self.id }
-///     fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() }
-/// }
-///
-/// async fn load(id: u64) -> Result<Option<Account>, Infallible> {
-///     Ok(Some(Account { id, name: format!("user{id}"), hash: String::new() }))
-/// }
-///
-/// async fn index(CurrentUser(user): CurrentUser<Account>) -> String {
-///     format!("Hello, {}!", user.name)
-/// }
-///
-/// let login = Login::new(load);
-/// let app: Router = Router::new()
-///     .route("/", get(index))
-///     .layer(login)                                   // inner: who is logged in
-///     .layer(Session::new(SecretKey::generate()?));   // outer: the cookie
-/// # Ok::<(), axum_latch::KeyError>(())
-/// ```
-pub struct Login<U: User> {
-    config: Arc<LoginConfig<U>>,
-}
-
-pub(crate) struct LoginConfig<U: User> {
-    pub loader: Arc<dyn DynLoader<U>>,
-    pub login_url: String,
-    pub default_redirect: String,
-    pub remember: Arc<dyn RememberTokens>,
-    pub fresh_within: Option<Duration>,
-    pub cache: Option<Arc<UserCache<U>>>,
-}
-
-impl<U: User> Clone for Login<U> {
-    fn clone(&self) -> Self {
-        Self {
-            config: self.config.clone(),
-        }
-    }
-}
-
-impl<U: User> Clone for LoginConfig<U> {
-    fn clone(&self) -> Self {
-        Self {
-            loader: self.loader.clone(),
-            login_url: self.login_url.clone(),
-            default_redirect: self.default_redirect.clone(),
-            remember: self.remember.clone(),
-            fresh_within: self.fresh_within,
-            cache: self.cache.clone(),
-        }
-    }
-}
-
-impl<U: User> std::fmt::Debug for Login<U> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Login")
-            .field("login_url", &self.config.login_url)
-            .field("default_redirect", &self.config.default_redirect)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<U: User> Login<U> {
-    /// A login layer that finds users with `loader`, with the login page at
-    /// `/login`, `/` as the page to go to after a login without `next`, and
-    /// stateless remember-me tokens.
-    pub fn new(loader: impl UserLoader<U>) -> Self {
-        Self {
-            config: Arc::new(LoginConfig {
-                loader: Arc::new(loader),
-                login_url: "/login".to_owned(),
-                default_redirect: "/".to_owned(),
-                remember: Arc::new(StatelessRemember),
-                fresh_within: None,
-                cache: None,
-            }),
-        }
-    }
-
-    fn edit(mut self, f: impl FnOnce(&mut LoginConfig<U>)) -> Self {
-        f(Arc::make_mut(&mut self.config));
-        self
-    }
-
-    /// The login page that anonymous requests are sent to (default `/login`).
-    /// It must be a path on this site; a query (`/login?lang=en`) is kept.
-    pub fn login_url(self, url: &str) -> Result<Self, ConfigError> {
-        check_local(url)?;
-        Ok(self.edit(|c| c.login_url = url.to_owned()))
-    }
-
-    /// Where [`Auth::login_user`](crate::Auth::login_user) redirects when the
-    /// request has no safe `next` (default `/`). It must be a path on this site.
-    pub fn default_redirect(self, url: &str) -> Result<Self, ConfigError> {
-        check_local(url)?;
-        Ok(self.edit(|c| c.default_redirect = url.to_owned()))
-    }
-
-    /// How recent a password login must be to count as fresh (default: any
-    /// password login in this browser session). With it, [`FreshUser`](crate::FreshUser)
-    /// and [`fresh`](Self::fresh) send users who logged in longer ago than
-    /// `window` to log in again, as "sudo mode" does before sensitive pages.
-    ///
-    /// ```
-    /// # use axum_latch::{Login, User};
-    /// # #[derive(Clone)] struct Account;
-    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
-    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
-    /// use std::time::Duration;
-    ///
-    /// // Pages behind `FreshUser` need a password typed in the last 10 minutes.
-    /// let login = Login::new(load).fresh_within(Duration::from_secs(10 * 60));
-    /// ```
-    pub fn fresh_within(self, window: Duration) -> Self {
-        self.edit(|c| c.fresh_within = Some(window))
-    }
-
-    /// Keeps up to `capacity` users for `ttl` after they are loaded, so that
-    /// requests do not each call the loader: for loaders that query a
-    /// database. Off by default.
-    ///
-    /// latch drops a user from the cache when they log out and when
-    /// [`Auth::update_user`](crate::Auth::update_user) records a new
-    /// `auth_hash`, and reloads a cached user whose `auth_hash` does not
-    /// match a request's session (a newer login, made after a password
-    /// change on another instance, is not refused).
-    ///
-    /// **The trade-off:** each instance has its own cache, and it does not
-    /// hear of changes made elsewhere. A password change, "log out
-    /// everywhere", a deleted user, or a changed name made through another
-    /// instance (or straight in the database) is seen here only once the
-    /// cached copy is `ttl` old: until then this instance still accepts the
-    /// user's old sessions and shows the old data. Keep `ttl` as short as
-    /// that delay is acceptable (seconds, not minutes), or leave the cache
-    /// off when a revocation must take effect at once everywhere.
-    ///
-    /// ```
-    /// # use axum_latch::{Login, User};
-    /// # #[derive(Clone)] struct Account;
-    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
-    /// # async fn load_from_database(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
-    /// use std::time::Duration;
-    ///
-    /// // At most 10,000 users, each reloaded at least every 5 seconds.
-    /// let login = Login::new(load_from_database).cache_users(10_000, Duration::from_secs(5));
-    /// ```
-    pub fn cache_users(self, capacity: usize, ttl: Duration) -> Self {
-        self.edit(|c| c.cache = Some(Arc::new(UserCache::new(capacity, ttl))))
-    }
-
-    /// Uses other remember-me tokens than the stateless default.
-    pub fn remember_tokens(self, tokens: impl RememberTokens) -> Self {
-        self.edit(|c| c.remember = Arc::new(tokens))
-    }
-
-    /// A route layer that lets only logged-in users through, for a group of
-    /// routes. Others get what [`LoginRequired`](crate::LoginRequired) says.
-    ///
-    /// ```
-    /// # use axum::{routing::get, Router};
-    /// # use axum_latch::{Login, SecretKey, Session, User};
-    /// # #[derive(Clone)] struct Account;
-    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
-    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
-    /// let login = Login::new(load);
-    /// let app: Router = Router::new()
-    ///     .route("/settings", get(|| async { "settings" }))
-    ///     .route("/billing", get(|| async { "billing" }))
-    ///     .route_layer(login.required())
-    ///     .route("/login", get(|| async { "the form" }))
-    ///     .layer(login)
-    ///     .layer(Session::new(SecretKey::generate()?));
-    /// # Ok::<(), axum_latch::KeyError>(())
-    /// ```
-    pub fn required(&self) -> RequireLogin<U> {
-        RequireLogin::new(self.config.login_url.clone(), false)
-    }
-
-    /// A route layer that lets only users with a fresh login through: one
-    /// made with a password in this browser session, not restored from a
-    /// remember-me cookie. Others are sent to log in again.
-    pub fn fresh(&self) -> RequireLogin<U> {
-        RequireLogin::new(self.config.login_url.clone(), true)
-    }
-}
-
-fn check_local(url: &str) -> Result<(), ConfigError> {
-    if is_safe_next(url) {
-        Ok(())
-    } else {
-        Err(ConfigError::LocalUrl(url.to_owned()))
-    }
-}
-
-impl<S, U: User> Layer<S> for Login<U> {
-    type Service = LoginService<S, U>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        LoginService {
-            inner,
-            config: self.config.clone(),
-        }
-    }
-}
-
-/// The service made by the [`Login`] layer.
-pub struct LoginService<S, U: User> {
-    inner: S,
-    config: Arc<LoginConfig<U>>,
-}
-
-impl<S: Clone, U: User> Clone for LoginService<S, U> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            config: self.config.clone(),
-        }
-    }
-}
-
-impl<S, U, ReqBody, ResBody> Service<Request<ReqBody>> for LoginService<S, U>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    U: User,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = LoginFuture<S::Future, U>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let context = match request.extensions().get::<SessionHandle>() {
-            Some(session) => {
-                let context =
-                    LoginContext::new(self.config.clone(), session.clone(), request.headers());
-                request.extensions_mut().insert(context.clone());
-                Some(context)
-            }
-            None => {
-                tracing::error!(target: "latch", "{}", MissingLayer::Session);
-                None
-            }
-        };
-        LoginFuture {
-            inner: self.inner.call(request),
-            context,
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`LoginService`].
-    pub struct LoginFuture<F, U: User> {
-        #[pin]
-        inner: F,
-        context: Option<LoginContext<U>>,
-    }
-}
-
-impl<F, U, ResBody, E> Future for LoginFuture<F, U>
-where
-    F: Future<Output = Result<Response<ResBody>, E>>,
-    U: User,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = std::task::ready!(this.inner.poll(cx))?;
-        if let Some(context) = this.context.take() {
-            if context.inner.remember_duplicated.load(Ordering::Relaxed) {
-                let name = &context.session().config().remember_cookie;
-                context
-                    .session()
-                    .delete_strays(response.headers_mut(), name);
-            }
-            if let Some(cookie) = context.take_remember_cookie() {
-                cookies::append(response.headers_mut(), cookie);
-            }
-        }
-        Poll::Ready(Ok(response))
-    }
-}
 
 /// The user of a request, once found.
 #[derive(Clone)]
 pub(crate) enum Resolved<U> {
     Anonymous,
     User {
-        user: U,
+        user: Arc<U>,
         fresh: bool,
     },
     /// The loader failed; the request cannot be answered for this user.
@@ -401,6 +81,11 @@ fn seconds(time: SystemTime) -> f64 {
     }
 }
 
+/// The user loader failed (it has been logged): the request cannot be
+/// answered for this user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LoaderFailed;
+
 /// Why [`LoginContext::require`] found no user to let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -436,7 +121,11 @@ struct ContextInner<U: User> {
 }
 
 impl<U: User> LoginContext<U> {
-    fn new(config: Arc<LoginConfig<U>>, session: SessionHandle, headers: &http::HeaderMap) -> Self {
+    pub(crate) fn new(
+        config: Arc<LoginConfig<U>>,
+        session: SessionHandle,
+        headers: &http::HeaderMap,
+    ) -> Self {
         Self {
             inner: Arc::new(ContextInner {
                 config,
@@ -479,16 +168,16 @@ impl<U: User> LoginContext<U> {
     }
 
     /// The user, if logged in; an error only when the loader failed.
-    pub async fn current_user(&self) -> Result<Option<U>, LoginRejection> {
+    pub async fn current_user(&self) -> Result<Option<Arc<U>>, LoaderFailed> {
         match self.resolve().await {
             Resolved::User { user, .. } => Ok(Some(user)),
             Resolved::Anonymous => Ok(None),
-            Resolved::Failed => Err(LoginRejection::LoaderFailed),
+            Resolved::Failed => Err(LoaderFailed),
         }
     }
 
     /// The user, if logged in (and freshly so, when `fresh` is asked for).
-    pub async fn require(&self, fresh: bool) -> Result<U, Refusal> {
+    pub async fn require(&self, fresh: bool) -> Result<Arc<U>, Refusal> {
         match self.resolve().await {
             Resolved::User {
                 user,
@@ -509,7 +198,9 @@ impl<U: User> LoginContext<U> {
     fn recent(&self, login_at: Option<f64>) -> bool {
         match (self.inner.config.fresh_within, login_at) {
             (None, _) => true,
-            (Some(window), Some(at)) => (token::now() as f64) - at <= window.as_secs_f64(),
+            (Some(window), Some(at)) => {
+                (self.clock().unix_secs() as f64) - at <= window.as_secs_f64()
+            }
             (Some(_), None) => false,
         }
     }
@@ -521,7 +212,12 @@ impl<U: User> LoginContext<U> {
             .session
             .config()
             .microdot_compat
-            .is_some_and(|compat| compat.open())
+            .is_some_and(|compat| compat.open_at(self.clock().unix_secs()))
+    }
+
+    /// Where latch reads the time: the session's clock.
+    fn clock(&self) -> &crate::clock::Clock {
+        &self.inner.session.config().clock
     }
 
     fn keys(&self) -> &crate::KeyRing {
@@ -538,7 +234,7 @@ impl<U: User> LoginContext<U> {
     /// Checks the session's login against the user it names.
     async fn check_session_login(&self, login: LoginClaims) -> Resolved<U> {
         let keys = self.keys();
-        let check = match (&login.auth, login.login_at) {
+        let check = match (&login.fingerprint, login.login_at) {
             (Some(_), Some(_)) => Check::Fingerprint,
             (Some(_), None) => {
                 // latch writes both: without a start, the absolute timeout
@@ -582,7 +278,7 @@ impl<U: User> LoginContext<U> {
                     Accepted::Key(0) => login.fresh && self.recent(login.login_at),
                     Accepted::Key(_) => {
                         // Signed before a key rotation: move to the current key.
-                        self.inner.session.set_auth(current());
+                        self.inner.session.set_fingerprint(current());
                         login.fresh && self.recent(login.login_at)
                     }
                 };
@@ -607,7 +303,7 @@ impl<U: User> LoginContext<U> {
         &self,
         user_id: Value,
         accept: impl Fn(&U) -> Option<Accepted>,
-    ) -> Result<Option<(U, Accepted)>, ()> {
+    ) -> Result<Option<(Arc<U>, Accepted)>, ()> {
         let cache = self.inner.config.cache.as_deref();
         let key = cache.map(|_| UserCache::<U>::key(&user_id));
         let id: U::Id = match serde_json::from_value(user_id) {
@@ -618,7 +314,7 @@ impl<U: User> LoginContext<U> {
             }
         };
         if let (Some(cache), Some(key)) = (cache, &key) {
-            if let Some(user) = cache.get(key) {
+            if let Some(user) = cache.get(key, self.clock().now()) {
                 if let Some(accepted) = accept(&user) {
                     return Ok(Some((user, accepted)));
                 }
@@ -628,7 +324,7 @@ impl<U: User> LoginContext<U> {
         }
         let generation = cache.map(UserCache::generation);
         let user = match self.inner.config.loader.load(id.clone()).await {
-            Ok(Some(user)) => user,
+            Ok(Some(user)) => Arc::new(user),
             Ok(None) => {
                 tracing::debug!(target: "latch", user_id = ?id, "login rejected: no such user");
                 return Ok(None);
@@ -639,7 +335,7 @@ impl<U: User> LoginContext<U> {
             }
         };
         if let (Some(cache), Some(key), Some(generation)) = (cache, key, generation) {
-            cache.insert(generation, key, user.clone());
+            cache.insert(generation, key, user.clone(), self.clock().now());
         }
         match accept(&user) {
             Some(accepted) => Ok(Some((user, accepted))),
@@ -671,7 +367,7 @@ impl<U: User> LoginContext<U> {
         };
         let remember = &self.inner.config.remember;
         let redeemed = remember
-            .redeem(self.keys(), token, SystemTime::now(), self.user_agent())
+            .redeem(self.keys(), token, self.clock().now(), self.user_agent())
             .await;
         let redeemed = match redeemed {
             Ok(Some(redeemed)) => redeemed,
@@ -785,7 +481,7 @@ impl<U: User> LoginContext<U> {
             user_id,
             fingerprint: auth,
             days,
-            now: token::now(),
+            now: self.clock().unix_secs(),
             user_agent: self.user_agent(),
         };
         match remember.issue(grant).await {
@@ -862,7 +558,12 @@ impl<U: User> LoginContext<U> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn take_remember_cookie(&self) -> Option<HeaderValue> {
+    /// Whether the request carried the remember cookie more than once.
+    pub(crate) fn remember_duplicated(&self) -> bool {
+        self.inner.remember_duplicated.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn take_remember_cookie(&self) -> Option<HeaderValue> {
         self.remember_update().take()
     }
 }

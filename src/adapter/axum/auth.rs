@@ -3,31 +3,15 @@
 use axum::extract::FromRequestParts;
 use axum::response::Redirect;
 use http::request::Parts;
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use std::sync::Arc;
 
+use crate::adapter::axum::rejection::{LoginRejection, MissingLayer};
+use crate::crypto::fingerprint::fingerprint;
 use crate::error::AuthError;
-use crate::fingerprint::fingerprint;
-use crate::login::{LoginContext, Resolved};
-use crate::next;
-use crate::rejection::{LoginRejection, MissingLayer};
+use crate::login::context::{LoaderFailed, LoginContext, Resolved};
+use crate::login::next;
+use crate::login::user::User;
 use crate::remember::{Remember, RememberGrant, RememberedDevice};
-use crate::token;
-use crate::user::User;
-
-/// What `login_user` percent-encodes in the `Location` it sends: controls,
-/// non-ASCII, and the ASCII characters a URI may not hold (`%` is kept, so
-/// what was encoded stays encoded once).
-pub(crate) const LOCATION_ENCODE: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'<')
-    .add(b'>')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'|')
-    .add(b'^')
-    .add(b'\\');
 
 /// Logs users in and out. Needs the [`Session`](crate::Session) and
 /// [`Login`](crate::Login) layers; without them it rejects with a `500`
@@ -106,7 +90,7 @@ impl<U: User> Auth<U> {
                     user_id: &user_id,
                     fingerprint: &auth,
                     days,
-                    now: token::now(),
+                    now: session.config().clock.unix_secs(),
                     user_agent: self.context.user_agent(),
                 };
                 Some((self.context.config().remember.issue(grant).await?, days))
@@ -116,7 +100,7 @@ impl<U: User> Auth<U> {
         session.set_login(user_id, auth, true);
         self.context
             .set_resolved(Resolved::User {
-                user: user.clone(),
+                user: Arc::new(user.clone()),
                 fresh: true,
             })
             .await;
@@ -125,9 +109,7 @@ impl<U: User> Auth<U> {
             self.context.set_remember_cookie(&token, days);
         }
         tracing::info!(target: "latch", user_id = ?user.id(), remember_days = ?remember.days(), "user logged in");
-        // `next` arrives decoded; a `Location` must be a valid URI reference,
-        // so encode what is not ASCII or may not appear in one.
-        let location = utf8_percent_encode(self.next_url(), LOCATION_ENCODE).to_string();
+        let location = next::location(self.next_url());
         Ok(Redirect::to(&location))
     }
 
@@ -171,10 +153,10 @@ impl<U: User> Auth<U> {
             self.context.forget_cached_user(&user_id);
         }
         let auth = fingerprint(session.config().keys.current(), user.auth_hash());
-        let fresh = session.set_auth(auth);
+        let fresh = session.set_fingerprint(auth);
         self.context
             .set_resolved(Resolved::User {
-                user: user.clone(),
+                user: Arc::new(user.clone()),
                 fresh,
             })
             .await;
@@ -191,7 +173,7 @@ impl<U: User> Auth<U> {
 
     /// The logged-in user's remembered devices: the browsers where "remember
     /// me" still works, the current one marked. Empty for an anonymous
-    /// request, and with [`StatelessRemember`](crate::StatelessRemember),
+    /// request, and with [`StatelessRemember`](crate::remember::StatelessRemember),
     /// which keeps no list.
     ///
     /// ```
@@ -227,7 +209,7 @@ impl<U: User> Auth<U> {
                 &user_id,
                 user.auth_hash(),
                 self.context.remember_cookie(),
-                token::now(),
+                self.context.session().config().clock.unix_secs(),
             )
             .await?;
         Ok(devices)
@@ -264,8 +246,11 @@ impl<U: User> Auth<U> {
     }
 
     /// The logged-in user, if any (loaded at most once per request).
-    pub async fn current_user(&self) -> Result<Option<U>, LoginRejection> {
-        self.context.current_user().await
+    pub async fn current_user(&self) -> Result<Option<Arc<U>>, LoginRejection> {
+        self.context
+            .current_user()
+            .await
+            .map_err(|LoaderFailed| LoginRejection::LoaderFailed)
     }
 
     /// Where a login would redirect to: the safe `next`, or the default.

@@ -3,10 +3,10 @@
 
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use crate::user::User;
+use crate::login::user::User;
 
 /// Users loaded recently, by the JSON text of their id.
 pub(crate) struct UserCache<U> {
@@ -20,14 +20,19 @@ struct Inner<U> {
     /// Counts removals: a user loaded while one happened may be stale, and
     /// is not cached (see [`UserCache::generation`]).
     generation: u64,
-    /// Ids in the order they were cached, oldest first, for eviction. An id
-    /// cached again is pushed again; its stale places are skipped.
-    order: VecDeque<(String, Instant)>,
+    /// Ids in the order they were cached, oldest first, for eviction, with
+    /// the number of the caching. An id cached again is pushed again; its
+    /// stale places are skipped.
+    order: VecDeque<(String, u64)>,
+    /// The number of the next caching.
+    next: u64,
 }
 
 struct Entry<U> {
-    user: U,
-    cached_at: Instant,
+    user: Arc<U>,
+    cached_at: SystemTime,
+    /// Which caching this is, for `order`.
+    number: u64,
 }
 
 impl<U: User> UserCache<U> {
@@ -40,6 +45,7 @@ impl<U: User> UserCache<U> {
                 users: HashMap::new(),
                 generation: 0,
                 order: VecDeque::new(),
+                next: 0,
             }),
         }
     }
@@ -55,11 +61,13 @@ impl<U: User> UserCache<U> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The cached user with this key, if cached less than the TTL ago.
-    pub fn get(&self, key: &str) -> Option<U> {
+    /// The cached user with this key, if cached less than the TTL before
+    /// `now`.
+    pub fn get(&self, key: &str, now: SystemTime) -> Option<Arc<U>> {
         let mut inner = self.lock();
         let entry = inner.users.get(key)?;
-        if entry.cached_at.elapsed() < self.ttl {
+        let age = now.duration_since(entry.cached_at).unwrap_or_default();
+        if age < self.ttl {
             return Some(entry.user.clone());
         }
         inner.users.remove(key);
@@ -75,40 +83,38 @@ impl<U: User> UserCache<U> {
     /// `key`, evicting the oldest users when full. If a user was dropped
     /// since (a logout, a new `auth_hash`), the load may have read the
     /// data from before the change, so nothing is cached.
-    pub fn insert(&self, generation: u64, key: String, user: U) {
+    pub fn insert(&self, generation: u64, key: String, user: Arc<U>, now: SystemTime) {
         if self.ttl.is_zero() {
             return;
         }
-        let now = Instant::now();
         let mut inner = self.lock();
         if inner.generation != generation {
             return;
         }
+        let number = inner.next;
+        inner.next += 1;
         inner.users.insert(
             key.clone(),
             Entry {
                 user,
                 cached_at: now,
+                number,
             },
         );
-        inner.order.push_back((key, now));
+        inner.order.push_back((key, number));
         while inner.users.len() > self.capacity {
-            let Some((oldest, cached_at)) = inner.order.pop_front() else {
+            let Some((oldest, number)) = inner.order.pop_front() else {
                 break;
             };
             // Only if this place is the entry's latest caching.
-            if inner
-                .users
-                .get(&oldest)
-                .is_some_and(|e| e.cached_at == cached_at)
-            {
+            if inner.users.get(&oldest).is_some_and(|e| e.number == number) {
                 inner.users.remove(&oldest);
             }
         }
         // Keep stale places from piling up when the same users are cached again and again.
         if inner.order.len() > 2 * self.capacity {
             let Inner { users, order, .. } = &mut *inner;
-            order.retain(|(id, at)| users.get(id).is_some_and(|e| e.cached_at == *at));
+            order.retain(|(id, number)| users.get(id).is_some_and(|e| e.number == *number));
         }
     }
 
@@ -147,14 +153,24 @@ mod tests {
         UserCache::<Account>::key(&json!(id))
     }
 
+    const T0: SystemTime = SystemTime::UNIX_EPOCH;
+
+    fn get(cache: &UserCache<Account>, id: u64) -> Option<Account> {
+        cache.get(&key(id), T0).map(|user| (*user).clone())
+    }
+
+    fn put(cache: &UserCache<Account>, generation: u64, user: Account) {
+        cache.insert(generation, key(user.0), Arc::new(user), T0);
+    }
+
     #[test]
     fn keeps_users_until_removed() {
         let cache = UserCache::new(10, Duration::from_secs(60));
-        assert_eq!(cache.get(&key(1)), None);
-        cache.insert(0, key(1), Account(1, "h"));
-        assert_eq!(cache.get(&key(1)), Some(Account(1, "h")));
+        assert_eq!(get(&cache, 1), None);
+        put(&cache, 0, Account(1, "h"));
+        assert_eq!(get(&cache, 1), Some(Account(1, "h")));
         cache.remove(&key(1));
-        assert_eq!(cache.get(&key(1)), None);
+        assert_eq!(get(&cache, 1), None);
     }
 
     #[test]
@@ -163,48 +179,49 @@ mod tests {
         let before = cache.generation();
         // A logout or a new auth_hash while the loader was running.
         cache.remove(&key(2));
-        cache.insert(before, key(1), Account(1, "maybe stale"));
-        assert_eq!(cache.get(&key(1)), None);
-        cache.insert(cache.generation(), key(1), Account(1, "h"));
-        assert_eq!(cache.get(&key(1)), Some(Account(1, "h")));
+        put(&cache, before, Account(1, "maybe stale"));
+        assert_eq!(get(&cache, 1), None);
+        put(&cache, cache.generation(), Account(1, "h"));
+        assert_eq!(get(&cache, 1), Some(Account(1, "h")));
     }
 
     #[test]
     fn users_expire_after_the_ttl() {
-        let cache = UserCache::new(10, Duration::from_millis(20));
-        cache.insert(0, key(1), Account(1, "h"));
-        std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(cache.get(&key(1)), None);
+        let cache = UserCache::new(10, Duration::from_secs(20));
+        put(&cache, 0, Account(1, "h"));
+        let at = |secs| cache.get(&key(1), T0 + Duration::from_secs(secs));
+        assert!(at(19).is_some());
+        assert!(at(20).is_none());
         assert_eq!(cache.len(), 0);
     }
 
     #[test]
     fn a_zero_ttl_caches_nothing() {
         let cache = UserCache::new(10, Duration::ZERO);
-        cache.insert(0, key(1), Account(1, "h"));
-        assert_eq!(cache.get(&key(1)), None);
+        put(&cache, 0, Account(1, "h"));
+        assert_eq!(get(&cache, 1), None);
     }
 
     #[test]
     fn the_oldest_users_go_first_when_full() {
         let cache = UserCache::new(3, Duration::from_secs(60));
         for id in 1..=3 {
-            cache.insert(0, key(id), Account(id, "h"));
+            put(&cache, 0, Account(id, "h"));
         }
         // Caching 1 again makes 2 the oldest.
-        cache.insert(0, key(1), Account(1, "h2"));
-        cache.insert(0, key(4), Account(4, "h"));
+        put(&cache, 0, Account(1, "h2"));
+        put(&cache, 0, Account(4, "h"));
         assert_eq!(cache.len(), 3);
-        assert_eq!(cache.get(&key(2)), None);
-        assert_eq!(cache.get(&key(1)), Some(Account(1, "h2")));
-        assert!(cache.get(&key(3)).is_some() && cache.get(&key(4)).is_some());
+        assert_eq!(get(&cache, 2), None);
+        assert_eq!(get(&cache, 1), Some(Account(1, "h2")));
+        assert!(get(&cache, 3).is_some() && get(&cache, 4).is_some());
     }
 
     #[test]
     fn stays_bounded_under_churn() {
         let cache = UserCache::new(5, Duration::from_secs(60));
         for round in 0..1000u64 {
-            cache.insert(0, key(round % 7), Account(round % 7, "h"));
+            put(&cache, 0, Account(round % 7, "h"));
             assert!(cache.len() <= 5);
             assert!(cache.lock().order.len() <= 10 + 1);
         }

@@ -10,9 +10,9 @@ use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::login::{LoginContext, Refusal};
-use crate::rejection::{LoginRejection, LoginRequired};
-use crate::user::User;
+use crate::adapter::axum::rejection::{LoginRejection, LoginRequired};
+use crate::login::context::{LoginContext, Refusal};
+use crate::login::user::User;
 
 /// A route layer that refuses requests without a login (or without a fresh
 /// one), made by [`Login::required`](crate::Login::required) and

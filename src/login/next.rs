@@ -1,7 +1,22 @@
 //! The `next` URL: where a login sends the user back to, and the rule that
 //! keeps it on this site.
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
+
+/// What `login_user` percent-encodes in the `Location` it sends: controls,
+/// non-ASCII, and the ASCII characters a URI may not hold (`%` is kept, so
+/// what was encoded stays encoded once).
+const LOCATION_ENCODE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'|')
+    .add(b'^')
+    .add(b'\\');
 
 /// The longest `next` latch follows, in bytes.
 pub const MAX_NEXT_LEN: usize = 2048;
@@ -24,7 +39,7 @@ const NEXT_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 /// as `javascript:` cannot pass, since the first character must be `/`.
 ///
 /// ```
-/// use axum_latch::is_safe_next;
+/// use axum_latch::next::is_safe_next;
 ///
 /// assert!(is_safe_next("/account?tab=devices"));
 /// assert!(!is_safe_next("//evil.example/"));
@@ -71,6 +86,13 @@ pub(crate) fn from_query(query: Option<&str>) -> Option<String> {
         }
     }
     found
+}
+
+/// The `Location` a login sends for a safe `next`: `next` arrives decoded,
+/// and a `Location` must be a valid URI reference, so what is not ASCII or
+/// may not appear in one is percent-encoded.
+pub(crate) fn location(next: &str) -> String {
+    utf8_percent_encode(next, LOCATION_ENCODE).to_string()
 }
 
 #[cfg(test)]

@@ -10,9 +10,8 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::key::{KeyRing, SecretKey};
+use crate::crypto::key::{KeyRing, SecretKey};
 
 /// The claims of a token: a JSON object.
 pub type Claims = Map<String, Value>;
@@ -69,20 +68,6 @@ pub struct Verified {
 }
 
 /// Signs `claims` with `key` as an HS256 compact JWT.
-///
-/// ```
-/// use axum_latch::{token, KeyRing, SecretKey};
-///
-/// let key = SecretKey::new("an example key that is long enough!!")?;
-/// let mut claims = token::Claims::new();
-/// claims.insert("exp".into(), (token::now() + 60).into());
-/// let jwt = token::encode(&claims, &key);
-///
-/// let ring = KeyRing::new(key);
-/// let verified = token::decode(&jwt, &ring).unwrap();
-/// assert_eq!(verified.claims, claims);
-/// # Ok::<(), axum_latch::KeyError>(())
-/// ```
 pub fn encode(claims: &Claims, key: &SecretKey) -> String {
     let payload = serde_json::to_vec(claims).expect("a JSON map always serializes");
     let mut token = String::with_capacity(HEADER.len() + payload.len() * 4 / 3 + 50);
@@ -237,14 +222,6 @@ pub(crate) fn check_times(exp: Time, iat: Time, nbf: Time, now: u64) -> Result<(
         }
     }
     Ok(())
-}
-
-/// The current time, in whole seconds since the Unix epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn mac(key: &SecretKey, data: &[u8]) -> Hmac<Sha256> {

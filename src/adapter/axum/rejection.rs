@@ -3,17 +3,20 @@
 
 use axum::extract::OriginalUri;
 use axum::response::{IntoResponse, Response};
-use http::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use http::header::{ACCEPT, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use http::request::Parts;
 use http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
-use crate::next::login_redirect;
+use crate::error::AuthError;
+use crate::login::next::login_redirect;
+use crate::throttle::Throttled;
 
 /// The router lacks a layer that an extractor or route layer needs.
 ///
 /// This is a mistake in the app's wiring, not in the request: the answer is
 /// `500 Internal Server Error` with the message below, also logged at `error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MissingLayer {
     /// No [`Session`](crate::Session) layer.
     #[error(
@@ -154,6 +157,7 @@ fn is_api_client(headers: &HeaderMap) -> bool {
 
 /// Why an extractor of a user refused the request.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum LoginRejection {
     /// No login, or not a fresh one: a redirect or a `401`.
     LoginRequired(LoginRequired),
@@ -181,9 +185,41 @@ impl From<MissingLayer> for LoginRejection {
     }
 }
 
+impl IntoResponse for AuthError {
+    /// `500 Internal Server Error`; the error is logged.
+    fn into_response(self) -> Response {
+        tracing::error!(target: "latch", error = %self, "login or logout failed");
+        (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+    }
+}
+
+impl IntoResponse for Throttled {
+    /// `429 Too Many Requests`, with `Retry-After` in whole seconds and a
+    /// short plain-text body.
+    fn into_response(self) -> Response {
+        let secs = self.retry_after_secs();
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                (RETRY_AFTER, HeaderValue::from(secs)),
+                (
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                ),
+            ],
+            format!("Too many failed logins. Try again in {secs} seconds.\n"),
+        )
+            .into_response()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt as _;
+    use std::time::Duration;
+
+    const SECOND: Duration = Duration::from_secs(1);
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -235,5 +271,37 @@ mod tests {
             false,
         );
         assert_eq!(post.redirect, StatusCode::SEE_OTHER);
+    }
+
+    #[tokio::test]
+    async fn throttled_is_a_429_with_retry_after_in_whole_seconds() {
+        for (retry_after, header) in [
+            (Duration::ZERO, "1"),
+            (Duration::from_millis(1), "1"),
+            (SECOND, "1"),
+            (Duration::from_millis(1001), "2"),
+            (Duration::from_secs(900), "900"),
+            (Duration::MAX, &u64::MAX.to_string()),
+        ] {
+            let response = Throttled { retry_after }.into_response();
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(response.headers()[RETRY_AFTER], header, "{retry_after:?}");
+            assert_eq!(
+                response.headers()[CONTENT_TYPE],
+                "text/plain; charset=utf-8"
+            );
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(
+                body,
+                format!("Too many failed logins. Try again in {header} seconds.\n")
+            );
+        }
+        assert_eq!(
+            Throttled {
+                retry_after: Duration::from_millis(2500)
+            }
+            .to_string(),
+            "too many failed logins: try again in 3 seconds"
+        );
     }
 }

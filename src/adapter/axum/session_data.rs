@@ -5,35 +5,10 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::rejection::MissingLayer;
-use crate::session::{is_reserved, SessionHandle, MAX_COOKIE_LEN};
-
-/// Why a value could not be put in the session.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    /// The name is kept by latch: `exp`, `iat`, `nbf`, or one that starts with `_`.
-    #[error("the session key {0:?} is reserved by latch: pick a name that does not start with `_` and is not `exp`, `iat` or `nbf`")]
-    ReservedKey(String),
-    /// The session would be too large for a cookie with this value in it.
-    #[error(
-        "the session would be larger than the {max} bytes a browser keeps in a cookie with {key:?} in it: \
-         keep large data on the server and only its id in the session"
-    )]
-    TooLarge {
-        /// The session key.
-        key: String,
-        /// The limit, in bytes.
-        max: usize,
-    },
-    /// The value could not be turned into JSON.
-    #[error("the value for session key {key:?} cannot be stored as JSON: {source}")]
-    Serialize {
-        /// The session key.
-        key: String,
-        /// What serde said.
-        source: serde_json::Error,
-    },
-}
+use crate::adapter::axum::rejection::MissingLayer;
+use crate::session::claims::is_reserved;
+use crate::session::state::SessionHandle;
+use crate::session::{SessionError, MAX_COOKIE_LEN};
 
 /// The app's data in the session, typed with serde. Needs the [`Session`](crate::Session) layer.
 ///

@@ -117,12 +117,36 @@ pub trait User: Clone + Send + Sync + 'static {
 ///     async move { Ok::<_, Infallible>(accounts.get(&id).cloned()) }
 /// });
 /// ```
+///
+/// A loader written by hand names the future it returns, so that latch can
+/// keep it without boxing it on every request:
+///
+/// ```
+/// use axum_latch::{User, UserLoader};
+/// use std::future::{ready, Ready};
+/// # #[derive(Clone)] struct Account { id: u64 }
+/// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
+///
+/// struct Everyone;
+///
+/// impl UserLoader<Account> for Everyone {
+///     type Error = std::convert::Infallible;
+///     type Future = Ready<Result<Option<Account>, Self::Error>>;
+///
+///     fn load_user(&self, id: u64) -> Self::Future {
+///         ready(Ok(Some(Account { id })))
+///     }
+/// }
+/// ```
 pub trait UserLoader<U: User>: Send + Sync + 'static {
     /// What a failed look-up returns.
     type Error: Into<BoxError>;
 
+    /// The future [`load_user`](Self::load_user) returns.
+    type Future: Future<Output = Result<Option<U>, Self::Error>> + Send;
+
     /// Finds the user with this id, or `None` if there is none.
-    fn load_user(&self, id: U::Id) -> impl Future<Output = Result<Option<U>, Self::Error>> + Send;
+    fn load_user(&self, id: U::Id) -> Self::Future;
 }
 
 impl<U, F, Fut, E> UserLoader<U> for F
@@ -133,8 +157,9 @@ where
     E: Into<BoxError>,
 {
     type Error = E;
+    type Future = Fut;
 
-    fn load_user(&self, id: U::Id) -> impl Future<Output = Result<Option<U>, E>> + Send {
+    fn load_user(&self, id: U::Id) -> Fut {
         self(id)
     }
 }

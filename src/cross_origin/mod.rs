@@ -1,25 +1,14 @@
 //! The cross-origin guard: refuses cross-site requests with unsafe methods,
 //! in the manner of Go's `net/http.CrossOriginProtection`.
 
-use axum::extract::OriginalUri;
-use axum::response::{IntoResponse, Response};
 use http::header::{HOST, ORIGIN};
-use http::{HeaderMap, HeaderName, Method, Request, StatusCode};
-use pin_project_lite::pin_project;
+use http::{HeaderMap, HeaderName, Method};
 use std::collections::HashSet;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use tower_layer::Layer;
-use tower_service::Service;
 
 /// The `Sec-Fetch-Site` request header (the `http` crate has no constant).
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
-
-/// The body of the `403 Forbidden` answer to a refused request.
-const REFUSED_BODY: &str = "Forbidden: cross-site request refused\n";
 
 /// How much of a header value a log line shows.
 const SHOWN_LEN: usize = 100;
@@ -124,13 +113,13 @@ const SHOWN_LEN: usize = 100;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct CrossOriginGuard {
-    config: Arc<GuardConfig>,
+    pub(crate) config: Arc<GuardConfig>,
 }
 
 #[derive(Clone, Debug, Default)]
-struct GuardConfig {
-    trusted: HashSet<Origin>,
-    allowed_paths: HashSet<String>,
+pub(crate) struct GuardConfig {
+    pub(crate) trusted: HashSet<Origin>,
+    pub(crate) allowed_paths: HashSet<String>,
 }
 
 impl CrossOriginGuard {
@@ -171,7 +160,7 @@ impl CrossOriginGuard {
     ///
     /// // Not an origin: it has a path.
     /// assert!(CrossOriginGuard::new().trust_origin("https://app.example.com/").is_err());
-    /// # Ok::<(), axum_latch::OriginError>(())
+    /// # Ok::<(), axum_latch::cross_origin::OriginError>(())
     /// ```
     pub fn trust_origin(self, origin: &str) -> Result<Self, OriginError> {
         let origin = Origin::parse(origin)?;
@@ -196,7 +185,7 @@ impl CrossOriginGuard {
     ///
     /// let guard = CrossOriginGuard::new().allow_path("/webhooks/stripe")?;
     /// assert!(CrossOriginGuard::new().allow_path("webhooks/stripe").is_err());
-    /// # Ok::<(), axum_latch::OriginError>(())
+    /// # Ok::<(), axum_latch::cross_origin::OriginError>(())
     /// ```
     pub fn allow_path(self, path: &str) -> Result<Self, OriginError> {
         if !path.starts_with('/') {
@@ -208,120 +197,13 @@ impl CrossOriginGuard {
     }
 }
 
-impl<S> Layer<S> for CrossOriginGuard {
-    type Service = CrossOriginGuardService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CrossOriginGuardService {
-            inner,
-            config: self.config.clone(),
-        }
-    }
-}
-
-/// The service made by the [`CrossOriginGuard`] layer.
-#[derive(Clone, Debug)]
-pub struct CrossOriginGuardService<S> {
-    inner: S,
-    config: Arc<GuardConfig>,
-}
-
-impl<S, ReqBody> Service<Request<ReqBody>> for CrossOriginGuardService<S>
-where
-    S: Service<Request<ReqBody>>,
-    S::Response: IntoResponse,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = CrossOriginGuardFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // Inside a nested router, the URI has lost its prefix: use the original.
-        let path = request
-            .extensions()
-            .get::<OriginalUri>()
-            .map(|original| original.0.path())
-            .unwrap_or_else(|| request.uri().path());
-        let verdict = if self.config.allowed_paths.contains(path) {
-            Ok(())
-        } else {
-            check(
-                &self.config.trusted,
-                request.method(),
-                request.uri().authority().map(|a| a.as_str()),
-                request.headers(),
-            )
-        };
-        let state = match verdict {
-            Ok(()) => State::Inner {
-                future: self.inner.call(request),
-            },
-            Err(refusal) => {
-                tracing::debug!(
-                    target: "latch",
-                    method = %request.method(),
-                    path,
-                    reason = %refusal,
-                    "cross-site request refused"
-                );
-                State::Refused {
-                    response: Some(refused()),
-                }
-            }
-        };
-        CrossOriginGuardFuture { state }
-    }
-}
-
-/// The answer to a refused request.
-fn refused() -> Response {
-    (StatusCode::FORBIDDEN, REFUSED_BODY).into_response()
-}
-
-pin_project! {
-    /// The response future of [`CrossOriginGuardService`].
-    pub struct CrossOriginGuardFuture<F> {
-        #[pin]
-        state: State<F>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Inner { #[pin] future: F },
-        Refused { response: Option<Response> },
-    }
-}
-
-impl<F, R, E> Future for CrossOriginGuardFuture<F>
-where
-    F: Future<Output = Result<R, E>>,
-    R: IntoResponse,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Inner { future } => future.poll(cx).map_ok(IntoResponse::into_response),
-            StateProj::Refused { response } => {
-                Poll::Ready(Ok(response.take().unwrap_or_else(refused)))
-            }
-        }
-    }
-}
-
 /// Decides whether a request may go on, or why not.
-fn check<'a>(
+pub(crate) fn check<'a>(
     trusted: &HashSet<Origin>,
     method: &Method,
     authority: Option<&'a str>,
     headers: &'a HeaderMap,
-) -> Result<(), Refusal<'a>> {
+) -> Result<(), CrossSite<'a>> {
     if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
         return Ok(());
     }
@@ -333,16 +215,16 @@ fn check<'a>(
     match single_header(headers, &SEC_FETCH_SITE) {
         Header::Text("same-origin" | "none") => Ok(()),
         _ if is_trusted() => Ok(()),
-        Header::Text(site) => Err(Refusal::FetchSite(site)),
-        Header::Unreadable => Err(Refusal::FetchSiteUnreadable),
+        Header::Text(site) => Err(CrossSite::FetchSite(site)),
+        Header::Unreadable => Err(CrossSite::FetchSiteUnreadable),
         // An older browser, or no browser: fall back on `Origin`.
         Header::Absent => match origin {
             Header::Absent => Ok(()),
-            Header::Unreadable => Err(Refusal::OriginUnreadable),
-            Header::Text("null") => Err(Refusal::NullOrigin),
+            Header::Unreadable => Err(CrossSite::OriginUnreadable),
+            Header::Text("null") => Err(CrossSite::NullOrigin),
             Header::Text(text) => {
                 let Ok(parsed) = Origin::parse(text) else {
-                    return Err(Refusal::NotAnOrigin(text));
+                    return Err(CrossSite::NotAnOrigin(text));
                 };
                 // HTTP/2's `:authority` (and an absolute-form target) comes
                 // before `Host`, as RFC 9112 and RFC 9113 want.
@@ -352,8 +234,8 @@ fn check<'a>(
                 };
                 match host {
                     Header::Text(host) if parsed.is_host(host) => Ok(()),
-                    Header::Text(host) => Err(Refusal::OtherHost { origin: text, host }),
-                    Header::Absent | Header::Unreadable => Err(Refusal::NoHost(text)),
+                    Header::Text(host) => Err(CrossSite::OtherHost { origin: text, host }),
+                    Header::Absent | Header::Unreadable => Err(CrossSite::NoHost(text)),
                 }
             }
         },
@@ -380,7 +262,7 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Header<'a> {
 
 /// Why a request was refused, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal<'a> {
+pub(crate) enum CrossSite<'a> {
     FetchSite(&'a str),
     FetchSiteUnreadable,
     OriginUnreadable,
@@ -390,7 +272,7 @@ enum Refusal<'a> {
     NoHost(&'a str),
 }
 
-impl fmt::Display for Refusal<'_> {
+impl fmt::Display for CrossSite<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::FetchSite(site) => write!(f, "Sec-Fetch-Site is {:?}", shown(site)),
@@ -423,13 +305,15 @@ fn shown(value: &str) -> &str {
 /// of the form `scheme://host[:port]`.
 ///
 /// ```
-/// use axum_latch::{CrossOriginGuard, OriginError};
+/// use axum_latch::CrossOriginGuard;
+/// use axum_latch::cross_origin::OriginError;
 ///
 /// let error = CrossOriginGuard::new().trust_origin("app.example.com").unwrap_err();
 /// assert_eq!(error, OriginError::Scheme("app.example.com".into()));
 /// println!("{error}"); // says what is wrong, and how an origin looks
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OriginError {
     /// No scheme, or one with characters a scheme cannot have.
     #[error(
@@ -465,7 +349,7 @@ pub enum OriginError {
 /// An origin, `scheme://host[:port]`, in one spelling: scheme and host in
 /// lower case, no port when it is the scheme's default.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Origin {
+pub(crate) struct Origin {
     scheme: String,
     host: String,
     port: Option<u16>,
@@ -791,7 +675,7 @@ mod tests {
         let h = headers(&[("sec-fetch-site", "same-site")]);
         assert_eq!(
             check(&trusted, &post, None, &h),
-            Err(Refusal::FetchSite("same-site"))
+            Err(CrossSite::FetchSite("same-site"))
         );
         let h = headers(&[
             ("sec-fetch-site", "cross-site"),
@@ -799,11 +683,11 @@ mod tests {
         ]);
         assert_eq!(check(&trusted, &post, None, &h), Ok(()));
         let h = headers(&[("origin", "null"), ("host", "example.com")]);
-        assert_eq!(check(&trusted, &post, None, &h), Err(Refusal::NullOrigin));
+        assert_eq!(check(&trusted, &post, None, &h), Err(CrossSite::NullOrigin));
         let h = headers(&[("origin", "https://evil.example"), ("host", "example.com")]);
         assert_eq!(
             check(&trusted, &post, None, &h),
-            Err(Refusal::OtherHost {
+            Err(CrossSite::OtherHost {
                 origin: "https://evil.example",
                 host: "example.com"
             })
@@ -814,12 +698,12 @@ mod tests {
         let h = headers(&[("origin", "https://example.com")]);
         assert_eq!(
             check(&trusted, &post, None, &h),
-            Err(Refusal::NoHost("https://example.com"))
+            Err(CrossSite::NoHost("https://example.com"))
         );
         assert_eq!(check(&trusted, &Method::GET, None, &h), Ok(()));
         assert_eq!(
             check(&trusted, &post, None, &headers(&[("origin", "evil")])),
-            Err(Refusal::NotAnOrigin("evil"))
+            Err(CrossSite::NotAnOrigin("evil"))
         );
         assert_eq!(check(&trusted, &post, None, &HeaderMap::new()), Ok(()));
     }
@@ -827,10 +711,10 @@ mod tests {
     #[test]
     fn log_lines_show_a_bounded_value() {
         let long = "x".repeat(1000);
-        let line = Refusal::FetchSite(&long).to_string();
+        let line = CrossSite::FetchSite(&long).to_string();
         assert!(line.len() < 150, "{line}");
         assert_eq!(
-            Refusal::FetchSite("cross-site").to_string(),
+            CrossSite::FetchSite("cross-site").to_string(),
             "Sec-Fetch-Site is \"cross-site\""
         );
     }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
-use crate::device;
-use crate::fingerprint;
-use crate::key::KeyRing;
+use crate::crypto::fingerprint;
+use crate::crypto::key::KeyRing;
+use crate::remember::device;
+use crate::remember::store::{RememberStore, Rotation, StoreError, StoredToken};
 use crate::remember::{Redeemed, RememberError, RememberGrant, RememberTokens, RememberedDevice};
-use crate::remember_store::{RememberStore, Rotation, StoreError, StoredToken};
 
 /// How many random bytes a selector and a validator each have (128 bits).
 const PART_BYTES: usize = 16;
@@ -78,7 +78,8 @@ const TAG_BYTES: usize = 16;
 ///
 /// ```
 /// # #[cfg(feature = "memory")] {
-/// use axum_latch::{stores::MemoryStore, Login, RevocableRemember, User};
+/// use axum_latch::{stores::MemoryStore, Login, User};
+/// use axum_latch::remember::RevocableRemember;
 /// use std::time::Duration;
 /// # #[derive(Clone)] struct Account;
 /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
@@ -141,7 +142,8 @@ impl<S: RememberStore> RevocableRemember<S> {
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
-    /// use axum_latch::{stores::MemoryStore, RevocableRemember, Theft};
+    /// use axum_latch::stores::MemoryStore;
+    /// use axum_latch::remember::{RevocableRemember, Theft};
     ///
     /// let tokens = RevocableRemember::new(MemoryStore::new()).on_theft(|theft: Theft| async move {
     ///     // UPDATE users SET session_version = session_version + 1 WHERE id = theft.user_id
@@ -320,6 +322,15 @@ impl<S: RememberStore> RevocableRemember<S> {
     /// current Tokio runtime. Failures are logged and retried next period.
     /// Abort the returned handle to stop it.
     #[cfg(feature = "tokio")]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(any(
+            feature = "memory",
+            feature = "sqlite",
+            feature = "postgres",
+            feature = "redis"
+        )))
+    )]
     pub fn spawn_purge(&self, period: Duration) -> tokio::task::JoinHandle<()>
     where
         S: Clone,
@@ -330,7 +341,10 @@ impl<S: RememberStore> RevocableRemember<S> {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                match store.purge_expired(crate::token::now()).await {
+                match store
+                    .purge_expired(crate::clock::Clock::system().unix_secs())
+                    .await
+                {
                     Ok(0) => {}
                     Ok(purged) => {
                         tracing::debug!(target: "latch", purged, "expired remember tokens purged")
@@ -346,6 +360,7 @@ impl<S: RememberStore> RevocableRemember<S> {
 
 /// What [`RevocableRemember::consume`] made of a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Consumed {
     /// The current validator, or the previous one when the browser never
     /// confirmed the current one (a lost response) and the grace window is
@@ -409,7 +424,7 @@ impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
                 expires_at: expiry(grant.now, grant.days),
                 device: device::summarize(grant.user_agent),
             };
-            self.store.issue(&stored).await.map_err(store_error)?;
+            self.store.insert(&stored).await.map_err(store_error)?;
             Ok(format!("{selector}.{}", URL_SAFE_NO_PAD.encode(validator)))
         })
     }

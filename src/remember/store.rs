@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::user::BoxError;
+use crate::login::user::BoxError;
 
 /// One remembered login (one device), as a [`RememberStore`] keeps it.
 ///
@@ -100,7 +100,7 @@ impl StoreError {
 /// Where revocable remember-me tokens are kept.
 ///
 /// A store keeps [`StoredToken`]s and does a few atomic operations on them;
-/// [`RevocableRemember`](crate::RevocableRemember) builds remember-me on
+/// [`RevocableRemember`](crate::remember::RevocableRemember) builds remember-me on
 /// top: it makes the random selector and validator, checks validators in
 /// constant time, consumes and rotates tokens (`find`, then `rotate`),
 /// records that the browser holds the new validator (`confirm`), applies
@@ -120,7 +120,7 @@ impl StoreError {
 pub trait RememberStore: Send + Sync + 'static {
     /// Stores a newly issued token. Its selector and series are new (random);
     /// a store may refuse a series already in use.
-    fn issue(&self, token: &StoredToken) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn insert(&self, token: &StoredToken) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The token with this selector, if stored.
     fn find(

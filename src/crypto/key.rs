@@ -4,13 +4,14 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
 
-/// The fewest bytes a [`SecretKey`] may have.
-pub const MIN_KEY_LEN: usize = 32;
+/// The fewest bytes a [`SecretKey`] may have: [`SecretKey::MIN_LEN`].
+const MIN_KEY_LEN: usize = 32;
 
 /// Why a secret key was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyError {
-    /// The key is shorter than [`MIN_KEY_LEN`] bytes.
+    /// The key is shorter than [`SecretKey::MIN_LEN`] bytes.
     #[error(
         "the secret key is {len} bytes long; latch needs at least {MIN_KEY_LEN}. \
          Make one with `openssl rand -base64 48` (or `SecretKey::generate()`) \
@@ -29,7 +30,7 @@ pub enum KeyError {
 ///
 /// The key is used as-is as an HMAC-SHA256 key, so a Microdot app with the
 /// same `secret_key` string signs and verifies the same tokens. It must be at
-/// least [`MIN_KEY_LEN`] bytes long.
+/// least [`MIN_LEN`](Self::MIN_LEN) bytes long.
 ///
 /// ```
 /// use axum_latch::SecretKey;
@@ -47,8 +48,12 @@ pub struct SecretKey {
 }
 
 impl SecretKey {
+    /// The fewest bytes a key may have (32): HS256 is only as strong as its
+    /// key, and a shorter one can be guessed offline from one cookie.
+    pub const MIN_LEN: usize = MIN_KEY_LEN;
+
     /// Makes a key from bytes (a string works too), refusing keys shorter
-    /// than [`MIN_KEY_LEN`] bytes.
+    /// than [`MIN_LEN`](Self::MIN_LEN) bytes.
     pub fn new(bytes: impl AsRef<[u8]>) -> Result<Self, KeyError> {
         let bytes = bytes.as_ref();
         if bytes.len() < MIN_KEY_LEN {

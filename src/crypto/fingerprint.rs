@@ -5,8 +5,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
-use crate::key::{KeyRing, SecretKey};
-use crate::token::hmac_sha256;
+use crate::crypto::key::{KeyRing, SecretKey};
+use crate::crypto::token::hmac_sha256;
 
 /// How many bytes of the HMAC a fingerprint keeps.
 const FINGERPRINT_LEN: usize = 16;

@@ -1,0 +1,20 @@
+//! latch for axum: the layers' services and futures, the extractors, the
+//! route guards and the responses of refused requests.
+
+mod auth;
+mod cross_origin;
+mod extract;
+mod guard;
+mod login_layer;
+mod rejection;
+mod session_data;
+mod session_layer;
+
+pub use auth::Auth;
+pub use cross_origin::{CrossOriginGuardFuture, CrossOriginGuardService};
+pub use extract::{CurrentUser, FreshUser};
+pub use guard::{RequireLogin, RequireLoginService};
+pub use login_layer::{LoginFuture, LoginService};
+pub use rejection::{LoginRejection, LoginRequired, MissingLayer};
+pub use session_data::SessionData;
+pub use session_layer::{SessionFuture, SessionService};

@@ -1,0 +1,256 @@
+//! The `Login` layer: who is logged in, found lazily and at most once per
+//! request, from the session or else from the remember-me cookie.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::adapter::axum::RequireLogin;
+use crate::cookies::ConfigError;
+use crate::login::cache::UserCache;
+use crate::login::next::is_safe_next;
+use crate::login::user::DynLoader;
+use crate::remember::{RememberTokens, StatelessRemember};
+
+/// The remember-me cookie's name, as in Microdot (before any prefix).
+pub(crate) const REMEMBER_COOKIE: &str = "_remember";
+
+/// The login layer: put it on the router inside the [`Session`](crate::Session) layer.
+///
+/// It makes the logged-in user available to the [`CurrentUser`](crate::CurrentUser),
+/// [`FreshUser`](crate::FreshUser) and [`Auth`](crate::Auth) extractors and to the [`required`](Self::required)
+/// and [`fresh`](Self::fresh) route layers. Nothing is loaded until one of
+/// them asks, and then the user is loaded once for the whole request.
+///
+/// Layer order: axum runs the layer added last first, so add `Login`, then
+/// `Session`:
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use axum_latch::{CurrentUser, Login, SecretKey, Session, User};
+/// use std::convert::Infallible;
+///
+/// #[derive(Clone)]
+/// struct Account { id: u64, name: String, hash: String }
+///
+/// impl User for Account {
+///     type Id = u64;
+///     fn id(&self) -> u64 { self.id }
+///     fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() }
+/// }
+///
+/// async fn load(id: u64) -> Result<Option<Account>, Infallible> {
+///     Ok(Some(Account { id, name: format!("user{id}"), hash: String::new() }))
+/// }
+///
+/// async fn index(CurrentUser(user): CurrentUser<Account>) -> String {
+///     format!("Hello, {}!", user.name)
+/// }
+///
+/// let login = Login::new(load);
+/// let app: Router = Router::new()
+///     .route("/", get(index))
+///     .layer(login)                                   // inner: who is logged in
+///     .layer(Session::new(SecretKey::generate()?));   // outer: the cookie
+/// # Ok::<(), axum_latch::KeyError>(())
+/// ```
+///
+/// The layer's type names its loader, `Login<U, L>`, so that the loader's
+/// future is not boxed on every request; a function that takes or returns
+/// one is generic over it:
+///
+/// ```
+/// use axum_latch::{Login, User, UserLoader};
+/// use std::time::Duration;
+/// # #[derive(Clone)] struct Account;
+/// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+///
+/// fn configured<L: UserLoader<Account>>(login: Login<Account, L>) -> Login<Account, L> {
+///     login.fresh_within(Duration::from_secs(600))
+/// }
+/// ```
+pub struct Login<U: User, L> {
+    /// The loader, as the layer's service calls it.
+    pub(crate) loader: Arc<L>,
+    pub(crate) config: Arc<LoginConfig<U>>,
+}
+
+pub(crate) struct LoginConfig<U: User> {
+    pub loader: Arc<dyn DynLoader<U>>,
+    pub login_url: String,
+    pub default_redirect: String,
+    pub remember: Arc<dyn RememberTokens>,
+    pub fresh_within: Option<Duration>,
+    pub cache: Option<Arc<UserCache<U>>>,
+}
+
+impl<U: User, L> Clone for Login<U, L> {
+    fn clone(&self) -> Self {
+        Self {
+            loader: self.loader.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<U: User> Clone for LoginConfig<U> {
+    fn clone(&self) -> Self {
+        Self {
+            loader: self.loader.clone(),
+            login_url: self.login_url.clone(),
+            default_redirect: self.default_redirect.clone(),
+            remember: self.remember.clone(),
+            fresh_within: self.fresh_within,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+impl<U: User, L> std::fmt::Debug for Login<U, L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("login_url", &self.config.login_url)
+            .field("default_redirect", &self.config.default_redirect)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<U: User, L: UserLoader<U>> Login<U, L> {
+    /// A login layer that finds users with `loader`, with the login page at
+    /// `/login`, `/` as the page to go to after a login without `next`, and
+    /// stateless remember-me tokens.
+    pub fn new(loader: L) -> Self {
+        let loader = Arc::new(loader);
+        Self {
+            loader: loader.clone(),
+            config: Arc::new(LoginConfig {
+                loader,
+                login_url: "/login".to_owned(),
+                default_redirect: "/".to_owned(),
+                remember: Arc::new(StatelessRemember),
+                fresh_within: None,
+                cache: None,
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut LoginConfig<U>)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// The login page that anonymous requests are sent to (default `/login`).
+    /// It must be a path on this site; a query (`/login?lang=en`) is kept.
+    pub fn login_url(self, url: &str) -> Result<Self, ConfigError> {
+        check_local(url)?;
+        Ok(self.edit(|c| c.login_url = url.to_owned()))
+    }
+
+    /// Where [`Auth::login_user`](crate::Auth::login_user) redirects when the
+    /// request has no safe `next` (default `/`). It must be a path on this site.
+    pub fn default_redirect(self, url: &str) -> Result<Self, ConfigError> {
+        check_local(url)?;
+        Ok(self.edit(|c| c.default_redirect = url.to_owned()))
+    }
+
+    /// How recent a password login must be to count as fresh (default: any
+    /// password login in this browser session). With it, [`FreshUser`](crate::FreshUser)
+    /// and [`fresh`](Self::fresh) send users who logged in longer ago than
+    /// `window` to log in again, as "sudo mode" does before sensitive pages.
+    ///
+    /// ```
+    /// # use axum_latch::{Login, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// use std::time::Duration;
+    ///
+    /// // Pages behind `FreshUser` need a password typed in the last 10 minutes.
+    /// let login = Login::new(load).fresh_within(Duration::from_secs(10 * 60));
+    /// ```
+    pub fn fresh_within(self, window: Duration) -> Self {
+        self.edit(|c| c.fresh_within = Some(window))
+    }
+
+    /// Keeps up to `capacity` users for `ttl` after they are loaded, so that
+    /// requests do not each call the loader: for loaders that query a
+    /// database. Off by default.
+    ///
+    /// latch drops a user from the cache when they log out and when
+    /// [`Auth::update_user`](crate::Auth::update_user) records a new
+    /// `auth_hash`, and reloads a cached user whose `auth_hash` does not
+    /// match a request's session (a newer login, made after a password
+    /// change on another instance, is not refused).
+    ///
+    /// **The trade-off:** each instance has its own cache, and it does not
+    /// hear of changes made elsewhere. A password change, "log out
+    /// everywhere", a deleted user, or a changed name made through another
+    /// instance (or straight in the database) is seen here only once the
+    /// cached copy is `ttl` old: until then this instance still accepts the
+    /// user's old sessions and shows the old data. Keep `ttl` as short as
+    /// that delay is acceptable (seconds, not minutes), or leave the cache
+    /// off when a revocation must take effect at once everywhere.
+    ///
+    /// ```
+    /// # use axum_latch::{Login, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load_from_database(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// use std::time::Duration;
+    ///
+    /// // At most 10,000 users, each reloaded at least every 5 seconds.
+    /// let login = Login::new(load_from_database).cache_users(10_000, Duration::from_secs(5));
+    /// ```
+    pub fn cache_users(self, capacity: usize, ttl: Duration) -> Self {
+        self.edit(|c| c.cache = Some(Arc::new(UserCache::new(capacity, ttl))))
+    }
+
+    /// Uses other remember-me tokens than the stateless default.
+    pub fn remember_tokens(self, tokens: impl RememberTokens) -> Self {
+        self.edit(|c| c.remember = Arc::new(tokens))
+    }
+
+    /// A route layer that lets only logged-in users through, for a group of
+    /// routes. Others get what [`LoginRequired`](crate::rejection::LoginRequired) says.
+    ///
+    /// ```
+    /// # use axum::{routing::get, Router};
+    /// # use axum_latch::{Login, SecretKey, Session, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// let login = Login::new(load);
+    /// let app: Router = Router::new()
+    ///     .route("/settings", get(|| async { "settings" }))
+    ///     .route("/billing", get(|| async { "billing" }))
+    ///     .route_layer(login.required())
+    ///     .route("/login", get(|| async { "the form" }))
+    ///     .layer(login)
+    ///     .layer(Session::new(SecretKey::generate()?));
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
+    pub fn required(&self) -> RequireLogin<U> {
+        RequireLogin::new(self.config.login_url.clone(), false)
+    }
+
+    /// A route layer that lets only users with a fresh login through: one
+    /// made with a password in this browser session, not restored from a
+    /// remember-me cookie. Others are sent to log in again.
+    pub fn fresh(&self) -> RequireLogin<U> {
+        RequireLogin::new(self.config.login_url.clone(), true)
+    }
+}
+
+fn check_local(url: &str) -> Result<(), ConfigError> {
+    if is_safe_next(url) {
+        Ok(())
+    } else {
+        Err(ConfigError::LocalUrl(url.to_owned()))
+    }
+}
+
+pub(crate) mod cache;
+pub(crate) mod context;
+pub mod next;
+pub(crate) mod user;
+
+pub use user::{User, UserLoader};

@@ -1,0 +1,406 @@
+//! One request's session: the cookie found when first asked for, the
+//! claims read from it, what changed, and the `Set-Cookie` written back.
+
+use http::header::VARY;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue};
+use serde_json::Value;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::cookies::{self, CookieHeaders, Lookup};
+use crate::crypto::token::{self, Claims};
+use crate::session::claims::*;
+use crate::session::verify::{verify, VerifiedSession};
+use crate::session::{SessionConfig, MAX_COOKIE_LEN};
+
+/// One request's session, shared by the layer, latch's extractors and the
+/// app's handlers through the request's extensions.
+#[derive(Clone)]
+pub(crate) struct SessionHandle {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: Arc<SessionConfig>,
+    /// The request's cookies, read when first needed.
+    cookies: CookieHeaders,
+    /// The request's path and `Host`, for deleting a duplicated cookie
+    /// wherever it could have been set.
+    path: Option<PathAndQuery>,
+    host: Option<HeaderValue>,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// The session cookie has been looked for and verified.
+    loaded: bool,
+    /// The verified cookie, until something needs all of its claims: the
+    /// login check needs only latch's own, read when it was verified.
+    verified: Option<Arc<VerifiedSession>>,
+    /// The session's claims, without `exp` and `iat` (once parsed).
+    claims: Claims,
+    /// The request carried a session cookie, good or bad.
+    had_cookie: bool,
+    /// The request carried the session cookie more than once.
+    duplicated: bool,
+    /// The verified token's `iat`: a lower bound of when a login in it
+    /// that latch did not make was made.
+    issued_at: Option<f64>,
+    /// The claims changed: the cookie must be written (or deleted).
+    changed: bool,
+    /// The cookie must be re-issued even if nothing changed (renewal, old key).
+    renew: bool,
+    /// Something looked at the session: the response depends on the cookie.
+    read: bool,
+}
+
+impl SessionHandle {
+    pub(crate) fn new(
+        config: Arc<SessionConfig>,
+        cookies: CookieHeaders,
+        path: Option<PathAndQuery>,
+        host: Option<HeaderValue>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                cookies,
+                path,
+                host,
+                state: Mutex::new(State {
+                    loaded: false,
+                    verified: None,
+                    claims: Claims::new(),
+                    had_cookie: false,
+                    duplicated: false,
+                    issued_at: None,
+                    changed: false,
+                    renew: false,
+                    read: false,
+                }),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.shared.config
+    }
+
+    /// The session, locked, with its cookie verified but not necessarily parsed.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        let mut state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !state.loaded {
+            state.loaded = true;
+            let cookie = self
+                .shared
+                .cookies
+                .find_borrowed(&self.shared.config.cookie_name);
+            state.load(&self.shared.config, cookie);
+        }
+        state.read = true;
+        state
+    }
+
+    /// The request's cookie called `name`.
+    pub fn cookie(&self, name: &str) -> Lookup {
+        self.shared.cookies.find(name)
+    }
+
+    /// Deletes the cookie `name` wherever else the request could have
+    /// carried it from: at every path it could have been set for, host-only
+    /// and for the request's host and each of its parent domains (where a
+    /// sibling subdomain can plant a cookie). For a cookie the request had
+    /// more than once, which latch cannot tell from a planted copy. The
+    /// cookie at latch's own path and domain is written (or deleted)
+    /// separately, after these.
+    pub fn delete_strays(&self, headers: &mut HeaderMap, name: &str) {
+        let Some(path) = &self.shared.path else {
+            return;
+        };
+        let attributes = &self.shared.config.attributes;
+        let host = self.shared.host.as_ref().and_then(cookies::request_host);
+        let domains: Vec<Option<&str>> = std::iter::once(None)
+            .chain(
+                host.iter()
+                    .flat_map(|host| cookies::domains_of(host))
+                    .map(Some),
+            )
+            .collect();
+        let strays = cookies::paths_sent_to(path.path())
+            .flat_map(|stray| domains.iter().map(move |domain| (*domain, stray)))
+            .filter(|&(domain, stray)| {
+                stray != attributes.path || domain != attributes.domain.as_deref()
+            })
+            .take(cookies::MAX_STRAY_DELETIONS);
+        for (domain, stray) in strays {
+            cookies::append(headers, attributes.delete_at(name, domain, stray));
+        }
+    }
+
+    /// The decoded session, locked.
+    pub fn state(&self) -> StateGuard<'_> {
+        let mut state = self.lock();
+        state.parse();
+        StateGuard(state)
+    }
+
+    /// Who the session says is logged in, if anyone.
+    pub fn login(&self) -> Option<LoginClaims> {
+        let state = self.lock();
+        match &state.verified {
+            Some(verified) => {
+                let mut login = verified.login.clone()?;
+                login.verified = Some(verified.clone());
+                Some(login)
+            }
+            None => LoginClaims::from_claims(&state.claims, state.issued_at),
+        }
+    }
+
+    /// Records a login in the session.
+    pub fn set_login(&self, user_id: Value, auth: String, fresh: bool) {
+        let mut state = self.state();
+        let now = self.shared.config.clock.unix_secs();
+        add_login(state.claims_mut(), user_id, auth, fresh, now);
+    }
+
+    /// Whether the session still fits in a cookie with this login in it.
+    pub fn login_fits(&self, user_id: &Value, auth: &str) -> bool {
+        let mut claims = self.state().claims().clone();
+        add_login(&mut claims, user_id.clone(), auth.to_owned(), true, 0);
+        self.fits(&claims)
+    }
+
+    /// Replaces the fingerprint of the login in the session, keeping the
+    /// rest. Returns whether the login is fresh.
+    pub fn set_fingerprint(&self, auth: String) -> bool {
+        let mut state = self.state();
+        let fresh = state
+            .claims()
+            .get(FRESH)
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        state
+            .claims_mut()
+            .insert(FINGERPRINT.to_owned(), Value::String(auth));
+        fresh
+    }
+
+    /// Ties a login adopted from a Microdot token to `auth`: never fresh,
+    /// and its absolute timeout counted from now.
+    pub fn adopt_login(&self, auth: String) {
+        let mut state = self.state();
+        let claims = state.claims_mut();
+        claims.insert(FINGERPRINT.to_owned(), Value::String(auth));
+        claims.insert(FRESH.to_owned(), Value::Bool(false));
+        claims.insert(
+            LOGIN_AT.to_owned(),
+            Value::from(self.shared.config.clock.unix_secs()),
+        );
+    }
+
+    /// Removes the login from the session, keeping the app's own data.
+    pub fn clear_login(&self) {
+        let mut state = self.state();
+        let had_login = LOGIN_CLAIMS
+            .iter()
+            .any(|name| state.0.claims.contains_key(*name));
+        if had_login {
+            let claims = state.claims_mut();
+            for name in LOGIN_CLAIMS {
+                claims.remove(name);
+            }
+        }
+    }
+
+    /// Keeps the confirmation tag of the remember-me token just redeemed
+    /// with the login, until [`take_remember_confirmation`](Self::take_remember_confirmation).
+    pub fn set_remember_confirmation(&self, tag: String) {
+        let mut state = self.state();
+        state
+            .claims_mut()
+            .insert(REMEMBER_CONFIRM.to_owned(), Value::String(tag));
+    }
+
+    /// Removes the confirmation tag from the session, returning it.
+    pub fn take_remember_confirmation(&self) -> Option<String> {
+        let mut state = self.state();
+        let tag = state
+            .claims()
+            .get(REMEMBER_CONFIRM)?
+            .as_str()
+            .map(str::to_owned);
+        state.claims_mut().remove(REMEMBER_CONFIRM);
+        tag
+    }
+
+    /// Adds `Vary: Cookie` and the session cookie to a response, as needed.
+    pub(crate) fn write_to(&self, headers: &mut HeaderMap) {
+        let mut state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !state.read {
+            return;
+        }
+        add_vary_cookie(headers);
+        if !(state.changed || state.renew) {
+            return;
+        }
+        state.parse();
+        let config = &self.shared.config;
+        if state.duplicated {
+            self.delete_strays(headers, &config.cookie_name);
+        }
+        if state.claims.is_empty() {
+            if state.had_cookie {
+                cookies::append(headers, config.attributes.delete(&config.cookie_name));
+            }
+            return;
+        }
+        let now = config.clock.unix_secs();
+        let mut claims = state.claims.clone();
+        claims.insert(PURPOSE.to_owned(), Value::from(SESSION_PURPOSE));
+        // A login latch has not adopted yet (Microdot's, with no
+        // fingerprint) is dated by the token's `iat`: re-issuing it must
+        // keep that, or a copy made before a password change would come
+        // back dated after it.
+        let unadopted = claims.contains_key(USER_ID) && !claims.contains_key(FINGERPRINT);
+        let iat = match (unadopted, state.issued_at) {
+            (false, _) => Some(Value::from(now)),
+            (true, Some(at)) if at.fract() == 0.0 && (0.0..=9e15).contains(&at) => {
+                Some(Value::from(at as u64))
+            }
+            (true, at) => at.map(Value::from),
+        };
+        if let Some(iat) = iat {
+            claims.insert(IAT.to_owned(), iat);
+        }
+        claims.insert(
+            EXP.to_owned(),
+            Value::from(now + config.idle_timeout.as_secs()),
+        );
+        let value = token::encode(&claims, config.keys.current());
+        cookies::append(
+            headers,
+            config.attributes.set(&config.cookie_name, &value, None),
+        );
+    }
+}
+
+/// The locked state of one request's session.
+pub(crate) struct StateGuard<'a>(MutexGuard<'a, State>);
+
+impl StateGuard<'_> {
+    /// The claims, to read.
+    pub fn claims(&self) -> &Claims {
+        &self.0.claims
+    }
+
+    /// The claims, to change: the cookie will be written back.
+    pub fn claims_mut(&mut self) -> &mut Claims {
+        self.0.changed = true;
+        &mut self.0.claims
+    }
+}
+
+impl State {
+    fn load(&mut self, config: &SessionConfig, cookie: Lookup<&str>) {
+        let value = match cookie {
+            Lookup::Missing => return,
+            Lookup::Found(value) => value,
+            Lookup::Duplicate => {
+                // Which one is latch's cannot be told: delete them all.
+                tracing::debug!(target: "latch", reason = "duplicated cookie", "session cookie rejected");
+                self.had_cookie = true;
+                self.duplicated = true;
+                self.changed = true;
+                return;
+            }
+            Lookup::Unreadable => {
+                tracing::debug!(target: "latch", reason = "Cookie header is not text", "session cookie rejected");
+                return;
+            }
+        };
+        self.had_cookie = true;
+        match verify(config, value) {
+            Ok((verified, renew)) => {
+                self.issued_at = verified.iat.at();
+                self.verified = Some(verified);
+                self.renew = renew;
+            }
+            Err(reason) => {
+                tracing::debug!(target: "latch", %reason, "session cookie rejected");
+                // Delete the bad cookie rather than have it sent again and again.
+                self.changed = true;
+            }
+        }
+    }
+
+    /// Builds the claims map from the verified payload, if not done yet.
+    fn parse(&mut self) {
+        let Some(verified) = self.verified.take() else {
+            return;
+        };
+        match serde_json::from_slice::<Claims>(&verified.payload) {
+            Ok(mut claims) => {
+                for name in [PURPOSE, IAT, EXP] {
+                    claims.remove(name);
+                }
+                self.claims = claims;
+            }
+            Err(error) => {
+                // `verify` read the whole payload as an object already.
+                tracing::debug!(target: "latch", %error, "session cookie rejected");
+                self.changed = true;
+            }
+        }
+    }
+}
+
+/// Adds `Cookie` to the response's `Vary` header, once.
+fn add_vary_cookie(headers: &mut HeaderMap) {
+    let already = headers.get_all(VARY).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case("cookie") || part.trim() == "*")
+        })
+    });
+    if !already {
+        headers.append(VARY, HeaderValue::from_static("Cookie"));
+    }
+}
+
+impl SessionHandle {
+    /// Whether these claims fit in a cookie and, if they hold no login yet,
+    /// still would with one added (a user id of up to [`LOGIN_ROOM`] bytes
+    /// of JSON, and a remember-me confirmation tag): what
+    /// `SessionData::insert` allows.
+    pub fn fits_with_room_for_login(&self, claims: &Claims) -> bool {
+        if claims.contains_key(USER_ID) {
+            return self.fits(claims);
+        }
+        let mut with_login = claims.clone();
+        let placeholder_id = Value::String("u".repeat(LOGIN_ROOM - 2));
+        let placeholder_auth = "a".repeat(22);
+        add_login(&mut with_login, placeholder_id, placeholder_auth, true, 0);
+        // A login restored from a remember-me cookie also keeps a tag.
+        let placeholder_tag = Value::String("t".repeat(22));
+        with_login.insert(REMEMBER_CONFIRM.to_owned(), placeholder_tag);
+        self.fits(&with_login)
+    }
+
+    /// Whether the session, with these claims, fits in a cookie. The token
+    /// is the fixed header, the base64 of the JSON claims (plus `_purpose`,
+    /// `exp` and `iat`, at most 64 bytes), and the signature.
+    pub fn fits(&self, claims: &Claims) -> bool {
+        let json = serde_json::to_vec(claims).map_or(usize::MAX, |json| json.len() + 64);
+        let token = 36 + 1 + json.saturating_mul(4).div_ceil(3) + 1 + 43;
+        self.shared.config.cookie_name.len() + 1 + token <= MAX_COOKIE_LEN
+    }
+}
