@@ -14,8 +14,8 @@ use crate::cookies::Lookup;
 use crate::crypto::fingerprint;
 use crate::login::cache::UserCache;
 use crate::login::{LoginConfig, User};
-use crate::session::claims::LoginClaims;
 use crate::session::state::SessionHandle;
+use crate::session::verified::LoginClaims;
 
 /// How much of a `User-Agent` latch keeps, in bytes, for device names.
 const MAX_USER_AGENT: usize = 256;

@@ -5,12 +5,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::sync::Arc;
 
-use crate::crypto::fingerprint;
-use crate::crypto::key::KeyRing;
 use crate::crypto::token::{Claims, Time};
-use crate::session::verify::VerifiedSession;
 
 /// Session claims latch keeps for itself. Apps may not set them, nor any
 /// other name that starts with `_`.
@@ -35,91 +31,6 @@ pub(crate) const LOGIN_CLAIMS: [&str; 5] =
 /// Standard JWT claims, set by latch on every token.
 pub(crate) const EXP: &str = "exp";
 pub(crate) const IAT: &str = "iat";
-
-/// What a session says about who is logged in.
-#[derive(Clone)]
-pub(crate) struct LoginClaims {
-    pub user_id: Value,
-    pub fingerprint: Option<Arc<str>>,
-    pub fresh: bool,
-    /// When the user logged in (seconds since the Unix epoch), if recorded.
-    pub login_at: Option<f64>,
-    /// The token's `iat`, if any: the login was made no earlier.
-    pub issued_at: Option<f64>,
-    /// The session holds a remember-me confirmation tag.
-    pub remember_confirm: bool,
-    /// The verified cookie these came from, which memoises the fingerprint check.
-    pub(crate) verified: Option<Arc<VerifiedSession>>,
-}
-
-impl LoginClaims {
-    pub(crate) fn from_claims(claims: &Claims, issued_at: Option<f64>) -> Option<Self> {
-        let user_id = claims.get(USER_ID)?.clone();
-        if user_id.is_null() {
-            return None;
-        }
-        // A `_fresh` of another type did not come from latch or Microdot.
-        let fresh = match claims.get(FRESH) {
-            None => false,
-            Some(fresh) => fresh.as_bool()?,
-        };
-        let fingerprint = claims.get(FINGERPRINT).and_then(Value::as_str);
-        Some(Self {
-            user_id,
-            fingerprint: fingerprint.map(Arc::from),
-            fresh,
-            login_at: claims.get(LOGIN_AT).and_then(Value::as_f64),
-            issued_at,
-            remember_confirm: claims.contains_key(REMEMBER_CONFIRM),
-            verified: None,
-        })
-    }
-
-    /// The same as [`from_claims`](Self::from_claims), reading only latch's
-    /// claims from the token's JSON instead of building the whole map.
-    pub(crate) fn from_reserved(reserved: Reserved<'_>) -> Option<Self> {
-        // A missing and a `null` user id are both no login.
-        let user_id = reserved.user_id?;
-        let fresh = match reserved.fresh {
-            Lenient::Missing => false,
-            Lenient::Valid(fresh) => fresh,
-            Lenient::Invalid => return None,
-        };
-        let fingerprint = match reserved.fingerprint {
-            Lenient::Valid(fingerprint) => Some(Arc::from(fingerprint)),
-            Lenient::Missing | Lenient::Invalid => None,
-        };
-        Some(Self {
-            user_id,
-            fingerprint,
-            fresh,
-            login_at: reserved.login_at.at(),
-            issued_at: reserved.iat.at(),
-            remember_confirm: !matches!(reserved.remember_confirm, Lenient::Missing),
-            verified: None,
-        })
-    }
-
-    /// Which key of the ring made the login's `_auth` the fingerprint of
-    /// `auth_hash` (see [`fingerprint::matching_key`]), memoised per cookie.
-    pub fn matching_key(&self, keys: &KeyRing, auth_hash: &[u8]) -> Option<usize> {
-        let claimed = self.fingerprint.as_deref()?;
-        let Some(verified) = &self.verified else {
-            return fingerprint::matching_key(keys, auth_hash, claimed);
-        };
-        // The answer depends only on the keys (fixed for the cookie's
-        // configuration), the cookie's `_auth` and `auth_hash`.
-        let (hash, key) = verified.fingerprint.get_or_init(|| {
-            let key = fingerprint::matching_key(keys, auth_hash, claimed);
-            (auth_hash.into(), key)
-        });
-        if **hash == *auth_hash {
-            *key
-        } else {
-            fingerprint::matching_key(keys, auth_hash, claimed)
-        }
-    }
-}
 
 /// The claims of a session token that latch reads itself, read straight
 /// from the token's JSON; the app's own claims are skipped, not built.

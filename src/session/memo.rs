@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::session::verify::VerifiedSession;
+use crate::session::verified::VerifiedSession;
 
 /// How many cookies each thread remembers. When full, the memo starts over:
 /// a miss costs only the verification the memo saves.

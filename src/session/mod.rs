@@ -11,6 +11,7 @@ use crate::crypto::key::KeyRing;
 pub(crate) mod claims;
 pub(crate) mod memo;
 pub(crate) mod state;
+pub(crate) mod verified;
 pub(crate) mod verify;
 
 pub use cookie::SameSite;

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::cookies::{self, CookieHeaders, Lookup};
 use crate::crypto::token::{self, Claims};
 use crate::session::claims::*;
-use crate::session::verify::{verify, VerifiedSession};
+use crate::session::verified::{LoginClaims, VerifiedSession};
+use crate::session::verify::verify;
 use crate::session::{SessionConfig, MAX_COOKIE_LEN};
 
 /// One request's session, shared by the layer, latch's extractors and the

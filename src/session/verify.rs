@@ -1,77 +1,12 @@
 //! Checking a session token: its signature and shape (once per cookie and
 //! thread, through the memo), then its times on every request.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::crypto::token::{self, Time, TokenError};
-use crate::session::claims::{Lenient, LoginClaims, Reserved, SESSION_PURPOSE};
 use crate::session::memo;
+use crate::session::verified::{Shape, VerifiedSession};
 use crate::session::SessionConfig;
-
-/// A session cookie whose signature and JSON checked out, with what latch
-/// reads of it; shared with the [token memo](crate::session::memo).
-pub(crate) struct VerifiedSession {
-    pub(crate) payload: Box<[u8]>,
-    pub(crate) key_index: usize,
-    pub(crate) exp: Time,
-    pub(crate) iat: Time,
-    pub(crate) nbf: Time,
-    pub(crate) login_at: Time,
-    pub(crate) shape: Shape,
-    pub(crate) login: Option<LoginClaims>,
-    /// The fingerprint check for the first user `auth_hash` seen with this
-    /// cookie, and its answer.
-    pub(crate) fingerprint: OnceLock<(Box<[u8]>, Option<usize>)>,
-}
-
-/// What kind of token a signed session cookie is, by its claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Shape {
-    /// A latch session token: its `_purpose` is `session`.
-    Latch,
-    /// A Microdot session token: none of latch's claims (no `_purpose`,
-    /// `exp`, `iat`, `nbf`, `_auth` or `_login_at`).
-    Microdot,
-    /// Anything else signed with the key: a remember-me token, say.
-    Other,
-}
-
-impl Shape {
-    fn of(reserved: &Reserved<'_>) -> Self {
-        let latch_claims = [reserved.exp, reserved.iat, reserved.nbf, reserved.login_at]
-            .iter()
-            .any(|time| *time != Time::Missing)
-            || !matches!(reserved.fingerprint, Lenient::Missing);
-        match &reserved.purpose {
-            Lenient::Valid(purpose) if purpose == SESSION_PURPOSE => Shape::Latch,
-            Lenient::Missing if !latch_claims => Shape::Microdot,
-            _ => Shape::Other,
-        }
-    }
-}
-
-impl VerifiedSession {
-    /// Verifies the signature and reads latch's claims; expiry is not checked.
-    fn new(config: &SessionConfig, value: &str) -> Result<Self, TokenError> {
-        let (payload, key_index) = token::verified_payload(value, &config.keys)?;
-        let reserved = Reserved::parse(&payload).ok_or(TokenError::BadPayload)?;
-        let (exp, iat, nbf, login_at) =
-            (reserved.exp, reserved.iat, reserved.nbf, reserved.login_at);
-        let shape = Shape::of(&reserved);
-        let login = LoginClaims::from_reserved(reserved);
-        Ok(Self {
-            payload: payload.into_boxed_slice(),
-            key_index,
-            exp,
-            iat,
-            nbf,
-            login_at,
-            shape,
-            login,
-            fingerprint: OnceLock::new(),
-        })
-    }
-}
 
 /// Checks a session token: signature, header, expiry, absolute timeout.
 /// Returns it verified (claims not parsed yet) and whether to re-issue it.
@@ -82,7 +17,7 @@ pub(crate) fn verify(
     let verified = match memo::get(config.id, value) {
         Some(verified) => verified,
         None => {
-            let verified = Arc::new(VerifiedSession::new(config, value)?);
+            let verified = Arc::new(VerifiedSession::new(&config.keys, value)?);
             memo::put(config.id, value, verified.clone());
             verified
         }
