@@ -1,20 +1,22 @@
 //! One request's login: who is logged in, found at most once and only when
 //! asked, from the session or else from the remember-me cookie.
 
-use futures_util::lock::Mutex as AsyncMutex;
-use http::header::USER_AGENT;
+use futures_util::future::BoxFuture;
 use http::HeaderValue;
+use serde::Deserialize as _;
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::adapter::axum::MissingLayer;
 use crate::cookies::Lookup;
 use crate::crypto::fingerprint;
 use crate::login::cache::UserCache;
+use crate::login::request::RequestState;
+use crate::login::state::{Driver, Found, LoginState};
+use crate::login::user::BoxError;
 use crate::login::{LoginConfig, User};
-use crate::session::state::SessionHandle;
+use crate::session::state::SessionState;
 use crate::session::verified::LoginClaims;
 
 /// How much of a `User-Agent` latch keeps, in bytes, for device names.
@@ -32,9 +34,21 @@ pub(crate) enum Resolved<U> {
     Failed,
 }
 
+/// The user of a request with its type erased, to keep in the request's state.
+fn erase<U: User>(resolved: &Resolved<U>) -> Found {
+    match resolved {
+        Resolved::Anonymous => Found::Anonymous,
+        Resolved::Failed => Found::Failed,
+        Resolved::User { user, fresh } => Found::User {
+            user: user.clone(),
+            fresh: *fresh,
+        },
+    }
+}
+
 /// How a login's user is checked once loaded.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Check<'a> {
+pub(crate) enum Check<'a> {
     /// The session's `_auth` must be the fingerprint of the user's `auth_hash`.
     Fingerprint,
     /// The remember token's fingerprint must be that of the user's `auth_hash`.
@@ -94,77 +108,103 @@ pub(crate) enum Refusal {
     LoaderFailed,
 }
 
-/// One request's login state, in the request's extensions.
+/// One request's login, as latch's extractors and the login layer see it:
+/// the request's state and the login layer's configuration, both shared.
 pub(crate) struct LoginContext<U: User> {
-    inner: Arc<ContextInner<U>>,
+    request: Arc<RequestState>,
+    config: Arc<LoginConfig<U>>,
 }
 
 impl<U: User> Clone for LoginContext<U> {
     fn clone(&self) -> Self {
         Self {
-            inner: self.inner.clone(),
+            request: self.request.clone(),
+            config: self.config.clone(),
         }
     }
 }
 
-struct ContextInner<U: User> {
-    config: Arc<LoginConfig<U>>,
-    session: SessionHandle,
-    /// The request's remember cookie, looked for when first needed.
-    remember_cookie: OnceLock<Lookup>,
-    user_agent: Option<HeaderValue>,
-    resolved: AsyncMutex<Option<Resolved<U>>>,
-    /// The `Set-Cookie` for the remember cookie, if it changes.
-    remember_update: Mutex<Option<HeaderValue>>,
-    /// The request carried the remember cookie more than once.
-    remember_duplicated: AtomicBool,
+/// What finding the user needs next, as the login layer's future runs it:
+/// nothing (found), the loader's future (which the layer's future keeps
+/// without boxing), or slower work (a remember-me cookie to redeem, a store
+/// to ask), boxed.
+pub(crate) enum Step<U: User> {
+    Done(Resolved<U>),
+    Load(U::Id, PendingLoad),
+    Slow(BoxFuture<'static, Resolved<U>>),
+}
+
+/// A session login waiting for its user from the loader.
+pub(crate) struct PendingLoad {
+    login: LoginClaims,
+    check: Check<'static>,
+    /// The user cache's key and generation, when there is a cache.
+    cached: Option<(String, u64)>,
 }
 
 impl<U: User> LoginContext<U> {
-    pub(crate) fn new(
-        config: Arc<LoginConfig<U>>,
-        session: SessionHandle,
-        headers: &http::HeaderMap,
-    ) -> Self {
-        Self {
-            inner: Arc::new(ContextInner {
-                config,
-                session,
-                remember_cookie: OnceLock::new(),
-                user_agent: headers.get(USER_AGENT).cloned(),
-                resolved: AsyncMutex::new(None),
-                remember_update: Mutex::new(None),
-                remember_duplicated: AtomicBool::new(false),
-            }),
-        }
+    /// The request's login context, if a `Login<U, _>` layer has seen it.
+    pub fn new(request: Arc<RequestState>) -> Option<Self> {
+        let config = request.login.config()?.clone().downcast().ok()?;
+        Some(Self { request, config })
     }
 
-    /// The context put in the request by the [`Login`] layer, or which layer is missing.
-    pub fn from_extensions(extensions: &http::Extensions) -> Result<Self, MissingLayer> {
-        match extensions.get::<Self>() {
-            Some(context) => Ok(context.clone()),
-            None if extensions.get::<SessionHandle>().is_none() => Err(MissingLayer::Session),
-            None => Err(MissingLayer::Login),
-        }
+    /// The context of a request whose login `config` already attached.
+    pub fn from_parts(request: Arc<RequestState>, config: Arc<LoginConfig<U>>) -> Self {
+        Self { request, config }
     }
 
     pub fn config(&self) -> &LoginConfig<U> {
-        &self.inner.config
+        &self.config
     }
 
-    pub fn session(&self) -> &SessionHandle {
-        &self.inner.session
+    pub fn session(&self) -> &SessionState {
+        &self.request.session
     }
 
-    /// The request's user, found on the first call and remembered.
+    fn state(&self) -> &LoginState {
+        &self.request.login
+    }
+
+    /// The request's user, found on the first call and remembered. Within
+    /// the login layer's future, the layer finds it (running the loader's
+    /// future unboxed); otherwise (from a task the handler spawned, after the
+    /// response) this call finds it.
     pub async fn resolve(&self) -> Resolved<U> {
-        let mut resolved = self.inner.resolved.lock().await;
-        if let Some(found) = &*resolved {
-            return found.clone();
+        let mut own: Option<BoxFuture<'static, Resolved<U>>> = None;
+        std::future::poll_fn(|cx| {
+            if let Some(found) = self.state().found() {
+                return Poll::Ready(self.downcast(found));
+            }
+            if own.is_none() && self.state().want(cx) == Driver::Running {
+                return Poll::Pending;
+            }
+            let work = own.get_or_insert_with(|| {
+                let context = self.clone();
+                Box::pin(async move { context.find_user().await })
+            });
+            let resolved = std::task::ready!(work.as_mut().poll(cx));
+            self.store(&resolved);
+            Poll::Ready(self.downcast(self.state().found().expect("just stored")))
+        })
+        .await
+    }
+
+    fn downcast(&self, found: Found) -> Resolved<U> {
+        match found {
+            Found::Anonymous => Resolved::Anonymous,
+            Found::Failed => Resolved::Failed,
+            Found::User { user, fresh } => match user.downcast::<U>() {
+                Ok(user) => Resolved::User { user, fresh },
+                // Only a user of this login layer's type is ever stored.
+                Err(_) => Resolved::Failed,
+            },
         }
-        let found = self.find_user().await;
-        *resolved = Some(found.clone());
-        found
+    }
+
+    /// Keeps what was found, unless a login or logout set the user meanwhile.
+    pub fn store(&self, resolved: &Resolved<U>) {
+        self.state().set_found_if_unset(erase(resolved));
     }
 
     /// The user, if logged in; an error only when the loader failed.
@@ -190,13 +230,13 @@ impl<U: User> LoginContext<U> {
     }
 
     /// Replaces what [`resolve`](Self::resolve) returns, after a login or logout.
-    pub async fn set_resolved(&self, found: Resolved<U>) {
-        *self.inner.resolved.lock().await = Some(found);
+    pub fn set_resolved(&self, found: Resolved<U>) {
+        self.state().set_found(erase(&found));
     }
 
     /// Whether a login made at `login_at` is recent enough to be fresh.
     fn recent(&self, login_at: Option<f64>) -> bool {
-        match (self.inner.config.fresh_within, login_at) {
+        match (self.config.fresh_within, login_at) {
             (None, _) => true,
             (Some(window), Some(at)) => {
                 (self.clock().unix_secs() as f64) - at <= window.as_secs_f64()
@@ -208,8 +248,7 @@ impl<U: User> LoginContext<U> {
     /// Whether logins without latch's fingerprint (Microdot's) may be
     /// adopted now.
     fn adopting(&self) -> bool {
-        self.inner
-            .session
+        self.session()
             .config()
             .microdot_compat
             .is_some_and(|compat| compat.open_at(self.clock().unix_secs()))
@@ -217,23 +256,106 @@ impl<U: User> LoginContext<U> {
 
     /// Where latch reads the time: the session's clock.
     fn clock(&self) -> &crate::clock::Clock {
-        &self.inner.session.config().clock
+        &self.session().config().clock
     }
 
     fn keys(&self) -> &crate::KeyRing {
-        &self.inner.session.config().keys
+        &self.session().config().keys
     }
 
+    /// Finds the user, all of it in one future (boxed loader and all): for
+    /// a request whose login layer's future is not there to run it.
     async fn find_user(&self) -> Resolved<U> {
-        match self.inner.session.login() {
+        match self.session().login() {
             Some(login) => self.check_session_login(login).await,
             None => self.restore_remembered().await,
         }
     }
 
-    /// Checks the session's login against the user it names.
-    async fn check_session_login(&self, login: LoginClaims) -> Resolved<U> {
-        let keys = self.keys();
+    /// The first step of finding the user, for the login layer's future:
+    /// done at once (anonymous, refused, or from the user cache), the
+    /// loader to call, or slower work.
+    pub fn start(&self) -> Step<U> {
+        match self.session().login() {
+            Some(login) => self.start_with(login),
+            None => {
+                let context = self.clone();
+                Step::Slow(Box::pin(async move { context.restore_remembered().await }))
+            }
+        }
+    }
+
+    /// [`start`](Self::start) for the session's login.
+    fn start_with(&self, login: LoginClaims) -> Step<U> {
+        let Some(check) = self.session_check(&login) else {
+            return Step::Done(Resolved::Anonymous);
+        };
+        let cache = self.config.cache.as_deref();
+        let key = cache.map(|_| UserCache::<U>::key(&login.user_id));
+        let id: U::Id = match U::Id::deserialize(&login.user_id) {
+            Ok(id) => id,
+            Err(error) => {
+                tracing::debug!(target: "latch", %error, "login rejected: user id of another type");
+                return self.session_user(login, None);
+            }
+        };
+        if let (Some(cache), Some(key)) = (cache, &key) {
+            if let Some(user) = cache.get(key, self.clock().now()) {
+                if let Some(accepted) = self.accept_session(&login, check, &user) {
+                    return self.session_user(login, Some((user, accepted)));
+                }
+                // Perhaps changed since it was cached: ask the loader.
+                cache.remove(key);
+            }
+        }
+        let cached = cache.zip(key).map(|(cache, key)| (key, cache.generation()));
+        Step::Load(
+            id,
+            PendingLoad {
+                login,
+                check,
+                cached,
+            },
+        )
+    }
+
+    /// The step after the loader answered for a session's login.
+    pub fn finish_load(
+        &self,
+        pending: PendingLoad,
+        loaded: Result<Option<U>, BoxError>,
+    ) -> Step<U> {
+        let PendingLoad {
+            login,
+            check,
+            cached,
+        } = pending;
+        let user = match loaded {
+            Ok(Some(user)) => Arc::new(user),
+            Ok(None) => {
+                tracing::debug!(target: "latch", user_id = ?login.user_id, "login rejected: no such user");
+                return self.session_user(login, None);
+            }
+            Err(error) => {
+                tracing::error!(target: "latch", user_id = ?login.user_id, %error, "user loader failed");
+                return Step::Done(Resolved::Failed);
+            }
+        };
+        if let (Some(cache), Some((key, generation))) = (&self.config.cache, cached) {
+            cache.insert(generation, key, user.clone(), self.clock().now());
+        }
+        match self.accept_session(&login, check, &user) {
+            Some(accepted) => self.session_user(login, Some((user, accepted))),
+            None => {
+                tracing::debug!(target: "latch", user_id = ?login.user_id, "login rejected: auth_hash changed");
+                self.session_user(login, None)
+            }
+        }
+    }
+
+    /// How the session's login is to be checked, or `None` (and the login
+    /// cleared) if it cannot be accepted whoever the user is.
+    fn session_check(&self, login: &LoginClaims) -> Option<Check<'static>> {
         let check = match (&login.fingerprint, login.login_at) {
             (Some(_), Some(_)) => Check::Fingerprint,
             (Some(_), None) => {
@@ -251,47 +373,73 @@ impl<U: User> LoginContext<U> {
             }
         };
         if check == Check::Refuse {
-            self.inner.session.clear_login();
-            return Resolved::Anonymous;
+            self.session().clear_login();
+            return None;
         }
-        let accept = |user: &U| match check {
+        Some(check)
+    }
+
+    /// Whether `user` is the one the session's login was made for.
+    fn accept_session(&self, login: &LoginClaims, check: Check<'_>, user: &U) -> Option<Accepted> {
+        match check {
             Check::Fingerprint => login
-                .matching_key(keys, user.auth_hash())
+                .matching_key(self.keys(), user.auth_hash())
                 .map(Accepted::Key),
             Check::Adopt { made_after } => {
                 microdot_token_current(user, made_after).then_some(Accepted::Adopted)
             }
             Check::Claimed(_) | Check::Refuse => None,
+        }
+    }
+
+    /// The outcome of a session's login: the user it was accepted for (the
+    /// session moved to the current key or adopted as needed), or, with
+    /// `None`, anonymous (the login leaves the session).
+    fn session_user(&self, login: LoginClaims, found: Option<(Arc<U>, Accepted)>) -> Step<U> {
+        let Some((user, accepted)) = found else {
+            self.session().clear_login();
+            return Step::Done(Resolved::Anonymous);
         };
-        match self.load_checked(login.user_id.clone(), accept).await {
-            Ok(Some((user, accepted))) => {
-                // Computed only when the session needs a new fingerprint.
-                let current = || fingerprint::fingerprint(self.keys().current(), user.auth_hash());
-                let fresh = match accepted {
-                    Accepted::Adopted => {
-                        // A Microdot login: tied to the user's auth_hash
-                        // from now on, and never fresh.
-                        self.inner.session.adopt_login(current());
-                        tracing::info!(target: "latch", user_id = ?user.id(), "Microdot login adopted");
-                        false
-                    }
-                    Accepted::Key(0) => login.fresh && self.recent(login.login_at),
-                    Accepted::Key(_) => {
-                        // Signed before a key rotation: move to the current key.
-                        self.inner.session.set_fingerprint(current());
-                        login.fresh && self.recent(login.login_at)
-                    }
-                };
-                if login.remember_confirm {
-                    self.confirm_remembered().await;
+        // Computed only when the session needs a new fingerprint.
+        let current = || fingerprint::fingerprint(self.keys().current(), user.auth_hash());
+        let fresh = match accepted {
+            Accepted::Adopted => {
+                // A Microdot login: tied to the user's auth_hash from now
+                // on, and never fresh.
+                self.session().adopt_login(current());
+                tracing::info!(target: "latch", user_id = ?user.id(), "Microdot login adopted");
+                false
+            }
+            Accepted::Key(0) => login.fresh && self.recent(login.login_at),
+            Accepted::Key(_) => {
+                // Signed before a key rotation: move to the current key.
+                self.session().set_fingerprint(current());
+                login.fresh && self.recent(login.login_at)
+            }
+        };
+        let resolved = Resolved::User { user, fresh };
+        if !login.remember_confirm {
+            return Step::Done(resolved);
+        }
+        let context = self.clone();
+        Step::Slow(Box::pin(async move {
+            context.confirm_remembered().await;
+            resolved
+        }))
+    }
+
+    /// Checks the session's login against the user it names.
+    async fn check_session_login(&self, login: LoginClaims) -> Resolved<U> {
+        let mut step = self.start_with(login);
+        loop {
+            step = match step {
+                Step::Done(resolved) => return resolved,
+                Step::Slow(work) => return work.await,
+                Step::Load(id, pending) => {
+                    let loaded = self.config.loader.load(id).await;
+                    self.finish_load(pending, loaded)
                 }
-                Resolved::User { user, fresh }
-            }
-            Ok(None) => {
-                self.inner.session.clear_login();
-                Resolved::Anonymous
-            }
-            Err(()) => Resolved::Failed,
+            };
         }
     }
 
@@ -304,7 +452,7 @@ impl<U: User> LoginContext<U> {
         user_id: Value,
         accept: impl Fn(&U) -> Option<Accepted>,
     ) -> Result<Option<(Arc<U>, Accepted)>, ()> {
-        let cache = self.inner.config.cache.as_deref();
+        let cache = self.config.cache.as_deref();
         let key = cache.map(|_| UserCache::<U>::key(&user_id));
         let id: U::Id = match serde_json::from_value(user_id) {
             Ok(id) => id,
@@ -323,7 +471,7 @@ impl<U: User> LoginContext<U> {
             }
         }
         let generation = cache.map(UserCache::generation);
-        let user = match self.inner.config.loader.load(id.clone()).await {
+        let user = match self.config.loader.load(id.clone()).await {
             Ok(Some(user)) => Arc::new(user),
             Ok(None) => {
                 tracing::debug!(target: "latch", user_id = ?id, "login rejected: no such user");
@@ -359,13 +507,11 @@ impl<U: User> LoginContext<U> {
                 // Which one is latch's cannot be told: delete them all.
                 tracing::debug!(target: "latch", "remember cookie rejected: duplicated");
                 self.delete_remember_cookie();
-                self.inner
-                    .remember_duplicated
-                    .store(true, Ordering::Relaxed);
+                self.state().set_remember_duplicated();
                 return Resolved::Anonymous;
             }
         };
-        let remember = &self.inner.config.remember;
+        let remember = &self.config.remember;
         let redeemed = remember
             .redeem(self.keys(), token, self.clock().now(), self.user_agent())
             .await;
@@ -431,10 +577,10 @@ impl<U: User> LoginContext<U> {
                 .reissue(token, replacement, &redeemed.user_id, &auth, redeemed.days)
                 .await;
         }
-        self.inner.session.set_login(redeemed.user_id, auth, false);
+        self.session().set_login(redeemed.user_id, auth, false);
         if let (Some(tag), Accepted::Key(0)) = (redeemed.confirmation, accepted) {
             // The browser's next request shows whether it got the new token.
-            self.inner.session.set_remember_confirmation(tag);
+            self.session().set_remember_confirmation(tag);
         }
         if let Some(replacement) = replacement {
             self.set_remember_cookie(&replacement, redeemed.days);
@@ -449,13 +595,13 @@ impl<U: User> LoginContext<U> {
     /// [`RememberTokens::confirm`]). Asked once; a store that fails leaves
     /// the replaced cookie acceptable until the next rotation.
     async fn confirm_remembered(&self) {
-        let Some(tag) = self.inner.session.take_remember_confirmation() else {
+        let Some(tag) = self.session().take_remember_confirmation() else {
             return;
         };
         let Some(token) = self.remember_cookie() else {
             return;
         };
-        let remember = &self.inner.config.remember;
+        let remember = &self.config.remember;
         match remember.confirm(token, &tag).await {
             Ok(true) => tracing::debug!(target: "latch", "remember cookie confirmed"),
             Ok(false) => {}
@@ -475,7 +621,7 @@ impl<U: User> LoginContext<U> {
         auth: &str,
         days: u32,
     ) -> Option<String> {
-        let remember = &self.inner.config.remember;
+        let remember = &self.config.remember;
         let grant = crate::remember::RememberGrant {
             keys: self.keys(),
             user_id,
@@ -501,15 +647,14 @@ impl<U: User> LoginContext<U> {
 
     /// The request's remember cookie, as found.
     fn remember_lookup(&self) -> &Lookup {
-        self.inner.remember_cookie.get_or_init(|| {
-            let session = &self.inner.session;
-            session.cookie(&session.config().remember_cookie)
-        })
+        let session = self.session();
+        self.state()
+            .remember_lookup(|| session.cookie(&session.config().remember_cookie))
     }
 
     /// Drops the user with this id from the user cache, if there is one.
     pub fn forget_cached_user(&self, user_id: &Value) {
-        if let Some(cache) = &self.inner.config.cache {
+        if let Some(cache) = &self.config.cache {
             cache.remove(&UserCache::<U>::key(user_id));
         }
     }
@@ -525,14 +670,14 @@ impl<U: User> LoginContext<U> {
     /// The request's `User-Agent`, if it is text, cut to its first 256 bytes.
     pub fn user_agent(&self) -> Option<&str> {
         // `to_str` accepts visible ASCII only, so any cut is a char boundary.
-        let agent = self.inner.user_agent.as_ref()?.to_str().ok()?;
+        let agent = self.state().user_agent()?.to_str().ok()?;
         Some(&agent[..agent.len().min(MAX_USER_AGENT)])
     }
 
     pub fn set_remember_cookie(&self, token: &str, days: u32) {
-        let attributes = &self.inner.session.config().attributes;
+        let attributes = &self.session().config().attributes;
         let max_age = Duration::from_secs(u64::from(days) * 24 * 60 * 60);
-        let name = &self.inner.session.config().remember_cookie;
+        let name = &self.session().config().remember_cookie;
         let cookie = attributes.set(name, token, Some(max_age));
         *self.remember_update() = Some(cookie);
     }
@@ -542,28 +687,24 @@ impl<U: User> LoginContext<U> {
         let mut update = self.remember_update();
         if update.is_some() || *self.remember_lookup() != Lookup::Missing {
             *update = Some(
-                self.inner
-                    .session
+                self.session()
                     .config()
                     .attributes
-                    .delete(&self.inner.session.config().remember_cookie),
+                    .delete(&self.session().config().remember_cookie),
             );
         }
     }
 
     fn remember_update(&self) -> std::sync::MutexGuard<'_, Option<HeaderValue>> {
-        self.inner
-            .remember_update
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state().remember_update()
     }
 
     /// Whether the request carried the remember cookie more than once.
     pub(crate) fn remember_duplicated(&self) -> bool {
-        self.inner.remember_duplicated.load(Ordering::Relaxed)
+        self.state().remember_duplicated()
     }
 
     pub(crate) fn take_remember_cookie(&self) -> Option<HeaderValue> {
-        self.remember_update().take()
+        self.state().take_remember_update()
     }
 }

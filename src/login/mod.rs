@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapter::axum::RequireLogin;
 use crate::cookies::ConfigError;
 use crate::login::cache::UserCache;
 use crate::login::next::is_safe_next;
@@ -208,36 +207,6 @@ impl<U: User, L: UserLoader<U>> Login<U, L> {
     pub fn remember_tokens(self, tokens: impl RememberTokens) -> Self {
         self.edit(|c| c.remember = Arc::new(tokens))
     }
-
-    /// A route layer that lets only logged-in users through, for a group of
-    /// routes. Others get what [`LoginRequired`](crate::rejection::LoginRequired) says.
-    ///
-    /// ```
-    /// # use axum::{routing::get, Router};
-    /// # use axum_latch::{Login, SecretKey, Session, User};
-    /// # #[derive(Clone)] struct Account;
-    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
-    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
-    /// let login = Login::new(load);
-    /// let app: Router = Router::new()
-    ///     .route("/settings", get(|| async { "settings" }))
-    ///     .route("/billing", get(|| async { "billing" }))
-    ///     .route_layer(login.required())
-    ///     .route("/login", get(|| async { "the form" }))
-    ///     .layer(login)
-    ///     .layer(Session::new(SecretKey::generate()?));
-    /// # Ok::<(), axum_latch::KeyError>(())
-    /// ```
-    pub fn required(&self) -> RequireLogin<U> {
-        RequireLogin::new(self.config.login_url.clone(), false)
-    }
-
-    /// A route layer that lets only users with a fresh login through: one
-    /// made with a password in this browser session, not restored from a
-    /// remember-me cookie. Others are sent to log in again.
-    pub fn fresh(&self) -> RequireLogin<U> {
-        RequireLogin::new(self.config.login_url.clone(), true)
-    }
 }
 
 fn check_local(url: &str) -> Result<(), ConfigError> {
@@ -251,6 +220,8 @@ fn check_local(url: &str) -> Result<(), ConfigError> {
 pub(crate) mod cache;
 pub(crate) mod context;
 pub mod next;
+pub(crate) mod request;
+pub(crate) mod state;
 pub(crate) mod user;
 
 pub use user::{User, UserLoader};

@@ -14,14 +14,10 @@ use crate::session::verified::{LoginClaims, VerifiedSession};
 use crate::session::verify::verify;
 use crate::session::{SessionConfig, MAX_COOKIE_LEN};
 
-/// One request's session, shared by the layer, latch's extractors and the
-/// app's handlers through the request's extensions.
-#[derive(Clone)]
-pub(crate) struct SessionHandle {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
+/// One request's session: kept in the request's state (see
+/// `login::request`), read by the layers, latch's extractors and the app's
+/// handlers.
+pub(crate) struct SessionState {
     config: Arc<SessionConfig>,
     /// The request's cookies, read when first needed.
     cookies: CookieHeaders,
@@ -55,7 +51,7 @@ struct State {
     read: bool,
 }
 
-impl SessionHandle {
+impl SessionState {
     pub(crate) fn new(
         config: Arc<SessionConfig>,
         cookies: CookieHeaders,
@@ -63,44 +59,38 @@ impl SessionHandle {
         host: Option<HeaderValue>,
     ) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                config,
-                cookies,
-                path,
-                host,
-                state: Mutex::new(State {
-                    loaded: false,
-                    verified: None,
-                    claims: Claims::new(),
-                    had_cookie: false,
-                    duplicated: false,
-                    issued_at: None,
-                    changed: false,
-                    renew: false,
-                    read: false,
-                }),
+            config,
+            cookies,
+            path,
+            host,
+            state: Mutex::new(State {
+                loaded: false,
+                verified: None,
+                claims: Claims::new(),
+                had_cookie: false,
+                duplicated: false,
+                issued_at: None,
+                changed: false,
+                renew: false,
+                read: false,
             }),
         }
     }
 
     pub fn config(&self) -> &SessionConfig {
-        &self.shared.config
+        &self.config
     }
 
     /// The session, locked, with its cookie verified but not necessarily parsed.
     fn lock(&self) -> MutexGuard<'_, State> {
         let mut state = self
-            .shared
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if !state.loaded {
             state.loaded = true;
-            let cookie = self
-                .shared
-                .cookies
-                .find_borrowed(&self.shared.config.cookie_name);
-            state.load(&self.shared.config, cookie);
+            let cookie = self.cookies.find_borrowed(&self.config.cookie_name);
+            state.load(&self.config, cookie);
         }
         state.read = true;
         state
@@ -108,7 +98,7 @@ impl SessionHandle {
 
     /// The request's cookie called `name`.
     pub fn cookie(&self, name: &str) -> Lookup {
-        self.shared.cookies.find(name)
+        self.cookies.find(name)
     }
 
     /// Deletes the cookie `name` wherever else the request could have
@@ -119,11 +109,11 @@ impl SessionHandle {
     /// cookie at latch's own path and domain is written (or deleted)
     /// separately, after these.
     pub fn delete_strays(&self, headers: &mut HeaderMap, name: &str) {
-        let Some(path) = &self.shared.path else {
+        let Some(path) = &self.path else {
             return;
         };
-        let attributes = &self.shared.config.attributes;
-        let host = self.shared.host.as_ref().and_then(cookies::request_host);
+        let attributes = &self.config.attributes;
+        let host = self.host.as_ref().and_then(cookies::request_host);
         let domains: Vec<Option<&str>> = std::iter::once(None)
             .chain(
                 host.iter()
@@ -165,7 +155,7 @@ impl SessionHandle {
     /// Records a login in the session.
     pub fn set_login(&self, user_id: Value, auth: String, fresh: bool) {
         let mut state = self.state();
-        let now = self.shared.config.clock.unix_secs();
+        let now = self.config.clock.unix_secs();
         add_login(state.claims_mut(), user_id, auth, fresh, now);
     }
 
@@ -200,7 +190,7 @@ impl SessionHandle {
         claims.insert(FRESH.to_owned(), Value::Bool(false));
         claims.insert(
             LOGIN_AT.to_owned(),
-            Value::from(self.shared.config.clock.unix_secs()),
+            Value::from(self.config.clock.unix_secs()),
         );
     }
 
@@ -242,7 +232,6 @@ impl SessionHandle {
     /// Adds `Vary: Cookie` and the session cookie to a response, as needed.
     pub(crate) fn write_to(&self, headers: &mut HeaderMap) {
         let mut state = self
-            .shared
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -254,7 +243,7 @@ impl SessionHandle {
             return;
         }
         state.parse();
-        let config = &self.shared.config;
+        let config = &self.config;
         if state.duplicated {
             self.delete_strays(headers, &config.cookie_name);
         }
@@ -377,7 +366,7 @@ fn add_vary_cookie(headers: &mut HeaderMap) {
     }
 }
 
-impl SessionHandle {
+impl SessionState {
     /// Whether these claims fit in a cookie and, if they hold no login yet,
     /// still would with one added (a user id of up to [`LOGIN_ROOM`] bytes
     /// of JSON, and a remember-me confirmation tag): what
@@ -402,6 +391,6 @@ impl SessionHandle {
     pub fn fits(&self, claims: &Claims) -> bool {
         let json = serde_json::to_vec(claims).map_or(usize::MAX, |json| json.len() + 64);
         let token = 36 + 1 + json.saturating_mul(4).div_ceil(3) + 1 + 43;
-        self.shared.config.cookie_name.len() + 1 + token <= MAX_COOKIE_LEN
+        self.config.cookie_name.len() + 1 + token <= MAX_COOKIE_LEN
     }
 }

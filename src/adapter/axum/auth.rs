@@ -6,6 +6,7 @@ use http::request::Parts;
 use std::sync::Arc;
 
 use crate::adapter::axum::rejection::{LoginRejection, MissingLayer};
+use crate::adapter::axum::request::login_context;
 use crate::crypto::fingerprint::fingerprint;
 use crate::error::AuthError;
 use crate::login::context::{LoaderFailed, LoginContext, Resolved};
@@ -98,12 +99,10 @@ impl<U: User> Auth<U> {
             None => None,
         };
         session.set_login(user_id, auth, true);
-        self.context
-            .set_resolved(Resolved::User {
-                user: Arc::new(user.clone()),
-                fresh: true,
-            })
-            .await;
+        self.context.set_resolved(Resolved::User {
+            user: Arc::new(user.clone()),
+            fresh: true,
+        });
         self.forget_remembered().await;
         if let Some((token, days)) = remembered {
             self.context.set_remember_cookie(&token, days);
@@ -123,7 +122,7 @@ impl<U: User> Auth<U> {
             self.context.forget_cached_user(&login.user_id);
         }
         self.context.session().clear_login();
-        self.context.set_resolved(Resolved::Anonymous).await;
+        self.context.set_resolved(Resolved::Anonymous);
         self.forget_remembered().await;
         tracing::info!(target: "latch", "user logged out");
     }
@@ -154,12 +153,10 @@ impl<U: User> Auth<U> {
         }
         let auth = fingerprint(session.config().keys.current(), user.auth_hash());
         let fresh = session.set_fingerprint(auth);
-        self.context
-            .set_resolved(Resolved::User {
-                user: Arc::new(user.clone()),
-                fresh,
-            })
-            .await;
+        self.context.set_resolved(Resolved::User {
+            user: Arc::new(user.clone()),
+            fresh,
+        });
         self.forget_remembered().await;
         // Every remember token of the user was made for the old auth_hash.
         if let Ok(user_id) = serde_json::to_value(user.id()) {
@@ -277,7 +274,7 @@ impl<S: Send + Sync, U: User> FromRequestParts<S> for Auth<U> {
     type Rejection = MissingLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let context = LoginContext::<U>::from_extensions(&parts.extensions)?;
+        let context = login_context::<U>(&parts.extensions)?;
         Ok(Self {
             context,
             next: next::from_query(parts.uri.query()),

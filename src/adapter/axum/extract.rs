@@ -6,7 +6,8 @@ use http::request::Parts;
 use std::sync::Arc;
 
 use crate::adapter::axum::rejection::{LoginRejection, LoginRequired};
-use crate::login::context::{LoaderFailed, LoginContext, Refusal};
+use crate::adapter::axum::request::login_context;
+use crate::login::context::{LoaderFailed, Refusal};
 use crate::login::user::User;
 
 /// The logged-in user. Anonymous requests are refused with a redirect to
@@ -74,7 +75,7 @@ impl<U> Clone for FreshUser<U> {
 }
 
 async fn require<U: User>(parts: &Parts, fresh: bool) -> Result<Arc<U>, LoginRejection> {
-    let context = LoginContext::<U>::from_extensions(&parts.extensions)?;
+    let context = login_context::<U>(&parts.extensions)?;
     context
         .require(fresh)
         .await
@@ -113,7 +114,7 @@ impl<S: Send + Sync, U: User> OptionalFromRequestParts<S> for CurrentUser<U> {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        let context = LoginContext::<U>::from_extensions(&parts.extensions)?;
+        let context = login_context::<U>(&parts.extensions)?;
         match context.current_user().await {
             Ok(user) => Ok(user.map(CurrentUser)),
             Err(LoaderFailed) => Err(LoginRejection::LoaderFailed),

@@ -11,8 +11,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::adapter::axum::rejection::{LoginRejection, LoginRequired};
-use crate::login::context::{LoginContext, Refusal};
+use crate::adapter::axum::request::login_context;
+use crate::login::context::Refusal;
 use crate::login::user::User;
+use crate::login::Login;
 
 /// A route layer that refuses requests without a login (or without a fresh
 /// one), made by [`Login::required`](crate::Login::required) and
@@ -97,7 +99,7 @@ where
         let login_url = self.layer.login_url.clone();
         let fresh = self.layer.fresh;
         Box::pin(async move {
-            let context = match LoginContext::<U>::from_extensions(request.extensions()) {
+            let context = match login_context::<U>(request.extensions()) {
                 Ok(context) => context,
                 Err(missing) => return Ok(missing.into_response()),
             };
@@ -120,5 +122,37 @@ where
                 }
             }
         })
+    }
+}
+
+impl<U: User, L> Login<U, L> {
+    /// A route layer that lets only logged-in users through, for a group of
+    /// routes. Others get what [`LoginRequired`](crate::rejection::LoginRequired) says.
+    ///
+    /// ```
+    /// # use axum::{routing::get, Router};
+    /// # use axum_latch::{Login, SecretKey, Session, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// let login = Login::new(load);
+    /// let app: Router = Router::new()
+    ///     .route("/settings", get(|| async { "settings" }))
+    ///     .route("/billing", get(|| async { "billing" }))
+    ///     .route_layer(login.required())
+    ///     .route("/login", get(|| async { "the form" }))
+    ///     .layer(login)
+    ///     .layer(Session::new(SecretKey::generate()?));
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
+    pub fn required(&self) -> RequireLogin<U> {
+        RequireLogin::new(self.config.login_url.clone(), false)
+    }
+
+    /// A route layer that lets only users with a fresh login through: one
+    /// made with a password in this browser session, not restored from a
+    /// remember-me cookie. Others are sent to log in again.
+    pub fn fresh(&self) -> RequireLogin<U> {
+        RequireLogin::new(self.config.login_url.clone(), true)
     }
 }

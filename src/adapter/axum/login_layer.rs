@@ -1,6 +1,7 @@
-//! The `Login` layer on an axum router: its service puts the request's
-//! login context in the request's extensions, and its future writes the
-//! remember-me cookie on the response.
+//! The `Login` layer on an axum router: its service attaches the login to
+//! the request's state, and its future finds the user when something asks
+//! (running the loader's own future, unboxed) and writes the remember-me
+//! cookie on the response.
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -11,101 +12,377 @@ use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::adapter::axum::MissingLayer;
+use crate::adapter::axum::request::request_state;
 use crate::cookies;
-use crate::login::context::LoginContext;
+use crate::login::context::{LoginContext, PendingLoad, Step};
+use crate::login::request::RequestState;
 use crate::login::{Login, LoginConfig, User, UserLoader};
-use crate::session::state::SessionHandle;
 
 impl<S, U: User, L: UserLoader<U>> Layer<S> for Login<U, L> {
-    type Service = LoginService<S, U>;
+    type Service = LoginService<S, U, L>;
 
     fn layer(&self, inner: S) -> Self::Service {
         LoginService {
             inner,
+            loader: self.loader.clone(),
             config: self.config.clone(),
         }
     }
 }
 
 /// The service made by the [`Login`] layer.
-pub struct LoginService<S, U: User> {
+pub struct LoginService<S, U: User, L> {
     inner: S,
+    loader: Arc<L>,
     config: Arc<LoginConfig<U>>,
 }
 
-impl<S: Clone, U: User> Clone for LoginService<S, U> {
+impl<S: Clone, U: User, L> Clone for LoginService<S, U, L> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            loader: self.loader.clone(),
             config: self.config.clone(),
         }
     }
 }
 
-impl<S, U, ReqBody, ResBody> Service<Request<ReqBody>> for LoginService<S, U>
+impl<S: std::fmt::Debug, U: User, L> std::fmt::Debug for LoginService<S, U, L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, U, L, ReqBody, ResBody> Service<Request<ReqBody>> for LoginService<S, U, L>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     U: User,
+    L: UserLoader<U>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = LoginFuture<S::Future, U>;
+    type Future = LoginFuture<S::Future, U, L>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let context = match request.extensions().get::<SessionHandle>() {
-            Some(session) => {
-                let context =
-                    LoginContext::new(self.config.clone(), session.clone(), request.headers());
-                request.extensions_mut().insert(context.clone());
-                Some(context)
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let driver = match request_state(request.extensions()) {
+            Ok(state) => {
+                let agent = request.headers().get(http::header::USER_AGENT);
+                let config: Arc<dyn std::any::Any + Send + Sync> = self.config.clone();
+                // An outer login layer already serves this request.
+                state
+                    .login
+                    .attach(config, agent)
+                    .then(|| Driver::new(state.clone(), self))
             }
-            None => {
-                tracing::error!(target: "latch", "{}", MissingLayer::Session);
+            Err(missing) => {
+                tracing::error!(target: "latch", "{missing}");
                 None
             }
         };
         LoginFuture {
             inner: self.inner.call(request),
-            context,
+            work: None,
+            driver,
         }
+    }
+}
+
+/// What the login layer's future keeps to find the request's user.
+struct Driver<U: User, L> {
+    state: Arc<RequestState>,
+    loader: Arc<L>,
+    config: Arc<LoginConfig<U>>,
+}
+
+impl<U: User, L> Driver<U, L> {
+    fn new<S>(state: Arc<RequestState>, service: &LoginService<S, U, L>) -> Self {
+        Self {
+            state,
+            loader: service.loader.clone(),
+            config: service.config.clone(),
+        }
+    }
+
+    fn context(&self) -> LoginContext<U> {
+        LoginContext::from_parts(self.state.clone(), self.config.clone())
+    }
+}
+
+impl<U: User, L> Drop for Driver<U, L> {
+    fn drop(&mut self) {
+        self.state.login.driver_gone();
+    }
+}
+
+pin_project! {
+    /// The login layer's work on one request's user.
+    #[project = WorkProj]
+    enum Work<F, U: User> {
+        Load { #[pin] future: F, pending: Option<PendingLoad> },
+        Slow { future: futures_util::future::BoxFuture<'static, crate::login::context::Resolved<U>> },
     }
 }
 
 pin_project! {
     /// The response future of [`LoginService`].
-    pub struct LoginFuture<F, U: User> {
+    pub struct LoginFuture<F, U: User, L: UserLoader<U>> {
         #[pin]
         inner: F,
-        context: Option<LoginContext<U>>,
+        #[pin]
+        work: Option<Work<L::Future, U>>,
+        driver: Option<Driver<U, L>>,
     }
 }
 
-impl<F, U, ResBody, E> Future for LoginFuture<F, U>
+impl<F, U, L, ResBody, E> Future for LoginFuture<F, U, L>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
     U: User,
+    L: UserLoader<U>,
 {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = std::task::ready!(this.inner.poll(cx))?;
-        if let Some(context) = this.context.take() {
-            if context.remember_duplicated() {
-                let name = &context.session().config().remember_cookie;
-                context
-                    .session()
-                    .delete_strays(response.headers_mut(), name);
+        let mut this = self.project();
+        loop {
+            if let Poll::Ready(output) = this.inner.as_mut().poll(cx) {
+                let mut response = output?;
+                if let Some(driver) = this.driver.take() {
+                    write_remember_cookie(&driver.context(), &mut response);
+                }
+                return Poll::Ready(Ok(response));
             }
-            if let Some(cookie) = context.take_remember_cookie() {
-                cookies::append(response.headers_mut(), cookie);
+            let Some(driver) = this.driver.as_ref() else {
+                return Poll::Pending;
+            };
+            let login = &driver.state.login;
+            if this.work.is_none() {
+                // Only once the handler waits for the user: a request that
+                // never asks never loads it.
+                if !login.take_wanted() && !login.park_driver(cx) {
+                    return Poll::Pending;
+                }
+                if login.found().is_some() {
+                    continue;
+                }
+                let step = driver.context().start();
+                if !take_step(step, driver, this.work.as_mut()) {
+                    continue;
+                }
             }
+            let context = driver.context();
+            let step = match this.work.as_mut().as_pin_mut().map(Work::project) {
+                Some(WorkProj::Load { future, pending }) => {
+                    let loaded = std::task::ready!(future.poll(cx));
+                    let pending = pending.take().expect("a load is finished once");
+                    context.finish_load(pending, loaded.map_err(Into::into))
+                }
+                Some(WorkProj::Slow { future }) => {
+                    Step::Done(std::task::ready!(future.as_mut().poll(cx)))
+                }
+                None => continue,
+            };
+            this.work.set(None);
+            take_step(step, driver, this.work.as_mut());
         }
-        Poll::Ready(Ok(response))
+    }
+}
+
+/// Takes the next step of finding the user: stores a result, or starts the
+/// work it needs. Returns whether there is work to poll.
+fn take_step<U: User, L: UserLoader<U>>(
+    step: Step<U>,
+    driver: &Driver<U, L>,
+    mut work: Pin<&mut Option<Work<L::Future, U>>>,
+) -> bool {
+    match step {
+        Step::Done(resolved) => {
+            driver.context().store(&resolved);
+            false
+        }
+        Step::Load(id, pending) => {
+            work.set(Some(Work::Load {
+                future: driver.loader.load_user(id),
+                pending: Some(pending),
+            }));
+            true
+        }
+        Step::Slow(future) => {
+            work.set(Some(Work::Slow { future }));
+            true
+        }
+    }
+}
+
+/// Deletes duplicated remember cookies and writes the remember cookie's
+/// change, if any.
+fn write_remember_cookie<U: User, B>(context: &LoginContext<U>, response: &mut Response<B>) {
+    if context.remember_duplicated() {
+        let name = &context.session().config().remember_cookie;
+        context
+            .session()
+            .delete_strays(response.headers_mut(), name);
+    }
+    if let Some(cookie) = context.take_remember_cookie() {
+        cookies::append(response.headers_mut(), cookie);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hand-over between the layer's future, which runs the loader, and
+    //! whoever waits for the user: the handler's own task, another task,
+    //! or a task still asking after the response has gone.
+
+    use axum::routing::get;
+    use axum::Router;
+    use http::header::{COOKIE, SET_COOKIE};
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt as _;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tower::ServiceExt as _;
+
+    use crate::{Auth, CurrentUser, Login, Remember, SecretKey, Session, User};
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Account(u64);
+
+    impl User for Account {
+        type Id = u64;
+        fn id(&self) -> u64 {
+            self.0
+        }
+        fn auth_hash(&self) -> &[u8] {
+            b"hash"
+        }
+    }
+
+    /// A router whose loader yields to the runtime before answering (as a
+    /// database would), counting its calls.
+    fn app(loads: Arc<AtomicUsize>, routes: Router) -> Router {
+        let login = Login::new(move |id: u64| {
+            let loads = loads.clone();
+            async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                Ok::<_, std::convert::Infallible>(Some(Account(id)))
+            }
+        });
+        routes
+            .route(
+                "/login",
+                get(|auth: Auth<Account>| async move {
+                    auth.login_user(&Account(7), Remember::Off).await.unwrap()
+                }),
+            )
+            .layer(login)
+            .layer(Session::new(SecretKey::new("k".repeat(32)).unwrap()).secure(false))
+    }
+
+    async fn session_cookie(app: &Router) -> String {
+        let response = app
+            .clone()
+            .oneshot(
+                Request::get("/login")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let cookie = response.headers()[SET_COOKIE].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_owned()
+    }
+
+    async fn get_body(app: &Router, cookie: &str) -> (StatusCode, String) {
+        let request = Request::get("/")
+            .header(COOKIE, cookie)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_layer_runs_a_pending_loader_once_for_every_extractor() {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let routes = Router::new().route(
+            "/",
+            get(
+                |CurrentUser(a): CurrentUser<Account>, auth: Auth<Account>| async move {
+                    let b = auth.current_user().await.unwrap().unwrap();
+                    assert!(Arc::ptr_eq(&a, &b), "one user for the request");
+                    format!("user {}", a.0)
+                },
+            ),
+        );
+        let app = app(loads.clone(), routes);
+        let cookie = session_cookie(&app).await;
+        assert_eq!(
+            get_body(&app, &cookie).await,
+            (StatusCode::OK, "user 7".into())
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "loaded once");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_task_waiting_for_the_user_is_served() {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let routes = Router::new().route(
+            "/",
+            get(|auth: Auth<Account>| async move {
+                // The handler waits on a task of its own, which asks.
+                let user = tokio::spawn(async move { auth.current_user().await })
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .expect("logged in");
+                format!("user {}", user.0)
+            }),
+        );
+        let app = app(loads.clone(), routes);
+        let cookie = session_cookie(&app).await;
+        let answer =
+            tokio::time::timeout(std::time::Duration::from_secs(5), get_body(&app, &cookie))
+                .await
+                .expect("the spawned task is not left waiting");
+        assert_eq!(answer, (StatusCode::OK, "user 7".into()));
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn asking_after_the_response_finds_the_user_alone() {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let (sender, receiver) = tokio::sync::oneshot::channel::<Auth<Account>>();
+        let sender = Arc::new(std::sync::Mutex::new(Some(sender)));
+        let routes = Router::new().route(
+            "/",
+            get(move |auth: Auth<Account>| {
+                let sender = sender.clone();
+                async move {
+                    // Kept past the response, asked only afterwards.
+                    let _ = sender.lock().unwrap().take().unwrap().send(auth);
+                    "sent"
+                }
+            }),
+        );
+        let app = app(loads.clone(), routes);
+        let cookie = session_cookie(&app).await;
+        assert_eq!(
+            get_body(&app, &cookie).await,
+            (StatusCode::OK, "sent".into())
+        );
+        let auth = receiver.await.unwrap();
+        let user = auth.current_user().await.unwrap().expect("still logged in");
+        assert_eq!(*user, Account(7));
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "found by the late caller");
     }
 }

@@ -7,6 +7,7 @@ mod extract;
 mod guard;
 mod login_layer;
 mod rejection;
+mod request;
 mod session_data;
 mod session_layer;
 

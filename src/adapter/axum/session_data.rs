@@ -6,9 +6,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::adapter::axum::rejection::MissingLayer;
+use crate::adapter::axum::request::request_state;
+use crate::login::request::RequestState;
 use crate::session::claims::is_reserved;
-use crate::session::state::SessionHandle;
 use crate::session::{SessionError, MAX_COOKIE_LEN};
+use std::sync::Arc;
 
 /// The app's data in the session, typed with serde. Needs the [`Session`](crate::Session) layer.
 ///
@@ -33,14 +35,14 @@ use crate::session::{SessionError, MAX_COOKIE_LEN};
 /// }
 /// ```
 #[derive(Clone)]
-pub struct SessionData(SessionHandle);
+pub struct SessionData(Arc<RequestState>);
 
 impl SessionData {
     /// The value stored under `key`, if there is one of type `T`. A value of
     /// another shape (say, written by an older version of the app) reads as
     /// `None` rather than failing the request.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let state = self.0.state();
+        let state = self.0.session.state();
         let value = state.claims().get(key)?;
         match T::deserialize(value) {
             Ok(value) => Some(value),
@@ -64,13 +66,13 @@ impl SessionData {
             key: key.to_owned(),
             source,
         })?;
-        let mut state = self.0.state();
+        let mut state = self.0.session.state();
         if state.claims().get(key) == Some(&value) {
             return Ok(());
         }
         let mut claims = state.claims().clone();
         claims.insert(key.to_owned(), value);
-        if !self.0.fits_with_room_for_login(&claims) {
+        if !self.0.session.fits_with_room_for_login(&claims) {
             return Err(SessionError::TooLarge {
                 key: key.to_owned(),
                 max: MAX_COOKIE_LEN,
@@ -86,7 +88,7 @@ impl SessionData {
         if is_reserved(key) {
             return false;
         }
-        let mut state = self.0.state();
+        let mut state = self.0.session.state();
         if !state.claims().contains_key(key) {
             return false;
         }
@@ -96,7 +98,7 @@ impl SessionData {
 
     /// Empties the session, the login included: the cookie is deleted.
     pub fn clear(&self) {
-        let mut state = self.0.state();
+        let mut state = self.0.session.state();
         if !state.claims().is_empty() {
             state.claims_mut().clear();
         }
@@ -107,11 +109,6 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionData {
     type Rejection = MissingLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<SessionHandle>()
-            .cloned()
-            .map(SessionData)
-            .ok_or(MissingLayer::Session)
+        request_state(&parts.extensions).cloned().map(SessionData)
     }
 }

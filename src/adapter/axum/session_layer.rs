@@ -14,7 +14,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::cookies::CookieHeaders;
-use crate::session::state::SessionHandle;
+use crate::login::request::RequestState;
+use crate::session::state::SessionState;
 use crate::session::{Session, SessionConfig};
 
 impl<S> Layer<S> for Session {
@@ -60,11 +61,14 @@ where
             Some(host) => HeaderValue::from_str(host).ok(),
             None => request.headers().get(HOST).cloned(),
         };
-        let handle = SessionHandle::new(self.config.clone(), cookies, path, host);
-        request.extensions_mut().insert(handle.clone());
+        let state = Arc::new(RequestState {
+            session: SessionState::new(self.config.clone(), cookies, path, host),
+            login: Default::default(),
+        });
+        request.extensions_mut().insert(state.clone());
         SessionFuture {
             inner: self.inner.call(request),
-            handle: Some(handle),
+            state: Some(state),
         }
     }
 }
@@ -74,7 +78,7 @@ pin_project! {
     pub struct SessionFuture<F> {
         #[pin]
         inner: F,
-        handle: Option<SessionHandle>,
+        state: Option<Arc<RequestState>>,
     }
 }
 
@@ -87,8 +91,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = std::task::ready!(this.inner.poll(cx))?;
-        if let Some(handle) = this.handle.take() {
-            handle.write_to(response.headers_mut());
+        if let Some(state) = this.state.take() {
+            state.session.write_to(response.headers_mut());
         }
         Poll::Ready(Ok(response))
     }

@@ -1,0 +1,228 @@
+//! One request's login, with its user type erased so that it lives in the
+//! request's one state: the login layer's settings, the user once found,
+//! the remember-me cookie's fate, and the hand-over by which the login
+//! layer's future runs the user loader for the extractors that wait on it.
+
+use http::HeaderValue;
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Waker};
+
+use crate::cookies::Lookup;
+
+/// The user of a request, once found, with its type erased.
+#[derive(Clone)]
+pub(crate) enum Found {
+    Anonymous,
+    User {
+        user: Arc<dyn Any + Send + Sync>,
+        fresh: bool,
+    },
+    /// The loader failed; the request cannot be answered for this user.
+    Failed,
+}
+
+/// Whether a login layer's future is there to find the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Driver {
+    /// No login layer has seen the request (yet).
+    Absent,
+    /// The login layer's future runs, and finds the user when asked.
+    Running,
+    /// The login layer's future has finished (or was dropped): whoever
+    /// still asks finds the user by itself.
+    Gone,
+}
+
+/// One request's login state. Every field starts empty and is filled when
+/// first needed, so a request that never asks for its user pays nothing.
+pub(crate) struct LoginState {
+    /// The login layer's configuration (an `Arc<LoginConfig<U>>`).
+    config: OnceLock<Arc<dyn Any + Send + Sync>>,
+    /// The request's `User-Agent`, kept by the login layer.
+    user_agent: OnceLock<Option<HeaderValue>>,
+    found: Mutex<Option<Found>>,
+    /// Something waits for the user: the login layer's future should find it.
+    wanted: AtomicBool,
+    hand_over: Mutex<HandOver>,
+    /// The request's remember cookie, looked for when first needed.
+    remember_cookie: OnceLock<Lookup>,
+    /// The `Set-Cookie` for the remember cookie, if it changes.
+    remember_update: Mutex<Option<HeaderValue>>,
+    /// The request carried the remember cookie more than once.
+    remember_duplicated: AtomicBool,
+}
+
+/// Who finds the user, and who waits for it.
+struct HandOver {
+    driver: Driver,
+    /// The task of the login layer's future, to wake when another task asks.
+    driver_waker: Option<Waker>,
+    /// Tasks other than the driver's that wait for the user.
+    waiters: Vec<Waker>,
+}
+
+impl Default for LoginState {
+    fn default() -> Self {
+        Self {
+            config: OnceLock::new(),
+            user_agent: OnceLock::new(),
+            found: Mutex::new(None),
+            wanted: AtomicBool::new(false),
+            hand_over: Mutex::new(HandOver {
+                driver: Driver::Absent,
+                driver_waker: None,
+                waiters: Vec::new(),
+            }),
+            remember_cookie: OnceLock::new(),
+            remember_update: Mutex::new(None),
+            remember_duplicated: AtomicBool::new(false),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl LoginState {
+    /// Called by the login layer for each request: its configuration, the
+    /// `User-Agent`, and that its future will find the user. Returns
+    /// whether this layer is the request's login layer (the first one).
+    pub fn attach(
+        &self,
+        config: Arc<dyn Any + Send + Sync>,
+        user_agent: Option<&HeaderValue>,
+    ) -> bool {
+        if self.config.set(config).is_err() {
+            return false;
+        }
+        let _ = self.user_agent.set(user_agent.cloned());
+        lock(&self.hand_over).driver = Driver::Running;
+        true
+    }
+
+    /// The login layer's configuration, if a login layer has seen the request.
+    pub fn config(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
+        self.config.get()
+    }
+
+    pub fn user_agent(&self) -> Option<&HeaderValue> {
+        self.user_agent.get()?.as_ref()
+    }
+
+    /// The user, if found.
+    pub fn found(&self) -> Option<Found> {
+        lock(&self.found).clone()
+    }
+
+    /// Sets the user, after it was found or after a login or logout, and
+    /// wakes whoever waits for it.
+    pub fn set_found(&self, found: Found) {
+        *lock(&self.found) = Some(found);
+        let waiters = std::mem::take(&mut lock(&self.hand_over).waiters);
+        for waiter in waiters {
+            waiter.wake();
+        }
+    }
+
+    /// Sets the user only if nobody has meanwhile: a login or logout made
+    /// while the user was being found wins.
+    pub fn set_found_if_unset(&self, found: Found) {
+        {
+            let mut slot = lock(&self.found);
+            if slot.is_none() {
+                *slot = Some(found);
+            }
+        }
+        let waiters = std::mem::take(&mut lock(&self.hand_over).waiters);
+        for waiter in waiters {
+            waiter.wake();
+        }
+    }
+
+    /// Asks the login layer's future to find the user, and arranges for
+    /// this task to be woken when it has. Returns who finds it: with
+    /// [`Driver::Running`] the caller waits; otherwise it finds the user
+    /// itself.
+    pub fn want(&self, cx: &Context<'_>) -> Driver {
+        let mut hand_over = lock(&self.hand_over);
+        if hand_over.driver != Driver::Running {
+            return hand_over.driver;
+        }
+        self.wanted.store(true, Ordering::Release);
+        // Within the driver's own task (the handler runs inside the login
+        // layer's future) the driver looks for `wanted` once the handler is
+        // pending: nobody needs waking. From another task, wake the driver
+        // and be woken in turn.
+        let same_task = hand_over
+            .driver_waker
+            .as_ref()
+            .is_none_or(|driver| driver.will_wake(cx.waker()));
+        if !same_task {
+            if !hand_over.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                hand_over.waiters.push(cx.waker().clone());
+            }
+            if let Some(driver) = &hand_over.driver_waker {
+                driver.wake_by_ref();
+            }
+        }
+        Driver::Running
+    }
+
+    /// For the driver: whether something asked for the user since last time.
+    pub fn take_wanted(&self) -> bool {
+        self.wanted.swap(false, Ordering::AcqRel)
+    }
+
+    /// For the driver, before it waits: the task to wake if another task
+    /// asks for the user. Returns whether something asked meanwhile.
+    pub fn park_driver(&self, cx: &Context<'_>) -> bool {
+        {
+            let mut hand_over = lock(&self.hand_over);
+            match &hand_over.driver_waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => hand_over.driver_waker = Some(cx.waker().clone()),
+            }
+        }
+        self.take_wanted()
+    }
+
+    /// For the driver, when its future ends: anyone still waiting finds the
+    /// user by itself.
+    pub fn driver_gone(&self) {
+        let waiters = {
+            let mut hand_over = lock(&self.hand_over);
+            hand_over.driver = Driver::Gone;
+            hand_over.driver_waker = None;
+            std::mem::take(&mut hand_over.waiters)
+        };
+        for waiter in waiters {
+            waiter.wake();
+        }
+    }
+
+    /// The request's remember cookie, found with `find` when first needed.
+    pub fn remember_lookup(&self, find: impl FnOnce() -> Lookup) -> &Lookup {
+        self.remember_cookie.get_or_init(find)
+    }
+
+    pub fn remember_update(&self) -> MutexGuard<'_, Option<HeaderValue>> {
+        lock(&self.remember_update)
+    }
+
+    pub fn take_remember_update(&self) -> Option<HeaderValue> {
+        lock(&self.remember_update).take()
+    }
+
+    pub fn set_remember_duplicated(&self) {
+        self.remember_duplicated.store(true, Ordering::Relaxed);
+    }
+
+    pub fn remember_duplicated(&self) -> bool {
+        self.remember_duplicated.load(Ordering::Relaxed)
+    }
+}
