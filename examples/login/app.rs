@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use askama::Template;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, Form, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -24,6 +24,7 @@ use axum_latch::{
     Auth, AuthError, CrossOriginGuard, CurrentUser, FreshUser, KeyError, Login, Remember,
     SecretKey, Session, SessionData, User, UserLoader,
 };
+use serde::Deserialize;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::AnyPool;
@@ -415,50 +416,54 @@ async fn find_user(
 
 // ---------------------------------------------------------------- forms
 
-/// A submitted `application/x-www-form-urlencoded` body, read by hand so
-/// that no body, however odd, is a server error.
-struct FormBody(Vec<(String, String)>);
+/// A submitted form, read with axum's `Form`. Its fields are optional so
+/// that a missing one gets the page's own message; a body that is not a
+/// form, or that sends a field twice (which value was meant cannot be
+/// told), is refused by `Form` and answered with the form again and a `400`,
+/// never a server error.
+type Submitted<T> = Result<Form<T>, FormRejection>;
 
-/// What is wrong with a submitted form.
+/// The login form's fields.
+#[derive(Deserialize)]
+struct LoginFields {
+    username: Option<String>,
+    password: Option<String>,
+    remember_me: Option<String>,
+}
+
+/// The change-password form's fields.
+#[derive(Deserialize)]
+struct PasswordFields {
+    current_password: Option<String>,
+    new_password: Option<String>,
+}
+
+/// The "forget this device" form's field.
+#[derive(Deserialize)]
+struct DeviceFields {
+    device: Option<String>,
+}
+
+/// What is wrong with a submitted form field.
 enum FormProblem {
-    /// A field came more than once: which value was meant cannot be told.
-    Repeated,
     /// A field is missing or empty.
     Missing,
     /// A field is longer than anything a person types.
     TooLong,
 }
 
-impl FormBody {
-    fn parse(body: &[u8]) -> Self {
-        Self(
-            form_urlencoded::parse(body)
-                .map(|(name, value)| (name.into_owned(), value.into_owned()))
-                .collect(),
-        )
+/// A field's value: it must be there, not empty, and of a length a person types.
+fn field(value: &Option<String>) -> Result<&str, FormProblem> {
+    match value.as_deref() {
+        None | Some("") => Err(FormProblem::Missing),
+        Some(value) if value.len() > MAX_PASSWORD_BYTES => Err(FormProblem::TooLong),
+        Some(value) => Ok(value),
     }
+}
 
-    /// The field's value, if it came exactly once.
-    fn optional(&self, name: &str) -> Result<Option<&str>, FormProblem> {
-        let mut values = self
-            .0
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str());
-        match (values.next(), values.next()) {
-            (_, Some(_)) => Err(FormProblem::Repeated),
-            (Some(value), None) if value.len() > MAX_PASSWORD_BYTES => Err(FormProblem::TooLong),
-            (value, None) => Ok(value),
-        }
-    }
-
-    /// The field's value: it must come exactly once, and not empty.
-    fn required(&self, name: &str) -> Result<&str, FormProblem> {
-        match self.optional(name)? {
-            Some(value) if !value.is_empty() => Ok(value),
-            _ => Err(FormProblem::Missing),
-        }
-    }
+/// Why a form was refused, for the log.
+fn log_rejection(rejection: &FormRejection) {
+    tracing::debug!(%rejection, "form refused");
 }
 
 /// `next` from a query string: only if it comes once and is a path on this
@@ -630,9 +635,8 @@ async fn login_submit(
     auth: Auth<Account>,
     session: SessionData,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    form: Submitted<LoginFields>,
 ) -> Result<Response, AppError> {
-    let form = FormBody::parse(&body);
     let action = login_action(safe_next(query.as_deref()).as_deref());
     let show_form = |status, error: &str, username: &str, remember_me| {
         render(
@@ -647,24 +651,29 @@ async fn login_submit(
             },
         )
     };
-    let remember_me = match form.optional("remember_me") {
-        Ok(value) => value.is_some_and(|value| !value.is_empty()),
-        Err(_) => {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            log_rejection(&rejection);
             return show_form(
                 StatusCode::BAD_REQUEST,
                 "The form came in garbled: please try again.",
                 "",
                 false,
-            )
+            );
         }
     };
-    let typed_username = form.optional("username").ok().flatten().unwrap_or("");
+    let remember_me = form
+        .remember_me
+        .as_deref()
+        .is_some_and(|value| !value.is_empty());
+    let typed_username = form.username.as_deref().unwrap_or("");
     let typed_username = if typed_username.len() > 200 {
         ""
     } else {
         typed_username
     };
-    let (username, password) = match (form.required("username"), form.required("password")) {
+    let (username, password) = match (field(&form.username), field(&form.password)) {
         (Ok(username), Ok(password)) => (username.trim(), password),
         (Err(FormProblem::Missing), _) | (_, Err(FormProblem::Missing)) => {
             return show_form(
@@ -869,10 +878,10 @@ async fn forget_device(
     FreshUser(user): FreshUser<Account>,
     auth: Auth<Account>,
     session: SessionData,
-    body: Bytes,
+    form: Submitted<DeviceFields>,
 ) -> Result<Response, AppError> {
-    let form = FormBody::parse(&body);
-    let Ok(id) = form.required("device") else {
+    let form = form.map_err(|rejection| log_rejection(&rejection));
+    let Some(Ok(id)) = form.as_ref().ok().map(|Form(form)| field(&form.device)) else {
         let error = "The form came in garbled: please try again.";
         return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
     };
@@ -928,13 +937,17 @@ async fn change_password(
     FreshUser(user): FreshUser<Account>,
     auth: Auth<Account>,
     session: SessionData,
-    body: Bytes,
+    form: Submitted<PasswordFields>,
 ) -> Result<Response, AppError> {
-    let form = FormBody::parse(&body);
-    let (current, new) = match (
-        form.required("current_password"),
-        form.required("new_password"),
-    ) {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            log_rejection(&rejection);
+            let error = "The form came in garbled: please try again.";
+            return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
+        }
+    };
+    let (current, new) = match (field(&form.current_password), field(&form.new_password)) {
         (Ok(current), Ok(new)) => (current, new),
         (Err(FormProblem::Missing), _) | (_, Err(FormProblem::Missing)) => {
             let error = "Please enter your current password and a new one.";
