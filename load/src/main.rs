@@ -2,7 +2,7 @@
 //! logged-in user" route with no login, with latch, or with axum-login.
 //!
 //! ```text
-//! cargo run --release --example bench_server -- <bare|latch|axum-login> <port>
+//! cargo run --release --manifest-path load/Cargo.toml -- <bare|latch|axum-login> <port>
 //! ```
 //!
 //! It listens on 127.0.0.1:<port> and answers `GET /` with `Hello, alice!`
