@@ -94,6 +94,8 @@ fn harness_allocations(case: &str, token: &str) -> u64 {
             );
             drop((request, Cases::rotated_token(&response)));
         }
+        // The same request as the case sends: with a cookie, or without.
+        "bare" | "layered" => drop(get_request(None)),
         _ => drop(get_request(Some("session=x"))),
     }
     ALLOCATIONS.load(Relaxed) - before

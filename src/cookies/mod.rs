@@ -66,37 +66,14 @@ pub(crate) fn find(headers: &HeaderMap, name: &str) -> Lookup {
     find_in(headers.get_all(COOKIE).iter(), name).map(str::to_owned)
 }
 
-/// A request's `Cookie` headers, kept (cheaply: header values share the
-/// request's buffer) to be read only when a cookie is first asked for.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct CookieHeaders {
-    first: Option<HeaderValue>,
-    /// Any further `Cookie` headers (HTTP/2 may send one per cookie).
-    rest: Vec<HeaderValue>,
-}
-
-impl CookieHeaders {
-    pub fn new(headers: &HeaderMap) -> Self {
-        let mut all = headers.get_all(COOKIE).iter();
-        Self {
-            first: all.next().cloned(),
-            rest: all.cloned().collect(),
-        }
-    }
-
-    /// Finds the cookie called `name`, as [`find`] does.
-    pub fn find(&self, name: &str) -> Lookup {
-        self.find_borrowed(name).map(str::to_owned)
-    }
-
-    /// Finds the cookie called `name`, its value borrowed from the header.
-    pub fn find_borrowed(&self, name: &str) -> Lookup<&str> {
-        find_in(self.first.iter().chain(&self.rest), name)
-    }
+/// Finds the cookie called `name` in every `Cookie` header of a request,
+/// its value borrowed from the header.
+pub(crate) fn find_borrowed<'a>(headers: &'a HeaderMap, name: &str) -> Lookup<&'a str> {
+    find_in(headers.get_all(COOKIE).iter(), name)
 }
 
 impl<'a> Lookup<&'a str> {
-    fn map<T>(self, f: impl FnOnce(&'a str) -> T) -> Lookup<T> {
+    pub(crate) fn map<T>(self, f: impl FnOnce(&'a str) -> T) -> Lookup<T> {
         match self {
             Lookup::Missing => Lookup::Missing,
             Lookup::Found(value) => Lookup::Found(f(value)),

@@ -647,9 +647,7 @@ impl<U: User> LoginContext<U> {
 
     /// The request's remember cookie, as found.
     fn remember_lookup(&self) -> &Lookup {
-        let session = self.session();
-        self.state()
-            .remember_lookup(|| session.cookie(&session.config().remember_cookie))
+        self.state().remember_lookup()
     }
 
     /// Drops the user with this id from the user cache, if there is one.

@@ -89,20 +89,27 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LoginState {
-    /// Called by the login layer for each request: its configuration, the
-    /// `User-Agent`, and that its future will find the user. Returns
-    /// whether this layer is the request's login layer (the first one).
-    pub fn attach(
-        &self,
-        config: Arc<dyn Any + Send + Sync>,
-        user_agent: Option<&HeaderValue>,
-    ) -> bool {
+    /// Called by the login layer for each request: its configuration, and
+    /// that its future will find the user. Returns whether this layer is
+    /// the request's login layer (the first one).
+    pub fn attach(&self, config: Arc<dyn Any + Send + Sync>) -> bool {
         if self.config.set(config).is_err() {
             return false;
         }
-        let _ = self.user_agent.set(user_agent.cloned());
         lock(&self.hand_over).driver = Driver::Running;
         true
+    }
+
+    /// Keeps what finding the user from a remember-me cookie, or logging in,
+    /// reads of the request: the remember cookie and the `User-Agent`.
+    /// Only the first call counts.
+    pub fn prime(
+        &self,
+        remember_cookie: impl FnOnce() -> Lookup,
+        user_agent: Option<&HeaderValue>,
+    ) {
+        self.remember_cookie.get_or_init(remember_cookie);
+        self.user_agent.get_or_init(|| user_agent.cloned());
     }
 
     /// The login layer's configuration, if a login layer has seen the request.
@@ -205,9 +212,10 @@ impl LoginState {
         }
     }
 
-    /// The request's remember cookie, found with `find` when first needed.
-    pub fn remember_lookup(&self, find: impl FnOnce() -> Lookup) -> &Lookup {
-        self.remember_cookie.get_or_init(find)
+    /// The request's remember cookie, as [`prime`](Self::prime) found it.
+    pub fn remember_lookup(&self) -> &Lookup {
+        static MISSING: Lookup = Lookup::Missing;
+        self.remember_cookie.get().unwrap_or(&MISSING)
     }
 
     pub fn remember_update(&self) -> MutexGuard<'_, Option<HeaderValue>> {

@@ -1,13 +1,14 @@
-//! One request's session: the cookie found when first asked for, the
-//! claims read from it, what changed, and the `Set-Cookie` written back.
+//! One request's session: the cookie, read from the request's headers by
+//! the first extractor that needs it, the claims read from it, what
+//! changed, and the `Set-Cookie` written back.
 
 use http::header::VARY;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use crate::cookies::{self, CookieHeaders, Lookup};
+use crate::cookies::{self, Lookup};
 use crate::crypto::token::{self, Claims};
 use crate::session::claims::*;
 use crate::session::verified::{LoginClaims, VerifiedSession};
@@ -19,13 +20,26 @@ use crate::session::{SessionConfig, MAX_COOKIE_LEN};
 /// handlers.
 pub(crate) struct SessionState {
     config: Arc<SessionConfig>,
-    /// The request's cookies, read when first needed.
-    cookies: CookieHeaders,
-    /// The request's path and `Host`, for deleting a duplicated cookie
-    /// wherever it could have been set.
-    path: Option<PathAndQuery>,
-    host: Option<HeaderValue>,
+    /// The request's path and host, kept only when a cookie came more than
+    /// once: to delete it wherever it could have been set.
+    strays: OnceLock<Strays>,
     state: Mutex<State>,
+}
+
+/// Where a request's duplicated cookie could have been set.
+struct Strays {
+    path: PathAndQuery,
+    host: Option<String>,
+}
+
+/// What latch reads of a request, borrowed while an extractor (or a route
+/// guard) has it: the session is read from it the first time.
+pub(crate) struct RequestView<'a> {
+    pub headers: &'a HeaderMap,
+    /// The path the browser asked for (before any nesting stripped a prefix).
+    pub path: Option<&'a PathAndQuery>,
+    /// The host the URI names, if it names one (else the `Host` header's).
+    pub uri_host: Option<&'a str>,
 }
 
 struct State {
@@ -52,17 +66,10 @@ struct State {
 }
 
 impl SessionState {
-    pub(crate) fn new(
-        config: Arc<SessionConfig>,
-        cookies: CookieHeaders,
-        path: Option<PathAndQuery>,
-        host: Option<HeaderValue>,
-    ) -> Self {
+    pub(crate) fn new(config: Arc<SessionConfig>) -> Self {
         Self {
             config,
-            cookies,
-            path,
-            host,
+            strays: OnceLock::new(),
             state: Mutex::new(State {
                 loaded: false,
                 verified: None,
@@ -81,24 +88,67 @@ impl SessionState {
         &self.config
     }
 
+    /// Reads the session cookie from the request, the first time; later
+    /// calls do nothing. Every extractor and route guard calls it before
+    /// anything reads the session. It does not count as reading the
+    /// session (no `Vary: Cookie` for it).
+    pub fn prime(&self, request: &RequestView<'_>) {
+        let mut state = self.raw_lock();
+        if state.loaded {
+            return;
+        }
+        state.loaded = true;
+        let cookie = cookies::find_borrowed(request.headers, &self.config.cookie_name);
+        state.load(&self.config, cookie);
+        if state.duplicated {
+            self.keep_strays(request);
+        }
+    }
+
+    /// Keeps the request's path and host, to delete a duplicated cookie.
+    pub fn keep_strays(&self, request: &RequestView<'_>) {
+        let Some(path) = request.path else {
+            return;
+        };
+        let host = match request.uri_host {
+            Some(host) => HeaderValue::from_str(host).ok(),
+            None => request.headers.get(http::header::HOST).cloned(),
+        };
+        let _ = self.strays.set(Strays {
+            path: path.clone(),
+            host: host.as_ref().and_then(cookies::request_host),
+        });
+    }
+
+    fn raw_lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The session, locked, with its cookie verified but not necessarily parsed.
     fn lock(&self) -> MutexGuard<'_, State> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !state.loaded {
-            state.loaded = true;
-            let cookie = self.cookies.find_borrowed(&self.config.cookie_name);
-            state.load(&self.config, cookie);
-        }
+        let mut state = self.raw_lock();
+        // Every way into the session primes it first; should one not, the
+        // session reads as empty rather than as someone else's.
+        debug_assert!(state.loaded, "the session was read before it was primed");
         state.read = true;
         state
     }
 
-    /// The request's cookie called `name`.
-    pub fn cookie(&self, name: &str) -> Lookup {
-        self.cookies.find(name)
+    /// Whether finding the user may need the remember cookie: the session
+    /// has no login, or one whose remember-me rotation is to be confirmed.
+    pub fn login_needs_remember(&self) -> bool {
+        let state = self.raw_lock();
+        match &state.verified {
+            Some(verified) => verified
+                .login
+                .as_ref()
+                .is_none_or(|login| login.remember_confirm),
+            None => {
+                !state.claims.contains_key(USER_ID) || state.claims.contains_key(REMEMBER_CONFIRM)
+            }
+        }
     }
 
     /// Deletes the cookie `name` wherever else the request could have
@@ -109,11 +159,10 @@ impl SessionState {
     /// cookie at latch's own path and domain is written (or deleted)
     /// separately, after these.
     pub fn delete_strays(&self, headers: &mut HeaderMap, name: &str) {
-        let Some(path) = &self.path else {
+        let Some(Strays { path, host }) = self.strays.get() else {
             return;
         };
         let attributes = &self.config.attributes;
-        let host = self.host.as_ref().and_then(cookies::request_host);
         let domains: Vec<Option<&str>> = std::iter::once(None)
             .chain(
                 host.iter()

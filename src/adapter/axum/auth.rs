@@ -274,7 +274,7 @@ impl<S: Send + Sync, U: User> FromRequestParts<S> for Auth<U> {
     type Rejection = MissingLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let context = login_context::<U>(&parts.extensions)?;
+        let context = login_context::<U>(&parts.headers, &parts.uri, &parts.extensions, true)?;
         Ok(Self {
             context,
             next: next::from_query(parts.uri.query()),

@@ -75,7 +75,7 @@ impl<U> Clone for FreshUser<U> {
 }
 
 async fn require<U: User>(parts: &Parts, fresh: bool) -> Result<Arc<U>, LoginRejection> {
-    let context = login_context::<U>(&parts.extensions)?;
+    let context = login_context::<U>(&parts.headers, &parts.uri, &parts.extensions, false)?;
     context
         .require(fresh)
         .await
@@ -114,7 +114,7 @@ impl<S: Send + Sync, U: User> OptionalFromRequestParts<S> for CurrentUser<U> {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        let context = login_context::<U>(&parts.extensions)?;
+        let context = login_context::<U>(&parts.headers, &parts.uri, &parts.extensions, false)?;
         match context.current_user().await {
             Ok(user) => Ok(user.map(CurrentUser)),
             Err(LoaderFailed) => Err(LoginRejection::LoaderFailed),

@@ -99,7 +99,12 @@ where
         let login_url = self.layer.login_url.clone();
         let fresh = self.layer.fresh;
         Box::pin(async move {
-            let context = match login_context::<U>(request.extensions()) {
+            let context = match login_context::<U>(
+                request.headers(),
+                request.uri(),
+                request.extensions(),
+                false,
+            ) {
                 Ok(context) => context,
                 Err(missing) => return Ok(missing.into_response()),
             };

@@ -72,12 +72,11 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let driver = match request_state(request.extensions()) {
             Ok(state) => {
-                let agent = request.headers().get(http::header::USER_AGENT);
                 let config: Arc<dyn std::any::Any + Send + Sync> = self.config.clone();
                 // An outer login layer already serves this request.
                 state
                     .login
-                    .attach(config, agent)
+                    .attach(config)
                     .then(|| Driver::new(state.clone(), self))
             }
             Err(missing) => {

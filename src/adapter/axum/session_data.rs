@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::adapter::axum::rejection::MissingLayer;
-use crate::adapter::axum::request::request_state;
+use crate::adapter::axum::request::session_state;
 use crate::login::request::RequestState;
 use crate::session::claims::is_reserved;
 use crate::session::{SessionError, MAX_COOKIE_LEN};
@@ -109,6 +109,6 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionData {
     type Rejection = MissingLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        request_state(&parts.extensions).cloned().map(SessionData)
+        session_state(&parts.headers, &parts.uri, &parts.extensions).map(SessionData)
     }
 }

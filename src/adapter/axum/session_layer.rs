@@ -1,10 +1,8 @@
 //! The `Session` layer on an axum router: its service puts the request's
-//! session in the request's extensions, and its future writes the session
+//! one state in the request's extensions, and its future writes the session
 //! cookie on the response.
 
-use axum::extract::OriginalUri;
-use http::header::HOST;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +11,6 @@ use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::cookies::CookieHeaders;
 use crate::login::request::RequestState;
 use crate::session::state::SessionState;
 use crate::session::{Session, SessionConfig};
@@ -49,20 +46,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let cookies = CookieHeaders::new(request.headers());
-        // Inside a nested router the URI has lost its prefix: the original
-        // one says which paths the browser's cookies could have.
-        let uri = request
-            .extensions()
-            .get::<OriginalUri>()
-            .map_or(request.uri(), |original| &original.0);
-        let path = uri.path_and_query().cloned();
-        let host = match uri.host() {
-            Some(host) => HeaderValue::from_str(host).ok(),
-            None => request.headers().get(HOST).cloned(),
-        };
+        // Nothing is read of the request here: the extractors read the
+        // cookies when they first need them.
         let state = Arc::new(RequestState {
-            session: SessionState::new(self.config.clone(), cookies, path, host),
+            session: SessionState::new(self.config.clone()),
             login: Default::default(),
         });
         request.extensions_mut().insert(state.clone());
