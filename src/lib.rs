@@ -179,7 +179,9 @@
 #![warn(missing_docs)]
 
 mod adapter;
+mod boxed_error;
 pub mod clock;
+mod config;
 mod cookies;
 pub mod cross_origin;
 mod crypto;
@@ -192,12 +194,12 @@ pub mod stores;
 pub mod throttle;
 
 pub use adapter::axum::{Auth, CurrentUser, FreshUser, SessionData};
+pub use boxed_error::BoxError;
 pub use cookies::ConfigError;
 pub use cross_origin::CrossOriginGuard;
 pub use crypto::{KeyError, KeyRing, SecretKey};
 pub use error::AuthError;
 pub use login::next;
-pub use login::user::BoxError;
 pub use login::{Login, User, UserLoader};
 pub use remember::Remember;
 pub use session::Session;

@@ -256,11 +256,11 @@ impl<U: User> LoginContext<U> {
 
     /// Where latch reads the time: the session's clock.
     fn clock(&self) -> &crate::clock::Clock {
-        &self.session().config().clock
+        &self.session().site().clock
     }
 
-    fn keys(&self) -> &crate::KeyRing {
-        &self.session().config().keys
+    fn keys(&self) -> &crate::crypto::KeyRing {
+        &self.session().site().keys
     }
 
     /// Finds the user, all of it in one future (boxed loader and all): for
@@ -673,9 +673,9 @@ impl<U: User> LoginContext<U> {
     }
 
     pub fn set_remember_cookie(&self, token: &str, days: u32) {
-        let attributes = &self.session().config().attributes;
+        let attributes = &self.session().site().attributes;
         let max_age = Duration::from_secs(u64::from(days) * 24 * 60 * 60);
-        let name = &self.session().config().remember_cookie;
+        let name = &self.session().site().remember_cookie;
         let cookie = attributes.set(name, token, Some(max_age));
         *self.remember_update() = Some(cookie);
     }
@@ -686,9 +686,9 @@ impl<U: User> LoginContext<U> {
         if update.is_some() || *self.remember_lookup() != Lookup::Missing {
             *update = Some(
                 self.session()
-                    .config()
+                    .site()
                     .attributes
-                    .delete(&self.session().config().remember_cookie),
+                    .delete(&self.session().site().remember_cookie),
             );
         }
     }

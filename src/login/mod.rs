@@ -10,9 +10,6 @@ use crate::login::next::is_safe_next;
 use crate::login::user::DynLoader;
 use crate::remember::{RememberTokens, StatelessRemember};
 
-/// The remember-me cookie's name, as in Microdot (before any prefix).
-pub(crate) const REMEMBER_COOKIE: &str = "_remember";
-
 /// The login layer: put it on the router inside the [`Session`](crate::Session) layer.
 ///
 /// It makes the logged-in user available to the [`CurrentUser`](crate::CurrentUser),

@@ -21,7 +21,7 @@ impl RequestState {
         if !(remember || self.session.login_needs_remember()) {
             return;
         }
-        let name = &self.session.config().remember_cookie;
+        let name = &self.session.site().remember_cookie;
         let find = || cookies::find_borrowed(request.headers, name).map(str::to_owned);
         self.login
             .prime(find, request.headers.get(http::header::USER_AGENT));

@@ -9,8 +9,7 @@ use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
 
-/// An error from the app's code, boxed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::boxed_error::BoxError;
 
 /// A user of the app, as latch needs to know it.
 ///

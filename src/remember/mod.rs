@@ -5,8 +5,8 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 use std::time::SystemTime;
 
+use crate::boxed_error::BoxError;
 use crate::crypto::key::KeyRing;
-use crate::login::user::BoxError;
 
 mod device;
 pub(crate) mod revocable;

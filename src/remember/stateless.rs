@@ -141,7 +141,7 @@ impl RememberTokens for StatelessRemember {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SecretKey;
+    use crate::crypto::SecretKey;
     use serde_json::json;
 
     fn ring() -> KeyRing {

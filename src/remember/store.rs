@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::login::user::BoxError;
+use crate::boxed_error::BoxError;
 
 /// One remembered login (one device), as a [`RememberStore`] keeps it.
 ///

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
-use crate::cookies::{self, ConfigError, CookieAttributes};
+use crate::config::{SiteConfig, REMEMBER_COOKIE, SESSION_COOKIE};
+use crate::cookies::{self, ConfigError};
 use crate::crypto::key::KeyRing;
 
 pub(crate) mod claims;
@@ -59,20 +60,14 @@ pub struct Session {
 pub(crate) struct SessionConfig {
     /// Tells this configuration's entries in the token memo from others'.
     id: u64,
-    pub keys: KeyRing,
-    /// The session cookie's name as sent, with the `__Host-` prefix if on.
-    pub cookie_name: String,
-    /// The remember-me cookie's name as sent.
-    pub remember_cookie: String,
+    /// What the rest of latch reads too: keys, clock, cookie names and attributes.
+    pub site: SiteConfig,
     /// The session cookie's name as configured, without a prefix.
     base_name: String,
     host_prefix: bool,
-    pub attributes: CookieAttributes,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
     pub renew_after: Duration,
-    /// Where every part of latch reads the time.
-    pub clock: Clock,
     /// Accept Microdot's tokens, which lack latch's claims, until a deadline.
     pub microdot_compat: Option<MicrodotCompat>,
 }
@@ -98,16 +93,12 @@ impl Session {
         Self {
             config: Arc::new(SessionConfig {
                 id: memo::next_config_id(),
-                keys: keys.into(),
-                cookie_name: "session".to_owned(),
-                remember_cookie: crate::login::REMEMBER_COOKIE.to_owned(),
-                base_name: "session".to_owned(),
+                site: SiteConfig::new(keys.into()),
+                base_name: SESSION_COOKIE.to_owned(),
                 host_prefix: false,
-                attributes: CookieAttributes::default(),
                 idle_timeout: Duration::from_secs(24 * 60 * 60),
                 absolute_timeout: Duration::from_secs(14 * 24 * 60 * 60),
                 renew_after: Duration::from_secs(60),
-                clock: Clock::system(),
                 microdot_compat: None,
             }),
         }
@@ -127,7 +118,7 @@ impl Session {
     /// warning in the log).
     pub fn secure(self, secure: bool) -> Self {
         self.edit(|c| {
-            c.attributes.secure = secure;
+            c.site.attributes.secure = secure;
             if !secure && c.host_prefix {
                 tracing::warn!(target: "latch", "Session::secure(false) turns off the __Host- cookie prefix, which needs Secure");
                 c.host_prefix = false;
@@ -155,7 +146,7 @@ impl Session {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn host_prefix(self) -> Result<Self, ConfigError> {
-        let a = &self.config.attributes;
+        let a = &self.config.site.attributes;
         if !a.secure {
             return Err(ConfigError::HostPrefix("Secure is off"));
         }
@@ -173,7 +164,7 @@ impl Session {
 
     /// The `SameSite` attribute of the cookies (default `Lax`).
     pub fn same_site(self, same_site: SameSite) -> Self {
-        self.edit(|c| c.attributes.same_site = same_site)
+        self.edit(|c| c.site.attributes.same_site = same_site)
     }
 
     /// The session cookie's name (default `session`, as in Microdot).
@@ -191,7 +182,7 @@ impl Session {
         if self.config.host_prefix && path != "/" {
             return Err(ConfigError::HostPrefix("the path is not `/`"));
         }
-        Ok(self.edit(|c| c.attributes.path = path.to_owned()))
+        Ok(self.edit(|c| c.site.attributes.path = path.to_owned()))
     }
 
     /// The cookies' `Domain` (default none: the cookie goes to this host only).
@@ -200,7 +191,7 @@ impl Session {
         if self.config.host_prefix {
             return Err(ConfigError::HostPrefix("a domain is set"));
         }
-        Ok(self.edit(|c| c.attributes.domain = Some(domain.to_owned())))
+        Ok(self.edit(|c| c.site.attributes.domain = Some(domain.to_owned())))
     }
 
     /// How long a session lasts without being used (default 1 day). Each use
@@ -232,7 +223,7 @@ impl Session {
     /// # Ok::<(), axum_latch::KeyError>(())
     /// ```
     pub fn clock(self, clock: Clock) -> Self {
-        self.edit(|c| c.clock = clock)
+        self.edit(|c| c.site.clock = clock)
     }
 
     /// Microdot interop mode (off by default), until `until`: a Microdot
@@ -294,8 +285,8 @@ impl SessionConfig {
     /// Sets the names the cookies are sent under.
     fn name_cookies(&mut self) {
         let prefix = if self.host_prefix { "__Host-" } else { "" };
-        self.cookie_name = format!("{prefix}{}", self.base_name);
-        self.remember_cookie = format!("{prefix}{}", crate::login::REMEMBER_COOKIE);
+        self.site.cookie_name = format!("{prefix}{}", self.base_name);
+        self.site.remember_cookie = format!("{prefix}{REMEMBER_COOKIE}");
     }
 }
 

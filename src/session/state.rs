@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use crate::config::SiteConfig;
 use crate::cookies::{self, Lookup};
 use crate::crypto::token::{self, Claims};
 use crate::session::claims::*;
@@ -88,6 +89,11 @@ impl SessionState {
         &self.config
     }
 
+    /// The settings the rest of latch reads: keys, clock, cookies.
+    pub fn site(&self) -> &SiteConfig {
+        &self.config.site
+    }
+
     /// Reads the session cookie from the request, the first time; later
     /// calls do nothing. Every extractor and route guard calls it before
     /// anything reads the session. It does not count as reading the
@@ -98,7 +104,7 @@ impl SessionState {
             return;
         }
         state.loaded = true;
-        let cookie = cookies::find_borrowed(request.headers, &self.config.cookie_name);
+        let cookie = cookies::find_borrowed(request.headers, &self.config.site.cookie_name);
         state.load(&self.config, cookie);
         if state.duplicated {
             self.keep_strays(request);
@@ -162,7 +168,7 @@ impl SessionState {
         let Some(Strays { path, host }) = self.strays.get() else {
             return;
         };
-        let attributes = &self.config.attributes;
+        let attributes = &self.config.site.attributes;
         let domains: Vec<Option<&str>> = std::iter::once(None)
             .chain(
                 host.iter()
@@ -204,7 +210,7 @@ impl SessionState {
     /// Records a login in the session.
     pub fn set_login(&self, user_id: Value, auth: String, fresh: bool) {
         let mut state = self.state();
-        let now = self.config.clock.unix_secs();
+        let now = self.config.site.clock.unix_secs();
         add_login(state.claims_mut(), user_id, auth, fresh, now);
     }
 
@@ -239,7 +245,7 @@ impl SessionState {
         claims.insert(FRESH.to_owned(), Value::Bool(false));
         claims.insert(
             LOGIN_AT.to_owned(),
-            Value::from(self.config.clock.unix_secs()),
+            Value::from(self.config.site.clock.unix_secs()),
         );
     }
 
@@ -294,15 +300,18 @@ impl SessionState {
         state.parse();
         let config = &self.config;
         if state.duplicated {
-            self.delete_strays(headers, &config.cookie_name);
+            self.delete_strays(headers, &config.site.cookie_name);
         }
         if state.claims.is_empty() {
             if state.had_cookie {
-                cookies::append(headers, config.attributes.delete(&config.cookie_name));
+                cookies::append(
+                    headers,
+                    config.site.attributes.delete(&config.site.cookie_name),
+                );
             }
             return;
         }
-        let now = config.clock.unix_secs();
+        let now = config.site.clock.unix_secs();
         let mut claims = state.claims.clone();
         claims.insert(PURPOSE.to_owned(), Value::from(SESSION_PURPOSE));
         // A login latch has not adopted yet (Microdot's, with no
@@ -324,10 +333,13 @@ impl SessionState {
             EXP.to_owned(),
             Value::from(now + config.idle_timeout.as_secs()),
         );
-        let value = token::encode(&claims, config.keys.current());
+        let value = token::encode(&claims, config.site.keys.current());
         cookies::append(
             headers,
-            config.attributes.set(&config.cookie_name, &value, None),
+            config
+                .site
+                .attributes
+                .set(&config.site.cookie_name, &value, None),
         );
     }
 }
@@ -440,6 +452,6 @@ impl SessionState {
     pub fn fits(&self, claims: &Claims) -> bool {
         let json = serde_json::to_vec(claims).map_or(usize::MAX, |json| json.len() + 64);
         let token = 36 + 1 + json.saturating_mul(4).div_ceil(3) + 1 + 43;
-        self.config.cookie_name.len() + 1 + token <= MAX_COOKIE_LEN
+        self.config.site.cookie_name.len() + 1 + token <= MAX_COOKIE_LEN
     }
 }

@@ -17,12 +17,12 @@ pub(crate) fn verify(
     let verified = match memo::get(config.id, value) {
         Some(verified) => verified,
         None => {
-            let verified = Arc::new(VerifiedSession::new(&config.keys, value)?);
+            let verified = Arc::new(VerifiedSession::new(&config.site.keys, value)?);
             memo::put(config.id, value, verified.clone());
             verified
         }
     };
-    let now = config.clock.unix_secs();
+    let now = config.site.clock.unix_secs();
     let exp = match (verified.shape, config.microdot_compat) {
         (Shape::Latch, _) => verified.exp,
         // Microdot's session tokens never expire; latch re-issues them.
@@ -69,7 +69,7 @@ mod tests {
     use super::*;
     use crate::crypto::fingerprint;
     use crate::session::Session;
-    use crate::SecretKey;
+    use crate::crypto::SecretKey;
     use serde_json::{json, Value};
     use std::time::Duration;
 
@@ -149,15 +149,15 @@ mod tests {
     fn the_fingerprint_memo_answers_only_for_the_same_auth_hash() {
         let config = config("f");
         let now = crate::clock::Clock::system().unix_secs();
-        let key = config.keys.current();
+        let key = config.site.keys.current();
         let mut claims = login_claims(now);
         claims["_auth"] = json!(fingerprint::fingerprint(key, b"old hash"));
         let (verified, _) = verify(&config, &token("f", claims)).unwrap();
         let mut login = verified.login.clone().unwrap();
         login.verified = Some(verified);
         for _ in 0..2 {
-            assert_eq!(login.matching_key(&config.keys, b"old hash"), Some(0));
-            assert_eq!(login.matching_key(&config.keys, b"new hash"), None);
+            assert_eq!(login.matching_key(&config.site.keys, b"old hash"), Some(0));
+            assert_eq!(login.matching_key(&config.site.keys, b"new hash"), None);
         }
     }
 

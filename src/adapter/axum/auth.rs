@@ -77,7 +77,7 @@ impl<U: User> Auth<U> {
         let remember = remember.into();
         let user_id = serde_json::to_value(user.id()).map_err(AuthError::UserId)?;
         let session = self.context.session();
-        let keys = &session.config().keys;
+        let keys = &session.site().keys;
         let auth = fingerprint(keys.current(), user.auth_hash());
         if !session.login_fits(&user_id, &auth) {
             return Err(AuthError::SessionTooLarge);
@@ -91,7 +91,7 @@ impl<U: User> Auth<U> {
                     user_id: &user_id,
                     fingerprint: &auth,
                     days,
-                    now: session.config().clock.unix_secs(),
+                    now: session.site().clock.unix_secs(),
                     user_agent: self.context.user_agent(),
                 };
                 Some((self.context.config().remember.issue(grant).await?, days))
@@ -151,7 +151,7 @@ impl<U: User> Auth<U> {
         if let Ok(user_id) = serde_json::to_value(user.id()) {
             self.context.forget_cached_user(&user_id);
         }
-        let auth = fingerprint(session.config().keys.current(), user.auth_hash());
+        let auth = fingerprint(session.site().keys.current(), user.auth_hash());
         let fresh = session.set_fingerprint(auth);
         self.context.set_resolved(Resolved::User {
             user: Arc::new(user.clone()),
@@ -196,7 +196,7 @@ impl<U: User> Auth<U> {
             return Ok(Vec::new());
         };
         let user_id = serde_json::to_value(user.id()).map_err(AuthError::UserId)?;
-        let keys = &self.context.session().config().keys;
+        let keys = &self.context.session().site().keys;
         let devices = self
             .context
             .config()
@@ -206,7 +206,7 @@ impl<U: User> Auth<U> {
                 &user_id,
                 user.auth_hash(),
                 self.context.remember_cookie(),
-                self.context.session().config().clock.unix_secs(),
+                self.context.session().site().clock.unix_secs(),
             )
             .await?;
         Ok(devices)
@@ -261,7 +261,7 @@ impl<U: User> Auth<U> {
     /// Revokes and deletes the browser's remember cookie, if it has one.
     async fn forget_remembered(&self) {
         if let Some(token) = self.context.remember_cookie() {
-            let keys = &self.context.session().config().keys;
+            let keys = &self.context.session().site().keys;
             if let Err(error) = self.context.config().remember.revoke(keys, token).await {
                 tracing::error!(target: "latch", %error, "remember token not revoked");
             }

@@ -223,7 +223,7 @@ fn take_step<U: User, L: UserLoader<U>>(
 /// change, if any.
 fn write_remember_cookie<U: User, B>(context: &LoginContext<U>, response: &mut Response<B>) {
     if context.remember_duplicated() {
-        let name = &context.session().config().remember_cookie;
+        let name = &context.session().site().remember_cookie;
         context
             .session()
             .delete_strays(response.headers_mut(), name);
@@ -248,7 +248,11 @@ mod tests {
     use std::sync::Arc;
     use tower::ServiceExt as _;
 
-    use crate::{Auth, CurrentUser, Login, Remember, SecretKey, Session, User};
+    use crate::adapter::axum::{Auth, CurrentUser};
+    use crate::crypto::SecretKey;
+    use crate::login::{Login, User};
+    use crate::remember::Remember;
+    use crate::session::Session;
 
     #[derive(Clone, Debug, PartialEq)]
     struct Account(u64);
