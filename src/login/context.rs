@@ -13,7 +13,7 @@ use crate::cookies::Lookup;
 use crate::crypto::fingerprint;
 use crate::login::cache::UserCache;
 use crate::login::request::RequestState;
-use crate::login::state::{Driver, Found, LoginState};
+use crate::login::state::{Found, LoginState, Want};
 use crate::login::user::BoxError;
 use crate::login::{LoginConfig, User};
 use crate::session::state::SessionState;
@@ -176,8 +176,12 @@ impl<U: User> LoginContext<U> {
             if let Some(found) = self.state().found() {
                 return Poll::Ready(self.downcast(found));
             }
-            if own.is_none() && self.state().want(cx) == Driver::Running {
-                return Poll::Pending;
+            if own.is_none() {
+                match self.state().want(cx) {
+                    Want::Wait => return Poll::Pending,
+                    Want::Found(found) => return Poll::Ready(self.downcast(found)),
+                    Want::FindItself => {}
+                }
             }
             let work = own.get_or_insert_with(|| {
                 let context = self.clone();

@@ -23,6 +23,16 @@ pub(crate) enum Found {
     Failed,
 }
 
+/// What a caller asking for the user does next.
+pub(crate) enum Want {
+    /// Wait: the login layer's future finds the user and wakes the caller.
+    Wait,
+    /// The user was found meanwhile.
+    Found(Found),
+    /// No login layer's future will: the caller finds the user itself.
+    FindItself,
+}
+
 /// Whether a login layer's future is there to find the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Driver {
@@ -152,13 +162,19 @@ impl LoginState {
     }
 
     /// Asks the login layer's future to find the user, and arranges for
-    /// this task to be woken when it has. Returns who finds it: with
-    /// [`Driver::Running`] the caller waits; otherwise it finds the user
-    /// itself.
-    pub fn want(&self, cx: &Context<'_>) -> Driver {
+    /// this task to be woken when it has. Returns what the caller does
+    /// next: wait, take the user found meanwhile, or (no driver) find the
+    /// user itself.
+    pub fn want(&self, cx: &Context<'_>) -> Want {
         let mut hand_over = lock(&self.hand_over);
         if hand_over.driver != Driver::Running {
-            return hand_over.driver;
+            return Want::FindItself;
+        }
+        // Checked under the hand-over lock: `set_found` takes the waiters
+        // under it after storing the user, so a waiter added here is woken,
+        // or the user is seen here.
+        if let Some(found) = self.found() {
+            return Want::Found(found);
         }
         self.wanted.store(true, Ordering::Release);
         // Within the driver's own task (the handler runs inside the login
@@ -168,7 +184,7 @@ impl LoginState {
         let same_task = hand_over
             .driver_waker
             .as_ref()
-            .is_none_or(|driver| driver.will_wake(cx.waker()));
+            .is_some_and(|driver| driver.will_wake(cx.waker()));
         if !same_task {
             if !hand_over.waiters.iter().any(|w| w.will_wake(cx.waker())) {
                 hand_over.waiters.push(cx.waker().clone());
@@ -177,7 +193,7 @@ impl LoginState {
                 driver.wake_by_ref();
             }
         }
-        Driver::Running
+        Want::Wait
     }
 
     /// For the driver: whether something asked for the user since last time.
@@ -185,17 +201,14 @@ impl LoginState {
         self.wanted.swap(false, Ordering::AcqRel)
     }
 
-    /// For the driver, before it waits: the task to wake if another task
-    /// asks for the user. Returns whether something asked meanwhile.
-    pub fn park_driver(&self, cx: &Context<'_>) -> bool {
-        {
-            let mut hand_over = lock(&self.hand_over);
-            match &hand_over.driver_waker {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => hand_over.driver_waker = Some(cx.waker().clone()),
-            }
+    /// For the driver, each time it is polled and before it polls the
+    /// handler: the task to wake when another task asks for the user.
+    pub fn register_driver(&self, cx: &Context<'_>) {
+        let mut hand_over = lock(&self.hand_over);
+        match &hand_over.driver_waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => hand_over.driver_waker = Some(cx.waker().clone()),
         }
-        self.take_wanted()
     }
 
     /// For the driver, when its future ends: anyone still waiting finds the

@@ -68,8 +68,8 @@ pub(crate) enum Rejected {
 mod tests {
     use super::*;
     use crate::crypto::fingerprint;
-    use crate::session::Session;
     use crate::crypto::SecretKey;
+    use crate::session::Session;
     use serde_json::{json, Value};
     use std::time::Duration;
 
