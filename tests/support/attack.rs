@@ -1,4 +1,4 @@
-//! The attacker's kit, shared by `tests/attack_*.rs` and `tests/key_rotation.rs`:
+//! The attacker's kit, shared by the `attacks` suite and `core::key_rotation`:
 //! one app with every kind of route latch guards, real tokens to start from,
 //! hand-signed tokens, and a probe that tells whether a request was anonymous.
 //!

@@ -9,7 +9,7 @@
 //! `attack_expired_sessions.rs` (renewal included), `attack_cookies.rs` and
 //! `attack_remember_replay.rs`.
 
-mod support;
+use crate::support;
 
 use axum::body::Body;
 use axum::extract::{Form, State};

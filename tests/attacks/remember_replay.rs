@@ -17,7 +17,7 @@
 //! (grace window, devices, store faults, the theft event) is
 //! `tests/revocable_login.rs`.
 
-mod support;
+use crate::support;
 
 use axum::http::StatusCode;
 use axum::Router;

@@ -9,7 +9,7 @@
 //! of them. The controls come first: good tokens, real and hand-signed, do
 //! log in, so the refusals mean something.
 
-mod support;
+use crate::support;
 
 use axum::http::{HeaderValue, StatusCode};
 use base64::engine::general_purpose::STANDARD;

@@ -15,7 +15,7 @@
 //! that it holds a rotated cookie (what its next request confirms) is done
 //! here through `RevocableRemember::confirm` on the app's store.
 
-mod support;
+use crate::support;
 
 use axum::body::Body;
 use axum::extract::{Form, Path, State};
@@ -33,14 +33,13 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::jwt;
+use support::trace::{self, CapturedEvent};
 use support::{is_removal, key, Client, TestResponse};
-use tracing_subscriber::layer::SubscriberExt as _;
 
 // ---------------------------------------------------------------------------
 // The app under test
@@ -80,7 +79,6 @@ struct Db {
 
 impl Db {
     fn new() -> Arc<Self> {
-        install_tracing();
         let users = [
             ("user001", "susan", "hash of hello"),
             ("user002", "david", "hash of bye"),
@@ -332,115 +330,8 @@ impl RememberStore for TestStore {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Captured tracing events
-// ---------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct CapturedEvent {
-    level: tracing::Level,
-    target: String,
-    /// Every field, the message included, as `name=value`.
-    fields: Vec<(String, String)>,
-}
-
-impl CapturedEvent {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        self.fields
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-/// The events captured on one test's thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<CapturedEvent>>>);
-
-impl Captured {
-    fn events(&self) -> Vec<CapturedEvent> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-struct Fields(Vec<(String, String)>);
-
-impl tracing::field::Visit for Fields {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.push((field.name().to_owned(), value.to_owned()));
-    }
-
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push((field.name().to_owned(), format!("{value:?}")));
-    }
-}
-
-/// The global subscriber's one layer: it hands each event to the capture of
-/// the thread it happens on, if that thread is capturing.
-struct ThreadCapture;
-
-thread_local! {
-    static CAPTURE: RefCell<Option<Captured>> = const { RefCell::new(None) };
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ThreadCapture {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        CAPTURE.with(|capture| {
-            let Some(captured) = &*capture.borrow() else {
-                return;
-            };
-            let mut fields = Fields(Vec::new());
-            event.record(&mut fields);
-            captured.0.lock().unwrap().push(CapturedEvent {
-                level: *event.metadata().level(),
-                target: event.metadata().target().to_owned(),
-                fields: fields.0,
-            });
-        });
-    }
-}
-
-/// Installs the global subscriber, once, before any test runs latch code
-/// (every test starts with `Db::new`, which calls this). A global subscriber
-/// rather than `set_default`: with scoped subscribers, a callsite first hit
-/// on another test's thread can be cached as uninteresting while this
-/// thread's subscriber is being registered, and the event is lost.
-fn install_tracing() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let subscriber = tracing_subscriber::registry().with(ThreadCapture);
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other global subscriber in this test binary");
-    });
-}
-
-/// Captures the events of this thread (a `#[tokio::test]` runs the app on
-/// the test's own thread) until the guard is dropped.
-fn capture_events() -> (Captured, CaptureGuard) {
-    install_tracing();
-    let captured = Captured::default();
-    CAPTURE.with(|capture| *capture.borrow_mut() = Some(captured.clone()));
-    (captured, CaptureGuard)
-}
-
-struct CaptureGuard;
-
-impl Drop for CaptureGuard {
-    fn drop(&mut self) {
-        CAPTURE.with(|capture| *capture.borrow_mut() = None);
-    }
+fn capture_events() -> (trace::Captured, trace::CaptureGuard) {
+    trace::capture()
 }
 
 // ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@
 //!
 //! `tests/session.rs` has the same rules for the session cookie alone.
 
-mod support;
+use crate::support;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::Router;

@@ -8,7 +8,7 @@
 //! Time is driven by hand-signing tokens with older (or newer) `iat`,
 //! `exp` and `_login_at`, never by sleeping.
 
-mod support;
+use crate::support;
 
 use axum::http::StatusCode;
 use axum::Router;

@@ -8,7 +8,7 @@
 //! browser would drop: `SessionData::insert` refuses it with
 //! `SessionError::TooLarge`.
 
-mod support;
+use crate::support;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::Router;

@@ -11,7 +11,7 @@
 //! quirks (tabs and newlines dropped, `\` read as `/`, leading C0 controls
 //! and spaces stripped).
 
-mod support;
+use crate::support;
 
 use axum::http::header::LOCATION;
 use axum::http::StatusCode;

@@ -1,7 +1,7 @@
 //! The user cache of `Login::cache_users`, end to end: how often the user
 //! loader runs, and when a cached user is dropped, reloaded or evicted.
 
-mod support;
+use crate::support;
 
 use axum::extract::{Form, State};
 use axum::response::{IntoResponse, Redirect, Response};
