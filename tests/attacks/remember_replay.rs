@@ -15,7 +15,7 @@
 //!
 //! These are the short versions; the full suite of revocable remember-me
 //! (grace window, devices, store faults, the theft event) is
-//! `tests/revocable_login.rs`.
+//! `tests/remember/revocable_login.rs`.
 
 use crate::support;
 

@@ -7,7 +7,7 @@
 //! A signed is anonymous (removing a key ends the sessions it signed), what
 //! B signed works.
 //!
-//! `tests/session.rs` has the same rules for the session cookie alone.
+//! `tests/core/session.rs` has the same rules for the session cookie alone.
 
 use crate::support;
 
