@@ -751,17 +751,7 @@ mod tests {
         }
     }
 
-    async fn cmd<T: redis::FromRedisValue>(
-        connection: &mut ConnectionManager,
-        name: &str,
-        args: &[&str],
-    ) -> T {
-        redis::cmd(name)
-            .arg(args)
-            .query_async(connection)
-            .await
-            .unwrap_or_else(|e| panic!("{name} {args:?}: {e}"))
-    }
+    use backend::redis_cmd as cmd;
 
     #[test]
     fn hashes_are_lowercase_hex_and_decoding_is_strict() {

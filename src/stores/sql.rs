@@ -929,7 +929,7 @@ mod tests {
     #[cfg(feature = "sqlite")]
     mod sqlite {
         use super::*;
-        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+        use sqlx::sqlite::SqlitePoolOptions;
         use sqlx::SqlitePool;
 
         /// An in-memory database. Every connection to `sqlite::memory:` is a
@@ -949,15 +949,7 @@ mod tests {
         /// concurrent statements really overlap.
         async fn open_concurrent() -> Option<Fixture<SqliteStore, SqlitePool>> {
             let dir = tempfile::tempdir().expect("a temporary directory");
-            let options = SqliteConnectOptions::new()
-                .filename(dir.path().join("remember.db"))
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(options)
-                .await
-                .expect("a SQLite database file");
+            let pool = backend::sqlite_file(dir.path(), 4).await;
             Some(migrated(pool, Some(dir)).await)
         }
 

@@ -73,7 +73,7 @@ where
 /// fn returning `Option<Fixture>`) makes.
 macro_rules! behaviour_tests {
     ($open:path) => {
-        behaviour_tests!(@stamp $open;
+        crate::support::stamp_tests!($open, 2;
             current_thread:
                 the_defaults,
                 username_limit_then_a_doubling_delay_up_to_the_cap,
@@ -103,23 +103,6 @@ macro_rules! behaviour_tests {
                 concurrent_guesses_from_one_address_get_no_more_than_its_limit,
                 concurrent_guesses_over_two_instances_get_no_more_than_the_limit;
         );
-    };
-    (@stamp $open:path;
-        current_thread: $($current:ident),* ;
-        multi_thread: $($multi:ident),* ;
-    ) => {
-        $(
-            #[tokio::test]
-            async fn $current() {
-                super::run($open().await, super::$current).await;
-            }
-        )*
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $multi() {
-                super::run($open().await, super::$multi).await;
-            }
-        )*
     };
 }
 
@@ -184,17 +167,7 @@ mod redis_backend {
         backend::redis_keys(connection, &format!("{prefix}*")).await
     }
 
-    async fn cmd<T: redis::FromRedisValue>(
-        connection: &mut ConnectionManager,
-        name: &str,
-        args: &[&str],
-    ) -> T {
-        redis::cmd(name)
-            .arg(args)
-            .query_async(connection)
-            .await
-            .unwrap_or_else(|e| panic!("{name} {args:?}: {e}"))
-    }
+    use backend::redis_cmd as cmd;
 
     use backend::with_redis_prefix as with_redis;
 

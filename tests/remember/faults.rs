@@ -18,6 +18,7 @@
 #![cfg(feature = "redis")]
 
 use crate::support;
+use crate::support::fixtures::{self, Account};
 
 use axum::extract::{Form, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -25,7 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use axum_latch::remember::RevocableRemember;
 use axum_latch::stores::RedisStore;
-use axum_latch::{Auth, AuthError, CurrentUser, Login, Remember, Session, User};
+use axum_latch::{Auth, AuthError, CurrentUser, Login, Remember, Session};
 use http::StatusCode;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
@@ -135,38 +136,10 @@ impl Drop for RedisServer {
 // The app under test
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Debug)]
-struct Account {
-    id: String,
-    name: String,
-}
-
-impl User for Account {
-    type Id = String;
-
-    fn id(&self) -> String {
-        self.id.clone()
-    }
-
-    fn auth_hash(&self) -> &[u8] {
-        b"password hash"
-    }
-}
-
 type Users = Arc<HashMap<String, Account>>;
 
 fn users() -> Users {
-    let users = [("user001", "susan"), ("user002", "david")]
-        .into_iter()
-        .map(|(id, name)| {
-            let account = Account {
-                id: id.to_owned(),
-                name: name.to_owned(),
-            };
-            (id.to_owned(), account)
-        })
-        .collect();
-    Arc::new(users)
+    Arc::new(fixtures::accounts())
 }
 
 #[derive(Deserialize)]

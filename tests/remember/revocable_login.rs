@@ -16,29 +16,28 @@
 //! here through `RevocableRemember::confirm` on the app's store.
 
 use crate::support;
+use crate::support::fixtures::{account_routes, index, loader, Account, Db, LoginForm};
 
 use axum::body::Body;
 use axum::extract::{Form, Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_latch::remember::{RememberStore, RevocableRemember, Rotation, StoreError, StoredToken};
 use axum_latch::session::SameSite;
 use axum_latch::stores::MemoryStore;
-use axum_latch::{Auth, AuthError, CurrentUser, Login, Remember, Session, User, UserLoader};
+use axum_latch::{Auth, AuthError, Login, Session, UserLoader};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use cookie::Cookie;
 use http::{Method, StatusCode};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use support::jwt;
-use support::trace::{self, CapturedEvent};
+use support::trace;
 use support::{is_removal, key, Client, TestResponse};
 
 // ---------------------------------------------------------------------------
@@ -52,93 +51,6 @@ const CHROME_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWeb
 /// A grace window longer than any test.
 const LONG_GRACE: Duration = Duration::from_secs(3600);
 
-#[derive(Clone, Debug, PartialEq)]
-struct Account {
-    id: String,
-    name: String,
-    hash: String,
-}
-
-impl User for Account {
-    type Id = String;
-
-    fn id(&self) -> String {
-        self.id.clone()
-    }
-
-    fn auth_hash(&self) -> &[u8] {
-        self.hash.as_bytes()
-    }
-}
-
-/// The users, and a switch that makes the loader fail.
-struct Db {
-    users: Mutex<HashMap<String, Account>>,
-    fail: AtomicBool,
-}
-
-impl Db {
-    fn new() -> Arc<Self> {
-        let users = [
-            ("user001", "susan", "hash of hello"),
-            ("user002", "david", "hash of bye"),
-        ]
-        .into_iter()
-        .map(|(id, name, hash)| {
-            let account = Account {
-                id: id.to_owned(),
-                name: name.to_owned(),
-                hash: hash.to_owned(),
-            };
-            (id.to_owned(), account)
-        })
-        .collect();
-        Arc::new(Self {
-            users: Mutex::new(users),
-            fail: AtomicBool::new(false),
-        })
-    }
-
-    fn find(&self, id: &str) -> Option<Account> {
-        self.users.lock().unwrap().get(id).cloned()
-    }
-
-    fn put(&self, account: Account) {
-        self.users
-            .lock()
-            .unwrap()
-            .insert(account.id.clone(), account);
-    }
-}
-
-fn loader(db: Arc<Db>) -> impl UserLoader<Account> {
-    move |id: String| {
-        let db = db.clone();
-        async move {
-            if db.fail.load(Ordering::SeqCst) {
-                return Err(std::io::Error::other("the user table is unreachable"));
-            }
-            Ok(db.find(&id))
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    user: String,
-    /// `on`, `off` (or absent), or a number of days.
-    remember: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct PasswordForm {
-    hash: String,
-}
-
-async fn index(CurrentUser(user): CurrentUser<Account>) -> String {
-    format!("Hello, {}!", user.name)
-}
-
 /// Logs in; when the remember store fails, answers 503 and says who the
 /// request is logged in as after the failed `login_user`.
 async fn login_handler(
@@ -146,13 +58,9 @@ async fn login_handler(
     auth: Auth<Account>,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let Some(user) = db.find(&form.user) else {
-        return (StatusCode::UNAUTHORIZED, "bad credentials").into_response();
-    };
-    let remember = match form.remember.as_deref() {
-        None | Some("off") => Remember::Off,
-        Some("on") => Remember::On,
-        Some(days) => Remember::Days(days.parse().expect("remember is on, off or days")),
+    let (user, remember) = match db.check(&form) {
+        Ok(checked) => checked,
+        Err(refused) => return refused,
     };
     match auth.login_user(&user, remember).await {
         Ok(redirect) => redirect.into_response(),
@@ -166,30 +74,6 @@ async fn login_handler(
             (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
         }
         Err(other) => other.into_response(),
-    }
-}
-
-async fn logout(auth: Auth<Account>) -> Redirect {
-    auth.logout_user().await;
-    Redirect::to("/")
-}
-
-/// Changes the user's password (its `auth_hash`) and keeps this session.
-async fn change_password(
-    State(db): State<Arc<Db>>,
-    CurrentUser(user): CurrentUser<Account>,
-    auth: Auth<Account>,
-    Form(form): Form<PasswordForm>,
-) -> &'static str {
-    let updated = Account {
-        hash: form.hash,
-        ..(*user).clone()
-    };
-    db.put(updated.clone());
-    if auth.update_user(&updated).await {
-        "password changed"
-    } else {
-        "update_user refused the session's own user"
     }
 }
 
@@ -221,12 +105,7 @@ fn routes(db: &Arc<Db>, login: &Login<Account, impl UserLoader<Account>>) -> Rou
         .route_layer(login.fresh());
     Router::new()
         .route("/", get(index))
-        .route(
-            "/login",
-            get(|| async { "the login form" }).post(login_handler),
-        )
-        .route("/logout", post(logout))
-        .route("/password", post(change_password))
+        .merge(account_routes(login_handler))
         .route("/devices", get(devices))
         .route("/forget/{id}", post(forget))
         .merge(fresh_only)
@@ -677,20 +556,7 @@ async fn a_replayed_rotated_cookie_revokes_every_remembered_login_of_the_user() 
 
     // The warn event: target latch, the user id, not the cookie.
     let events = captured.events();
-    let warnings: Vec<&CapturedEvent> = events
-        .iter()
-        .filter(|e| e.level == tracing::Level::WARN && e.target == "latch")
-        .collect();
-    assert_eq!(
-        warnings.len(),
-        1,
-        "one warn event with target latch: {events:#?}"
-    );
-    let warning = warnings[0];
-    let user_id = warning
-        .field("user_id")
-        .unwrap_or_else(|| panic!("the warning names the user: {warning:#?}"));
-    assert!(user_id.contains("user001"), "{user_id}");
+    trace::one_latch_warning(&events, "user001");
     let (selector, old_validator) = split(&original);
     let (_, new_validator) = split(&newest);
     for event in &events {

@@ -24,7 +24,7 @@
     feature = "redis"
 ))]
 
-use crate::support::trace::{self, CapturedEvent};
+use crate::support::trace;
 use crate::support::{backend, jwt};
 
 use axum_latch::remember::{
@@ -77,11 +77,23 @@ where
     backend::run_then_clean(test(subject), cleanup).await;
 }
 
+/// Appends a table (or key) and its rows (or values) to a [`RawDump`]'s
+/// bytes, a line each.
+#[allow(dead_code)]
+fn dump_entry(out: &mut Vec<u8>, name: &str, rows: Vec<impl AsRef<[u8]>>) {
+    out.extend_from_slice(name.as_bytes());
+    for row in rows {
+        out.push(b'\n');
+        out.extend_from_slice(row.as_ref());
+    }
+    out.push(b'\n');
+}
+
 /// A test per contract function, on the backend that `$open` (an async fn
 /// returning `Option<Fixture<_>>`) makes.
 macro_rules! contract_tests {
     ($open:path) => {
-        contract_tests!(@stamp $open;
+        crate::support::stamp_tests!($open, 4;
             current_thread:
                 store_round_trips_every_field,
                 store_round_trips_confirmed_and_rotated_at_ms,
@@ -117,23 +129,6 @@ macro_rules! contract_tests {
                 concurrent_issues_all_land;
         );
     };
-    (@stamp $open:path;
-        current_thread: $($current:ident),* ;
-        multi_thread: $($multi:ident),* ;
-    ) => {
-        $(
-            #[tokio::test]
-            async fn $current() {
-                super::run($open().await, super::$current).await;
-            }
-        )*
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $multi() {
-                super::run($open().await, super::$multi).await;
-            }
-        )*
-    };
 }
 
 #[cfg(feature = "memory")]
@@ -156,9 +151,8 @@ mod memory {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use super::{Fixture, RawDump, Subject};
+    use super::{backend, Fixture, RawDump, Subject};
     use axum_latch::stores::SqliteStore;
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
     use sqlx::SqlitePool;
     use std::sync::Arc;
 
@@ -166,15 +160,7 @@ mod sqlite {
     /// pool of several connections (so concurrent tests really overlap).
     async fn open() -> Option<Fixture<SqliteStore>> {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let options = SqliteConnectOptions::new()
-            .filename(dir.path().join("remember.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .expect("open a SQLite database in a temporary directory");
+        let pool = backend::sqlite_file(dir.path(), 4).await;
         let store = SqliteStore::new(pool.clone());
         store.migrate().await.expect("SqliteStore::migrate");
         let raw: RawDump = {
@@ -219,12 +205,7 @@ mod sqlite {
                 .fetch_all(pool)
                 .await
                 .expect("read a table");
-            out.extend_from_slice(table.as_bytes());
-            for row in rows {
-                out.push(b'\n');
-                out.extend_from_slice(row.as_bytes());
-            }
-            out.push(b'\n');
+            super::dump_entry(&mut out, &table, rows);
         }
         out
     }
@@ -281,12 +262,7 @@ mod postgres {
                     .fetch_all(pool)
                     .await
                     .expect("read a table");
-            out.extend_from_slice(table.as_bytes());
-            for row in rows {
-                out.push(b'\n');
-                out.extend_from_slice(row.as_bytes());
-            }
-            out.push(b'\n');
+            super::dump_entry(&mut out, &table, rows);
         }
         out
     }
@@ -370,12 +346,7 @@ mod redis_store {
                     .expect("LRANGE"),
                 _ => Vec::new(),
             };
-            out.extend_from_slice(key.as_bytes());
-            for value in values {
-                out.push(b'\n');
-                out.extend_from_slice(&value);
-            }
-            out.push(b'\n');
+            super::dump_entry(&mut out, &key, values);
         }
         out
     }
@@ -1531,20 +1502,7 @@ async fn confirmed_replaced_validator_after_grace_is_theft_and_revokes_the_users
     rotate_cookie(&tokens, &david, now + 20).await;
 
     let events = captured.events();
-    let warnings: Vec<&CapturedEvent> = events
-        .iter()
-        .filter(|e| e.level == tracing::Level::WARN && e.target == "latch")
-        .collect();
-    assert_eq!(
-        warnings.len(),
-        1,
-        "one warn event, target latch: {events:#?}"
-    );
-    let warning = warnings[0];
-    let user_id = warning
-        .field("user_id")
-        .unwrap_or_else(|| panic!("the warning names the user: {warning:#?}"));
-    assert!(user_id.contains("user001"), "{user_id}");
+    let warning = trace::one_latch_warning(&events, "user001");
     let series = warning
         .field("series")
         .unwrap_or_else(|| panic!("the warning names the series: {warning:#?}"));

@@ -302,6 +302,19 @@ pub async fn redis_keys(
     }
 }
 
+/// Runs the command `name` with `args`; panics, naming it, when it fails.
+pub async fn redis_cmd<T: ::redis::FromRedisValue>(
+    connection: &mut ::redis::aio::ConnectionManager,
+    name: &str,
+    args: &[&str],
+) -> T {
+    ::redis::cmd(name)
+        .arg(args)
+        .query_async(connection)
+        .await
+        .unwrap_or_else(|e| panic!("{name} {args:?}: {e}"))
+}
+
 /// Deletes every key that matches `pattern`.
 pub async fn redis_delete(connection: &mut ::redis::aio::ConnectionManager, pattern: &str) {
     for key in redis_keys(connection, pattern).await {
@@ -314,8 +327,23 @@ pub async fn redis_delete(connection: &mut ::redis::aio::ConnectionManager, patt
 }
 
 // ---------------------------------------------------------------------------
-// PostgreSQL helpers
+// SQL helpers
 // ---------------------------------------------------------------------------
+
+/// A new SQLite database file in `dir`, in WAL mode, behind a pool of
+/// `connections` (so that concurrent statements really overlap).
+pub async fn sqlite_file(dir: &std::path::Path, connections: u32) -> ::sqlx::SqlitePool {
+    use ::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    let options = SqliteConnectOptions::new()
+        .filename(dir.join("remember.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    SqlitePoolOptions::new()
+        .max_connections(connections)
+        .connect_with(options)
+        .await
+        .expect("a SQLite database file in a temporary directory")
+}
 
 /// A schema of one test's own, `latch_test_<hex>`, and a pool whose
 /// connections use it; [`PgSchema::drop_schema`] removes it.

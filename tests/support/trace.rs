@@ -165,6 +165,26 @@ impl Drop for CaptureGuard {
     }
 }
 
+/// The one `warn` event with target `latch` among `events`, which names
+/// the user `user_id` (a theft report); panics unless there is exactly one.
+pub fn one_latch_warning<'a>(events: &'a [CapturedEvent], user_id: &str) -> &'a CapturedEvent {
+    let warnings: Vec<&CapturedEvent> = events
+        .iter()
+        .filter(|e| e.level == tracing::Level::WARN && e.target == "latch")
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warn event with target latch: {events:#?}"
+    );
+    let warning = warnings[0];
+    let named = warning
+        .field("user_id")
+        .unwrap_or_else(|| panic!("the warning names the user: {warning:#?}"));
+    assert!(named.contains(user_id), "{named}");
+    warning
+}
+
 /// Runs `f`, and returns what it gave and why latch refused what it
 /// refused meanwhile (see [`Captured::take_rejections`]).
 pub async fn rejections_of<T>(f: impl std::future::Future<Output = T>) -> (T, Vec<String>) {
