@@ -24,15 +24,33 @@ use support::{is_removal, key, Client};
 async fn assert_cookie_attacks_anonymous(
     make: impl Fn(&Target<'_>, &Logins) -> Vec<(String, Vec<HeaderValue>, bool)>,
 ) {
+    assert_cookie_attacks(None, make).await;
+}
+
+/// [`assert_cookie_attacks_anonymous`], and latch refuses each for `reason`.
+async fn assert_cookie_attacks_refused(
+    reason: &'static str,
+    make: impl Fn(&Target<'_>, &Logins) -> Vec<(String, Vec<HeaderValue>, bool)>,
+) {
+    assert_cookie_attacks(Some(reason), make).await;
+}
+
+async fn assert_cookie_attacks(
+    reason: Option<&'static str>,
+    make: impl Fn(&Target<'_>, &Logins) -> Vec<(String, Vec<HeaderValue>, bool)>,
+) {
     let (app, logins) = two_logins().await;
     let mut cases = Vec::new();
     for target in logins.alice.targets() {
         for (name, cookies, deletable) in make(&target, &logins) {
-            cases.push(Case::empty(
-                format!("{}: {name}", target.cookie),
-                cookies,
-                deletable.then_some(target.cookie),
-            ));
+            cases.push(Case {
+                reason,
+                ..Case::empty(
+                    format!("{}: {name}", target.cookie),
+                    cookies,
+                    deletable.then_some(target.cookie),
+                )
+            });
         }
     }
     assert_all_anonymous(&app, cases).await;
@@ -181,9 +199,10 @@ fn duplicates(t: &Target<'_>, logins: &Logins) -> Vec<(String, Vec<HeaderValue>,
     .collect()
 }
 
-/// The duplicates of the cookie `name` are anonymous.
+/// The duplicates of the cookie `name` are anonymous, refused as such
+/// (not for whatever is wrong with one of the copies).
 async fn assert_duplicates_anonymous(name: &str) {
-    assert_cookie_attacks_anonymous(|t, logins| {
+    assert_cookie_attacks_refused(reasons::DUPLICATED, |t, logins| {
         if t.cookie == name {
             duplicates(t, logins)
         } else {

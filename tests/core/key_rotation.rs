@@ -163,18 +163,21 @@ async fn removing_the_old_key_ends_what_it_signed() {
                 "the session signed with A",
                 vec![header("session", &r.a.session)],
                 Some("session"),
-            ),
+            )
+            .because(reasons::SIGNATURE),
             Case::empty(
                 "the remember cookie signed with A",
                 vec![header("_remember", &r.a.remember)],
                 Some("_remember"),
-            ),
+            )
+            .because(reasons::SIGNATURE),
             Case {
                 name: "a session signed with B over A's fingerprint".into(),
                 cookies: vec![header("session", &jwt::encode(&r.a.session_claims, B))],
                 // The token is good; only the login in it is not.
                 deleted: None,
                 data: Some("dark"),
+                reason: Some(reasons::AUTH_HASH_CHANGED),
             },
         ],
     )

@@ -584,8 +584,15 @@ pub async fn anonymity_problems(
     data: Option<&str>,
 ) -> (Outcome, Vec<String>) {
     let outcome = probe(app, cookies).await;
-    let mut problems = not_anonymous(&outcome, data);
-    for issued in issued_sessions(&outcome) {
+    let problems = replay_problems(app, &outcome, data).await;
+    (outcome, problems)
+}
+
+/// Why the requests probed in `outcome` were not anonymous, or the session
+/// cookies they were given, sent back, are not.
+async fn replay_problems(app: &Router, outcome: &Outcome, data: Option<&str>) -> Vec<String> {
+    let mut problems = not_anonymous(outcome, data);
+    for issued in issued_sessions(outcome) {
         let replay = probe(app, std::slice::from_ref(&issued)).await;
         for problem in not_anonymous(&replay, None) {
             problems.push(format!(
@@ -593,7 +600,28 @@ pub async fn anonymity_problems(
             ));
         }
     }
-    (outcome, problems)
+    problems
+}
+
+/// What is wrong with `rejections` (latch's `debug` reasons, see
+/// `trace::CapturedEvent::rejection`) for a request that `reason` must have
+/// refused: there must be some, and each must be that one, not another
+/// check that happens to refuse the same token.
+pub fn refused_by(rejections: &[String], reason: &str) -> Vec<String> {
+    if reason == reasons::NONE_LOGGED {
+        return rejections
+            .iter()
+            .map(|rejection| format!("refused as {rejection:?}, expected no rejection"))
+            .collect();
+    }
+    if rejections.is_empty() {
+        return vec![format!("no rejection logged; expected {reason:?}")];
+    }
+    rejections
+        .iter()
+        .filter(|rejection| !rejection.contains(reason))
+        .map(|rejection| format!("refused as {rejection:?}, expected {reason:?}"))
+        .collect()
 }
 
 pub fn deletes(outcome: &Outcome, name: &str) -> bool {
@@ -612,6 +640,8 @@ pub struct Case {
     /// token is refused, `"dark"` (the fixture's data) when the token is good
     /// and only the login in it is not; `None` to not check.
     pub data: Option<&'static str>,
+    /// Why latch must refuse it (see [`reasons`]); `None` to not check.
+    pub reason: Option<&'static str>,
 }
 
 impl Case {
@@ -626,8 +656,44 @@ impl Case {
             cookies,
             deleted,
             data: Some("none"),
+            reason: None,
         }
     }
+
+    /// The case, which latch must refuse for `reason`.
+    pub fn because(self, reason: &'static str) -> Self {
+        Self {
+            reason: Some(reason),
+            ..self
+        }
+    }
+}
+
+/// The reasons latch gives, in its `debug` events, for what it refuses: the
+/// check that refused a token.
+pub mod reasons {
+    /// No rejection logged at all: latch reads the token as no login.
+    pub const NONE_LOGGED: &str = "";
+    /// Too long: refused before anything is decoded.
+    pub const TOO_LONG: &str = "token is longer than 8192 bytes";
+    /// Not three base64url parts, or a signature of the wrong length.
+    pub const MALFORMED: &str = "token is not three base64url parts";
+    pub const SIGNATURE: &str = "signature does not match any key";
+    pub const HEADER: &str = "header is not HS256";
+    pub const PAYLOAD: &str = "payload is not a JSON object";
+    pub const NO_EXPIRY: &str = "token has no expiry";
+    pub const EXPIRED: &str = "token has expired";
+    pub const NOT_YET_VALID: &str = "token is not valid yet";
+    pub const DUPLICATED: &str = "duplicated";
+    pub const LOGIN_TIME: &str = "login time is not a number";
+    pub const NO_LOGIN_TIME: &str = "login rejected: no login time";
+    pub const ABSOLUTE_TIMEOUT: &str = "login is older than the absolute timeout";
+    pub const NO_FINGERPRINT: &str = "no fingerprint";
+    pub const AUTH_HASH_CHANGED: &str = "login rejected: auth_hash changed";
+    pub const USER_ID_TYPE: &str = "login rejected: user id of another type";
+    pub const NO_SUCH_USER: &str = "login rejected: no such user";
+    pub const DAYS: &str = "days is not a whole number from 1 to 3650";
+    pub const NOT_A_SESSION: &str = "not a session token";
 }
 
 /// Sends every case, and fails with the list of every case that was not
@@ -637,7 +703,13 @@ pub async fn assert_all_anonymous(app: &Router, cases: Vec<Case>) {
     let total = cases.len();
     let mut failures = Vec::new();
     for case in cases {
-        let (outcome, mut problems) = anonymity_problems(app, &case.cookies, case.data).await;
+        let (captured, guard) = super::trace::capture();
+        let outcome = probe(app, &case.cookies).await;
+        drop(guard);
+        let mut problems = replay_problems(app, &outcome, case.data).await;
+        if let Some(reason) = case.reason {
+            problems.extend(refused_by(&captured.take_rejections(), reason));
+        }
         if let Some(name) = case.deleted {
             if !deletes(&outcome, name) {
                 problems.push(format!(
@@ -652,7 +724,7 @@ pub async fn assert_all_anonymous(app: &Router, cases: Vec<Case>) {
     }
     assert!(
         failures.is_empty(),
-        "{} of {total} cases were not anonymous:\n{}",
+        "{} of {total} cases were not anonymous (or not refused for their reason):\n{}",
         failures.len(),
         failures.join("\n")
     );
@@ -666,6 +738,19 @@ pub struct Forgery {
     /// and only the login in it is not: in the session cookie, latch drops
     /// the login and keeps the rest of the session.
     pub login_only: bool,
+    /// Why latch must refuse it (see [`reasons`]); `None`: the default of
+    /// [`assert_forgeries_refused`], if any.
+    pub reason: Option<&'static str>,
+}
+
+impl Forgery {
+    /// The forgery, which latch must refuse for `reason`.
+    pub fn because(self, reason: &'static str) -> Self {
+        Self {
+            reason: Some(reason),
+            ..self
+        }
+    }
 }
 
 /// A forgery whose token latch must refuse outright.
@@ -674,6 +759,7 @@ pub fn forged(name: impl Into<String>, token: String) -> Forgery {
         name: name.into(),
         token,
         login_only: false,
+        reason: None,
     }
 }
 
@@ -715,6 +801,22 @@ pub async fn two_logins() -> (Router, Logins) {
 /// logins at hand), and asserts that each, sent in its own cookie, is
 /// anonymous and (when latch can tell the token is bad) deleted.
 pub async fn assert_forgeries_anonymous(make: impl Fn(&Target<'_>, &Logins) -> Vec<Forgery>) {
+    assert_forgeries(None, make).await;
+}
+
+/// [`assert_forgeries_anonymous`], and each forgery is refused for its own
+/// reason or else for `reason`.
+pub async fn assert_forgeries_refused(
+    reason: &'static str,
+    make: impl Fn(&Target<'_>, &Logins) -> Vec<Forgery>,
+) {
+    assert_forgeries(Some(reason), make).await;
+}
+
+async fn assert_forgeries(
+    reason: Option<&'static str>,
+    make: impl Fn(&Target<'_>, &Logins) -> Vec<Forgery>,
+) {
     let (app, logins) = two_logins().await;
     let mut cases = Vec::new();
     for target in logins.alice.targets() {
@@ -728,6 +830,7 @@ pub async fn assert_forgeries_anonymous(make: impl Fn(&Target<'_>, &Logins) -> V
                 // only when the token itself is refused.
                 deleted: (!keeps_data).then_some(target.cookie),
                 data: Some(if keeps_data { "dark" } else { "none" }),
+                reason: forgery.reason.or(reason),
             });
         }
     }
