@@ -923,3 +923,84 @@ pub fn with_one_byte_changed(
     let value = [format!("{cookie}=").into_bytes(), bytes].concat();
     Some(HeaderValue::from_bytes(&value).unwrap())
 }
+
+/// [`check_anonymous`], and why latch refused what it refused meanwhile
+/// (see `trace::CapturedEvent::rejection`).
+pub fn check_anonymous_why(cookies: &[HeaderValue]) -> (Result<(), String>, Vec<String>) {
+    let (captured, guard) = super::trace::capture();
+    let result = check_anonymous(cookies);
+    drop(guard);
+    (result, captured.take_rejections())
+}
+
+/// How many cases of a property reached the check it is about, of how many
+/// ran.
+#[derive(Debug)]
+pub struct Reach {
+    pub reached: usize,
+    pub total: usize,
+}
+
+impl Reach {
+    /// The share of cases that reached the check.
+    pub fn share(&self) -> f64 {
+        self.reached as f64 / self.total.max(1) as f64
+    }
+
+    /// Fails unless at least `share` of the cases reached `check`: a
+    /// property whose cases mostly stop short of the code it tests proves
+    /// little.
+    pub fn assert_at_least(&self, share: f64, check: &str) {
+        eprintln!(
+            "{check}: {} of {} cases ({:.0} %)",
+            self.reached,
+            self.total,
+            100.0 * self.share()
+        );
+        assert!(
+            self.total > 0 && self.share() >= share,
+            "only {} of {} cases reached {check} (at least {:.0} % should)",
+            self.reached,
+            self.total,
+            100.0 * share
+        );
+    }
+}
+
+/// Runs `test` on `cases` values of `strategy`, as `proptest!` does (with
+/// the failures it finds kept beside `source_file`), and counts the cases
+/// for which `test` says (`Ok(true)`) that they reached the check under
+/// test.
+pub fn run_property<S: Strategy>(
+    source_file: &'static str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<bool, TestCaseError>,
+) -> Reach {
+    use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let config = Config {
+        cases,
+        source_file: Some(source_file),
+        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
+            "proptest-regressions",
+        ))),
+        ..Config::default()
+    };
+    let reached = AtomicUsize::new(0);
+    let total = AtomicUsize::new(0);
+    let outcome = TestRunner::new(config).run(&strategy, |value| {
+        total.fetch_add(1, Ordering::Relaxed);
+        if test(value)? {
+            reached.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    });
+    if let Err(error) = outcome {
+        panic!("{error}");
+    }
+    Reach {
+        reached: reached.into_inner(),
+        total: total.into_inner(),
+    }
+}
