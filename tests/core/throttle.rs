@@ -7,13 +7,13 @@
 //! Every subject has two throttles sharing counts, as two instances of an
 //! app would: clones in memory, two connections with one prefix on Redis.
 //!
-//! Times are moved by hand through the hidden `attempt_at` and
-//! `attempt_account_at`, starting from the real clock (Redis keys expire by
-//! TTL in real time, which the tests never wait for). There is no way to
-//! look at a count without trying a login: every attempt a test makes that
-//! goes through is counted as a failure (unless it is answered
-//! `succeeded`), and the tests keep track. The end-to-end tests drive an
-//! axum login route with the real clock and a long delay.
+//! Times are moved by hand on a manual clock (`Throttle::clock`), starting
+//! from the real time (Redis keys expire by TTL in real time, which the
+//! tests never wait for). There is no way to look at a count without trying
+//! a login: every attempt a test makes that goes through is counted as a
+//! failure (unless it is answered `succeeded`), and the tests keep track.
+//! The end-to-end test drives an axum login route, on a clock that stands
+//! still, so that the `Retry-After` it reads is exact.
 //!
 //! The concurrency tests are the attack the throttle must stop: many
 //! wrong-password logins sent at the same moment, all before any password
@@ -1308,8 +1308,10 @@ async fn post_login(app: &Router, client: &str, username: &str, password: &str) 
 }
 
 async fn login_route_end_to_end(t: Subject) {
+    let time = axum_latch::clock::Clock::manual(SystemTime::now());
     let configure = |throttle: Throttle| {
         throttle
+            .clock(time.clone())
             .username_limit(3)
             .address_limit(6)
             .base_delay(Duration::from_secs(30))

@@ -23,6 +23,7 @@ use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_latch::clock::Clock;
 use axum_latch::remember::{RememberStore, RevocableRemember, Rotation, StoreError, StoredToken};
 use axum_latch::session::SameSite;
 use axum_latch::stores::MemoryStore;
@@ -35,7 +36,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use support::jwt;
 use support::trace;
 use support::{is_removal, key, Client, TestResponse};
@@ -114,17 +115,34 @@ fn routes(db: &Arc<Db>, login: &Login<Account, impl UserLoader<Account>>) -> Rou
 
 /// The app with revocable remember-me tokens kept in `store`.
 fn app_with<S: RememberStore>(db: &Arc<Db>, store: S, grace: Duration) -> Router {
+    app_on(db, store, grace, Clock::system())
+}
+
+/// [`app_with`], on `clock` (the session's, which remember-me reads too).
+fn app_on<S: RememberStore>(db: &Arc<Db>, store: S, grace: Duration, clock: Clock) -> Router {
     let tokens = RevocableRemember::new(store).grace(grace);
     let login = Login::new(loader(db.clone())).remember_tokens(tokens);
-    routes(db, &login).layer(login).layer(Session::new(key()))
+    routes(db, &login)
+        .layer(login)
+        .layer(Session::new(key()).clock(clock))
 }
 
 /// The app on a `MemoryStore`, and the store (clones share their tokens).
 fn app(grace: Duration) -> (Client, Arc<Db>, MemoryStore) {
+    let (client, db, store, _) = app_with_a_clock(grace, Clock::system());
+    (client, db, store)
+}
+
+/// [`app`] on a clock the test moves (clones share the time), and the clock.
+fn app_on_a_manual_clock(grace: Duration) -> (Client, Arc<Db>, MemoryStore, Clock) {
+    app_with_a_clock(grace, Clock::manual(SystemTime::now()))
+}
+
+fn app_with_a_clock(grace: Duration, clock: Clock) -> (Client, Arc<Db>, MemoryStore, Clock) {
     let db = Db::new();
     let store = MemoryStore::new();
-    let client = Client::new(app_with(&db, store.clone(), grace));
-    (client, db, store)
+    let client = Client::new(app_on(&db, store.clone(), grace, clock.clone()));
+    (client, db, store, clock)
 }
 
 // ---------------------------------------------------------------------------
@@ -377,18 +395,11 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Waits until `jwt::now()` is past `second`.
-async fn wait_past(second: u64) {
-    while jwt::now() <= second {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits for the start of a new second, so that the next few requests
-/// happen within the same second.
-async fn start_of_a_second() {
-    let now = jwt::now();
-    wait_past(now).await;
+/// Milliseconds since the Unix epoch at `time`.
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
 }
 
 fn unknown_token() -> String {
@@ -577,34 +588,31 @@ async fn a_replayed_rotated_cookie_revokes_every_remembered_login_of_the_user() 
 }
 
 /// `Duration::ZERO` "turns the window off": the replaced validator, replayed
-/// within the same second as its rotation (and its successor's
-/// confirmation), is theft already.
+/// at the very moment of its rotation (and its successor's confirmation),
+/// is theft already.
 #[tokio::test]
 async fn zero_grace_refuses_the_replaced_validator_at_once() {
-    let (mut a, _db, store) = app(Duration::ZERO);
+    let (mut a, _db, store, clock) = app_on_a_manual_clock(Duration::ZERO);
     let original = log_in_remembered(&mut a, "user001", 30).await;
     let mut b = browser_with(&a, &original);
 
-    // Rotation, confirmation and replay within one second.
-    start_of_a_second().await;
+    // Rotation, confirmation and replay at one instant: the clock stands.
     restart(&mut a);
     let res = a.get("/").await;
     assert_logged_in(&res, "susan", "A restored");
     let newest = new_remember(&res, "A's cookie rotates").value().to_owned();
     confirm(&store, &newest).await;
+    let rotated_at_ms = stored(&store, &newest).await.and_then(|t| t.rotated_at_ms);
+    assert_eq!(
+        rotated_at_ms,
+        Some(millis(clock.now())),
+        "rotated at the clock's time"
+    );
     let res = b.get("/").await;
-    let same_second = jwt::now()
-        == stored(&store, &original)
-            .await
-            .and_then(|t| t.rotated_at_ms)
-            .map_or(0, |ms| ms / 1000);
     assert_anonymous(
         &res,
         "/",
-        &format!(
-            "a replayed validator with a zero grace window \
-             (replayed in the second of its rotation: {same_second})"
-        ),
+        "a validator replayed at the moment of its rotation, with a zero grace window",
     );
     assert!(
         tokens_of(&store, "user001").await.is_empty(),
@@ -1089,7 +1097,7 @@ async fn a_store_that_is_down_fails_closed_and_keeps_the_cookie() {
 /// cookie must still log it in, not count as a stolen copy.
 #[tokio::test]
 async fn a_loader_failure_during_a_restore_is_not_theft() {
-    let (mut client, db, store) = app(Duration::ZERO);
+    let (mut client, db, store, clock) = app_on_a_manual_clock(Duration::ZERO);
     log_in_remembered(&mut client, "user001", 30).await;
     let mut other_device = client.another_browser();
     log_in_remembered(&mut other_device, "user001", 30).await;
@@ -1103,8 +1111,7 @@ async fn a_loader_failure_during_a_restore_is_not_theft() {
         res.status
     );
     db.fail.store(false, Ordering::SeqCst);
-    let now = jwt::now();
-    wait_past(now).await;
+    clock.advance(Duration::from_secs(1));
 
     let res = client.get("/").await;
     let left = tokens_of(&store, "user001").await.len();
@@ -1285,7 +1292,7 @@ async fn a_lost_rotation_response_is_not_taken_for_theft() {
 /// own, on the owner's next request, not a store call by the test.
 #[tokio::test]
 async fn a_copy_used_after_the_owners_next_request_is_theft() {
-    let (mut owner, _db, store) = app(Duration::from_millis(100));
+    let (mut owner, _db, store, clock) = app_on_a_manual_clock(Duration::from_millis(100));
     let original = log_in_remembered(&mut owner, "user001", 30).await;
     let mut thief = browser_with(&owner, &original);
     restart(&mut owner);
@@ -1302,7 +1309,7 @@ async fn a_copy_used_after_the_owners_next_request_is_theft() {
         "the next request confirms the new cookie"
     );
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(Duration::from_millis(101));
     assert_anonymous(&thief.get("/").await, "/", "the copy");
     assert!(
         tokens_of(&store, "user001").await.is_empty(),
@@ -1315,14 +1322,16 @@ async fn a_copy_used_after_the_owners_next_request_is_theft() {
 /// without minting a second cookie, even once the new one is confirmed.
 #[tokio::test]
 async fn a_sub_second_grace_window_is_kept() {
-    let (mut a, _db, store) = app(Duration::from_millis(500));
+    let (mut a, _db, store, clock) = app_on_a_manual_clock(Duration::from_millis(500));
     let original = log_in_remembered(&mut a, "user001", 30).await;
     let mut first = browser_with(&a, &original);
     let mut second = browser_with(&a, &original);
     let res = first.get("/").await;
     new_remember(&res, "the first request rotates");
     assert_logged_in(&first.get("/").await, "susan", "its next request confirms");
-    // The browser's other request, sent with the old cookie, arrives late.
+    // The browser's other request, sent with the old cookie, arrives late,
+    // just within the window.
+    clock.advance(Duration::from_millis(499));
     let res = second.get("/").await;
     assert_logged_in(&res, "susan", "a parallel request within 500 ms");
     assert!(
