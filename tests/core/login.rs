@@ -11,11 +11,11 @@
 
 use crate::support;
 use crate::support::fixtures::{
-    account_routes, index, loader, logout, Account, Db, LoginForm, LOADER_ERROR,
+    account_routes, index, loader, log_in_handler, log_in_through_the_form, logout, Account, Db,
+    LOADER_ERROR,
 };
 
 use axum::body::Body;
-use axum::extract::{Form, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -79,18 +79,6 @@ async fn api_me(CurrentUser(user): CurrentUser<Account>) -> Json<Value> {
     Json(json!({ "id": user.id }))
 }
 
-async fn login_handler(
-    State(db): State<Arc<Db>>,
-    auth: Auth<Account>,
-    Form(form): Form<LoginForm>,
-) -> Response {
-    let (user, remember) = match db.check(&form) {
-        Ok(checked) => checked,
-        Err(refused) => return refused,
-    };
-    auth.login_user(&user, remember).await.into_response()
-}
-
 /// The app's routes, before the latch layers. `/all` and `/group/*` need a
 /// login through `login.required()`, `/sudo/*` a fresh one through
 /// `login.fresh()`; the rest decide in their handlers.
@@ -110,7 +98,7 @@ fn routes(db: &Arc<Db>, login: &Login<Account, impl UserLoader<Account>>) -> Rou
         .route("/maybe", get(maybe))
         .route("/current", get(current))
         .route("/public", get(|| async { "public" }))
-        .merge(account_routes(login_handler))
+        .merge(account_routes(log_in_handler))
         .route("/api/me", get(api_me))
         .route("/docs/{*rest}", get(index))
         .merge(required)
@@ -138,20 +126,7 @@ fn browser() -> (Client, Arc<Db>) {
 
 /// Logs `client` in as `user`, checking the login worked.
 async fn log_in(client: &mut Client, user: &str, remember: &str) -> TestResponse {
-    let res = client
-        .post_form("/login", &format!("user={user}&remember={remember}"))
-        .await;
-    assert_eq!(
-        res.status,
-        StatusCode::SEE_OTHER,
-        "the login POST answers 303: {}",
-        res.body
-    );
-    assert!(
-        client.has_cookie("session"),
-        "logged in: session cookie kept"
-    );
-    res
+    log_in_through_the_form(client, user, remember, None).await
 }
 
 async fn get_with(client: &mut Client, uri: &str, headers: &[(&str, &str)]) -> TestResponse {

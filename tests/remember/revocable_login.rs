@@ -16,7 +16,9 @@
 //! here through `RevocableRemember::confirm` on the app's store.
 
 use crate::support;
-use crate::support::fixtures::{account_routes, index, loader, Account, Db, LoginForm};
+use crate::support::fixtures::{
+    account_routes, index, loader, log_in_through_the_form, Account, Db, LoginForm,
+};
 
 use axum::body::Body;
 use axum::extract::{Form, Path, State};
@@ -237,26 +239,7 @@ fn capture_events() -> (trace::Captured, trace::CaptureGuard) {
 
 /// Logs `client` in as `user` through the form, with a `User-Agent`.
 async fn log_in_as(client: &mut Client, user: &str, remember: &str, ua: &str) -> TestResponse {
-    let form = format!("user={user}&remember={remember}");
-    let res = client
-        .request(
-            Method::POST,
-            "/login",
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("user-agent", ua),
-            ],
-            Body::from(form),
-        )
-        .await;
-    assert_eq!(
-        res.status,
-        StatusCode::SEE_OTHER,
-        "the login POST answers 303: {}",
-        res.body
-    );
-    assert!(client.has_cookie("session"), "logged in: a session cookie");
-    res
+    log_in_through_the_form(client, user, remember, Some(ua)).await
 }
 
 /// Logs in with remember-me on for `days`; returns the remember cookie value.

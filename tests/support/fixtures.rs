@@ -2,9 +2,11 @@
 //! hello`) and david (`user002`, `hash of bye`), with string ids, and the
 //! routes every app of theirs has.
 
+use super::{Client, TestResponse};
+use axum::body::Body;
 use axum::extract::{Form, State};
 use axum::handler::Handler;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -142,6 +144,18 @@ pub struct PasswordForm {
     pub hash: String,
 }
 
+/// `POST /login`: logs the form's user in, or answers `401`.
+pub async fn log_in_handler(
+    State(db): State<Arc<Db>>,
+    auth: Auth<Account>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    match db.check(&form) {
+        Ok((user, remember)) => auth.login_user(&user, remember).await.into_response(),
+        Err(refused) => refused,
+    }
+}
+
 /// `GET /`: greets the user.
 pub async fn index(CurrentUser(user): CurrentUser<Account>) -> String {
     format!("Hello, {}!", user.name)
@@ -183,4 +197,28 @@ where
         .route("/login", get(|| async { "the login form" }).post(login))
         .route("/logout", post(logout))
         .route("/password", post(change_password))
+}
+
+/// Logs `client` in as `user` through `/login` (with this `User-Agent`, if
+/// any), checking that the login worked.
+pub async fn log_in_through_the_form(
+    client: &mut Client,
+    user: &str,
+    remember: &str,
+    user_agent: Option<&str>,
+) -> TestResponse {
+    let form = format!("user={user}&remember={remember}");
+    let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+    headers.extend(user_agent.map(|ua| ("user-agent", ua)));
+    let res = client
+        .request(Method::POST, "/login", &headers, Body::from(form))
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::SEE_OTHER,
+        "the login POST answers 303: {}",
+        res.body
+    );
+    assert!(client.has_cookie("session"), "logged in: a session cookie");
+    res
 }
