@@ -665,13 +665,14 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// The test kit's backend runner, shared with the integration tests.
+    const DAY: u64 = 24 * 60 * 60;
+
+    /// The servers, skips and key helpers of the test kit
+    /// (`tests/support/backend.rs`), which the integration tests use too.
     #[allow(dead_code)]
     mod backend {
         include!("../../tests/support/backend.rs");
     }
-
-    const DAY: u64 = 24 * 60 * 60;
 
     /// Stores under prefixes that all start with one random base.
     struct Fixture {
