@@ -250,7 +250,7 @@ fn restart_browser(browser: &mut Client) {
 async fn remembered_logins_fail_closed_while_redis_is_down_and_recover_when_it_is_back() {
     // A server of the test's own, to kill: whatever TEST_REDIS_URL says.
     let Some(binary) = backend::redis_server_binary() else {
-        backend::skip("redis-server is not on PATH (nor named by REDIS_SERVER)");
+        backend::skip("no redis-server is on PATH (or at the path REDIS_SERVER names)");
         return;
     };
     let (events, _guard) = capture_events();

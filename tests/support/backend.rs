@@ -172,8 +172,8 @@ fn wait_for_port(port: u16, child: &mut Child, pid: &str, what: &str) -> Result<
 }
 
 fn start_redis() -> Result<String, String> {
-    let binary =
-        redis_server_binary().ok_or("redis-server is neither on PATH nor named by REDIS_SERVER")?;
+    let binary = redis_server_binary()
+        .ok_or("no redis-server is on PATH (or at the path REDIS_SERVER names)")?;
     let port = spare_port();
     let script = "\"$1\" --port \"$2\" --bind 127.0.0.1 --save '' --appendonly no \
                   --logfile '' >/dev/null 2>&1 & pid=$!; echo ready $pid; \
