@@ -654,21 +654,25 @@ fn unhex(text: &[u8]) -> Option<[u8; 32]> {
 }
 
 /// What is particular to Redis: the key layout, TTLs, prefixes and corrupt
-/// data. The behaviour every store shares is in `tests/remember_store.rs`.
+/// data. The behaviour every store shares is in `tests/remember/store.rs`.
 ///
-/// The tests run when `TEST_REDIS_URL` is set (unset: a note, and they
-/// pass; set but unreachable: they fail). Each uses keys under a random
-/// prefix, deleted at the end.
+/// The tests run on the test kit's Redis (`tests/support/backend.rs`):
+/// `TEST_REDIS_URL` (unreachable: they fail), else a `redis-server` the kit
+/// starts, else they say `SKIPPED`. Each uses keys under a random prefix,
+/// deleted at the end.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::FutureExt as _;
-    use redis::aio::ConnectionManagerConfig;
-    use std::panic::AssertUnwindSafe;
     use std::sync::Mutex;
-    use std::time::Duration;
 
     const DAY: u64 = 24 * 60 * 60;
+
+    /// The servers, skips and key helpers of the test kit
+    /// (`tests/support/backend.rs`), which the integration tests use too.
+    #[allow(dead_code)]
+    mod backend {
+        include!("../../tests/support/backend.rs");
+    }
 
     /// Stores under prefixes that all start with one random base.
     struct Fixture {
@@ -690,68 +694,29 @@ mod tests {
         }
     }
 
-    /// Runs `test` against the server of `TEST_REDIS_URL`, then deletes
-    /// every key under the fixture's base, whether the test passed or not.
+    /// Runs `test` against the test kit's Redis (`TEST_REDIS_URL`, or a
+    /// server it starts; none: reported as skipped), then deletes every key
+    /// under the fixture's base, whether the test passed or not.
     async fn run(test: impl AsyncFnOnce(&Fixture)) {
-        let url = match std::env::var("TEST_REDIS_URL") {
-            Ok(url) if !url.trim().is_empty() => url,
-            _ => {
-                eprintln!("note: TEST_REDIS_URL is not set; skipping this Redis test");
-                return;
-            }
+        let Some(url) = backend::redis_url() else {
+            return;
         };
-        let client = redis::Client::open(url.as_str())
-            .unwrap_or_else(|e| panic!("TEST_REDIS_URL={url:?} is not a Redis URL: {e}"));
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("TEST_REDIS_URL={url:?} is set, but Redis cannot be reached: {e}")
-            });
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).unwrap();
         let fixture = Fixture {
-            connection,
-            base: format!("latch_unit_{:016x}", u64::from_le_bytes(random)),
+            connection: backend::redis_manager(&url).await,
+            base: format!("latch_unit_{}", backend::random_hex()),
             prefixes: Mutex::new(Vec::new()),
         };
-        let outcome = AssertUnwindSafe(test(&fixture)).catch_unwind().await;
         let mut connection = fixture.connection();
-        for key in keys(&mut connection, &format!("{}*", fixture.base)).await {
-            let _: i64 = redis::cmd("DEL")
-                .arg(&key)
-                .query_async(&mut connection)
-                .await
-                .expect("DEL a test key");
-        }
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
+        let pattern = format!("{}*", fixture.base);
+        backend::run_then_clean(
+            test(&fixture),
+            backend::redis_delete(&mut connection, &pattern),
+        )
+        .await;
     }
 
     async fn keys(connection: &mut ConnectionManager, pattern: &str) -> Vec<String> {
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(connection)
-                .await
-                .expect("SCAN");
-            keys.extend(batch);
-            if next == 0 {
-                keys.sort();
-                keys.dedup();
-                return keys;
-            }
-            cursor = next;
-        }
+        backend::redis_keys(connection, pattern).await
     }
 
     fn random_part() -> String {
@@ -787,17 +752,7 @@ mod tests {
         }
     }
 
-    async fn cmd<T: redis::FromRedisValue>(
-        connection: &mut ConnectionManager,
-        name: &str,
-        args: &[&str],
-    ) -> T {
-        redis::cmd(name)
-            .arg(args)
-            .query_async(connection)
-            .await
-            .unwrap_or_else(|e| panic!("{name} {args:?}: {e}"))
-    }
+    use backend::redis_cmd as cmd;
 
     #[test]
     fn hashes_are_lowercase_hex_and_decoding_is_strict() {

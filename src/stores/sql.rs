@@ -471,7 +471,7 @@ impl PostgresStore {
 }
 
 // ---------------------------------------------------------------------------
-// Tests: SQL matters and a round trip; tests/remember_store.rs has the
+// Tests: SQL matters and a round trip; tests/remember/store.rs has the
 // contract every store keeps.
 // ---------------------------------------------------------------------------
 
@@ -479,10 +479,14 @@ impl PostgresStore {
 mod tests {
     use super::*;
     use futures_util::future::BoxFuture;
-    use futures_util::FutureExt as _;
     use std::future::Future;
-    use std::panic::AssertUnwindSafe;
     use std::sync::Arc;
+
+    /// The test kit's backend runner, shared with the integration tests.
+    #[allow(dead_code)]
+    mod backend {
+        include!("../../tests/support/backend.rs");
+    }
 
     const DAY: u64 = 24 * 60 * 60;
     const NOW: u64 = 1_750_000_000;
@@ -509,11 +513,7 @@ mod tests {
         else {
             return;
         };
-        let outcome = AssertUnwindSafe(test(store, pool)).catch_unwind().await;
-        cleanup.await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
+        backend::run_then_clean(test(store, pool), cleanup).await;
     }
 
     fn token(user_id: &str, selector: &str, last_used_at: u64) -> StoredToken {
@@ -929,7 +929,7 @@ mod tests {
     #[cfg(feature = "sqlite")]
     mod sqlite {
         use super::*;
-        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+        use sqlx::sqlite::SqlitePoolOptions;
         use sqlx::SqlitePool;
 
         /// An in-memory database. Every connection to `sqlite::memory:` is a
@@ -949,15 +949,7 @@ mod tests {
         /// concurrent statements really overlap.
         async fn open_concurrent() -> Option<Fixture<SqliteStore, SqlitePool>> {
             let dir = tempfile::tempdir().expect("a temporary directory");
-            let options = SqliteConnectOptions::new()
-                .filename(dir.path().join("remember.db"))
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(options)
-                .await
-                .expect("a SQLite database file");
+            let pool = backend::sqlite_file(dir.path(), 4).await;
             Some(migrated(pool, Some(dir)).await)
         }
 
@@ -1010,60 +1002,18 @@ mod tests {
     #[cfg(feature = "postgres")]
     mod postgres {
         use super::*;
-        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
         use sqlx::PgPool;
-        use std::time::Duration;
 
-        /// A new schema `latch_test_<hex>` of the database at
-        /// `TEST_POSTGRES_URL`, dropped at the end; `None` when it is unset.
+        /// A new schema `latch_test_<hex>` on the test kit's PostgreSQL
+        /// (`TEST_POSTGRES_URL`, or a cluster it starts), dropped at the
+        /// end; `None` (reported as skipped) when there is none.
         async fn open_with(connections: u32) -> Option<Fixture<PostgresStore, PgPool>> {
-            let url = match std::env::var("TEST_POSTGRES_URL") {
-                Ok(url) if !url.trim().is_empty() => url,
-                _ => {
-                    eprintln!("note: TEST_POSTGRES_URL is not set; skipping this PostgreSQL test");
-                    return None;
-                }
-            };
-            let options: PgConnectOptions = url
-                .parse()
-                .unwrap_or_else(|e| panic!("TEST_POSTGRES_URL={url:?} is not a URL: {e}"));
-            let admin = PgPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options.clone())
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "TEST_POSTGRES_URL={url:?} is set, but PostgreSQL cannot be reached: {e}"
-                    )
-                });
-            let mut random = [0u8; 8];
-            getrandom::fill(&mut random).expect("random bytes");
-            let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-            let schema = format!("latch_test_{hex}");
-            sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                .execute(&admin)
-                .await
-                .unwrap_or_else(|e| panic!("CREATE SCHEMA {schema}: {e}"));
-            let pool = PgPoolOptions::new()
-                .max_connections(connections)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options.options([("search_path", schema.as_str())]))
-                .await
-                .unwrap_or_else(|e| panic!("connect with search_path {schema}: {e}"));
+            let url = backend::postgres_url()?;
+            let schema = backend::PgSchema::create(&url, connections).await;
+            let pool = schema.pool.clone();
             let store = PostgresStore::new(pool.clone());
             let migrated = store.migrate().await;
-            let cleanup: BoxFuture<'static, ()> = {
-                let pool = pool.clone();
-                Box::pin(async move {
-                    pool.close().await;
-                    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                        .execute(&admin)
-                        .await
-                        .unwrap_or_else(|e| panic!("DROP SCHEMA {schema}: {e}"));
-                    admin.close().await;
-                })
-            };
+            let cleanup: BoxFuture<'static, ()> = Box::pin(schema.drop_schema());
             if let Err(error) = migrated {
                 cleanup.await;
                 panic!("PostgresStore::migrate: {error}");

@@ -1,4 +1,4 @@
-"""A small Microdot app for latch's interop test (tests/microdot_interop.rs).
+"""A small Microdot app for latch's interop test (tests/interop/microdot_app.rs).
 
 The seed example's users, routes and login flow, on Microdot's own Session
 and Login. It reads SECRET_KEY and PORT from the environment and serves on

@@ -1,4 +1,4 @@
-//! The attacker's kit, shared by `tests/attack_*.rs` and `tests/key_rotation.rs`:
+//! The attacker's kit, shared by the `attacks` suite and `core::key_rotation`:
 //! one app with every kind of route latch guards, real tokens to start from,
 //! hand-signed tokens, and a probe that tells whether a request was anonymous.
 //!
@@ -457,9 +457,12 @@ pub fn split(token: &str) -> (&str, &str, &str) {
 }
 
 /// `text` with the character at `index` replaced by another base64url one.
+/// `A` and `E` (0 and 4) both leave the two low bits clear, so the last
+/// character of a signature stays a strict encoding, whatever it was:
+/// the token keeps its shape and reaches the signature check.
 pub fn flip(text: &str, index: usize) -> String {
     let mut bytes = text.as_bytes().to_vec();
-    bytes[index] = if bytes[index] == b'A' { b'B' } else { b'A' };
+    bytes[index] = if bytes[index] == b'A' { b'E' } else { b'A' };
     String::from_utf8(bytes).unwrap()
 }
 
@@ -584,8 +587,15 @@ pub async fn anonymity_problems(
     data: Option<&str>,
 ) -> (Outcome, Vec<String>) {
     let outcome = probe(app, cookies).await;
-    let mut problems = not_anonymous(&outcome, data);
-    for issued in issued_sessions(&outcome) {
+    let problems = replay_problems(app, &outcome, data).await;
+    (outcome, problems)
+}
+
+/// Why the requests probed in `outcome` were not anonymous, or the session
+/// cookies they were given, sent back, are not.
+async fn replay_problems(app: &Router, outcome: &Outcome, data: Option<&str>) -> Vec<String> {
+    let mut problems = not_anonymous(outcome, data);
+    for issued in issued_sessions(outcome) {
         let replay = probe(app, std::slice::from_ref(&issued)).await;
         for problem in not_anonymous(&replay, None) {
             problems.push(format!(
@@ -593,7 +603,28 @@ pub async fn anonymity_problems(
             ));
         }
     }
-    (outcome, problems)
+    problems
+}
+
+/// What is wrong with `rejections` (latch's `debug` reasons, see
+/// `trace::CapturedEvent::rejection`) for a request that `reason` must have
+/// refused: there must be some, and each must be that one, not another
+/// check that happens to refuse the same token.
+pub fn refused_by(rejections: &[String], reason: &str) -> Vec<String> {
+    if reason == reasons::NONE_LOGGED {
+        return rejections
+            .iter()
+            .map(|rejection| format!("refused as {rejection:?}, expected no rejection"))
+            .collect();
+    }
+    if rejections.is_empty() {
+        return vec![format!("no rejection logged; expected {reason:?}")];
+    }
+    rejections
+        .iter()
+        .filter(|rejection| !rejection.contains(reason))
+        .map(|rejection| format!("refused as {rejection:?}, expected {reason:?}"))
+        .collect()
 }
 
 pub fn deletes(outcome: &Outcome, name: &str) -> bool {
@@ -612,6 +643,8 @@ pub struct Case {
     /// token is refused, `"dark"` (the fixture's data) when the token is good
     /// and only the login in it is not; `None` to not check.
     pub data: Option<&'static str>,
+    /// Why latch must refuse it (see [`reasons`]); `None` to not check.
+    pub reason: Option<&'static str>,
 }
 
 impl Case {
@@ -626,8 +659,44 @@ impl Case {
             cookies,
             deleted,
             data: Some("none"),
+            reason: None,
         }
     }
+
+    /// The case, which latch must refuse for `reason`.
+    pub fn because(self, reason: &'static str) -> Self {
+        Self {
+            reason: Some(reason),
+            ..self
+        }
+    }
+}
+
+/// The reasons latch gives, in its `debug` events, for what it refuses: the
+/// check that refused a token.
+pub mod reasons {
+    /// No rejection logged at all: latch reads the token as no login.
+    pub const NONE_LOGGED: &str = "";
+    /// Too long: refused before anything is decoded.
+    pub const TOO_LONG: &str = "token is longer than 8192 bytes";
+    /// Not three base64url parts, or a signature of the wrong length.
+    pub const MALFORMED: &str = "token is not three base64url parts";
+    pub const SIGNATURE: &str = "signature does not match any key";
+    pub const HEADER: &str = "header is not HS256";
+    pub const PAYLOAD: &str = "payload is not a JSON object";
+    pub const NO_EXPIRY: &str = "token has no expiry";
+    pub const EXPIRED: &str = "token has expired";
+    pub const NOT_YET_VALID: &str = "token is not valid yet";
+    pub const DUPLICATED: &str = "duplicated";
+    pub const LOGIN_TIME: &str = "login time is not a number";
+    pub const NO_LOGIN_TIME: &str = "login rejected: no login time";
+    pub const ABSOLUTE_TIMEOUT: &str = "login is older than the absolute timeout";
+    pub const NO_FINGERPRINT: &str = "no fingerprint";
+    pub const AUTH_HASH_CHANGED: &str = "login rejected: auth_hash changed";
+    pub const USER_ID_TYPE: &str = "login rejected: user id of another type";
+    pub const NO_SUCH_USER: &str = "login rejected: no such user";
+    pub const DAYS: &str = "days is not a whole number from 1 to 3650";
+    pub const NOT_A_SESSION: &str = "not a session token";
 }
 
 /// Sends every case, and fails with the list of every case that was not
@@ -637,7 +706,13 @@ pub async fn assert_all_anonymous(app: &Router, cases: Vec<Case>) {
     let total = cases.len();
     let mut failures = Vec::new();
     for case in cases {
-        let (outcome, mut problems) = anonymity_problems(app, &case.cookies, case.data).await;
+        let (captured, guard) = super::trace::capture();
+        let outcome = probe(app, &case.cookies).await;
+        drop(guard);
+        let mut problems = replay_problems(app, &outcome, case.data).await;
+        if let Some(reason) = case.reason {
+            problems.extend(refused_by(&captured.take_rejections(), reason));
+        }
         if let Some(name) = case.deleted {
             if !deletes(&outcome, name) {
                 problems.push(format!(
@@ -652,7 +727,7 @@ pub async fn assert_all_anonymous(app: &Router, cases: Vec<Case>) {
     }
     assert!(
         failures.is_empty(),
-        "{} of {total} cases were not anonymous:\n{}",
+        "{} of {total} cases were not anonymous (or not refused for their reason):\n{}",
         failures.len(),
         failures.join("\n")
     );
@@ -666,6 +741,19 @@ pub struct Forgery {
     /// and only the login in it is not: in the session cookie, latch drops
     /// the login and keeps the rest of the session.
     pub login_only: bool,
+    /// Why latch must refuse it (see [`reasons`]); `None`: the default of
+    /// [`assert_forgeries_refused`], if any.
+    pub reason: Option<&'static str>,
+}
+
+impl Forgery {
+    /// The forgery, which latch must refuse for `reason`.
+    pub fn because(self, reason: &'static str) -> Self {
+        Self {
+            reason: Some(reason),
+            ..self
+        }
+    }
 }
 
 /// A forgery whose token latch must refuse outright.
@@ -674,6 +762,7 @@ pub fn forged(name: impl Into<String>, token: String) -> Forgery {
         name: name.into(),
         token,
         login_only: false,
+        reason: None,
     }
 }
 
@@ -715,6 +804,22 @@ pub async fn two_logins() -> (Router, Logins) {
 /// logins at hand), and asserts that each, sent in its own cookie, is
 /// anonymous and (when latch can tell the token is bad) deleted.
 pub async fn assert_forgeries_anonymous(make: impl Fn(&Target<'_>, &Logins) -> Vec<Forgery>) {
+    assert_forgeries(None, make).await;
+}
+
+/// [`assert_forgeries_anonymous`], and each forgery is refused for its own
+/// reason or else for `reason`.
+pub async fn assert_forgeries_refused(
+    reason: &'static str,
+    make: impl Fn(&Target<'_>, &Logins) -> Vec<Forgery>,
+) {
+    assert_forgeries(Some(reason), make).await;
+}
+
+async fn assert_forgeries(
+    reason: Option<&'static str>,
+    make: impl Fn(&Target<'_>, &Logins) -> Vec<Forgery>,
+) {
     let (app, logins) = two_logins().await;
     let mut cases = Vec::new();
     for target in logins.alice.targets() {
@@ -728,6 +833,7 @@ pub async fn assert_forgeries_anonymous(make: impl Fn(&Target<'_>, &Logins) -> V
                 // only when the token itself is refused.
                 deleted: (!keeps_data).then_some(target.cookie),
                 data: Some(if keeps_data { "dark" } else { "none" }),
+                reason: forgery.reason.or(reason),
             });
         }
     }
@@ -819,4 +925,85 @@ pub fn with_one_byte_changed(
     bytes[i] = replacement;
     let value = [format!("{cookie}=").into_bytes(), bytes].concat();
     Some(HeaderValue::from_bytes(&value).unwrap())
+}
+
+/// [`check_anonymous`], and why latch refused what it refused meanwhile
+/// (see `trace::CapturedEvent::rejection`).
+pub fn check_anonymous_why(cookies: &[HeaderValue]) -> (Result<(), String>, Vec<String>) {
+    let (captured, guard) = super::trace::capture();
+    let result = check_anonymous(cookies);
+    drop(guard);
+    (result, captured.take_rejections())
+}
+
+/// How many cases of a property reached the check it is about, of how many
+/// ran.
+#[derive(Debug)]
+pub struct Reach {
+    pub reached: usize,
+    pub total: usize,
+}
+
+impl Reach {
+    /// The share of cases that reached the check.
+    pub fn share(&self) -> f64 {
+        self.reached as f64 / self.total.max(1) as f64
+    }
+
+    /// Fails unless at least `share` of the cases reached `check`: a
+    /// property whose cases mostly stop short of the code it tests proves
+    /// little.
+    pub fn assert_at_least(&self, share: f64, check: &str) {
+        eprintln!(
+            "{check}: {} of {} cases ({:.0} %)",
+            self.reached,
+            self.total,
+            100.0 * self.share()
+        );
+        assert!(
+            self.total > 0 && self.share() >= share,
+            "only {} of {} cases reached {check} (at least {:.0} % should)",
+            self.reached,
+            self.total,
+            100.0 * share
+        );
+    }
+}
+
+/// Runs `test` on `cases` values of `strategy`, as `proptest!` does (with
+/// the failures it finds kept beside `source_file`), and counts the cases
+/// for which `test` says (`Ok(true)`) that they reached the check under
+/// test.
+pub fn run_property<S: Strategy>(
+    source_file: &'static str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<bool, TestCaseError>,
+) -> Reach {
+    use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let config = Config {
+        cases,
+        source_file: Some(source_file),
+        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
+            "proptest-regressions",
+        ))),
+        ..Config::default()
+    };
+    let reached = AtomicUsize::new(0);
+    let total = AtomicUsize::new(0);
+    let outcome = TestRunner::new(config).run(&strategy, |value| {
+        total.fetch_add(1, Ordering::Relaxed);
+        if test(value)? {
+            reached.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    });
+    if let Err(error) = outcome {
+        panic!("{error}");
+    }
+    Reach {
+        reached: reached.into_inner(),
+        total: total.into_inner(),
+    }
 }

@@ -10,8 +10,7 @@
 //! too large) have files of their own: `attack_forged_tokens.rs`,
 //! `attack_expired_sessions.rs` and `attack_cookies.rs`.
 
-#[path = "support/jwt.rs"]
-mod jwt;
+use crate::support::jwt;
 
 use axum::body::Body;
 use axum::extract::Path;

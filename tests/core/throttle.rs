@@ -1,19 +1,19 @@
 //! Login throttling, the same behaviour checked against each backend: in
-//! memory (always) and on Redis (when `TEST_REDIS_URL` is set; unset: each
-//! Redis test prints a note and passes; set but unreachable: it fails).
+//! memory and on Redis (the kit's: `TEST_REDIS_URL`, or a `redis-server` it
+//! starts; a Redis test with neither says `SKIPPED`).
 //!
 //! Each test gets counts of its own: a new in-memory throttle, or a new
 //! random Redis key prefix whose keys are deleted at the end, pass or fail.
 //! Every subject has two throttles sharing counts, as two instances of an
 //! app would: clones in memory, two connections with one prefix on Redis.
 //!
-//! Times are moved by hand through the hidden `attempt_at` and
-//! `attempt_account_at`, starting from the real clock (Redis keys expire by
-//! TTL in real time, which the tests never wait for). There is no way to
-//! look at a count without trying a login: every attempt a test makes that
-//! goes through is counted as a failure (unless it is answered
-//! `succeeded`), and the tests keep track. The end-to-end tests drive an
-//! axum login route with the real clock and a long delay.
+//! Times are moved by hand on a manual clock (`Throttle::clock`), starting
+//! from the real time (Redis keys expire by TTL in real time, which the
+//! tests never wait for). There is no way to look at a count without trying
+//! a login: every attempt a test makes that goes through is counted as a
+//! failure (unless it is answered `succeeded`), and the tests keep track.
+//! The end-to-end test drives an axum login route, on a clock that stands
+//! still, so that the `Retry-After` it reads is exact.
 //!
 //! The concurrency tests are the attack the throttle must stop: many
 //! wrong-password logins sent at the same moment, all before any password
@@ -25,14 +25,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use axum_latch::throttle::{LoginAttempt, Throttle, Throttled};
-use futures_util::FutureExt as _;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use std::fmt::Display;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tower::ServiceExt as _;
 
@@ -68,18 +66,14 @@ where
     let Some(Fixture { subject, cleanup }) = fixture else {
         return;
     };
-    let outcome = AssertUnwindSafe(test(subject)).catch_unwind().await;
-    cleanup.await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    crate::support::backend::run_then_clean(test(subject), cleanup).await;
 }
 
 /// A test per behaviour function, on the backend that `$open` (an async
 /// fn returning `Option<Fixture>`) makes.
 macro_rules! behaviour_tests {
     ($open:path) => {
-        behaviour_tests!(@stamp $open;
+        crate::support::stamp_tests!($open, 2;
             current_thread:
                 the_defaults,
                 username_limit_then_a_doubling_delay_up_to_the_cap,
@@ -110,23 +104,6 @@ macro_rules! behaviour_tests {
                 concurrent_guesses_over_two_instances_get_no_more_than_the_limit;
         );
     };
-    (@stamp $open:path;
-        current_thread: $($current:ident),* ;
-        multi_thread: $($multi:ident),* ;
-    ) => {
-        $(
-            #[tokio::test]
-            async fn $current() {
-                super::run($open().await, super::$current).await;
-            }
-        )*
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $multi() {
-                super::run($open().await, super::$multi).await;
-            }
-        )*
-    };
 }
 
 mod memory {
@@ -150,42 +127,14 @@ mod memory {
 #[cfg(feature = "redis")]
 mod redis_backend {
     use super::*;
+    use crate::support::outage::Proxy;
+    use crate::support::{backend, trace};
     use redis::aio::{ConnectionManager, ConnectionManagerConfig};
     use redis::ConnectionAddr;
     use std::collections::HashMap;
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio::task::JoinHandle;
-    use tracing_subscriber::layer::SubscriberExt as _;
-
-    fn url() -> Option<String> {
-        match std::env::var("TEST_REDIS_URL") {
-            Ok(url) if !url.trim().is_empty() => Some(url),
-            _ => {
-                eprintln!("note: TEST_REDIS_URL is not set; skipping this Redis test");
-                None
-            }
-        }
-    }
-
-    async fn connect(client: redis::Client) -> ConnectionManager {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(1);
-        ConnectionManager::new_with_config(client, config)
-            .await
-            .unwrap_or_else(|e| panic!("TEST_REDIS_URL is set, but Redis cannot be reached: {e}"))
-    }
-
-    async fn manager(url: &str) -> ConnectionManager {
-        let client = redis::Client::open(url)
-            .unwrap_or_else(|e| panic!("TEST_REDIS_URL={url:?} is not a Redis URL: {e}"));
-        connect(client).await
-    }
 
     fn random_prefix() -> String {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).expect("random bytes");
-        format!("latch_test_{:016x}:", u64::from_le_bytes(bytes))
+        format!("latch_test_{}:", backend::random_hex())
     }
 
     /// Deletes every key under `prefix`.
@@ -193,22 +142,14 @@ mod redis_backend {
         mut admin: ConnectionManager,
         prefix: String,
     ) -> futures_util::future::BoxFuture<'static, ()> {
-        Box::pin(async move {
-            for key in keys(&mut admin, &prefix).await {
-                let _: i64 = redis::cmd("DEL")
-                    .arg(&key)
-                    .query_async(&mut admin)
-                    .await
-                    .expect("DEL a test key");
-            }
-        })
+        Box::pin(async move { backend::redis_delete(&mut admin, &format!("{prefix}*")).await })
     }
 
     /// Two throttles on two connections, with one new random prefix.
     async fn open() -> Option<Fixture> {
-        let url = url()?;
-        let first = manager(&url).await;
-        let second = manager(&url).await;
+        let url = backend::redis_url()?;
+        let first = backend::redis_manager(&url).await;
+        let second = backend::redis_manager(&url).await;
         let prefix = random_prefix();
         Some(Fixture {
             subject: Subject {
@@ -223,58 +164,12 @@ mod redis_backend {
 
     /// The keys under `prefix`, sorted.
     async fn keys(connection: &mut ConnectionManager, prefix: &str) -> Vec<String> {
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(connection)
-                .await
-                .expect("SCAN the test's keys");
-            keys.extend(batch);
-            if next == 0 {
-                keys.sort();
-                keys.dedup();
-                return keys;
-            }
-            cursor = next;
-        }
+        backend::redis_keys(connection, &format!("{prefix}*")).await
     }
 
-    async fn cmd<T: redis::FromRedisValue>(
-        connection: &mut ConnectionManager,
-        name: &str,
-        args: &[&str],
-    ) -> T {
-        redis::cmd(name)
-            .arg(args)
-            .query_async(connection)
-            .await
-            .unwrap_or_else(|e| panic!("{name} {args:?}: {e}"))
-    }
+    use backend::redis_cmd as cmd;
 
-    /// Runs a Redis-only test with a manager and a random prefix, then
-    /// deletes the prefix's keys.
-    async fn with_redis<F, Fut>(test: F)
-    where
-        F: FnOnce(String, ConnectionManager, String) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        let Some(url) = url() else { return };
-        let manager = manager(&url).await;
-        let prefix = random_prefix();
-        let outcome = AssertUnwindSafe(test(url, manager.clone(), prefix.clone()))
-            .catch_unwind()
-            .await;
-        cleanup(manager, prefix).await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
-    }
+    use backend::with_redis_prefix as with_redis;
 
     fn millis(time: SystemTime) -> u64 {
         time.duration_since(SystemTime::UNIX_EPOCH)
@@ -438,7 +333,7 @@ mod redis_backend {
                 .attempt("susan", NO_ACCOUNT, None)
                 .await
                 .expect("fails open");
-            let logged = events.take();
+            let logged = events.take_errors();
             assert_eq!(logged.len(), 1, "{logged:?}");
             assert!(logged[0].starts_with("ERROR latch:"), "{logged:?}");
             assert!(
@@ -447,13 +342,13 @@ mod redis_backend {
             );
             assert!(logged[0].contains("WRONGTYPE"), "{logged:?}");
             attempt.failed();
-            assert_eq!(events.take(), Vec::<String>::new(), "nothing to do");
+            assert_eq!(events.take_errors(), Vec::<String>::new(), "nothing to do");
 
             let attempt = throttle
                 .attempt("susan", NO_ACCOUNT, ip("192.0.2.1"))
                 .await
                 .expect("fails open");
-            assert_eq!(events.take().len(), 1);
+            assert_eq!(events.take_errors().len(), 1);
             assert!(
                 !keys(&mut connection, &prefix).await.contains(&addr),
                 "nothing written to the address's key"
@@ -462,14 +357,14 @@ mod redis_backend {
             // A success deletes whatever the username's key held: counting
             // works again.
             attempt.succeeded().await;
-            assert_eq!(events.take(), Vec::<String>::new());
+            assert_eq!(events.take_errors(), Vec::<String>::new());
             throttle
                 .attempt("susan", NO_ACCOUNT, None)
                 .await
                 .unwrap()
                 .failed();
             assert!(throttle.attempt("susan", NO_ACCOUNT, None).await.is_err());
-            assert_eq!(events.take(), Vec::<String>::new());
+            assert_eq!(events.take_errors(), Vec::<String>::new());
 
             // A hash with a bad blocked_until, or one too large to be a
             // time: nothing is written to either key.
@@ -480,7 +375,7 @@ mod redis_backend {
                     .await
                     .expect("fails open");
                 drop(attempt);
-                let logged = events.take();
+                let logged = events.take_errors();
                 assert_eq!(logged.len(), 1, "{logged:?}");
                 assert!(logged[0].contains("corrupt"), "{logged:?}");
                 assert!(logged[0].contains("blocked_until"), "{logged:?}");
@@ -494,57 +389,6 @@ mod redis_backend {
         .await;
     }
 
-    /// A TCP proxy in front of the test's Redis, to take Redis away from a
-    /// throttle and give it back.
-    struct Proxy {
-        port: u16,
-        task: Option<JoinHandle<()>>,
-    }
-
-    impl Proxy {
-        async fn start(upstream: (String, u16), port: u16) -> Self {
-            let listener = TcpListener::bind(("127.0.0.1", port))
-                .await
-                .expect("bind the proxy");
-            let port = listener.local_addr().unwrap().port();
-            let task = tokio::spawn(async move {
-                let mut connections = tokio::task::JoinSet::new();
-                loop {
-                    let Ok((mut inbound, _)) = listener.accept().await else {
-                        return;
-                    };
-                    let upstream = upstream.clone();
-                    connections.spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
-                    });
-                }
-            });
-            Self {
-                port,
-                task: Some(task),
-            }
-        }
-
-        /// Closes the listener and every connection through it.
-        async fn stop(&mut self) {
-            if let Some(task) = self.task.take() {
-                task.abort();
-                let _ = task.await;
-            }
-        }
-    }
-
-    impl Drop for Proxy {
-        fn drop(&mut self) {
-            if let Some(task) = &self.task {
-                task.abort();
-            }
-        }
-    }
-
     #[tokio::test]
     async fn redis_down_fails_open_and_comes_back() {
         with_redis(async |url, _, prefix| {
@@ -553,11 +397,11 @@ mod redis_backend {
                 .get_connection_info()
                 .clone();
             let ConnectionAddr::Tcp(host, port) = info.addr().clone() else {
-                eprintln!("note: TEST_REDIS_URL is not plain TCP; skipping the outage test");
+                backend::skip("the Redis URL is not plain TCP, which the proxy needs");
                 return;
             };
             let upstream = (host, port);
-            let mut proxy = Proxy::start(upstream.clone(), 0).await;
+            let mut proxy = Proxy::start(upstream, 0).await;
             let through = info.set_addr(ConnectionAddr::Tcp("127.0.0.1".into(), proxy.port));
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_millis(500)))
@@ -598,7 +442,7 @@ mod redis_backend {
                 .await;
             let took = started.elapsed();
             assert!(took < Duration::from_secs(10), "took {took:?}");
-            let errors = events.take();
+            let errors = events.take_errors();
             drop(guard);
             let logged = &errors;
             assert!(
@@ -619,7 +463,7 @@ mod redis_backend {
             // Redis back on the same port: the count kept in Redis is there
             // again, and new failures count (the manager reconnects, and a
             // refused connection is tried once more).
-            let _proxy = Proxy::start(upstream, proxy.port).await;
+            proxy.restart().await;
             let mut back = false;
             for _ in 0..50 {
                 match throttle.attempt("susan", NO_ACCOUNT, None).await {
@@ -643,59 +487,8 @@ mod redis_backend {
         .await;
     }
 
-    // -----------------------------------------------------------------------
-    // Captured tracing events
-    // -----------------------------------------------------------------------
-
-    /// Every event, as `LEVEL target: field=value ...`.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<String>>>);
-
-    impl Captured {
-        /// The events at `error` since the last call.
-        fn take(&self) -> Vec<String> {
-            let events = std::mem::take(&mut *self.0.lock().unwrap());
-            events
-                .into_iter()
-                .filter(|event| event.starts_with("ERROR "))
-                .collect()
-        }
-    }
-
-    struct Fields(String);
-
-    impl tracing::field::Visit for Fields {
-        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-            self.0.push_str(&format!(" {}={value:?}", field.name()));
-        }
-    }
-
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
-        fn on_event(
-            &self,
-            event: &tracing::Event<'_>,
-            _: tracing_subscriber::layer::Context<'_, S>,
-        ) {
-            let meta = event.metadata();
-            let mut fields = Fields(format!("{} {}:", meta.level(), meta.target()));
-            event.record(&mut fields);
-            self.0.lock().unwrap().push(fields.0);
-        }
-    }
-
-    /// Captures this thread's events until the guard is dropped (the test
-    /// runs on one thread: a current-thread runtime). An idle second
-    /// dispatcher keeps callsites from being switched off for good by a
-    /// thread without this subscriber (as in `tests/remember_faults.rs`).
-    fn capture_events() -> (Captured, tracing::subscriber::DefaultGuard) {
-        static IDLE: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
-        IDLE.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-        let captured = Captured::default();
-        let subscriber = tracing_subscriber::registry().with(captured.clone());
-        (
-            captured.clone(),
-            tracing::subscriber::set_default(subscriber),
-        )
+    fn capture_events() -> (trace::Captured, trace::CaptureGuard) {
+        trace::capture()
     }
 }
 
@@ -738,6 +531,7 @@ impl Clock {
         }
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis tests read it
     fn now(&self) -> SystemTime {
         self.time.now()
     }
@@ -1515,8 +1309,10 @@ async fn post_login(app: &Router, client: &str, username: &str, password: &str) 
 }
 
 async fn login_route_end_to_end(t: Subject) {
+    let time = axum_latch::clock::Clock::manual(SystemTime::now());
     let configure = |throttle: Throttle| {
         throttle
+            .clock(time.clone())
             .username_limit(3)
             .address_limit(6)
             .base_delay(Duration::from_secs(30))

@@ -15,9 +15,9 @@
 //!
 //! These are the short versions; the full suite of revocable remember-me
 //! (grace window, devices, store faults, the theft event) is
-//! `tests/revocable_login.rs`.
+//! `tests/remember/revocable_login.rs`.
 
-mod support;
+use crate::support;
 
 use axum::http::StatusCode;
 use axum::Router;

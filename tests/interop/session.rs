@@ -6,7 +6,7 @@
 //! session by itself when the response goes out, so there is no `save()` to
 //! call.
 
-mod support;
+use crate::support;
 
 use axum::routing::{get, post};
 use axum::Router;

@@ -13,11 +13,12 @@
 //!   restarting the app.
 //!
 //! Needs `redis-server` on `PATH` (or at `/usr/bin/redis-server`, or named
-//! by `REDIS_SERVER`).
+//! by `REDIS_SERVER`); without it the test says `SKIPPED`.
 
 #![cfg(feature = "redis")]
 
-mod support;
+use crate::support;
+use crate::support::fixtures::{self, Account};
 
 use axum::extract::{Form, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -25,18 +26,16 @@ use axum::routing::{get, post};
 use axum::Router;
 use axum_latch::remember::RevocableRemember;
 use axum_latch::stores::RedisStore;
-use axum_latch::{Auth, AuthError, CurrentUser, Login, Remember, Session, User};
+use axum_latch::{Auth, AuthError, CurrentUser, Login, Remember, Session};
 use http::StatusCode;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{key, Client, TestResponse};
-use tracing_subscriber::layer::SubscriberExt as _;
+use support::{backend, key, trace, Client, TestResponse};
 
 const REMEMBER: &str = "_remember";
 const SESSION: &str = "session";
@@ -57,9 +56,8 @@ impl RedisServer {
     /// Starts a server on `port` that keeps its data in `dir` (append-only
     /// file, synced on every write, so a killed server loses nothing), and
     /// waits until it answers `PING`.
-    async fn start(port: u16, dir: &Path) -> Self {
-        let binary = redis_server_binary();
-        let child = Command::new(&binary)
+    async fn start(binary: &Path, port: u16, dir: &Path) -> Self {
+        let child = Command::new(binary)
             .arg("--port")
             .arg(port.to_string())
             .arg("--bind")
@@ -134,68 +132,14 @@ impl Drop for RedisServer {
     }
 }
 
-fn redis_server_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("REDIS_SERVER") {
-        return path.into();
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("redis-server"))
-            .find(|candidate| candidate.is_file())
-    });
-    on_path.unwrap_or_else(|| {
-        let fallback = PathBuf::from("/usr/bin/redis-server");
-        assert!(
-            fallback.is_file(),
-            "redis-server is neither on PATH nor at /usr/bin/redis-server; \
-             install it (apt-get install redis-server) or set REDIS_SERVER"
-        );
-        fallback
-    })
-}
-
-/// A port nobody listens on: bind port 0, take what the OS gave, let go.
-fn spare_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a spare port");
-    listener.local_addr().expect("a local address").port()
-}
-
 // ---------------------------------------------------------------------------
 // The app under test
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Debug)]
-struct Account {
-    id: String,
-    name: String,
-}
-
-impl User for Account {
-    type Id = String;
-
-    fn id(&self) -> String {
-        self.id.clone()
-    }
-
-    fn auth_hash(&self) -> &[u8] {
-        b"password hash"
-    }
-}
-
 type Users = Arc<HashMap<String, Account>>;
 
 fn users() -> Users {
-    let users = [("user001", "susan"), ("user002", "david")]
-        .into_iter()
-        .map(|(id, name)| {
-            let account = Account {
-                id: id.to_owned(),
-                name: name.to_owned(),
-            };
-            (id.to_owned(), account)
-        })
-        .collect();
-    Arc::new(users)
+    Arc::new(fixtures::accounts())
 }
 
 #[derive(Deserialize)]
@@ -269,50 +213,8 @@ async fn connect(url: &str) -> ConnectionManager {
         .expect("connect to the test's redis-server")
 }
 
-// ---------------------------------------------------------------------------
-// Captured tracing events
-// ---------------------------------------------------------------------------
-
-/// Every event, as `LEVEL target: field=value ...`.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<String>>>);
-
-impl Captured {
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-struct Fields(String);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!(" {}={value:?}", field.name()));
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        let meta = event.metadata();
-        let mut fields = Fields(format!("{} {}:", meta.level(), meta.target()));
-        event.record(&mut fields);
-        self.0.lock().unwrap().push(fields.0);
-    }
-}
-
-/// Captures this thread's events until the guard is dropped (the test runs
-/// on one thread: a current-thread runtime). An idle second dispatcher
-/// keeps callsites from being switched off for good by a thread without
-/// this subscriber (see `capture_events` in `tests/remember_store.rs`).
-fn capture_events() -> (Captured, tracing::subscriber::DefaultGuard) {
-    static IDLE: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
-    IDLE.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::registry().with(captured.clone());
-    (
-        captured.clone(),
-        tracing::subscriber::set_default(subscriber),
-    )
+fn capture_events() -> (trace::Captured, trace::CaptureGuard) {
+    trace::capture()
 }
 
 // ---------------------------------------------------------------------------
@@ -346,10 +248,15 @@ fn restart_browser(browser: &mut Client) {
 
 #[tokio::test]
 async fn remembered_logins_fail_closed_while_redis_is_down_and_recover_when_it_is_back() {
+    // A server of the test's own, to kill: whatever TEST_REDIS_URL says.
+    let Some(binary) = backend::redis_server_binary() else {
+        backend::skip("no redis-server is on PATH (or at the path REDIS_SERVER names)");
+        return;
+    };
     let (events, _guard) = capture_events();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let port = spare_port();
-    let mut server = RedisServer::start(port, dir.path()).await;
+    let port = backend::spare_port();
+    let mut server = RedisServer::start(&binary, port, dir.path()).await;
     let manager = connect(&server.url()).await;
     let mut susan = Client::new(app(manager.clone()));
 
@@ -438,7 +345,7 @@ async fn remembered_logins_fail_closed_while_redis_is_down_and_recover_when_it_i
     // its connection manager are the same. The manager's last reconnection
     // failed while Redis was down: the store tries once more on a refused
     // connection, so even the first request after the restart works.
-    let _server = RedisServer::start(port, dir.path()).await;
+    let _server = RedisServer::start(&binary, port, dir.path()).await;
     let res = remembered.get("/account").await;
     assert_logged_in(&res, "susan", "the remember cookie once Redis is back");
     let again = res

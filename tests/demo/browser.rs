@@ -2,7 +2,7 @@
 //! through ChromeDriver, logs in, is remembered across a restart, logs in
 //! freshly, changes the password and logs out, failing on any console error.
 
-mod demo_support;
+use crate::support::demo as demo_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -8,7 +8,7 @@
 //! `@login.fresh` is `FreshUser`, and `request.g.current_user` is what those
 //! extractors (and `Auth::current_user`) return.
 
-mod support;
+use crate::support;
 
 use axum::response::Redirect;
 use axum::routing::{get, post};

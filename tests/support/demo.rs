@@ -1,14 +1,11 @@
-//! The demo (`examples/login`) over real HTTP, for the tests in `demo.rs`
-//! and `demo_instances.rs`: the demo's router served on a free port, and
+//! The demo (`examples/login`) over real HTTP, for the `demo` and
+//! `interop` suites: the demo's router served on a free port, and
 //! `reqwest` clients that keep cookies as a browser does.
-
-#![allow(dead_code)] // Each test file uses part of it.
 
 #[path = "../../examples/login/app.rs"]
 pub mod app;
 
-#[path = "../support/jwt.rs"]
-pub mod jwt;
+pub use super::jwt;
 
 use std::sync::Arc;
 

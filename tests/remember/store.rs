@@ -4,8 +4,8 @@
 //! The tests are generic async functions over the store; `contract_tests!`
 //! stamps out one `#[tokio::test]` per function in a module per backend,
 //! each behind its cargo feature. Memory and SQLite always run; PostgreSQL
-//! runs when `TEST_POSTGRES_URL` is set and Redis when `TEST_REDIS_URL` is
-//! (unset: the test prints a note and passes; set but unreachable: it fails).
+//! and Redis run on the kit's servers (`TEST_POSTGRES_URL`/`TEST_REDIS_URL`,
+//! or servers the kit starts; with neither, a test says `SKIPPED`).
 //!
 //! Every test gets a store of its own: a new memory store, a new SQLite file,
 //! a new PostgreSQL schema (`latch_test_<hex>`, dropped at the end) or a new
@@ -24,8 +24,8 @@
     feature = "redis"
 ))]
 
-#[path = "support/jwt.rs"]
-mod jwt;
+use crate::support::trace;
+use crate::support::{backend, jwt};
 
 use axum_latch::remember::{
     Consumed, Redeemed, RememberGrant, RememberStore, RememberTokens, RememberedDevice,
@@ -35,15 +35,12 @@ use axum_latch::{KeyRing, SecretKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use futures_util::future::BoxFuture;
-use futures_util::FutureExt as _;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tracing_subscriber::layer::SubscriberExt as _;
 
 // ---------------------------------------------------------------------------
 // Backends
@@ -77,18 +74,26 @@ where
     let Some(Fixture { subject, cleanup }) = fixture else {
         return;
     };
-    let outcome = AssertUnwindSafe(test(subject)).catch_unwind().await;
-    cleanup.await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
+    backend::run_then_clean(test(subject), cleanup).await;
+}
+
+/// Appends a table (or key) and its rows (or values) to a [`RawDump`]'s
+/// bytes, a line each.
+#[allow(dead_code)]
+fn dump_entry(out: &mut Vec<u8>, name: &str, rows: Vec<impl AsRef<[u8]>>) {
+    out.extend_from_slice(name.as_bytes());
+    for row in rows {
+        out.push(b'\n');
+        out.extend_from_slice(row.as_ref());
     }
+    out.push(b'\n');
 }
 
 /// A test per contract function, on the backend that `$open` (an async fn
 /// returning `Option<Fixture<_>>`) makes.
 macro_rules! contract_tests {
     ($open:path) => {
-        contract_tests!(@stamp $open;
+        crate::support::stamp_tests!($open, 4;
             current_thread:
                 store_round_trips_every_field,
                 store_round_trips_confirmed_and_rotated_at_ms,
@@ -124,23 +129,6 @@ macro_rules! contract_tests {
                 concurrent_issues_all_land;
         );
     };
-    (@stamp $open:path;
-        current_thread: $($current:ident),* ;
-        multi_thread: $($multi:ident),* ;
-    ) => {
-        $(
-            #[tokio::test]
-            async fn $current() {
-                super::run($open().await, super::$current).await;
-            }
-        )*
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $multi() {
-                super::run($open().await, super::$multi).await;
-            }
-        )*
-    };
 }
 
 #[cfg(feature = "memory")]
@@ -163,9 +151,8 @@ mod memory {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use super::{Fixture, RawDump, Subject};
+    use super::{backend, Fixture, RawDump, Subject};
     use axum_latch::stores::SqliteStore;
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
     use sqlx::SqlitePool;
     use std::sync::Arc;
 
@@ -173,15 +160,7 @@ mod sqlite {
     /// pool of several connections (so concurrent tests really overlap).
     async fn open() -> Option<Fixture<SqliteStore>> {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let options = SqliteConnectOptions::new()
-            .filename(dir.path().join("remember.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .expect("open a SQLite database in a temporary directory");
+        let pool = backend::sqlite_file(dir.path(), 4).await;
         let store = SqliteStore::new(pool.clone());
         store.migrate().await.expect("SqliteStore::migrate");
         let raw: RawDump = {
@@ -226,12 +205,7 @@ mod sqlite {
                 .fetch_all(pool)
                 .await
                 .expect("read a table");
-            out.extend_from_slice(table.as_bytes());
-            for row in rows {
-                out.push(b'\n');
-                out.extend_from_slice(row.as_bytes());
-            }
-            out.push(b'\n');
+            super::dump_entry(&mut out, &table, rows);
         }
         out
     }
@@ -241,53 +215,23 @@ mod sqlite {
 
 #[cfg(feature = "postgres")]
 mod postgres {
-    use super::{env_url, random_hex, Fixture, RawDump, Subject};
+    use super::{backend, Fixture, RawDump, Subject};
     use axum_latch::stores::PostgresStore;
-    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-    use sqlx::{Connection as _, PgConnection, PgPool};
-    use std::str::FromStr as _;
+    use sqlx::PgPool;
     use std::sync::Arc;
-    use std::time::Duration;
 
     /// A pool whose connections use a new schema of their own.
     async fn open() -> Option<Fixture<PostgresStore>> {
-        let url = env_url("TEST_POSTGRES_URL")?;
-        let options = PgConnectOptions::from_str(&url)
-            .unwrap_or_else(|e| panic!("TEST_POSTGRES_URL={url:?} is not a PostgreSQL URL: {e}"));
-        // One plain connection first: its error says why PostgreSQL is unreachable.
-        let mut admin = PgConnection::connect_with(&options)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("TEST_POSTGRES_URL={url:?} is set, but PostgreSQL cannot be reached: {e}")
-            });
-        let schema = format!("latch_test_{}", random_hex());
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut admin)
-            .await
-            .unwrap_or_else(|e| panic!("CREATE SCHEMA {schema}: {e}"));
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.options([("search_path", schema.as_str())]))
-            .await
-            .unwrap_or_else(|e| panic!("connect to PostgreSQL with search_path {schema}: {e}"));
+        let url = backend::postgres_url()?;
+        let schema = backend::PgSchema::create(&url, 10).await;
+        let pool = schema.pool.clone();
         let store = PostgresStore::new(pool.clone());
         let migrated = store.migrate().await;
-        let raw: RawDump = {
+        let raw: RawDump = Arc::new(move || {
             let pool = pool.clone();
-            Arc::new(move || {
-                let pool = pool.clone();
-                Box::pin(async move { dump(&pool).await })
-            })
-        };
-        let cleanup = Box::pin(async move {
-            pool.close().await;
-            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&mut admin)
-                .await
-                .unwrap_or_else(|e| panic!("DROP SCHEMA {schema}: {e}"));
-            admin.close().await.expect("close the admin connection");
+            Box::pin(async move { dump(&pool).await })
         });
+        let cleanup = Box::pin(schema.drop_schema());
         if let Err(error) = migrated {
             cleanup.await;
             panic!("PostgresStore::migrate: {error}");
@@ -318,12 +262,7 @@ mod postgres {
                     .fetch_all(pool)
                     .await
                     .expect("read a table");
-            out.extend_from_slice(table.as_bytes());
-            for row in rows {
-                out.push(b'\n');
-                out.extend_from_slice(row.as_bytes());
-            }
-            out.push(b'\n');
+            super::dump_entry(&mut out, &table, rows);
         }
         out
     }
@@ -333,26 +272,16 @@ mod postgres {
 
 #[cfg(feature = "redis")]
 mod redis_store {
-    use super::{env_url, random_hex, Fixture, RawDump, Subject};
+    use super::{backend, Fixture, RawDump, Subject};
     use axum_latch::stores::RedisStore;
-    use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+    use redis::aio::ConnectionManager;
     use std::sync::Arc;
-    use std::time::Duration;
 
     /// A store whose keys all start with a new random prefix.
     async fn open() -> Option<Fixture<RedisStore>> {
-        let url = env_url("TEST_REDIS_URL")?;
-        let client = redis::Client::open(url.as_str())
-            .unwrap_or_else(|e| panic!("TEST_REDIS_URL={url:?} is not a Redis URL: {e}"));
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(1);
-        let manager = ConnectionManager::new_with_config(client, config)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("TEST_REDIS_URL={url:?} is set, but Redis cannot be reached: {e}")
-            });
-        let prefix = format!("latch_test_{}:", random_hex());
+        let url = backend::redis_url()?;
+        let manager = backend::redis_manager(&url).await;
+        let prefix = format!("latch_test_{}:", backend::random_hex());
         let store = RedisStore::new(manager.clone()).prefix(&prefix);
         let raw: RawDump = {
             let manager = manager.clone();
@@ -370,42 +299,15 @@ mod redis_store {
                 raw: Some(raw),
             },
             cleanup: Box::pin(async move {
-                for key in keys(&mut admin, &prefix).await {
-                    let _: i64 = redis::cmd("DEL")
-                        .arg(&key)
-                        .query_async(&mut admin)
-                        .await
-                        .expect("DEL a test key");
-                }
+                backend::redis_delete(&mut admin, &format!("{prefix}*")).await;
             }),
         })
-    }
-
-    async fn keys(manager: &mut ConnectionManager, prefix: &str) -> Vec<Vec<u8>> {
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(manager)
-                .await
-                .expect("SCAN the test's keys");
-            keys.extend(batch);
-            if next == 0 {
-                return keys;
-            }
-            cursor = next;
-        }
     }
 
     /// Every key under the prefix and everything in it.
     async fn dump(manager: &mut ConnectionManager, prefix: &str) -> Vec<u8> {
         let mut out = Vec::new();
-        for key in keys(manager, prefix).await {
+        for key in backend::redis_keys(manager, &format!("{prefix}*")).await {
             let kind: String = redis::cmd("TYPE")
                 .arg(&key)
                 .query_async(manager)
@@ -444,36 +346,12 @@ mod redis_store {
                     .expect("LRANGE"),
                 _ => Vec::new(),
             };
-            out.extend_from_slice(&key);
-            for value in values {
-                out.push(b'\n');
-                out.extend_from_slice(&value);
-            }
-            out.push(b'\n');
+            super::dump_entry(&mut out, &key, values);
         }
         out
     }
 
     contract_tests!(open);
-}
-
-/// The URL in `var`, or `None` (with a note) when it is not set.
-#[allow(dead_code)]
-fn env_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            eprintln!("note: {var} is not set; skipping this backend's test");
-            None
-        }
-    }
-}
-
-#[allow(dead_code)]
-fn random_hex() -> String {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("random bytes");
-    hex(&bytes)
 }
 
 // ---------------------------------------------------------------------------
@@ -716,77 +594,8 @@ async fn assert_validator_not_stored<S: RememberStore>(subject: &Subject<S>, coo
     }
 }
 
-// ---------------------------------------------------------------------------
-// Captured tracing events
-// ---------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct CapturedEvent {
-    level: tracing::Level,
-    target: String,
-    fields: Vec<(String, String)>,
-}
-
-impl CapturedEvent {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        self.fields
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<CapturedEvent>>>);
-
-struct Fields(Vec<(String, String)>);
-
-impl tracing::field::Visit for Fields {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.push((field.name().to_owned(), value.to_owned()));
-    }
-
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push((field.name().to_owned(), format!("{value:?}")));
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        let mut fields = Fields(Vec::new());
-        event.record(&mut fields);
-        self.0.lock().unwrap().push(CapturedEvent {
-            level: *event.metadata().level(),
-            target: event.metadata().target().to_owned(),
-            fields: fields.0,
-        });
-    }
-}
-
-/// Captures the events of this thread (a current-thread `#[tokio::test]`
-/// runs everything on it) until the guard is dropped.
-///
-/// tracing-core decides whether a callsite is enabled when it is first hit,
-/// asking every live dispatcher; but while only one dispatcher exists it asks
-/// the hitting thread's default instead. Another test hitting latch's `warn`
-/// first, on a thread without this subscriber, would then switch it off for
-/// good. A second, idle dispatcher that lives as long as the process makes
-/// every callsite ask all of them, this one included.
-fn capture_events() -> (Captured, tracing::subscriber::DefaultGuard) {
-    static IDLE: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
-    IDLE.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::registry().with(captured.clone());
-    let guard = tracing::subscriber::set_default(subscriber);
-    (captured, guard)
+fn capture_events() -> (trace::Captured, trace::CaptureGuard) {
+    trace::capture()
 }
 
 // ---------------------------------------------------------------------------
@@ -1692,21 +1501,8 @@ async fn confirmed_replaced_validator_after_grace_is_theft_and_revokes_the_users
     // David's still does.
     rotate_cookie(&tokens, &david, now + 20).await;
 
-    let events = captured.0.lock().unwrap().clone();
-    let warnings: Vec<&CapturedEvent> = events
-        .iter()
-        .filter(|e| e.level == tracing::Level::WARN && e.target == "latch")
-        .collect();
-    assert_eq!(
-        warnings.len(),
-        1,
-        "one warn event, target latch: {events:#?}"
-    );
-    let warning = warnings[0];
-    let user_id = warning
-        .field("user_id")
-        .unwrap_or_else(|| panic!("the warning names the user: {warning:#?}"));
-    assert!(user_id.contains("user001"), "{user_id}");
+    let events = captured.events();
+    let warning = trace::one_latch_warning(&events, "user001");
     let series = warning
         .field("series")
         .unwrap_or_else(|| panic!("the warning names the series: {warning:#?}"));

@@ -7,9 +7,9 @@
 //! A signed is anonymous (removing a key ends the sessions it signed), what
 //! B signed works.
 //!
-//! `tests/session.rs` has the same rules for the session cookie alone.
+//! `tests/core/session.rs` has the same rules for the session cookie alone.
 
-mod support;
+use crate::support;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::Router;
@@ -163,18 +163,21 @@ async fn removing_the_old_key_ends_what_it_signed() {
                 "the session signed with A",
                 vec![header("session", &r.a.session)],
                 Some("session"),
-            ),
+            )
+            .because(reasons::SIGNATURE),
             Case::empty(
                 "the remember cookie signed with A",
                 vec![header("_remember", &r.a.remember)],
                 Some("_remember"),
-            ),
+            )
+            .because(reasons::SIGNATURE),
             Case {
                 name: "a session signed with B over A's fingerprint".into(),
                 cookies: vec![header("session", &jwt::encode(&r.a.session_claims, B))],
                 // The token is good; only the login in it is not.
                 deleted: None,
                 data: Some("dark"),
+                reason: Some(reasons::AUTH_HASH_CHANGED),
             },
         ],
     )

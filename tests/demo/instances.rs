@@ -1,16 +1,16 @@
 //! Two instances of the demo that share `SECRET_KEY`, the user database and
 //! the remember-me store share logins: each test serves the demo twice, on
-//! two ports, once with the tokens on Redis (`TEST_REDIS_URL`) and once on
-//! PostgreSQL (`TEST_POSTGRES_URL`). Without the variable, a test says so and
-//! passes; `.ci/run` sets both.
+//! two ports, once with the tokens on Redis and once on PostgreSQL: the
+//! kit's servers (`TEST_REDIS_URL`, `TEST_POSTGRES_URL`, or its own); with
+//! neither, a test says `SKIPPED`.
 
-mod demo_support;
+use crate::support::demo as demo_support;
 
 use std::time::Duration;
 
+use crate::support::backend;
 use demo_support::*;
 use reqwest::StatusCode;
-use sqlx::Executor;
 
 /// The secret key both instances share.
 const SHARED_KEY: &str = "two demo instances share this key, which is long enough";
@@ -27,12 +27,6 @@ fn config(database_url: &str, redis_url: Option<&str>, prefix: &str) -> app::Con
     }
 }
 
-fn random_name() -> String {
-    let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes).expect("random bytes");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Waits until the clock has moved past the second a token was rotated in,
 /// so that the cookie it replaced is out of the (zero) grace window.
 async fn past_the_grace_window() {
@@ -41,14 +35,13 @@ async fn past_the_grace_window() {
 
 #[tokio::test]
 async fn two_instances_share_logins_on_redis() {
-    let Ok(redis_url) = std::env::var("TEST_REDIS_URL") else {
-        eprintln!("TEST_REDIS_URL is not set: skipping the two-instance test on Redis");
+    let Some(redis_url) = backend::redis_url() else {
         return;
     };
     // The users live in one SQLite file both instances open.
     let dir = tempfile::tempdir().expect("a temporary directory");
     let database_url = format!("sqlite://{}", dir.path().join("users.db").display());
-    let prefix = format!("latch-test-{}:", random_name());
+    let prefix = format!("latch-test-{}:", backend::random_hex());
     let one = serve(config(&database_url, Some(&redis_url), &prefix)).await;
     let two = serve(config(&database_url, Some(&redis_url), &prefix)).await;
     share_logins(&one, &two).await;
@@ -57,29 +50,19 @@ async fn two_instances_share_logins_on_redis() {
 
 #[tokio::test]
 async fn two_instances_share_logins_on_postgres() {
-    let Ok(postgres_url) = std::env::var("TEST_POSTGRES_URL") else {
-        eprintln!("TEST_POSTGRES_URL is not set: skipping the two-instance test on PostgreSQL");
+    let Some(postgres_url) = backend::postgres_url() else {
         return;
     };
     // Users and tokens live in a schema of this test's own.
-    let schema = format!("latch_demo_{}", random_name());
-    let admin = sqlx::PgPool::connect(&postgres_url)
-        .await
-        .unwrap_or_else(|error| panic!("PostgreSQL at {postgres_url} is unreachable: {error}"));
-    admin
-        .execute(format!("CREATE SCHEMA {schema}").as_str())
-        .await
-        .expect("a schema for the test");
+    let schema = backend::PgSchema::create(&postgres_url, 1).await;
+    let name = &schema.name;
     let separator = if postgres_url.contains('?') { '&' } else { '?' };
-    let database_url = format!("{postgres_url}{separator}options=-c%20search_path%3D{schema}");
+    let database_url = format!("{postgres_url}{separator}options=-c%20search_path%3D{name}");
     let one = serve(config(&database_url, None, "")).await;
     let two = serve(config(&database_url, None, "")).await;
     share_logins(&one, &two).await;
     drop((one, two));
-    admin
-        .execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
-        .await
-        .expect("the test's schema dropped");
+    schema.drop_schema().await;
 }
 
 /// What two instances sharing a key, users and a remember store must agree on.
@@ -140,21 +123,6 @@ async fn share_logins(one: &Demo, two: &Demo) {
 }
 
 async fn clean_redis(url: &str, prefix: &str) {
-    let client = redis::Client::open(url).expect("a Redis URL");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis is reachable");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut connection)
-        .await
-        .expect("the test's keys");
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut connection)
-            .await
-            .expect("the test's keys deleted");
-    }
+    let mut connection = backend::redis_manager(url).await;
+    backend::redis_delete(&mut connection, &format!("{prefix}*")).await;
 }

@@ -8,7 +8,7 @@
 //! browser would drop: `SessionData::insert` refuses it with
 //! `SessionError::TooLarge`.
 
-mod support;
+use crate::support;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::Router;
@@ -24,15 +24,33 @@ use support::{is_removal, key, Client};
 async fn assert_cookie_attacks_anonymous(
     make: impl Fn(&Target<'_>, &Logins) -> Vec<(String, Vec<HeaderValue>, bool)>,
 ) {
+    assert_cookie_attacks(None, make).await;
+}
+
+/// [`assert_cookie_attacks_anonymous`], and latch refuses each for `reason`.
+async fn assert_cookie_attacks_refused(
+    reason: &'static str,
+    make: impl Fn(&Target<'_>, &Logins) -> Vec<(String, Vec<HeaderValue>, bool)>,
+) {
+    assert_cookie_attacks(Some(reason), make).await;
+}
+
+async fn assert_cookie_attacks(
+    reason: Option<&'static str>,
+    make: impl Fn(&Target<'_>, &Logins) -> Vec<(String, Vec<HeaderValue>, bool)>,
+) {
     let (app, logins) = two_logins().await;
     let mut cases = Vec::new();
     for target in logins.alice.targets() {
         for (name, cookies, deletable) in make(&target, &logins) {
-            cases.push(Case::empty(
-                format!("{}: {name}", target.cookie),
-                cookies,
-                deletable.then_some(target.cookie),
-            ));
+            cases.push(Case {
+                reason,
+                ..Case::empty(
+                    format!("{}: {name}", target.cookie),
+                    cookies,
+                    deletable.then_some(target.cookie),
+                )
+            });
         }
     }
     assert_all_anonymous(&app, cases).await;
@@ -181,9 +199,10 @@ fn duplicates(t: &Target<'_>, logins: &Logins) -> Vec<(String, Vec<HeaderValue>,
     .collect()
 }
 
-/// The duplicates of the cookie `name` are anonymous.
+/// The duplicates of the cookie `name` are anonymous, refused as such
+/// (not for whatever is wrong with one of the copies).
 async fn assert_duplicates_anonymous(name: &str) {
-    assert_cookie_attacks_anonymous(|t, logins| {
+    assert_cookie_attacks_refused(reasons::DUPLICATED, |t, logins| {
         if t.cookie == name {
             duplicates(t, logins)
         } else {
@@ -732,15 +751,76 @@ fn cookie_piece() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A value for the session cookie: junk, something shaped like a token, or
+/// a real token with a piece replaced.
+fn session_value() -> impl Strategy<Value = String> {
+    let shaped = (
+        "[A-Za-z0-9_-]{0,40}",
+        "[A-Za-z0-9_-]{0,90}",
+        "[A-Za-z0-9_-]{0,44}",
+    )
+        .prop_map(|(h, p, s)| format!("{h}.{p}.{s}"));
+    let edited = (any::<prop::sample::Index>(), "[!#-+.-:<-~]{0,4}")
+        .prop_map(|(at, piece)| {
+            let token = &harness().fixtures.session;
+            let at = at.index(token.len());
+            format!("{}{piece}{}", &token[..at], &token[at + 1..])
+        })
+        .prop_filter("the token changed", |value| {
+            *value != harness().fixtures.session
+        });
+    prop_oneof![
+        2 => "[!#-+.-:<-~]{0,80}",
+        3 => shaped,
+        3 => edited,
+        // Not text at all, inside the value.
+        1 => proptest::collection::vec(0x80u8..=0xff, 1..8)
+            .prop_map(|bytes| bytes.iter().map(|b| format!("%{b:02X}")).collect()),
+    ]
+}
+
+/// A `Cookie` header that names the session cookie, among others, as a
+/// browser would send it; now and then with bytes that are not text.
+fn cookie_header_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let other = ("[a-z_]{1,10}", "[A-Za-z0-9._-]{0,20}").prop_map(|(n, v)| format!("{n}={v}"));
+    let readable = (
+        proptest::collection::vec(other.clone(), 0..3),
+        session_value(),
+        proptest::collection::vec(other, 0..3),
+        prop::sample::select(&["; ", ";", ";  "][..]),
+    )
+        .prop_map(|(before, session, after, separator)| {
+            let mut pairs = before;
+            pairs.push(format!("session={session}"));
+            pairs.extend(after);
+            pairs.join(separator).into_bytes()
+        });
+    prop_oneof![
+        9 => readable,
+        1 => proptest::collection::vec(header_byte(), 0..2048),
+    ]
+}
+
+/// Any `Cookie` header never panics and never authenticates. The headers
+/// are mostly readable and carry a session cookie, so that most cases get
+/// past the header's parsing to the session token's own checks.
+#[test]
+fn arbitrary_cookie_bytes_are_anonymous() {
+    let reach = run_property(file!(), 256, cookie_header_bytes(), |bytes| {
+        let cookie =
+            HeaderValue::from_bytes(&bytes).expect("the strategy makes valid header bytes");
+        let (result, rejections) = check_anonymous_why(&[cookie]);
+        prop_assert_eq!(result, Ok(()));
+        // The session cookie was found and its token checked.
+        Ok(rejections.iter().any(|rejection| {
+            rejection.starts_with("session cookie rejected") && !rejection.contains("not text")
+        }))
+    });
+    reach.assert_at_least(0.5, "the session token's checks");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
-
-    /// Any bytes in `Cookie` never panic and never authenticate.
-    #[test]
-    fn arbitrary_cookie_bytes_are_anonymous(bytes in proptest::collection::vec(header_byte(), 0..2048)) {
-        let cookie = HeaderValue::from_bytes(&bytes).expect("the strategy makes valid header bytes");
-        prop_assert_eq!(check_anonymous(&[cookie]), Ok(()));
-    }
 
     #[test]
     fn arbitrary_cookie_like_text_is_anonymous(pieces in proptest::collection::vec(cookie_piece(), 0..40)) {

@@ -6,7 +6,7 @@
 //! a session `{"_user_id": …, "_fresh": …}` with no `exp`, and a remember
 //! cookie `{"user_id": …, "days": …, "exp": <float>}`.
 
-mod support;
+use crate::support;
 
 use axum::response::Redirect;
 use axum::routing::{get, post};

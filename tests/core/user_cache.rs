@@ -1,27 +1,32 @@
 //! The user cache of `Login::cache_users`, end to end: how often the user
 //! loader runs, and when a cached user is dropped, reloaded or evicted.
 
-mod support;
+use crate::support;
 
 use axum::extract::{Form, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use axum_latch::clock::Clock;
 use axum_latch::{Auth, CurrentUser, Login, Remember, Session, User, UserLoader};
 use http::StatusCode;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use support::{key, Client};
 use tokio::sync::oneshot;
 
-/// A short time-to-live, for the tests that wait for cached users to expire.
-const SHORT_TTL: Duration = Duration::from_millis(300);
+/// A short time-to-live, for the tests that move their clock past it.
+const SHORT_TTL: Duration = Duration::from_secs(60);
 
-/// Comfortably longer than [`SHORT_TTL`].
-const PAST_SHORT_TTL: Duration = Duration::from_millis(500);
+/// Just past [`SHORT_TTL`]: by the TTL's own measure, not a margin for a
+/// slow machine (the tests' clock only moves when they move it).
+const PAST_SHORT_TTL: Duration = Duration::from_millis(60_001);
+
+/// Just short of [`SHORT_TTL`].
+const WITHIN_SHORT_TTL: Duration = Duration::from_millis(59_999);
 
 /// A time-to-live no test outlasts: users leave the cache only when latch drops them.
 const LONG_TTL: Duration = Duration::from_secs(600);
@@ -241,6 +246,11 @@ async fn change_password(
 
 /// One instance of the app, on `db`, with `login`.
 fn instance(db: &Db, login: Login<Account, impl UserLoader<Account>>) -> Router {
+    instance_on(db, login, Clock::system())
+}
+
+/// [`instance`], on `clock` (the session's, which the user cache reads).
+fn instance_on(db: &Db, login: Login<Account, impl UserLoader<Account>>, clock: Clock) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/login", post(log_in_handler))
@@ -248,7 +258,7 @@ fn instance(db: &Db, login: Login<Account, impl UserLoader<Account>>) -> Router 
         .route("/password", post(change_password))
         .with_state(db.clone())
         .layer(login)
-        .layer(Session::new(key()))
+        .layer(Session::new(key()).clock(clock))
 }
 
 /// A new browser on `app`, logged in as user `id` (remembered with `remember`).
@@ -350,14 +360,17 @@ async fn with_the_cache_two_users_are_loaded_once_each() {
 #[tokio::test]
 async fn cached_users_are_reloaded_after_the_ttl() {
     let db = Db::new();
-    let app = instance(&db, db.cached_login(100, SHORT_TTL));
+    let clock = Clock::manual(SystemTime::now());
+    let app = instance_on(&db, db.cached_login(100, SHORT_TTL), clock.clone());
     let mut alice = browser(&app, 1, false).await;
     assert_eq!(accepted(&mut alice, "first").await, "Hello, alice!");
     assert_eq!(db.loads(), 1);
 
     // The trade-off of the cache: a change made in the database is not seen
-    // while the user is cached, so the old name is still shown...
+    // while the user is cached, so the old name is still shown, to the
+    // last moment of the TTL...
     db.rename(1, "Alice Liddell");
+    clock.advance(WITHIN_SHORT_TTL);
     assert_eq!(
         accepted(&mut alice, "within the TTL").await,
         "Hello, alice!",
@@ -366,7 +379,7 @@ async fn cached_users_are_reloaded_after_the_ttl() {
     assert_eq!(db.loads(), 1, "no loader call within the TTL");
 
     // ...until the cached copy is older than the TTL.
-    tokio::time::sleep(PAST_SHORT_TTL).await;
+    clock.set(clock.now() - WITHIN_SHORT_TTL + PAST_SHORT_TTL);
     assert_eq!(
         accepted(&mut alice, "past the TTL").await,
         "Hello, Alice Liddell!",
@@ -596,8 +609,9 @@ async fn a_newer_session_from_another_instance_reloads_the_cached_user() {
 #[tokio::test]
 async fn another_instance_accepts_an_old_session_until_the_ttl() {
     let db = Db::new();
-    let app_a = instance(&db, db.cached_login(100, SHORT_TTL));
-    let app_b = instance(&db, db.cached_login(100, SHORT_TTL));
+    let clock = Clock::manual(SystemTime::now());
+    let app_a = instance_on(&db, db.cached_login(100, SHORT_TTL), clock.clone());
+    let app_b = instance_on(&db, db.cached_login(100, SHORT_TTL), clock.clone());
     let mut old_on_a = browser(&app_a, 1, false).await;
     let mut old_on_b = browser(&app_b, 1, false).await;
     accepted(&mut old_on_a, "cached on A").await;
@@ -618,7 +632,7 @@ async fn another_instance_accepts_an_old_session_until_the_ttl() {
         "Hello, alice!"
     );
     // ...but not once the cached user is older than the TTL.
-    tokio::time::sleep(PAST_SHORT_TTL).await;
+    clock.advance(PAST_SHORT_TTL);
     refused(&mut old_on_a, "an old session on A past the TTL").await;
 }
 

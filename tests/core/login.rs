@@ -9,26 +9,25 @@
 //! `attack_expired_sessions.rs` (renewal included), `attack_cookies.rs` and
 //! `attack_remember_replay.rs`.
 
-mod support;
+use crate::support;
+use crate::support::fixtures::{
+    account_routes, index, loader, log_in_handler, log_in_through_the_form, logout, Account, Db,
+    LOADER_ERROR,
+};
 
 use axum::body::Body;
-use axum::extract::{Form, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_latch::rejection::MissingLayer;
 use axum_latch::session::SameSite;
-use axum_latch::{
-    Auth, ConfigError, CurrentUser, FreshUser, Login, Remember, Session, User, UserLoader,
-};
+use axum_latch::{Auth, ConfigError, CurrentUser, FreshUser, Login, Session, User, UserLoader};
 use cookie::Cookie;
 use http::{Method, StatusCode};
 use proptest::prelude::*;
-use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use support::jwt;
 use support::{is_removal, key, Client, TestResponse, KEY};
 
@@ -36,115 +35,8 @@ use support::{is_removal, key, Client, TestResponse, KEY};
 // The app under test
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Debug, PartialEq)]
-struct Account {
-    id: String,
-    name: String,
-    hash: String,
-}
-
-impl User for Account {
-    type Id = String;
-
-    fn id(&self) -> String {
-        self.id.clone()
-    }
-
-    fn auth_hash(&self) -> &[u8] {
-        self.hash.as_bytes()
-    }
-}
-
-/// The "database": users by id, how often the loader ran, and a switch
-/// that makes the loader fail.
-struct Db {
-    users: Mutex<HashMap<String, Account>>,
-    loads: AtomicUsize,
-    fail: AtomicBool,
-}
-
-/// What the failing loader says; it must never reach a response.
-const LOADER_ERROR: &str = "database unreachable at db.internal:5432";
-
-impl Db {
-    fn new() -> Arc<Self> {
-        let users = [
-            ("user001", "susan", "hash of hello"),
-            ("user002", "david", "hash of bye"),
-        ]
-        .into_iter()
-        .map(|(id, name, hash)| {
-            let account = Account {
-                id: id.to_owned(),
-                name: name.to_owned(),
-                hash: hash.to_owned(),
-            };
-            (id.to_owned(), account)
-        })
-        .collect();
-        Arc::new(Self {
-            users: Mutex::new(users),
-            loads: AtomicUsize::new(0),
-            fail: AtomicBool::new(false),
-        })
-    }
-
-    fn find(&self, id: &str) -> Option<Account> {
-        self.users.lock().unwrap().get(id).cloned()
-    }
-
-    fn put(&self, account: Account) {
-        self.users
-            .lock()
-            .unwrap()
-            .insert(account.id.clone(), account);
-    }
-
-    fn remove(&self, id: &str) {
-        self.users.lock().unwrap().remove(id);
-    }
-
-    fn loads(&self) -> usize {
-        self.loads.load(Ordering::SeqCst)
-    }
-
-    fn reset_loads(&self) {
-        self.loads.store(0, Ordering::SeqCst);
-    }
-}
-
-/// The user loader: counts its calls, reads the users, fails on demand.
-fn loader(db: Arc<Db>) -> impl UserLoader<Account> {
-    move |id: String| {
-        let db = db.clone();
-        async move {
-            db.loads.fetch_add(1, Ordering::SeqCst);
-            if db.fail.load(Ordering::SeqCst) {
-                return Err(std::io::Error::other(LOADER_ERROR));
-            }
-            Ok(db.find(&id))
-        }
-    }
-}
-
 fn login_for(db: &Arc<Db>) -> Login<Account, impl UserLoader<Account>> {
     Login::new(loader(db.clone()))
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    user: String,
-    /// `on`, `off` (or absent), or a number of days.
-    remember: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct PasswordForm {
-    hash: String,
-}
-
-async fn index(CurrentUser(user): CurrentUser<Account>) -> String {
-    format!("Hello, {}!", user.name)
 }
 
 async fn fresh(FreshUser(user): FreshUser<Account>) -> String {
@@ -187,46 +79,6 @@ async fn api_me(CurrentUser(user): CurrentUser<Account>) -> Json<Value> {
     Json(json!({ "id": user.id }))
 }
 
-async fn login_handler(
-    State(db): State<Arc<Db>>,
-    auth: Auth<Account>,
-    Form(form): Form<LoginForm>,
-) -> Response {
-    let Some(user) = db.find(&form.user) else {
-        return (StatusCode::UNAUTHORIZED, "bad credentials").into_response();
-    };
-    let remember = match form.remember.as_deref() {
-        None | Some("off") => Remember::Off,
-        Some("on") => Remember::On,
-        Some(days) => Remember::Days(days.parse().expect("remember is on, off or days")),
-    };
-    auth.login_user(&user, remember).await.into_response()
-}
-
-async fn logout(auth: Auth<Account>) -> Redirect {
-    auth.logout_user().await;
-    Redirect::to("/")
-}
-
-/// Changes the user's password (its `auth_hash`) and keeps this session.
-async fn change_password(
-    State(db): State<Arc<Db>>,
-    CurrentUser(user): CurrentUser<Account>,
-    auth: Auth<Account>,
-    Form(form): Form<PasswordForm>,
-) -> &'static str {
-    let updated = Account {
-        hash: form.hash,
-        ..(*user).clone()
-    };
-    db.put(updated.clone());
-    if auth.update_user(&updated).await {
-        "password changed"
-    } else {
-        "update_user refused the session's own user"
-    }
-}
-
 /// The app's routes, before the latch layers. `/all` and `/group/*` need a
 /// login through `login.required()`, `/sudo/*` a fresh one through
 /// `login.fresh()`; the rest decide in their handlers.
@@ -246,12 +98,7 @@ fn routes(db: &Arc<Db>, login: &Login<Account, impl UserLoader<Account>>) -> Rou
         .route("/maybe", get(maybe))
         .route("/current", get(current))
         .route("/public", get(|| async { "public" }))
-        .route(
-            "/login",
-            get(|| async { "the login form" }).post(login_handler),
-        )
-        .route("/logout", post(logout))
-        .route("/password", post(change_password))
+        .merge(account_routes(log_in_handler))
         .route("/api/me", get(api_me))
         .route("/docs/{*rest}", get(index))
         .merge(required)
@@ -279,20 +126,7 @@ fn browser() -> (Client, Arc<Db>) {
 
 /// Logs `client` in as `user`, checking the login worked.
 async fn log_in(client: &mut Client, user: &str, remember: &str) -> TestResponse {
-    let res = client
-        .post_form("/login", &format!("user={user}&remember={remember}"))
-        .await;
-    assert_eq!(
-        res.status,
-        StatusCode::SEE_OTHER,
-        "the login POST answers 303: {}",
-        res.body
-    );
-    assert!(
-        client.has_cookie("session"),
-        "logged in: session cookie kept"
-    );
-    res
+    log_in_through_the_form(client, user, remember, None).await
 }
 
 async fn get_with(client: &mut Client, uri: &str, headers: &[(&str, &str)]) -> TestResponse {

@@ -2,7 +2,7 @@
 //! router on a free port with its own fresh SQLite file, and drives it with
 //! `reqwest` clients that keep cookies as a browser does.
 
-mod demo_support;
+use crate::support::demo as demo_support;
 
 use demo_support::*;
 use reqwest::header::{CONTENT_TYPE, LOCATION};

@@ -8,7 +8,7 @@
 //! `target/microdot-venv` that the first test run makes (set
 //! `MICRODOT_PYTHON` to use another Python that has them).
 
-mod demo_support;
+use crate::support::demo as demo_support;
 
 use demo_support::*;
 use reqwest::{StatusCode, Url};

@@ -8,7 +8,7 @@
 //! Time is driven by hand-signing tokens with older (or newer) `iat`,
 //! `exp` and `_login_at`, never by sleeping.
 
-mod support;
+use crate::support;
 
 use axum::http::StatusCode;
 use axum::Router;
@@ -40,7 +40,7 @@ fn claims_of(token: &str) -> Claims {
 #[tokio::test]
 async fn an_expired_token_is_anonymous() {
     let now = jwt::now();
-    assert_forgeries_anonymous(|t, _| {
+    assert_forgeries_refused(reasons::EXPIRED, |t, _| {
         [
             ("exp a second ago", json!(now - 1)),
             ("exp ten seconds ago", json!(now - 10)),
@@ -59,7 +59,7 @@ async fn an_expired_token_is_anonymous() {
 #[tokio::test]
 async fn a_token_not_valid_yet_is_anonymous() {
     let now = jwt::now();
-    assert_forgeries_anonymous(|t, _| {
+    assert_forgeries_refused(reasons::NOT_YET_VALID, |t, _| {
         [
             ("issued an hour ahead", "iat", json!(now + 3600)),
             ("issued a day ahead", "iat", json!(now + DAY)),
@@ -89,7 +89,7 @@ async fn a_token_not_valid_yet_is_anonymous() {
 
 #[tokio::test]
 async fn a_token_without_a_usable_exp_is_anonymous() {
-    assert_forgeries_anonymous(|t, _| {
+    assert_forgeries_refused(reasons::NO_EXPIRY, |t, _| {
         let mut cases: Vec<Forgery> = [
             ("exp a numeric string", json!("4102444800")),
             ("exp a word", json!("tomorrow")),
@@ -104,10 +104,13 @@ async fn a_token_without_a_usable_exp_is_anonymous() {
             "exp missing",
             signed_claims(&without(t.claims, "exp")),
         ));
-        cases.push(forged(
-            "exp too big for JSON (1e400)",
-            signed_payload(&raw_payload(t.claims, "exp", "1e400")),
-        ));
+        cases.push(
+            forged(
+                "exp too big for JSON (1e400)",
+                signed_payload(&raw_payload(t.claims, "exp", "1e400")),
+            )
+            .because(reasons::PAYLOAD),
+        );
         cases
     })
     .await;
@@ -161,6 +164,7 @@ async fn an_idle_session_whose_exp_passed_is_anonymous() {
             )],
             Some("session"),
         )
+        .because(reasons::EXPIRED)
     };
     assert_all_anonymous(
         &default,
@@ -268,6 +272,7 @@ async fn an_active_session_older_than_the_absolute_timeout_is_anonymous() {
             &[("_login_at", login_at), ("iat", json!(now))],
         );
         Case::empty(name, vec![header("session", &token)], Some("session"))
+            .because(reasons::ABSOLUTE_TIMEOUT)
     })
     .collect();
     assert_all_anonymous(&app, cases).await;
@@ -312,7 +317,8 @@ async fn a_shorter_absolute_timeout_ends_sessions_sooner() {
             "a login two hours old with a one-hour absolute timeout",
             vec![logged_in_ago(7200)],
             Some("session"),
-        )],
+        )
+        .because(reasons::ABSOLUTE_TIMEOUT)],
     )
     .await;
 }
@@ -345,6 +351,7 @@ async fn a_login_without_a_login_time_is_anonymous() {
         )],
         deleted: None,
         data: Some("dark"),
+        reason: Some(reasons::NO_LOGIN_TIME),
     })
     .collect();
     assert_all_anonymous(&app, cases).await;
@@ -368,6 +375,7 @@ async fn a_login_time_that_is_not_a_number_is_anonymous() {
             vec![header("session", &token)],
             Some("session"),
         )
+        .because(reasons::LOGIN_TIME)
     })
     .collect();
     assert_all_anonymous(&app, cases).await;

@@ -1,0 +1,12 @@
+//! Attacks on latch's cookies: tampered, forged, expired and replayed
+//! tokens, and open redirects through `next`. Each refused case also pins
+//! the check that refused it, through latch's `debug` events.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cookies;
+mod expired_sessions;
+mod forged_tokens;
+mod open_redirect;
+mod remember_replay;

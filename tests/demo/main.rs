@@ -1,0 +1,9 @@
+//! The demo (`examples/login`): over HTTP, as two instances sharing a
+//! store, and in headless Chromium.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod browser;
+mod instances;
+mod site;
