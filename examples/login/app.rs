@@ -3,7 +3,7 @@
 //! plus an account page.
 //!
 //! `main.rs` reads the environment and serves [`build`]'s router;
-//! `tests/demo.rs` builds the same router and drives it over real HTTP.
+//! `tests/demo/site.rs` builds the same router and drives it over real HTTP.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
