@@ -31,85 +31,12 @@
 //!
 //! # Quickstart
 //!
-//! ```
-//! use axum::{
-//!     extract::Form,
-//!     response::{IntoResponse, Redirect, Response},
-//!     routing::{get, post},
-//!     Router,
-//! };
-//! use axum_latch::{Auth, CurrentUser, FreshUser, Login, Remember, SecretKey, Session, User};
-//! use std::convert::Infallible;
+//! A whole app (it is `examples/quickstart` in the repository): a login
+//! form that keeps `next`, a password checked off the async threads with
+//! the `password-auth` crate, a page for logged-in users, and logout by
+//! `POST`.
 //!
-//! #[derive(Clone)]
-//! struct Account {
-//!     id: String,
-//!     username: String,
-//!     password_hash: String,
-//! }
-//!
-//! impl User for Account {
-//!     type Id = String;
-//!     fn id(&self) -> String {
-//!         self.id.clone()
-//!     }
-//!     fn auth_hash(&self) -> &[u8] {
-//!         self.password_hash.as_bytes()
-//!     }
-//! }
-//!
-//! async fn load_user(id: String) -> Result<Option<Account>, Infallible> {
-//!     // Look the user up in your database here.
-//!     Ok((id == "user001").then(|| Account {
-//!         id,
-//!         username: "susan".into(),
-//!         password_hash: "…".into(),
-//!     }))
-//! }
-//!
-//! #[derive(serde::Deserialize)]
-//! struct Credentials {
-//!     username: String,
-//!     password: String,
-//!     remember_me: Option<String>,
-//! }
-//!
-//! async fn login(auth: Auth<Account>, Form(form): Form<Credentials>) -> Response {
-//!     let user = load_user("user001".into()).await.unwrap_or(None);
-//!     match user {
-//!         // Check form.password against the stored hash here.
-//!         Some(user) if form.username == user.username && !form.password.is_empty() => {
-//!             let remember = Remember::from(form.remember_me.is_some());
-//!             auth.login_user(&user, remember).await.into_response()
-//!         }
-//!         _ => Redirect::to("/login").into_response(),
-//!     }
-//! }
-//!
-//! async fn index(CurrentUser(user): CurrentUser<Account>) -> String {
-//!     format!("Hello, {}!", user.username)
-//! }
-//!
-//! async fn fresh(FreshUser(user): FreshUser<Account>) -> String {
-//!     format!("Hello, {}! This page needs a fresh login.", user.username)
-//! }
-//!
-//! async fn logout(auth: Auth<Account>) -> Redirect {
-//!     auth.logout_user().await;
-//!     Redirect::to("/")
-//! }
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let key = SecretKey::new(std::env::var("SECRET_KEY").unwrap_or_else(|_| "x".repeat(32)))?;
-//! let app: Router = Router::new()
-//!     .route("/", get(index))
-//!     .route("/fresh", get(fresh))
-//!     .route("/login", post(login))
-//!     .route("/logout", post(logout))
-//!     .layer(Login::new(load_user))
-//!     .layer(Session::new(key));
-//! # Ok(()) }
-//! ```
+#![doc = concat!("```rust,no_run\n", include_str!("../examples/quickstart/main.rs"), "```\n")]
 //!
 //! # What happens on a request
 //!

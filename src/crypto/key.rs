@@ -103,7 +103,10 @@ impl fmt::Debug for SecretKey {
 /// New tokens are always signed with the current key. Tokens signed with a
 /// previous key are still accepted, and are signed again with the current key
 /// the next time they are re-issued. Removing a key from the ring ends every
-/// session it signed.
+/// session it signed, and every remember-me cookie made under it: stateless
+/// ones (signed with it) and revocable ones alike (the store keeps a
+/// fingerprint of the user's `auth_hash` made with it, which no longer
+/// matches).
 ///
 /// # Rotating keys
 ///
@@ -122,8 +125,9 @@ impl fmt::Debug for SecretKey {
 ///    users log in again). Wait for the remember-me lifetime to keep those.
 ///
 /// A leaked key is different: deploy the new key *without* the old one at
-/// once. Every session and stateless remember cookie ends, which is the
-/// point, since anyone with the old key could have forged them.
+/// once. Every session and every remember-me cookie ends, revocable ones
+/// included, which is the point, since anyone with the old key could have
+/// forged them or their fingerprints.
 ///
 /// ```
 /// use axum_latch::{KeyRing, SecretKey};

@@ -33,7 +33,8 @@ pub use cookie::SameSite;
 /// Defaults: cookie `session`, `Path=/`, `HttpOnly`, `SameSite=Lax`,
 /// `Secure`, no `Max-Age` (it ends when the browser closes); an idle timeout
 /// of 1 day renewed by activity (the cookie is re-issued at most once a
-/// minute), and an absolute timeout of 14 days from the password login.
+/// minute), and an absolute timeout of 14 days from the login (a password
+/// login, or a restore from a remember-me cookie, which starts a new login).
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -200,8 +201,14 @@ impl Session {
         self.edit(|c| c.idle_timeout = timeout)
     }
 
-    /// How long a login lasts at most, counted from the password login,
-    /// whatever the activity (default 14 days).
+    /// How long a login lasts at most, whatever the activity (default 14
+    /// days), counted from when it was made: the password login, or, for a
+    /// login restored from a remember-me cookie, the restore. A remembered
+    /// browser is logged in again by its remember cookie when the timeout
+    /// ends the session, so with remember-me the login as a whole lasts as
+    /// long as the remember cookie does (30 days by default), each session
+    /// within it at most this long. What ends a remembered login for good is
+    /// logout, the remember cookie's expiry, or a change of `auth_hash`.
     pub fn absolute_timeout(self, timeout: Duration) -> Self {
         self.edit(|c| c.absolute_timeout = timeout)
     }

@@ -237,3 +237,39 @@ async fn a_revocable_remember_cookie_of_the_old_key_is_reissued_under_the_new_ke
     let (status, _, _) = private(&after, &[header("_remember", &old)]).await;
     assert_ne!(status, StatusCode::OK);
 }
+
+/// Removing a key ends the revocable remember cookies made under it too:
+/// the store keeps a fingerprint made with that key, which no longer
+/// matches (as `KeyRing`'s docs say).
+#[cfg(feature = "memory")]
+#[tokio::test]
+async fn removing_the_old_key_ends_a_revocable_remember_cookie_made_under_it() {
+    use axum_latch::remember::RevocableRemember;
+    use axum_latch::stores::MemoryStore;
+
+    let users = Users::new();
+    let store = MemoryStore::new();
+    let app = |ring: KeyRing| {
+        let tokens = RevocableRemember::new(store.clone());
+        app_with(
+            &users,
+            login_layer(&users).remember_tokens(tokens),
+            Session::new(ring),
+        )
+    };
+    let before = app(KeyRing::new(secret(A)));
+    let response = send(&before, "POST", "/login/1", &[]).await;
+    let old = issued(&response, "_remember").expect("a remember cookie");
+    assert_eq!(store.len(), 1);
+
+    let (status, _, _) = private(&before, &[header("_remember", &old)]).await;
+    assert_eq!(status, StatusCode::OK, "control: it logs in under A");
+    let response = send(&before, "POST", "/login/1", &[]).await;
+    let unused = issued(&response, "_remember").expect("a remember cookie");
+
+    // A is removed at once, with no rotation in between.
+    let after = app(KeyRing::new(secret(B)));
+    let (status, session, _) = private(&after, &[header("_remember", &unused)]).await;
+    assert_ne!(status, StatusCode::OK, "refused under B alone");
+    assert_eq!(session, None, "no login made from it");
+}

@@ -19,17 +19,22 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_latch::clock::Clock;
 use axum_latch::rejection::MissingLayer;
 use axum_latch::session::SameSite;
-use axum_latch::{Auth, ConfigError, CurrentUser, FreshUser, Login, Session, User, UserLoader};
+use axum_latch::{
+    Auth, ConfigError, CurrentUser, FreshUser, Login, Session, SessionData, User, UserLoader,
+};
 use cookie::Cookie;
-use http::{Method, StatusCode};
+use http::{Method, Request, StatusCode};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use support::jwt;
 use support::{is_removal, key, Client, TestResponse, KEY};
+use tower::ServiceExt as _;
 
 // ---------------------------------------------------------------------------
 // The app under test
@@ -92,17 +97,29 @@ fn routes(db: &Arc<Db>, login: &Login<Account, impl UserLoader<Account>>) -> Rou
         .route("/sudo/a", get(|| async { "sudo a" }))
         .route("/sudo/b", get(|| async { "sudo b" }))
         .route_layer(login.fresh());
+    let forced_api = Router::new()
+        .route("/forced/me", get(api_me))
+        .route("/forced/fresh", get(fresh))
+        .route_layer(login.required().api());
     Router::new()
         .route("/", get(index).post(index).put(index).delete(index))
         .route("/fresh", get(fresh))
         .route("/maybe", get(maybe))
         .route("/current", get(current))
         .route("/public", get(|| async { "public" }))
+        .route(
+            "/clear",
+            post(|session: SessionData| async move {
+                session.clear();
+                "cleared"
+            }),
+        )
         .merge(account_routes(log_in_handler))
         .route("/api/me", get(api_me))
         .route("/docs/{*rest}", get(index))
         .merge(required)
         .merge(fresh_only)
+        .merge(forced_api)
         .with_state(db.clone())
 }
 
@@ -316,27 +333,113 @@ async fn anonymous_navigation_is_redirected_with_next_encoded_once() {
     let (mut client, _db) = browser();
     let uri = "/docs/report?year=2024&q=a%20b";
     let expected = "/login?next=/docs/report%3Fyear%3D2024%26q%3Da%2520b";
-    for accept in [
-        None,
-        Some("text/html"),
-        Some("*/*"),
-        Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
-        Some("application/json, text/html;q=0.5"),
-    ] {
-        let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("accept", *a)).collect();
-        let res = get_with(&mut client, uri, &headers).await;
-        assert_eq!(
-            res.status,
-            StatusCode::FOUND,
-            "Accept {accept:?}: a redirect"
-        );
-        assert_eq!(res.location(), Some(expected), "Accept {accept:?}");
+    let navigations: [&[(&str, &str)]; 6] = [
+        // Current browsers: a page load says `Sec-Fetch-Mode: navigate`,
+        // whatever its Accept.
+        &[("sec-fetch-mode", "navigate")],
+        &[("sec-fetch-mode", "navigate"), ("accept", "*/*")],
+        &[
+            ("sec-fetch-mode", "navigate"),
+            (
+                "accept",
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            ),
+        ],
+        // A browser without Fetch Metadata asks for HTML.
+        &[("accept", "text/html")],
+        &[(
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        )],
+        &[("accept", "application/json, text/html;q=0.5")],
+    ];
+    for headers in navigations {
+        let res = get_with(&mut client, uri, headers).await;
+        assert_eq!(res.status, StatusCode::FOUND, "{headers:?}: a redirect");
+        assert_eq!(res.location(), Some(expected), "{headers:?}");
         assert_eq!(
             next_of(expected).as_deref(),
             Some(uri),
             "decoding next once gives back the path and query"
         );
     }
+}
+
+/// What `fetch()`, axios, reqwest and curl send is not a navigation: a
+/// `401` with JSON, never a redirect to an HTML page.
+#[tokio::test]
+async fn scripts_and_api_clients_get_401_whatever_they_accept() {
+    let (mut client, db) = browser();
+    let clients: [(&str, &[(&str, &str)]); 5] = [
+        ("fetch()", &[("sec-fetch-mode", "cors"), ("accept", "*/*")]),
+        (
+            "axios",
+            &[
+                ("sec-fetch-mode", "cors"),
+                ("accept", "application/json, text/plain, */*"),
+            ],
+        ),
+        (
+            "fetch() asking for HTML",
+            &[("sec-fetch-mode", "cors"), ("accept", "text/html")],
+        ),
+        ("curl", &[("accept", "*/*")]),
+        ("no-cors", &[("sec-fetch-mode", "no-cors")]),
+    ];
+    for (who, headers) in clients {
+        for uri in ["/", "/group/a"] {
+            let res = get_with(&mut client, uri, headers).await;
+            assert_eq!(
+                res.status,
+                StatusCode::UNAUTHORIZED,
+                "{who} {uri}: {}",
+                res.body
+            );
+            assert_eq!(res.location(), None, "{who} {uri}: no redirect");
+            assert_eq!(res.json()["error"], "login_required", "{who} {uri}");
+        }
+    }
+    // reqwest sends neither Accept nor Sec-Fetch-Mode.
+    let bare = Request::get("/").body(Body::empty()).unwrap();
+    let res = app(&db).oneshot(bare).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "no headers at all");
+}
+
+/// Behind `login.required().api()`, every request without a login gets a
+/// `401`, a browser navigating included, from the guard and from the
+/// extractors of those routes alike.
+#[tokio::test]
+async fn an_api_group_answers_401_to_every_request() {
+    let (mut client, _db) = browser();
+    for uri in ["/forced/me", "/forced/fresh"] {
+        for headers in [
+            &[][..],
+            &[("sec-fetch-mode", "navigate"), ("accept", "text/html")][..],
+            &[("accept", "application/json")][..],
+        ] {
+            let res = get_with(&mut client, uri, headers).await;
+            assert_eq!(
+                res.status,
+                StatusCode::UNAUTHORIZED,
+                "{uri} {headers:?}: {}",
+                res.body
+            );
+            assert_eq!(res.location(), None, "{uri} {headers:?}");
+            assert_eq!(res.json()["error"], "login_required", "{uri} {headers:?}");
+        }
+    }
+    // A remembered login (not fresh) on the group's fresh-only route: a
+    // 401 too, from the `FreshUser` extractor, for a navigation as well.
+    log_in(&mut client, "user001", "on").await;
+    client.remove_cookie("session");
+    let res = client.get("/forced/me").await;
+    assert_eq!(res.status, StatusCode::OK, "restored: {}", res.body);
+    let res = client.get("/forced/fresh").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
+    assert_eq!(res.json()["error"], "fresh_login_required");
+    // Outside the group, the same navigation is redirected.
+    let res = client.get("/fresh").await;
+    assert_eq!(res.status, StatusCode::FOUND);
 }
 
 #[tokio::test]
@@ -1244,4 +1347,71 @@ async fn secure_false_drops_secure() {
             "deletions match: {text}"
         );
     }
+}
+
+/// `SessionData::clear` empties the session, login included, but is not a
+/// logout: the remember cookie logs the user straight back in, not freshly
+/// (as its docs say).
+#[tokio::test]
+async fn clearing_the_session_is_not_a_logout() {
+    let (mut client, _db) = browser();
+    log_in(&mut client, "user001", "on").await;
+    let res = client.post("/clear").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(
+        !client.has_cookie("session"),
+        "the session cookie is deleted"
+    );
+    assert!(client.has_cookie("_remember"), "the remember cookie stays");
+    let res = client.get("/").await;
+    assert_eq!(res.status, StatusCode::OK, "logged back in: {}", res.body);
+    let res = client.get("/fresh").await;
+    assert_eq!(res.status, StatusCode::FOUND, "but not freshly");
+}
+
+/// The absolute timeout counts from the login, and a restore from the
+/// remember cookie is a new login: a remembered user kept active is
+/// restored once the password login's 14 days are over, and the new
+/// session's 14 days count from the restore (as `Session::absolute_timeout`
+/// says).
+#[tokio::test]
+async fn a_remember_me_restore_starts_a_new_absolute_timeout() {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let clock = Clock::manual(SystemTime::now());
+    let db = Db::new();
+    let session = Session::new(key()).clock(clock.clone());
+    let mut client = Client::new(app_with(&db, login_for(&db), session));
+    log_in(&mut client, "user001", "on").await;
+    let logged_in_at = claims_of(&client.cookie("session").unwrap())["_login_at"].clone();
+
+    // Active every 23 hours, so the idle timeout never ends the session.
+    for _ in 0..14 {
+        clock.advance(23 * HOUR);
+        assert_eq!(client.get("/").await.status, StatusCode::OK);
+    }
+    let before = claims_of(&client.cookie("session").unwrap());
+    assert_eq!(before["_login_at"], logged_in_at, "the same login so far");
+    assert_eq!(before["_fresh"], true);
+
+    // 14 days and 2 hours after the password login: that login is over;
+    // the remember cookie makes a new one, not fresh, dated now.
+    clock.advance(24 * HOUR);
+    let restored_at = clock
+        .now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let res = client.get("/").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let after = claims_of(&client.cookie("session").unwrap());
+    assert_eq!(after["_login_at"], restored_at, "dated by the restore");
+    assert_eq!(after["_fresh"], false);
+
+    // Its own 14 days: still the same login 13 days later.
+    for _ in 0..13 {
+        clock.advance(23 * HOUR);
+        assert_eq!(client.get("/").await.status, StatusCode::OK);
+    }
+    let later = claims_of(&client.cookie("session").unwrap());
+    assert_eq!(later["_login_at"], restored_at, "not restored again");
 }

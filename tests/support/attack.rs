@@ -251,9 +251,12 @@ pub async fn send(
     path: &str,
     cookies: &[HeaderValue],
 ) -> Response<Body> {
+    // A browser navigating: an anonymous one is sent to the login page.
     let mut request = Request::builder()
         .method(method)
         .uri(path)
+        .header("sec-fetch-mode", "navigate")
+        .header(http::header::ACCEPT, "text/html")
         .body(Body::empty())
         .unwrap();
     for cookie in cookies {

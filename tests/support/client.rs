@@ -125,6 +125,17 @@ impl Client {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
+        // A browser navigating, unless the test says what the request is.
+        let says = |header: &str| {
+            headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(header))
+        };
+        if !says("sec-fetch-mode") && !says("accept") && !says("x-requested-with") {
+            builder = builder
+                .header("sec-fetch-mode", "navigate")
+                .header(ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8");
+        }
         let path = uri.split(['?', '#']).next().unwrap_or("/").to_owned();
         if let Some(host) = &self.host {
             builder = builder.header(http::header::HOST, host.as_str());

@@ -112,8 +112,17 @@ impl Browser {
     }
 
     fn build(demo: &Demo, jar: Arc<Jar>, user_agent: &str) -> Self {
+        // A browser navigating: latch redirects only navigations to the
+        // login page (others get a 401).
+        let mut navigation = reqwest::header::HeaderMap::new();
+        navigation.insert("sec-fetch-mode", "navigate".parse().unwrap());
+        navigation.insert(
+            reqwest::header::ACCEPT,
+            "text/html,*/*;q=0.8".parse().unwrap(),
+        );
         let client = reqwest::Client::builder()
             .user_agent(user_agent)
+            .default_headers(navigation)
             .cookie_provider(jar.clone())
             .redirect(redirect::Policy::none())
             .build()

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::adapter::axum::rejection::{LoginRejection, LoginRequired};
+use crate::adapter::axum::rejection::{ApiRoutes, LoginRejection, LoginRequired};
 use crate::adapter::axum::request::login_context;
 use crate::login::context::Refusal;
 use crate::login::user::User;
@@ -22,6 +22,7 @@ use crate::login::Login;
 pub struct RequireLogin<U> {
     login_url: String,
     fresh: bool,
+    api: bool,
     user: PhantomData<fn() -> U>,
 }
 
@@ -30,14 +31,44 @@ impl<U> RequireLogin<U> {
         Self {
             login_url,
             fresh,
+            api: false,
             user: PhantomData,
         }
+    }
+
+    /// Makes the routes behind this layer an API: every request without a
+    /// login gets `401` with a JSON body, never a redirect to the login
+    /// page, whatever it says of itself (a browser navigating to
+    /// `/api/me` included). The extractors of these routes
+    /// ([`FreshUser`](crate::FreshUser) too) answer the same way.
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use axum_latch::{CurrentUser, Login, User};
+    /// # #[derive(Clone)] struct Account { id: u64 }
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    ///
+    /// let login = Login::new(load);
+    /// let api: Router = Router::new()
+    ///     .route("/me", get(|CurrentUser(user): CurrentUser<Account>| async move { user.id.to_string() }))
+    ///     .route_layer(login.required().api());
+    /// let app: Router = Router::new().nest("/api", api);
+    /// ```
+    pub fn api(mut self) -> Self {
+        self.api = true;
+        self
     }
 }
 
 impl<U> Clone for RequireLogin<U> {
     fn clone(&self) -> Self {
-        Self::new(self.login_url.clone(), self.fresh)
+        Self {
+            login_url: self.login_url.clone(),
+            fresh: self.fresh,
+            api: self.api,
+            user: PhantomData,
+        }
     }
 }
 
@@ -46,6 +77,7 @@ impl<U> std::fmt::Debug for RequireLogin<U> {
         f.debug_struct("RequireLogin")
             .field("login_url", &self.login_url)
             .field("fresh", &self.fresh)
+            .field("api", &self.api)
             .finish()
     }
 }
@@ -92,7 +124,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        if self.layer.api {
+            request.extensions_mut().insert(ApiRoutes);
+        }
         // The clone that was polled ready serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

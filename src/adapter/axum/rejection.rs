@@ -43,13 +43,40 @@ impl IntoResponse for MissingLayer {
 
 /// A request that needs a login (or a fresh login) and has none.
 ///
-/// A browser navigating (its `Accept` names `text/html` or `*/*`, or it sends
-/// no `Accept`) is redirected to the login page with `next` set to the
-/// path and query it asked for: `302 Found` for `GET` and `HEAD`, `303 See
-/// Other` for other methods. An API client (an `Accept` without those, or
-/// `X-Requested-With: XMLHttpRequest`) gets `401 Unauthorized` with a small
+/// Only a browser **navigating** to a page is redirected to the login page,
+/// with `next` set to the path and query it asked for: `302 Found` for
+/// `GET` and `HEAD`, `303 See Other` for other methods. A navigation is a
+/// request with `Sec-Fetch-Mode: navigate`, which every current browser
+/// sends for a page load and a form post; a browser too old to send
+/// `Sec-Fetch-Mode` counts as navigating when its `Accept` names
+/// `text/html`.
+///
+/// Everything else — `fetch()` and axios (`Sec-Fetch-Mode: cors`, `Accept:
+/// */*`), reqwest and curl (no `Sec-Fetch-Mode`, `Accept: */*` or none),
+/// `X-Requested-With: XMLHttpRequest` — gets `401 Unauthorized` with a small
 /// JSON body: `{"error":"login_required","login_url":"/login?next=..."}`, or
 /// `"fresh_login_required"` when a login exists but is not fresh.
+///
+/// A group of routes that is an API whatever the request says (an `/api`
+/// router) answers `401` to every request, navigations included, behind
+/// [`RequireLogin::api`](crate::service::RequireLogin::api):
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use axum_latch::{CurrentUser, Login, User};
+/// # #[derive(Clone)] struct Account { id: u64, name: String }
+/// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
+/// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+///
+/// async fn me(CurrentUser(user): CurrentUser<Account>) -> String {
+///     format!("{{\"name\":{:?}}}", user.name)
+/// }
+///
+/// let login = Login::new(load);
+/// let api: Router = Router::new()
+///     .route("/me", get(me))
+///     .route_layer(login.required().api()); // 401, never a redirect
+/// ```
 #[derive(Debug, Clone)]
 pub struct LoginRequired {
     location: String,
@@ -80,7 +107,7 @@ impl LoginRequired {
             } else {
                 StatusCode::SEE_OTHER
             },
-            api: is_api_client(headers),
+            api: extensions.get::<ApiRoutes>().is_some() || !is_navigation(headers),
             fresh,
         }
     }
@@ -132,24 +159,31 @@ impl IntoResponse for LoginRequired {
     }
 }
 
-/// Whether the request comes from a script or API client rather than a
-/// browser navigating.
-fn is_api_client(headers: &HeaderMap) -> bool {
+/// Marks a request to a group of routes that always answers as an API,
+/// put in the request by [`RequireLogin::api`](crate::service::RequireLogin::api).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ApiRoutes;
+
+/// Whether the request is a browser navigating to a page (see
+/// [`LoginRequired`]), rather than a script or an API client.
+fn is_navigation(headers: &HeaderMap) -> bool {
     let xhr = headers
         .get("x-requested-with")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"));
     if xhr {
-        return true;
-    }
-    let mut accepts = headers.get_all(ACCEPT).iter().peekable();
-    if accepts.peek().is_none() {
         return false;
     }
-    !accepts.any(|value| {
+    if let Some(mode) = headers.get("sec-fetch-mode") {
+        // `nested-navigate` was an early name for a frame's navigation.
+        return mode.as_bytes().eq_ignore_ascii_case(b"navigate")
+            || mode.as_bytes().eq_ignore_ascii_case(b"nested-navigate");
+    }
+    // A browser without Fetch Metadata: its page loads ask for HTML.
+    headers.get_all(ACCEPT).iter().any(|value| {
         value.to_str().is_ok_and(|v| {
             v.split(',').any(|media| {
                 let media = media.split(';').next().unwrap_or("").trim();
-                media.eq_ignore_ascii_case("text/html") || media == "*/*"
+                media.eq_ignore_ascii_case("text/html")
             })
         })
     })
@@ -221,32 +255,93 @@ mod tests {
 
     const SECOND: Duration = Duration::from_secs(1);
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_static(value));
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
         map
     }
 
     #[test]
-    fn navigation_or_api() {
-        assert!(!is_api_client(&headers(&[])));
-        assert!(!is_api_client(&headers(&[(
-            "accept",
-            "text/html,application/xhtml+xml;q=0.9"
-        )])));
-        assert!(!is_api_client(&headers(&[("accept", "*/*")])));
-        assert!(!is_api_client(&headers(&[
-            ("accept", "application/json"),
-            ("accept", "text/html")
-        ])));
-        assert!(is_api_client(&headers(&[("accept", "application/json")])));
-        assert!(is_api_client(&headers(&[
-            ("accept", "text/html"),
-            ("x-requested-with", "XMLHttpRequest")
-        ])));
-        assert!(is_api_client(&headers(&[("accept", "text/htmlx")])));
+    fn only_navigations_are_redirected() {
+        let navigations: &[&[(&str, &str)]] = &[
+            // A page load and a form post in a current browser.
+            &[
+                ("sec-fetch-mode", "navigate"),
+                ("accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"),
+            ],
+            &[("sec-fetch-mode", "navigate"), ("accept", "*/*")],
+            &[("sec-fetch-mode", "NAVIGATE")],
+            &[("sec-fetch-mode", "nested-navigate")],
+            // A browser without Fetch Metadata loading a page.
+            &[("accept", "text/html,application/xhtml+xml;q=0.9")],
+            &[("accept", "application/json"), ("accept", "text/html")],
+        ];
+        let api_clients: &[&[(&str, &str)]] = &[
+            // fetch() and axios: Accept */*, Sec-Fetch-Mode cors.
+            &[("sec-fetch-mode", "cors"), ("accept", "*/*")],
+            &[
+                ("sec-fetch-mode", "cors"),
+                ("accept", "application/json, text/plain, */*"),
+            ],
+            // fetch() asking for HTML is still not a navigation.
+            &[("sec-fetch-mode", "cors"), ("accept", "text/html")],
+            &[("sec-fetch-mode", "no-cors")],
+            &[("sec-fetch-mode", "same-origin"), ("accept", "text/html")],
+            // curl, reqwest, scripts.
+            &[("accept", "*/*")],
+            &[],
+            &[("accept", "application/json")],
+            &[("accept", "text/htmlx")],
+            &[
+                ("accept", "text/html"),
+                ("x-requested-with", "XMLHttpRequest"),
+            ],
+            &[
+                ("sec-fetch-mode", "navigate"),
+                ("x-requested-with", "xmlhttprequest"),
+            ],
+        ];
+        for pairs in navigations {
+            assert!(is_navigation(&headers(pairs)), "a navigation: {pairs:?}");
+        }
+        for pairs in api_clients {
+            assert!(!is_navigation(&headers(pairs)), "an API client: {pairs:?}");
+        }
+    }
+
+    #[test]
+    fn an_api_group_answers_401_even_to_a_navigation() {
+        let uri: Uri = "/api/me".parse().unwrap();
+        let navigation = headers(&[("sec-fetch-mode", "navigate"), ("accept", "text/html")]);
+        let mut extensions = Extensions::new();
+        let page = LoginRequired::new(
+            &Method::GET,
+            &uri,
+            &navigation,
+            &extensions,
+            "/login",
+            false,
+        );
+        assert!(
+            !page.api,
+            "outside an API group, a navigation is redirected"
+        );
+        extensions.insert(ApiRoutes);
+        let api = LoginRequired::new(
+            &Method::GET,
+            &uri,
+            &navigation,
+            &extensions,
+            "/login",
+            false,
+        );
+        assert!(api.api, "inside one, it gets a 401");
+        assert_eq!(api.into_response().status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]

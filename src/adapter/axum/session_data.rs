@@ -96,7 +96,27 @@ impl SessionData {
         true
     }
 
-    /// Empties the session, the login included: the cookie is deleted.
+    /// Empties the session: the app's values and the login in it; the
+    /// session cookie is deleted.
+    ///
+    /// This is not a logout. A browser with a remember-me cookie is logged
+    /// straight back in by its next request (a remembered login, not
+    /// fresh), and the remember token stays valid. To log the user out, call
+    /// [`Auth::logout_user`](crate::Auth::logout_user), which also revokes
+    /// and deletes the remember cookie; `clear` after it empties the rest.
+    ///
+    /// ```
+    /// use axum::response::Redirect;
+    /// use axum_latch::{Auth, SessionData, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    ///
+    /// async fn logout(auth: Auth<Account>, session: SessionData) -> Redirect {
+    ///     auth.logout_user().await; // the login and the remember cookie
+    ///     session.clear();          // the app's own values too
+    ///     Redirect::to("/")
+    /// }
+    /// ```
     pub fn clear(&self) {
         let mut state = self.0.session.state();
         if !state.claims().is_empty() {
