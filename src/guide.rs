@@ -1,6 +1,7 @@
 //! Guides for moving an app to latch from another login library: from
 //! [Microdot](from_microdot), [Flask-Login](from_flask_login) and
-//! [axum-login](from_axum_login), each with the same small app in both.
+//! [axum-login](from_axum_login): what each call becomes, and what behaves
+//! differently after the move.
 
 #[doc = include_str!("../docs/guide/from-microdot.md")]
 pub mod from_microdot {}

@@ -888,7 +888,7 @@ async fn forget_device(
     match auth.forget_device(id).await {
         Ok(true) => Ok(back_to_account(
             &session,
-            "That device is forgotten: it will need your password to log in again.",
+            "That device is forgotten: once its current visit ends, it will need your password again.",
         )),
         Ok(false) => Ok(back_to_account(
             &session,

@@ -6,13 +6,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
 
-/// Remember-me tokens in memory. Clones share the same tokens.
+/// Remember-me tokens in memory. Clones share the same tokens; another
+/// process (another instance of the app) sees none of them, and a restart
+/// forgets them all (their users log in again).
+///
+/// Expired tokens are refused at once, but stay in memory until
+/// [`RevocableRemember::spawn_purge`](crate::remember::RevocableRemember::spawn_purge)
+/// deletes them:
 ///
 /// ```
 /// use axum_latch::stores::MemoryStore;
 /// use axum_latch::remember::RevocableRemember;
+/// use std::time::Duration;
 ///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let tokens = RevocableRemember::new(MemoryStore::new());
+/// tokens.spawn_purge(Duration::from_secs(60 * 60));
+/// # });
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {

@@ -72,9 +72,16 @@ use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
 /// let manager = ConnectionManager::new_with_config(client, config).await?;
 ///
 /// let tokens = RevocableRemember::new(RedisStore::new(manager).prefix("myapp:"));
+/// // Token keys expire in Redis on their own; this trims the per-user indexes.
+/// tokens.spawn_purge(Duration::from_secs(60 * 60));
 /// let login = Login::new(load).remember_tokens(tokens);
 /// # Ok(()) }
 /// ```
+///
+/// Each token's key expires in Redis at the token's expiry, so expired
+/// tokens need no purge; each user's index of selectors keeps stale entries
+/// until [`RevocableRemember::spawn_purge`](crate::remember::RevocableRemember::spawn_purge)
+/// trims it (listing the user's devices skips them meanwhile).
 #[derive(Clone)]
 pub struct RedisStore {
     manager: ConnectionManager,

@@ -353,9 +353,17 @@ sql_store! {
     /// let pool = sqlx::SqlitePool::connect("sqlite://app.db?mode=rwc").await?;
     /// let store = SqliteStore::new(pool);
     /// store.migrate().await?;
-    /// let login = Login::new(load_user).remember_tokens(RevocableRemember::new(store));
+    /// let tokens = RevocableRemember::new(store);
+    /// // Deletes expired tokens every hour (they are refused at once anyway).
+    /// tokens.spawn_purge(std::time::Duration::from_secs(60 * 60));
+    /// let login = Login::new(load_user).remember_tokens(tokens);
     /// # Ok(()) }
     /// ```
+    ///
+    /// Expired tokens are refused as soon as they expire, but their rows stay
+    /// in the table until [`RevocableRemember::spawn_purge`](crate::remember::RevocableRemember::spawn_purge)
+    /// (or a call of `purge_expired`) deletes them: without it, the table
+    /// keeps every token ever issued that was not revoked.
     SqliteStore(sqlx::SqlitePool)
 }
 
@@ -428,9 +436,17 @@ sql_store! {
     /// let pool = sqlx::PgPool::connect("postgres://app@localhost/app").await?;
     /// let store = PostgresStore::new(pool);
     /// store.migrate().await?;
-    /// let login = Login::new(load_user).remember_tokens(RevocableRemember::new(store));
+    /// let tokens = RevocableRemember::new(store);
+    /// // Deletes expired tokens every hour (they are refused at once anyway).
+    /// tokens.spawn_purge(std::time::Duration::from_secs(60 * 60));
+    /// let login = Login::new(load_user).remember_tokens(tokens);
     /// # Ok(()) }
     /// ```
+    ///
+    /// Expired tokens are refused as soon as they expire, but their rows stay
+    /// in the table until [`RevocableRemember::spawn_purge`](crate::remember::RevocableRemember::spawn_purge)
+    /// (or a call of `purge_expired`) deletes them: without it, the table
+    /// keeps every token ever issued that was not revoked.
     PostgresStore(sqlx::PgPool)
 }
 

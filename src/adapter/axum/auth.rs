@@ -216,6 +216,33 @@ impl<U: User> Auth<U> {
     /// [`id`](RememberedDevice::id); if it is this browser, its cookie is
     /// deleted too. Returns whether there was such a device; an id of another
     /// user's device, or any id on an anonymous request, revokes nothing.
+    ///
+    /// What it ends is the device's **remember-me token**: the device can
+    /// no longer log in without a password once its current session is
+    /// over. A session the device holds right now is not ended: it lasts
+    /// until the browser closes, the idle timeout passes (1 day by default)
+    /// or the absolute timeout does. To end those sessions at once, change
+    /// the user's `auth_hash` (every session of the user ends; see
+    /// [`update_user`](Self::update_user) to keep the current one).
+    ///
+    /// ```
+    /// use axum::{extract::Form, response::Redirect};
+    /// use axum_latch::{Auth, FreshUser, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Device { id: String }
+    ///
+    /// async fn forget(
+    ///     _: FreshUser<Account>,
+    ///     auth: Auth<Account>,
+    ///     Form(device): Form<Device>,
+    /// ) -> Result<Redirect, axum_latch::AuthError> {
+    ///     auth.forget_device(&device.id).await?;
+    ///     Ok(Redirect::to("/account"))
+    /// }
+    /// ```
     pub async fn forget_device(&self, id: &str) -> Result<bool, AuthError> {
         let devices = self.remembered_devices().await?;
         let Some(device) = devices.iter().find(|device| device.id == id) else {
