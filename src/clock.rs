@@ -33,12 +33,29 @@ pub struct Clock {
 
 impl Clock {
     /// The system's clock.
+    ///
+    /// ```
+    /// use axum_latch::clock::Clock;
+    ///
+    /// let clock = Clock::system(); // what latch uses unless told otherwise
+    /// assert!(clock.now() <= std::time::SystemTime::now());
+    /// ```
     pub fn system() -> Self {
         Self::default()
     }
 
     /// A clock that stands still at `start` until it is moved with
     /// [`advance`](Self::advance) or [`set`](Self::set).
+    ///
+    /// ```
+    /// use axum_latch::{clock::Clock, SecretKey, Session};
+    /// use std::time::SystemTime;
+    ///
+    /// let clock = Clock::manual(SystemTime::UNIX_EPOCH);
+    /// let session = Session::new(SecretKey::generate()?).clock(clock.clone());
+    /// assert_eq!(clock.now(), SystemTime::UNIX_EPOCH); // stands still until moved
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn manual(start: SystemTime) -> Self {
         Self {
             manual: Some(Arc::new(Mutex::new(start))),
@@ -46,6 +63,14 @@ impl Clock {
     }
 
     /// The current time.
+    ///
+    /// ```
+    /// use axum_latch::clock::Clock;
+    /// use std::time::SystemTime;
+    ///
+    /// let start = SystemTime::now();
+    /// assert_eq!(Clock::manual(start).now(), start);
+    /// ```
     pub fn now(&self) -> SystemTime {
         match &self.manual {
             None => SystemTime::now(),
@@ -55,6 +80,15 @@ impl Clock {
 
     /// Moves a manual clock forward by `by`. The system's clock cannot be
     /// moved: this does nothing to it.
+    ///
+    /// ```
+    /// use axum_latch::clock::Clock;
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let clock = Clock::manual(SystemTime::UNIX_EPOCH);
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(clock.now(), SystemTime::UNIX_EPOCH + Duration::from_secs(60));
+    /// ```
     pub fn advance(&self, by: Duration) {
         if let Some(time) = &self.manual {
             let mut time = time.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -63,6 +97,16 @@ impl Clock {
     }
 
     /// Sets a manual clock to `to`. Does nothing to the system's clock.
+    ///
+    /// ```
+    /// use axum_latch::clock::Clock;
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let clock = Clock::manual(SystemTime::now());
+    /// let later = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+    /// clock.set(later);
+    /// assert_eq!(clock.now(), later);
+    /// ```
     pub fn set(&self, to: SystemTime) {
         if let Some(time) = &self.manual {
             *time.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = to;

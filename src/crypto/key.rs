@@ -54,6 +54,15 @@ impl SecretKey {
 
     /// Makes a key from bytes (a string works too), refusing keys shorter
     /// than [`MIN_LEN`](Self::MIN_LEN) bytes.
+    ///
+    /// ```
+    /// use axum_latch::SecretKey;
+    ///
+    /// # std::env::set_var("SECRET_KEY", "x".repeat(48));
+    /// let key = SecretKey::new(std::env::var("SECRET_KEY").expect("SECRET_KEY is set"))?;
+    /// assert!(SecretKey::new("too short").is_err());
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn new(bytes: impl AsRef<[u8]>) -> Result<Self, KeyError> {
         let bytes = bytes.as_ref();
         if bytes.len() < MIN_KEY_LEN {
@@ -73,6 +82,14 @@ impl SecretKey {
     ///
     /// Sessions signed with a generated key end when the process does, so
     /// use it for tests and throw-away development servers only.
+    ///
+    /// ```
+    /// use axum_latch::{SecretKey, Session};
+    ///
+    /// // Fine for tests and demos: every restart logs everyone out.
+    /// let session = Session::new(SecretKey::generate()?);
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn generate() -> Result<Self, KeyError> {
         let mut bytes = [0u8; 64];
         getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
@@ -145,6 +162,14 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// A ring with one key, the current one.
+    ///
+    /// ```
+    /// use axum_latch::{KeyRing, SecretKey, Session};
+    ///
+    /// let ring = KeyRing::new(SecretKey::generate()?);
+    /// let session = Session::new(ring);
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn new(current: SecretKey) -> Self {
         Self {
             keys: vec![current],
@@ -152,27 +177,66 @@ impl KeyRing {
     }
 
     /// Adds a previous key, accepted for verification only.
+    ///
+    /// ```
+    /// use axum_latch::{KeyRing, SecretKey};
+    ///
+    /// let new = SecretKey::new("the new key, at least thirty-two bytes long")?;
+    /// let old = SecretKey::new("the old key, at least thirty-two bytes long")?;
+    /// let ring = KeyRing::new(new).with_previous(old); // old tokens still accepted
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn with_previous(mut self, previous: SecretKey) -> Self {
         self.keys.push(previous);
         self
     }
 
     /// The key new tokens are signed with.
+    ///
+    /// ```
+    /// use axum_latch::{KeyRing, SecretKey};
+    ///
+    /// let ring = KeyRing::new(SecretKey::generate()?).with_previous(SecretKey::generate()?);
+    /// assert!(std::ptr::eq(ring.current(), &ring.keys()[0]));
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn current(&self) -> &SecretKey {
         &self.keys[0]
     }
 
     /// Every key, the current one first.
+    ///
+    /// ```
+    /// use axum_latch::{KeyRing, SecretKey};
+    ///
+    /// let ring = KeyRing::new(SecretKey::generate()?).with_previous(SecretKey::generate()?);
+    /// assert_eq!(ring.keys().len(), 2); // current first, then previous
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn keys(&self) -> &[SecretKey] {
         &self.keys
     }
 
     /// How many keys the ring holds.
+    ///
+    /// ```
+    /// use axum_latch::{KeyRing, SecretKey};
+    ///
+    /// assert_eq!(KeyRing::new(SecretKey::generate()?).len(), 1);
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
     /// Always false: a ring holds at least its current key.
+    ///
+    /// ```
+    /// use axum_latch::{KeyRing, SecretKey};
+    ///
+    /// assert!(!KeyRing::new(SecretKey::generate()?).is_empty()); // never: a ring has a current key
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         false
     }

@@ -136,6 +136,17 @@ impl<U: User, L: UserLoader<U>> Login<U, L> {
 
     /// The login page that anonymous requests are sent to (default `/login`).
     /// It must be a path on this site; a query (`/login?lang=en`) is kept.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// # async fn load(id: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// use axum_latch::Login;
+    ///
+    /// let login = Login::new(load).login_url("/account/sign-in")?;
+    /// assert!(Login::new(load).login_url("https://evil.example/").is_err());
+    /// # Ok::<(), axum_latch::ConfigError>(())
+    /// ```
     pub fn login_url(self, url: &str) -> Result<Self, ConfigError> {
         check_local(url)?;
         Ok(self.edit(|c| c.login_url = url.to_owned()))
@@ -143,6 +154,16 @@ impl<U: User, L: UserLoader<U>> Login<U, L> {
 
     /// Where [`Auth::login_user`](crate::Auth::login_user) redirects when the
     /// request has no safe `next` (default `/`). It must be a path on this site.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// # async fn load(id: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// use axum_latch::Login;
+    ///
+    /// let login = Login::new(load).default_redirect("/dashboard")?;
+    /// # Ok::<(), axum_latch::ConfigError>(())
+    /// ```
     pub fn default_redirect(self, url: &str) -> Result<Self, ConfigError> {
         check_local(url)?;
         Ok(self.edit(|c| c.default_redirect = url.to_owned()))
@@ -201,6 +222,19 @@ impl<U: User, L: UserLoader<U>> Login<U, L> {
     }
 
     /// Uses other remember-me tokens than the stateless default.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// # async fn load(id: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// use axum_latch::remember::RevocableRemember;
+    /// use axum_latch::stores::MemoryStore;
+    /// use axum_latch::Login;
+    ///
+    /// # #[cfg(feature = "memory")] {
+    /// let login = Login::new(load).remember_tokens(RevocableRemember::new(MemoryStore::new()));
+    /// # }
+    /// ```
     pub fn remember_tokens(self, tokens: impl RememberTokens) -> Self {
         self.edit(|c| c.remember = Arc::new(tokens))
     }

@@ -46,6 +46,14 @@ pub enum Remember {
 
 impl Remember {
     /// The number of days, or `None` when off.
+    ///
+    /// ```
+    /// use axum_latch::Remember;
+    ///
+    /// assert_eq!(Remember::On.days(), Some(30));
+    /// assert_eq!(Remember::Days(7).days(), Some(7));
+    /// assert_eq!(Remember::Off.days(), None);
+    /// ```
     pub fn days(self) -> Option<u32> {
         match self {
             Remember::Off | Remember::Days(0) => None,

@@ -122,6 +122,15 @@ pub struct Theft {
 impl<S: RememberStore> RevocableRemember<S> {
     /// Remember-me tokens kept in `store`, with a grace window of
     /// [`DEFAULT_GRACE`].
+    ///
+    /// ```
+    /// use axum_latch::remember::RevocableRemember;
+    /// use axum_latch::stores::MemoryStore;
+    ///
+    /// # #[cfg(feature = "memory")] {
+    /// let tokens = RevocableRemember::new(MemoryStore::new());
+    /// # }
+    /// ```
     pub fn new(store: S) -> Self {
         Self {
             store,
@@ -172,12 +181,32 @@ impl<S: RememberStore> RevocableRemember<S> {
     /// `Duration::ZERO` turns the window off: each of those parallel
     /// requests then rotates the token again and gets a cookie of its own,
     /// and the browser keeps whichever response it reads last.
+    ///
+    /// ```
+    /// use axum_latch::remember::RevocableRemember;
+    /// use axum_latch::stores::MemoryStore;
+    /// use std::time::Duration;
+    ///
+    /// # #[cfg(feature = "memory")] {
+    /// let tokens = RevocableRemember::new(MemoryStore::new()).grace(Duration::from_secs(10));
+    /// # }
+    /// ```
     pub fn grace(mut self, window: Duration) -> Self {
         self.grace = window;
         self
     }
 
     /// The store.
+    ///
+    /// ```
+    /// use axum_latch::remember::RevocableRemember;
+    /// use axum_latch::stores::MemoryStore;
+    ///
+    /// # #[cfg(feature = "memory")] {
+    /// let tokens = RevocableRemember::new(MemoryStore::new());
+    /// assert!(tokens.store().is_empty());
+    /// # }
+    /// ```
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -331,6 +360,20 @@ impl<S: RememberStore> RevocableRemember<S> {
             feature = "redis"
         )))
     )]
+    ///
+    /// ```
+    /// use axum_latch::remember::RevocableRemember;
+    /// use axum_latch::stores::MemoryStore;
+    /// use std::time::Duration;
+    ///
+    /// # #[cfg(feature = "memory")]
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let tokens = RevocableRemember::new(MemoryStore::new());
+    /// let purge = tokens.spawn_purge(Duration::from_secs(60 * 60)); // hourly
+    /// // ... and when shutting down:
+    /// purge.abort();
+    /// # });
+    /// ```
     pub fn spawn_purge(&self, period: Duration) -> tokio::task::JoinHandle<()>
     where
         S: Clone,

@@ -87,11 +87,26 @@ pub struct StoreError(BoxError);
 
 impl StoreError {
     /// Wraps the error of a store's client library.
+    ///
+    /// ```
+    /// use axum_latch::remember::StoreError;
+    ///
+    /// fn from_io(error: std::io::Error) -> StoreError {
+    ///     StoreError::new(error) // any error, boxed
+    /// }
+    /// ```
     pub fn new(error: impl Into<BoxError>) -> Self {
         Self(error.into())
     }
 
     /// The client library's error.
+    ///
+    /// ```
+    /// use axum_latch::remember::StoreError;
+    ///
+    /// let error = StoreError::new(std::io::Error::other("disk full"));
+    /// assert_eq!(error.into_inner().to_string(), "disk full");
+    /// ```
     pub fn into_inner(self) -> BoxError {
         self.0
     }

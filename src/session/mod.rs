@@ -90,6 +90,13 @@ impl MicrodotCompat {
 impl Session {
     /// A session layer that signs with `keys` (a [`SecretKey`](crate::SecretKey)
     /// or a [`KeyRing`]).
+    ///
+    /// ```
+    /// use axum_latch::{SecretKey, Session};
+    ///
+    /// let session = Session::new(SecretKey::generate()?);
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn new(keys: impl Into<KeyRing>) -> Self {
         Self {
             config: Arc::new(SessionConfig {
@@ -117,6 +124,14 @@ impl Session {
     /// over `http://` except to `localhost`. Turning it off also turns off
     /// the [`__Host-` prefix](Self::host_prefix), which needs it (with a
     /// warning in the log).
+    ///
+    /// ```
+    /// use axum_latch::{SecretKey, Session};
+    ///
+    /// // Development over plain http:// only.
+    /// let session = Session::new(SecretKey::generate()?).secure(false);
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn secure(self, secure: bool) -> Self {
         self.edit(|c| {
             c.site.attributes.secure = secure;
@@ -164,11 +179,26 @@ impl Session {
     }
 
     /// The `SameSite` attribute of the cookies (default `Lax`).
+    ///
+    /// ```
+    /// use axum_latch::session::SameSite;
+    /// use axum_latch::{SecretKey, Session};
+    ///
+    /// let session = Session::new(SecretKey::generate()?).same_site(SameSite::Strict);
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn same_site(self, same_site: SameSite) -> Self {
         self.edit(|c| c.site.attributes.same_site = same_site)
     }
 
     /// The session cookie's name (default `session`, as in Microdot).
+    ///
+    /// ```
+    /// use axum_latch::{SecretKey, Session};
+    ///
+    /// let session = Session::new(SecretKey::generate()?).cookie_name("myapp_session")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cookie_name(self, name: &str) -> Result<Self, ConfigError> {
         cookies::check_name(name)?;
         Ok(self.edit(|c| {
@@ -178,6 +208,14 @@ impl Session {
     }
 
     /// The cookies' `Path` (default `/`).
+    ///
+    /// ```
+    /// use axum_latch::{SecretKey, Session};
+    ///
+    /// // An app served under /app: its cookies go only there.
+    /// let session = Session::new(SecretKey::generate()?).path("/app")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path(self, path: &str) -> Result<Self, ConfigError> {
         cookies::check_path(path)?;
         if self.config.host_prefix && path != "/" {
@@ -187,6 +225,14 @@ impl Session {
     }
 
     /// The cookies' `Domain` (default none: the cookie goes to this host only).
+    ///
+    /// ```
+    /// use axum_latch::{SecretKey, Session};
+    ///
+    /// // Shared by www.example.com and app.example.com.
+    /// let session = Session::new(SecretKey::generate()?).domain("example.com")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn domain(self, domain: &str) -> Result<Self, ConfigError> {
         cookies::check_domain(domain)?;
         if self.config.host_prefix {
@@ -197,6 +243,14 @@ impl Session {
 
     /// How long a session lasts without being used (default 1 day). Each use
     /// pushes the end back; the cookie is re-issued at most once a minute.
+    ///
+    /// ```
+    /// use axum_latch::{SecretKey, Session};
+    /// use std::time::Duration;
+    ///
+    /// let session = Session::new(SecretKey::generate()?).idle_timeout(Duration::from_secs(30 * 60));
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn idle_timeout(self, timeout: Duration) -> Self {
         self.edit(|c| c.idle_timeout = timeout)
     }
@@ -209,6 +263,14 @@ impl Session {
     /// long as the remember cookie does (30 days by default), each session
     /// within it at most this long. What ends a remembered login for good is
     /// logout, the remember cookie's expiry, or a change of `auth_hash`.
+    ///
+    /// ```
+    /// use axum_latch::{SecretKey, Session};
+    /// use std::time::Duration;
+    ///
+    /// let session = Session::new(SecretKey::generate()?).absolute_timeout(Duration::from_secs(8 * 3600));
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
     pub fn absolute_timeout(self, timeout: Duration) -> Self {
         self.edit(|c| c.absolute_timeout = timeout)
     }

@@ -50,16 +50,36 @@ impl Tokens {
 
 impl MemoryStore {
     /// An empty store.
+    ///
+    /// ```
+    /// use axum_latch::stores::MemoryStore;
+    ///
+    /// let store = MemoryStore::new();
+    /// let shared = store.clone(); // the same tokens
+    /// assert!(shared.is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// How many tokens are stored, expired ones included until purged.
+    ///
+    /// ```
+    /// use axum_latch::stores::MemoryStore;
+    ///
+    /// assert_eq!(MemoryStore::new().len(), 0);
+    /// ```
     pub fn len(&self) -> usize {
         self.lock().by_selector.len()
     }
 
     /// Whether no token is stored.
+    ///
+    /// ```
+    /// use axum_latch::stores::MemoryStore;
+    ///
+    /// assert!(MemoryStore::new().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -296,6 +296,15 @@ return {deleted, corrupt}
 
 impl RedisStore {
     /// A store on this connection, with keys under the prefix `latch:`.
+    ///
+    /// ```no_run
+    /// use axum_latch::stores::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), redis::RedisError> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let store = RedisStore::new(redis::aio::ConnectionManager::new(client).await?);
+    /// # Ok(()) }
+    /// ```
     pub fn new(manager: ConnectionManager) -> Self {
         Self {
             manager,
@@ -307,6 +316,15 @@ impl RedisStore {
     /// database with other apps or instances: stores with different
     /// prefixes never see each other's tokens. Include a separator
     /// (`myapp:`).
+    ///
+    /// ```no_run
+    /// use axum_latch::stores::RedisStore;
+    ///
+    /// # async fn run(manager: redis::aio::ConnectionManager) {
+    /// // Two apps on one Redis, each with its own keys.
+    /// let store = RedisStore::new(manager).prefix("shop:");
+    /// # }
+    /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self

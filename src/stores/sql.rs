@@ -375,6 +375,15 @@ impl SqliteStore {
     /// it on every start, from several processes at once. It does not use
     /// sqlx's migrator, whose `_sqlx_migrations` table belongs to the app's
     /// own migrations.
+    ///
+    /// ```no_run
+    /// use axum_latch::stores::SqliteStore;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = SqliteStore::new(sqlx::SqlitePool::connect("sqlite://app.db?mode=rwc").await?);
+    /// store.migrate().await?; // on every start: it is idempotent
+    /// # Ok(()) }
+    /// ```
     pub async fn migrate(&self) -> Result<(), StoreError> {
         // Each statement commits on its own, and SQLite runs writes one at
         // a time: a process starting alongside sees the other's table.
@@ -458,6 +467,15 @@ impl PostgresStore {
     /// (`IF NOT EXISTS`), so the app can call it on every start, from
     /// several instances at once. It does not use sqlx's migrator, whose
     /// `_sqlx_migrations` table belongs to the app's own migrations.
+    ///
+    /// ```no_run
+    /// use axum_latch::stores::PostgresStore;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = PostgresStore::new(sqlx::PgPool::connect("postgres://app@localhost/app").await?);
+    /// store.migrate().await?; // on every start: it is idempotent
+    /// # Ok(()) }
+    /// ```
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
         // Two concurrent `CREATE TABLE IF NOT EXISTS` can both find no table

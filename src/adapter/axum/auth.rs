@@ -69,6 +69,22 @@ impl<U: User> Auth<U> {
     /// changed, and the app may log the user in with [`Remember::Off`]
     /// and tell them they will not be remembered. [`AuthError::UserId`] if
     /// the user's id cannot be written as JSON.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// use axum::response::{IntoResponse, Response};
+    /// use axum_latch::{Auth, Remember};
+    /// # async fn check_password(_: &str, _: &str) -> Option<Account> { None }
+    ///
+    /// async fn log_in(auth: Auth<Account>) -> Response {
+    ///     match check_password("susan", "hunter2").await {
+    ///         // A 303 to the request's safe `next`, or to the default page.
+    ///         Some(user) => auth.login_user(&user, Remember::On).await.into_response(),
+    ///         None => (axum::http::StatusCode::UNAUTHORIZED, "wrong password").into_response(),
+    ///     }
+    /// }
+    /// ```
     pub async fn login_user(
         &self,
         user: &U,
@@ -117,6 +133,18 @@ impl<U: User> Auth<U> {
     /// and the remember cookie is revoked and deleted. With
     /// [`Login::cache_users`](crate::Login::cache_users), the user also
     /// leaves this instance's user cache.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// use axum::response::Redirect;
+    /// use axum_latch::Auth;
+    ///
+    /// async fn log_out(auth: Auth<Account>) -> Redirect {
+    ///     auth.logout_user().await;
+    ///     Redirect::to("/")
+    /// }
+    /// ```
     pub async fn logout_user(&self) {
         if let Some(login) = self.context.session().login() {
             self.context.forget_cached_user(&login.user_id);
@@ -139,6 +167,20 @@ impl<U: User> Auth<U> {
     ///
     /// Returns `false`, changing nothing, if this session is not logged in as
     /// `user`.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// use axum_latch::{Auth, FreshUser};
+    /// # async fn save_new_password(user: &Account) -> Account { user.clone() }
+    ///
+    /// async fn change_password(FreshUser(user): FreshUser<Account>, auth: Auth<Account>) -> &'static str {
+    ///     let reloaded = save_new_password(&user).await; // a new hash, so a new auth_hash
+    ///     // Every other session of the user ends; this one carries on.
+    ///     auth.update_user(&reloaded).await;
+    ///     "password changed"
+    /// }
+    /// ```
     pub async fn update_user(&self, user: &U) -> bool {
         let session = self.context.session();
         let same_user = match (session.login(), serde_json::to_value(user.id())) {
@@ -270,6 +312,20 @@ impl<U: User> Auth<U> {
     }
 
     /// The logged-in user, if any (loaded at most once per request).
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// use axum_latch::rejection::LoginRejection;
+    /// use axum_latch::Auth;
+    ///
+    /// async fn greeting(auth: Auth<Account>) -> Result<String, LoginRejection> {
+    ///     Ok(match auth.current_user().await? {
+    ///         Some(user) => format!("Hello, {}", user.name),
+    ///         None => "Hello, stranger".to_owned(),
+    ///     })
+    /// }
+    /// ```
     pub async fn current_user(&self) -> Result<Option<Arc<U>>, LoginRejection> {
         self.context
             .current_user()
@@ -278,6 +334,18 @@ impl<U: User> Auth<U> {
     }
 
     /// Where a login would redirect to: the safe `next`, or the default.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// use axum::response::Html;
+    /// use axum_latch::Auth;
+    ///
+    /// async fn login_page(auth: Auth<Account>) -> Html<String> {
+    ///     // Tell the visitor where they will land.
+    ///     Html(format!("<p>After logging in you will go to {}</p>", auth.next_url()))
+    /// }
+    /// ```
     pub fn next_url(&self) -> &str {
         next::safe_or(
             self.next.as_deref(),

@@ -192,6 +192,19 @@ impl<U: User, L> Login<U, L> {
     /// A route layer that lets only users with a fresh login through: one
     /// made with a password in this browser session, not restored from a
     /// remember-me cookie. Others are sent to log in again.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// # async fn load(id: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// use axum::{routing::get, Router};
+    /// use axum_latch::Login;
+    ///
+    /// let login = Login::new(load);
+    /// let sensitive: Router = Router::new()
+    ///     .route("/billing", get(|| async { "billing" }))
+    ///     .route_layer(login.fresh());
+    /// ```
     pub fn fresh(&self) -> RequireLogin<U> {
         RequireLogin::new(self.config.login_url.clone(), true)
     }

@@ -124,11 +124,47 @@ impl LoginRequired {
     }
 
     /// Where a browser is sent: the login page with `next`.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// use axum::response::{IntoResponse, Response};
+    /// use axum_latch::rejection::LoginRejection;
+    /// use axum_latch::CurrentUser;
+    ///
+    /// async fn page(user: Result<CurrentUser<Account>, LoginRejection>) -> Response {
+    ///     match user {
+    ///         Ok(CurrentUser(user)) => format!("Hello, {}", user.name).into_response(),
+    ///         Err(LoginRejection::LoginRequired(required)) => {
+    ///             format!("Please log in at {}", required.location()).into_response()
+    ///         }
+    ///         Err(other) => other.into_response(),
+    ///     }
+    /// }
+    /// ```
     pub fn location(&self) -> &str {
         &self.location
     }
 
     /// Whether the request had a login that was not fresh enough.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// use axum::response::{IntoResponse, Response};
+    /// use axum_latch::rejection::LoginRejection;
+    /// use axum_latch::FreshUser;
+    ///
+    /// async fn settings(user: Result<FreshUser<Account>, LoginRejection>) -> Response {
+    ///     match user {
+    ///         Ok(FreshUser(user)) => format!("Settings of {}", user.name).into_response(),
+    ///         Err(LoginRejection::LoginRequired(required)) if required.needs_fresh_login() => {
+    ///             "Please type your password again".into_response()
+    ///         }
+    ///         Err(other) => other.into_response(),
+    ///     }
+    /// }
+    /// ```
     pub fn needs_fresh_login(&self) -> bool {
         self.fresh
     }

@@ -41,6 +41,14 @@ impl SessionData {
     /// The value stored under `key`, if there is one of type `T`. A value of
     /// another shape (say, written by an older version of the app) reads as
     /// `None` rather than failing the request.
+    ///
+    /// ```
+    /// use axum_latch::SessionData;
+    ///
+    /// async fn theme(session: SessionData) -> String {
+    ///     session.get::<String>("theme").unwrap_or_else(|| "light".into())
+    /// }
+    /// ```
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         let state = self.0.session.state();
         let value = state.claims().get(key)?;
@@ -58,6 +66,16 @@ impl SessionData {
     /// [`SessionError::TooLarge`], rather than silently dropped later. An
     /// anonymous session keeps room for a login (a user id of up to 100
     /// bytes of JSON), so that logging in never overflows it.
+    ///
+    /// ```
+    /// use axum_latch::session::SessionError;
+    /// use axum_latch::SessionData;
+    ///
+    /// async fn dark(session: SessionData) -> Result<&'static str, SessionError> {
+    ///     session.insert("theme", "dark")?; // saved in the cookie on the way out
+    ///     Ok("dark it is")
+    /// }
+    /// ```
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         if is_reserved(key) {
             return Err(SessionError::ReservedKey(key.to_owned()));
@@ -84,6 +102,15 @@ impl SessionData {
 
     /// Removes `key`, telling whether it was there. Keys kept by latch are
     /// left alone (use [`Auth::logout_user`](crate::Auth::logout_user) to log out).
+    ///
+    /// ```
+    /// use axum_latch::SessionData;
+    ///
+    /// async fn reset(session: SessionData) -> &'static str {
+    ///     session.remove("theme");
+    ///     "back to the default theme"
+    /// }
+    /// ```
     pub fn remove(&self, key: &str) -> bool {
         if is_reserved(key) {
             return false;
