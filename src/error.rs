@@ -23,6 +23,10 @@ pub enum AuthError {
     /// changed.
     #[error("the session is too large to add a login to it: keep less in SessionData")]
     SessionTooLarge,
+    /// The operating system's random source failed, so no session id
+    /// could be made for the login: nothing has changed.
+    #[error("the operating system's random source failed: no session id for the login")]
+    Random,
     /// The user loader failed (it has been logged).
     #[error("the user loader failed")]
     LoaderFailed,

@@ -3,6 +3,7 @@
 
 pub(crate) mod fingerprint;
 pub(crate) mod key;
+pub(crate) mod random;
 pub(crate) mod token;
 
 pub use key::{KeyError, KeyRing, SecretKey};

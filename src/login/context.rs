@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cookies::Lookup;
 use crate::crypto::fingerprint;
+use crate::crypto::random;
 use crate::login::cache::UserCache;
 use crate::login::request::RequestState;
 use crate::login::state::{Found, LoginState, Want};
@@ -361,7 +362,12 @@ impl<U: User> LoginContext<U> {
     /// cleared) if it cannot be accepted whoever the user is.
     fn session_check(&self, login: &LoginClaims) -> Option<Check<'static>> {
         let check = match (&login.fingerprint, login.login_at) {
-            (Some(_), Some(_)) => Check::Fingerprint,
+            (Some(_), Some(_)) if login.session_id.is_some() => Check::Fingerprint,
+            (Some(_), Some(_)) => {
+                // latch gives every login a session id of its shape.
+                tracing::debug!(target: "latch", "login rejected: no session id, or one of another shape");
+                Check::Refuse
+            }
             (Some(_), None) => {
                 // latch writes both: without a start, the absolute timeout
                 // would never end the login.
@@ -410,7 +416,10 @@ impl<U: User> LoginContext<U> {
             Accepted::Adopted => {
                 // A Microdot login: tied to the user's auth_hash from now
                 // on, and never fresh.
-                self.session().adopt_login(current());
+                if !self.session().adopt_login(current()) {
+                    self.session().clear_login();
+                    return Step::Done(Resolved::Failed);
+                }
                 tracing::info!(target: "latch", user_id = ?user.id(), "Microdot login adopted");
                 false
             }
@@ -581,7 +590,15 @@ impl<U: User> LoginContext<U> {
                 .reissue(token, replacement, &redeemed.user_id, &auth, redeemed.days)
                 .await;
         }
-        self.session().set_login(redeemed.user_id, auth, false);
+        let Some(session_id) = random::session_id() else {
+            tracing::error!(target: "latch", "remembered login not restored: the random source failed");
+            if let Some(replacement) = &replacement {
+                self.set_remember_cookie(replacement, redeemed.days);
+            }
+            return Resolved::Failed;
+        };
+        self.session()
+            .set_login(redeemed.user_id, auth, session_id, false);
         if let (Some(tag), Accepted::Key(0)) = (redeemed.confirmation, accepted) {
             // The browser's next request shows whether it got the new token.
             self.session().set_remember_confirmation(tag);

@@ -15,6 +15,8 @@ pub(crate) const FRESH: &str = "_fresh";
 /// The fingerprint of the user's `auth_hash` (the wire name is Microdot-era `_auth`).
 pub(crate) const FINGERPRINT: &str = "_auth";
 pub(crate) const LOGIN_AT: &str = "_login_at";
+/// The login's random id: a new one for every login, kept while it lasts.
+pub(crate) const SESSION_ID: &str = "_sid";
 /// What a token is for: [`SESSION_PURPOSE`] in a session token, `remember`
 /// in a stateless remember-me token. Both are signed with the same keys, so
 /// each verifier checks it and neither token is accepted as the other.
@@ -26,8 +28,14 @@ pub(crate) const SESSION_PURPOSE: &str = "session";
 /// this session carries it).
 pub(crate) const REMEMBER_CONFIRM: &str = "_remember_confirm";
 /// Every claim of a login, removed together when it ends.
-pub(crate) const LOGIN_CLAIMS: [&str; 5] =
-    [USER_ID, FRESH, FINGERPRINT, LOGIN_AT, REMEMBER_CONFIRM];
+pub(crate) const LOGIN_CLAIMS: [&str; 6] = [
+    USER_ID,
+    FRESH,
+    FINGERPRINT,
+    LOGIN_AT,
+    SESSION_ID,
+    REMEMBER_CONFIRM,
+];
 /// Standard JWT claims, set by latch on every token.
 pub(crate) const EXP: &str = "exp";
 pub(crate) const IAT: &str = "iat";
@@ -44,6 +52,8 @@ pub(crate) struct Reserved<'a> {
     pub(crate) fingerprint: Lenient<Cow<'a, str>>,
     #[serde(rename = "_login_at", default)]
     pub(crate) login_at: Time,
+    #[serde(rename = "_sid", default, borrow)]
+    pub(crate) session_id: Lenient<Cow<'a, str>>,
     #[serde(rename = "_purpose", default, borrow)]
     pub(crate) purpose: Lenient<Cow<'a, str>>,
     #[serde(rename = "_remember_confirm", default, borrow)]
@@ -143,9 +153,11 @@ pub(crate) fn add_login(
     claims: &mut Claims,
     user_id: Value,
     fingerprint: String,
+    session_id: String,
     fresh: bool,
     now: u64,
 ) {
+    claims.insert(SESSION_ID.to_owned(), Value::String(session_id));
     claims.insert(USER_ID.to_owned(), user_id);
     claims.insert(FRESH.to_owned(), Value::Bool(fresh));
     claims.insert(FINGERPRINT.to_owned(), Value::String(fingerprint));

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::config::SiteConfig;
 use crate::cookies::{self, Lookup};
+use crate::crypto::random;
 use crate::crypto::token::{self, Claims};
 use crate::session::claims::*;
 use crate::session::verified::{LoginClaims, VerifiedSession};
@@ -207,17 +208,24 @@ impl SessionState {
         }
     }
 
-    /// Records a login in the session.
-    pub fn set_login(&self, user_id: Value, auth: String, fresh: bool) {
+    /// Records a login in the session, under the new `session_id`.
+    pub fn set_login(&self, user_id: Value, auth: String, session_id: String, fresh: bool) {
         let mut state = self.state();
         let now = self.config.site.clock.unix_secs();
-        add_login(state.claims_mut(), user_id, auth, fresh, now);
+        add_login(state.claims_mut(), user_id, auth, session_id, fresh, now);
     }
 
     /// Whether the session still fits in a cookie with this login in it.
     pub fn login_fits(&self, user_id: &Value, auth: &str) -> bool {
         let mut claims = self.state().claims().clone();
-        add_login(&mut claims, user_id.clone(), auth.to_owned(), true, 0);
+        add_login(
+            &mut claims,
+            user_id.clone(),
+            auth.to_owned(),
+            placeholder_session_id(),
+            true,
+            0,
+        );
         self.fits(&claims)
     }
 
@@ -237,16 +245,24 @@ impl SessionState {
     }
 
     /// Ties a login adopted from a Microdot token to `auth`: never fresh,
-    /// and its absolute timeout counted from now.
-    pub fn adopt_login(&self, auth: String) {
+    /// its absolute timeout counted from now, and a session id of its own.
+    /// Returns `false`, changing nothing, if no random id could be made.
+    #[must_use]
+    pub fn adopt_login(&self, auth: String) -> bool {
+        let Some(session_id) = random::session_id() else {
+            tracing::error!(target: "latch", "Microdot login not adopted: the random source failed");
+            return false;
+        };
         let mut state = self.state();
         let claims = state.claims_mut();
+        claims.insert(SESSION_ID.to_owned(), Value::String(session_id));
         claims.insert(FINGERPRINT.to_owned(), Value::String(auth));
         claims.insert(FRESH.to_owned(), Value::Bool(false));
         claims.insert(
             LOGIN_AT.to_owned(),
             Value::from(self.config.site.clock.unix_secs()),
         );
+        true
     }
 
     /// Removes the login from the session, keeping the app's own data.
@@ -414,6 +430,11 @@ impl State {
     }
 }
 
+/// A stand-in for a session id, of the same length, to measure a cookie.
+fn placeholder_session_id() -> String {
+    "s".repeat(random::ID_LEN)
+}
+
 /// Adds `Cookie` to the response's `Vary` header, once.
 fn add_vary_cookie(headers: &mut HeaderMap) {
     let already = headers.get_all(VARY).iter().any(|value| {
@@ -439,7 +460,14 @@ impl SessionState {
         let mut with_login = claims.clone();
         let placeholder_id = Value::String("u".repeat(LOGIN_ROOM - 2));
         let placeholder_auth = "a".repeat(22);
-        add_login(&mut with_login, placeholder_id, placeholder_auth, true, 0);
+        add_login(
+            &mut with_login,
+            placeholder_id,
+            placeholder_auth,
+            placeholder_session_id(),
+            true,
+            0,
+        );
         // A login restored from a remember-me cookie also keeps a tag.
         let placeholder_tag = Value::String("t".repeat(22));
         with_login.insert(REMEMBER_CONFIRM.to_owned(), placeholder_tag);

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::crypto::fingerprint;
 use crate::crypto::key::KeyRing;
+use crate::crypto::random;
 use crate::crypto::token::{self, Claims, Time, TokenError};
 use crate::session::claims::*;
 
@@ -42,7 +43,8 @@ impl Shape {
         let latch_claims = [reserved.exp, reserved.iat, reserved.nbf, reserved.login_at]
             .iter()
             .any(|time| *time != Time::Missing)
-            || !matches!(reserved.fingerprint, Lenient::Missing);
+            || !matches!(reserved.fingerprint, Lenient::Missing)
+            || !matches!(reserved.session_id, Lenient::Missing);
         match &reserved.purpose {
             Lenient::Valid(purpose) if purpose == SESSION_PURPOSE => Shape::Latch,
             Lenient::Missing if !latch_claims => Shape::Microdot,
@@ -86,6 +88,8 @@ pub(crate) struct LoginClaims {
     pub issued_at: Option<f64>,
     /// The session holds a remember-me confirmation tag.
     pub remember_confirm: bool,
+    /// The login's session id, if it has one of the right shape.
+    pub session_id: Option<Arc<str>>,
     /// The verified cookie these came from, which memoises the fingerprint check.
     pub(crate) verified: Option<Arc<VerifiedSession>>,
 }
@@ -109,6 +113,11 @@ impl LoginClaims {
             login_at: claims.get(LOGIN_AT).and_then(Value::as_f64),
             issued_at,
             remember_confirm: claims.contains_key(REMEMBER_CONFIRM),
+            session_id: claims
+                .get(SESSION_ID)
+                .and_then(Value::as_str)
+                .filter(|id| random::is_session_id(id))
+                .map(Arc::from),
             verified: None,
         })
     }
@@ -134,6 +143,10 @@ impl LoginClaims {
             login_at: reserved.login_at.at(),
             issued_at: reserved.iat.at(),
             remember_confirm: !matches!(reserved.remember_confirm, Lenient::Missing),
+            session_id: match reserved.session_id {
+                Lenient::Valid(id) if random::is_session_id(&id) => Some(Arc::from(id)),
+                _ => None,
+            },
             verified: None,
         })
     }

@@ -108,6 +108,12 @@ fn routes(db: &Arc<Db>, login: &Login<Account, impl UserLoader<Account>>) -> Rou
         .route("/current", get(current))
         .route("/public", get(|| async { "public" }))
         .route(
+            "/sid",
+            get(|auth: Auth<Account>| async move {
+                auth.session_id().await.unwrap_or_else(|| "none".to_owned())
+            }),
+        )
+        .route(
             "/clear",
             post(|session: SessionData| async move {
                 session.clear();
@@ -1414,4 +1420,115 @@ async fn a_remember_me_restore_starts_a_new_absolute_timeout() {
     }
     let later = claims_of(&client.cookie("session").unwrap());
     assert_eq!(later["_login_at"], restored_at, "not restored again");
+}
+
+/// The session id of the browser's login, read from its cookie.
+fn session_id_of(client: &Client) -> Option<String> {
+    let cookie = client.cookie("session")?;
+    claims_of(&cookie)["_sid"].as_str().map(str::to_owned)
+}
+
+/// Every login gets a random session id of its own: 128 bits, as 22
+/// characters of base64url. Logging in again, even as the same user in
+/// the same browser, makes a new one.
+#[tokio::test]
+async fn every_login_gets_a_new_session_id() {
+    let (mut client, _db) = browser();
+    assert_eq!(client.get("/sid").await.body, "none", "anonymous: none");
+    log_in(&mut client, "user001", "off").await;
+    let first = session_id_of(&client).expect("a session id");
+    assert_eq!(first.len(), 22);
+    assert!(
+        first
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{first}"
+    );
+    assert_eq!(client.get("/sid").await.body, first, "Auth::session_id");
+
+    log_in(&mut client, "user001", "off").await;
+    let second = session_id_of(&client).expect("a session id");
+    assert_ne!(second, first, "a new login, a new id");
+
+    let mut other = client.another_browser();
+    log_in(&mut other, "user001", "off").await;
+    assert_ne!(
+        session_id_of(&other),
+        Some(second.clone()),
+        "another browser's own"
+    );
+
+    client.post("/logout").await;
+    assert_eq!(session_id_of(&client), None, "logout removes it");
+    assert_eq!(client.get("/sid").await.body, "none");
+}
+
+/// The id lasts as long as the login: through renewals and a password
+/// change that keeps this session; a restore from the remember cookie is a
+/// new login with a new id.
+#[tokio::test]
+async fn the_session_id_lasts_as_long_as_the_login() {
+    let clock = Clock::manual(SystemTime::now());
+    let db = Db::new();
+    let session = Session::new(key()).clock(clock.clone());
+    let mut client = Client::new(app_with(&db, login_for(&db), session));
+    log_in(&mut client, "user001", "on").await;
+    let sid = session_id_of(&client).expect("a session id");
+
+    clock.advance(Duration::from_secs(2 * 60));
+    let res = client.get("/").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.set_cookie("session").is_some(), "renewed");
+    assert_eq!(session_id_of(&client), Some(sid.clone()), "kept by renewal");
+
+    let res = client
+        .post_form("/password", "hash=hash%20of%20a%20new%20password")
+        .await;
+    assert_eq!(res.body, "password changed");
+    assert_eq!(
+        session_id_of(&client),
+        Some(sid.clone()),
+        "kept by update_user"
+    );
+
+    // The browser closes; the remember cookie logs it in again.
+    log_in(&mut client, "user001", "on").await;
+    let before_restore = session_id_of(&client).expect("a session id");
+    client.remove_cookie("session");
+    assert_eq!(client.get("/").await.status, StatusCode::OK, "restored");
+    let restored = session_id_of(&client).expect("a session id");
+    assert_ne!(restored, before_restore, "a restore is a new login");
+}
+
+/// A login without a session id, or with one of another shape, is not one
+/// latch made: anonymous (and the login leaves the session).
+#[tokio::test]
+async fn a_login_without_a_well_formed_session_id_is_anonymous() {
+    let (mut client, _db) = browser();
+    log_in(&mut client, "user001", "off").await;
+    let good = client.cookie("session").unwrap();
+    let claims = claims_of(&good);
+    let cases = [
+        ("no _sid", None),
+        ("a short one", Some(json!("abc"))),
+        ("padded", Some(json!("AAAAAAAAAAAAAAAAAAAAA="))),
+        ("standard base64", Some(json!("AAAAAAAAAAAAAAAAAAAA+A"))),
+        ("a number", Some(json!(12345))),
+        ("null", Some(Value::Null)),
+    ];
+    for (what, sid) in cases {
+        let mut forged = claims.clone();
+        match sid {
+            Some(sid) => forged.insert("_sid".into(), sid),
+            None => forged.remove("_sid"),
+        };
+        let mut browser = client.another_browser();
+        browser.set_cookie("session", &jwt::encode(&forged, KEY));
+        let res = browser.get("/").await;
+        assert_eq!(res.status, StatusCode::FOUND, "{what}: {}", res.body);
+    }
+    // Control: the cookie as latch made it logs in.
+    let mut browser = client.another_browser();
+    browser.set_cookie("session", &good);
+    assert_eq!(browser.get("/").await.status, StatusCode::OK);
 }

@@ -187,9 +187,16 @@ async fn a_microdot_session_is_adopted_and_reissued_as_a_latch_token() {
     assert_eq!(claims["_user_id"], json!("user001"));
     // Adopted, never fresh: see `an_adopted_microdot_login_is_never_fresh`.
     assert_eq!(claims["_fresh"], json!(false));
-    for name in ["exp", "iat", "_auth", "_login_at", "_purpose"] {
+    for name in ["exp", "iat", "_auth", "_login_at", "_purpose", "_sid"] {
         assert!(claims.contains_key(name), "{name} missing: {claims:?}");
     }
+    // A session id of its own, given at adoption, kept from then on.
+    let sid = claims["_sid"].as_str().expect("a session id").to_owned();
+    assert_eq!(sid.len(), 22, "128 bits in base64url: {sid}");
+    let again = browser.get("/").await;
+    assert_eq!(again.status, StatusCode::OK);
+    let cookie = browser.cookie("session").expect("the adopted session");
+    assert_eq!(claims_of(&cookie)["_sid"], json!(sid), "kept");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::adapter::axum::rejection::{LoginRejection, MissingLayer};
 use crate::adapter::axum::request::login_context;
 use crate::crypto::fingerprint::fingerprint;
+use crate::crypto::random;
 use crate::error::AuthError;
 use crate::login::context::{LoaderFailed, LoginContext, Resolved};
 use crate::login::next;
@@ -98,6 +99,8 @@ impl<U: User> Auth<U> {
         if !session.login_fits(&user_id, &auth) {
             return Err(AuthError::SessionTooLarge);
         }
+        // A new id for every login, so that no id outlives its login.
+        let session_id = random::session_id().ok_or(AuthError::Random)?;
         // The token first: if the store fails, nothing has changed yet and
         // the app can log the user in without remember-me instead.
         let remembered = match remember.days() {
@@ -114,7 +117,7 @@ impl<U: User> Auth<U> {
             }
             None => None,
         };
-        session.set_login(user_id, auth, true);
+        session.set_login(user_id, auth, session_id, true);
         self.context.set_resolved(Resolved::User {
             user: Arc::new(user.clone()),
             fresh: true,
@@ -331,6 +334,36 @@ impl<U: User> Auth<U> {
             .current_user()
             .await
             .map_err(|LoaderFailed| LoginRejection::LoaderFailed)
+    }
+
+    /// The id of this browser's login: 128 random bits, as 22 characters
+    /// of base64url, made anew by every login (a password login, a
+    /// remember-me restore, a Microdot login adopted) and kept while the
+    /// login lasts, through renewals and [`update_user`](Self::update_user).
+    /// `None` for an anonymous request (the user is found first, as for
+    /// [`current_user`](Self::current_user), so a login latch refuses has
+    /// no id), and when the user loader fails. After
+    /// [`login_user`](Self::login_user) in the same request, the new
+    /// login's id.
+    ///
+    /// It names the login in the app's own records (an audit log, say); it
+    /// is not a secret that proves anything, since the signed cookie does
+    /// that.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// use axum_latch::{Auth, CurrentUser};
+    ///
+    /// async fn account(CurrentUser(user): CurrentUser<Account>, auth: Auth<Account>) -> String {
+    ///     let id = auth.session_id().await.unwrap_or_default();
+    ///     format!("{}, this browser's login is {id}", user.name)
+    /// }
+    /// ```
+    pub async fn session_id(&self) -> Option<String> {
+        self.context.current_user().await.ok()??;
+        let login = self.context.session().login()?;
+        login.session_id.as_deref().map(str::to_owned)
     }
 
     /// Where a login would redirect to: the safe `next`, or the default.
