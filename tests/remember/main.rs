@@ -1,5 +1,6 @@
-//! Remember-me: the store contract on every backend, revocable logins, and
-//! what happens when the store goes away.
+//! Remember-me: the store contract on every backend, what is particular to
+//! the SQL stores, revocable logins, and what happens when the store goes
+//! away.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -8,4 +9,6 @@ mod support;
 mod faults;
 #[cfg(feature = "memory")]
 mod revocable_login;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_store;
 mod store;

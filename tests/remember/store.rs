@@ -363,6 +363,7 @@ const GRACE: u64 = DEFAULT_GRACE.as_secs();
 const MINUTE: u64 = 60;
 const SUSAN: &str = r#""user001""#;
 const DAVID: &str = r#""user002""#;
+const CAROL: &str = r#""user003""#;
 const SUSAN_HASH: &[u8] = b"$argon2id$v=19$susan's password";
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 const CHROME_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
@@ -625,7 +626,23 @@ async fn store_round_trips_every_field<S: RememberStore + Clone>(t: Subject<S>) 
         expires_at: now + 3650 * DAY,
         device: "Safari on iPhone".to_owned(),
     };
-    for token in [&fresh, &rotated] {
+    // The extremes: the largest times and `days`, the epoch, non-ASCII text.
+    let extreme = StoredToken {
+        selector: random_part(),
+        validator_hash: [0xfe; 32],
+        previous_hash: Some([0; 32]),
+        rotated_at_ms: Some((now + 1) * 1000 + 999),
+        confirmed: true,
+        user_id: "43".to_owned(),
+        fingerprint: "AAECAwQFBgcICQoLDA0ODw".to_owned(),
+        series: random_part(),
+        days: u32::MAX,
+        created_at: 0,
+        last_used_at: now + 1,
+        expires_at: i64::MAX as u64,
+        device: "Safari on iPhone — ünïcode ✓".to_owned(),
+    };
+    for token in [&fresh, &rotated, &extreme] {
         t.store.insert(token).await.expect("issue");
     }
     assert_eq!(find(&t.store, &fresh.selector).await.as_ref(), Some(&fresh));
@@ -633,9 +650,29 @@ async fn store_round_trips_every_field<S: RememberStore + Clone>(t: Subject<S>) 
         find(&t.store, &rotated.selector).await.as_ref(),
         Some(&rotated)
     );
+    assert_eq!(
+        find(&t.store, &extreme.selector).await.as_ref(),
+        Some(&extreme)
+    );
     assert_eq!(find(&t.store, &random_part()).await, None);
     assert_eq!(list(&t.store, SUSAN).await, vec![fresh.clone()]);
     assert_eq!(list(&t.store, "42").await, vec![rotated.clone()]);
+    assert_eq!(list(&t.store, "43").await, vec![extreme.clone()]);
+
+    // Issuing a selector again replaces its token, user and all: it leaves
+    // the old user's list for the new one's.
+    let again = StoredToken {
+        user_id: "44".to_owned(),
+        validator_hash: [7; 32],
+        previous_hash: None,
+        rotated_at_ms: None,
+        confirmed: false,
+        ..extreme.clone()
+    };
+    t.store.insert(&again).await.expect("issue again");
+    assert_eq!(find(&t.store, &extreme.selector).await, Some(again.clone()));
+    assert_eq!(list(&t.store, "43").await, vec![]);
+    assert_eq!(list(&t.store, "44").await, vec![again]);
 }
 
 /// `rotate` swaps only from the expected hash, moves it to `previous_hash`
@@ -1093,7 +1130,8 @@ async fn store_revoke_user_deletes_only_that_users_tokens<S: RememberStore + Clo
     );
 }
 
-/// `list` gives the user's tokens (every field), most recently used first.
+/// `list` gives the user's tokens (every field), most recently used first,
+/// ties by selector.
 async fn store_list_is_most_recently_used_first<S: RememberStore + Clone>(t: Subject<S>) {
     let now = jwt::now();
     let mut a = token_of(SUSAN, now);
@@ -1140,6 +1178,25 @@ async fn store_list_is_most_recently_used_first<S: RememberStore + Clone>(t: Sub
         ]
     );
     assert_eq!(listed[0].last_used_at, now + 40);
+
+    // Ties in last_used_at go by selector, in byte order (`B` before `b`).
+    let tied = |selector: &str, last_used_at: u64| StoredToken {
+        selector: selector.to_owned(),
+        last_used_at,
+        ..token_of(CAROL, now)
+    };
+    for token in [
+        tied("sel-b", now + 10),
+        tied("sel-a", now + 30),
+        tied("sel-c", now + 10),
+        tied("sel-B", now + 10),
+    ] {
+        t.store.insert(&token).await.unwrap();
+    }
+    assert_eq!(
+        selectors(&list(&t.store, CAROL).await),
+        ["sel-a", "sel-B", "sel-b", "sel-c"]
+    );
 }
 
 /// `purge_expired` deletes the tokens expiring at or before `now`, of every
