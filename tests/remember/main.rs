@@ -1,12 +1,14 @@
 //! Remember-me: the store contract on every backend, what is particular to
-//! the SQL stores, revocable logins, and what happens when the store goes
-//! away.
+//! the SQL and Redis stores, revocable logins, and what happens when the
+//! store goes away.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 #[cfg(feature = "redis")]
 mod faults;
+#[cfg(feature = "redis")]
+mod redis_store;
 #[cfg(feature = "memory")]
 mod revocable_login;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

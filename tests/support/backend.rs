@@ -1,6 +1,6 @@
-// PostgreSQL and Redis for the tests, shared by every suite and by the unit
-// tests of latch's stores (which `include!` this file, hence plain comments
-// and no inner attributes here).
+// PostgreSQL and Redis for the tests, shared by every suite (through
+// `support/mod.rs`). The tests that need a server live in `tests/`, not in
+// `src/`.
 //
 // - `TEST_POSTGRES_URL` / `TEST_REDIS_URL` set: that server, and a test
 //   fails when it cannot be reached (CI sets both).
