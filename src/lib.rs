@@ -141,7 +141,7 @@ pub mod rejection {
 pub mod service {
     pub use crate::adapter::axum::{
         CrossOriginGuardFuture, CrossOriginGuardService, LoginFuture, LoginService, RequireLogin,
-        RequireLoginService, SessionFuture, SessionService,
+        RequireLoginFuture, RequireLoginService, SessionFuture, SessionService,
     };
 }
 

@@ -6,7 +6,7 @@ use http::HeaderValue;
 use serde::Deserialize as _;
 use serde_json::Value;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cookies::Lookup;
@@ -172,27 +172,34 @@ impl<U: User> LoginContext<U> {
     /// future unboxed); otherwise (from a task the handler spawned, after the
     /// response) this call finds it.
     pub async fn resolve(&self) -> Resolved<U> {
-        let mut own: Option<BoxFuture<'static, Resolved<U>>> = None;
-        std::future::poll_fn(|cx| {
-            if let Some(found) = self.state().found() {
-                return Poll::Ready(self.downcast(found));
+        let mut own = None;
+        std::future::poll_fn(|cx| self.poll_resolve(cx, &mut own)).await
+    }
+
+    /// [`resolve`](Self::resolve), polled: `own` keeps the caller's own
+    /// search for the user, when it has to find the user itself.
+    pub fn poll_resolve(
+        &self,
+        cx: &mut Context<'_>,
+        own: &mut Option<BoxFuture<'static, Resolved<U>>>,
+    ) -> Poll<Resolved<U>> {
+        if let Some(found) = self.state().found() {
+            return Poll::Ready(self.downcast(found));
+        }
+        if own.is_none() {
+            match self.state().want(cx) {
+                Want::Wait => return Poll::Pending,
+                Want::Found(found) => return Poll::Ready(self.downcast(found)),
+                Want::FindItself => {}
             }
-            if own.is_none() {
-                match self.state().want(cx) {
-                    Want::Wait => return Poll::Pending,
-                    Want::Found(found) => return Poll::Ready(self.downcast(found)),
-                    Want::FindItself => {}
-                }
-            }
-            let work = own.get_or_insert_with(|| {
-                let context = self.clone();
-                Box::pin(async move { context.find_user().await })
-            });
-            let resolved = std::task::ready!(work.as_mut().poll(cx));
-            self.store(&resolved);
-            Poll::Ready(self.downcast(self.state().found().expect("just stored")))
-        })
-        .await
+        }
+        let work = own.get_or_insert_with(|| {
+            let context = self.clone();
+            Box::pin(async move { context.find_user().await })
+        });
+        let resolved = std::task::ready!(work.as_mut().poll(cx));
+        self.store(&resolved);
+        Poll::Ready(self.downcast(self.state().found().expect("just stored")))
     }
 
     fn downcast(&self, found: Found) -> Resolved<U> {
@@ -223,7 +230,12 @@ impl<U: User> LoginContext<U> {
 
     /// The user, if logged in (and freshly so, when `fresh` is asked for).
     pub async fn require(&self, fresh: bool) -> Result<Arc<U>, Refusal> {
-        match self.resolve().await {
+        Self::required(self.resolve().await, fresh)
+    }
+
+    /// What [`require`](Self::require) makes of a resolved user.
+    pub fn required(resolved: Resolved<U>, fresh: bool) -> Result<Arc<U>, Refusal> {
+        match resolved {
             Resolved::User {
                 user,
                 fresh: is_fresh,

@@ -4,15 +4,19 @@
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use http::Request;
+use pin_project_lite::pin_project;
 use std::convert::Infallible;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::adapter::axum::rejection::{ApiRoutes, LoginRejection, LoginRequired};
 use crate::adapter::axum::request::login_context;
-use crate::login::context::Refusal;
+use crate::login::context::{LoginContext, Refusal, Resolved};
 use crate::login::user::User;
 use crate::login::Login;
 
@@ -20,16 +24,16 @@ use crate::login::Login;
 /// one), made by [`Login::required`](crate::Login::required) and
 /// [`Login::fresh`](crate::Login::fresh). Add it with `Router::route_layer`.
 pub struct RequireLogin<U> {
-    login_url: String,
+    login_url: Arc<str>,
     fresh: bool,
     api: bool,
     user: PhantomData<fn() -> U>,
 }
 
 impl<U> RequireLogin<U> {
-    pub(crate) fn new(login_url: String, fresh: bool) -> Self {
+    pub(crate) fn new(login_url: &str, fresh: bool) -> Self {
         Self {
-            login_url,
+            login_url: Arc::from(login_url),
             fresh,
             api: false,
             user: PhantomData,
@@ -110,15 +114,13 @@ impl<S: Clone, U> Clone for RequireLoginService<S, U> {
 
 impl<S, U, B> Service<Request<B>> for RequireLoginService<S, U>
 where
-    S: Service<Request<B>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<B>, Error = Infallible> + Clone,
     S::Response: IntoResponse,
-    S::Future: Send,
     U: User,
-    B: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+    type Future = RequireLoginFuture<S, U, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -130,38 +132,117 @@ where
         }
         // The clone that was polled ready serves this request.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let login_url = self.layer.login_url.clone();
-        let fresh = self.layer.fresh;
-        Box::pin(async move {
-            let context = match login_context::<U>(
-                request.headers(),
-                request.uri(),
-                request.extensions(),
-                false,
-            ) {
-                Ok(context) => context,
-                Err(missing) => return Ok(missing.into_response()),
-            };
-            match context.require(fresh).await {
-                Ok(_) => match inner.call(request).await {
-                    Ok(response) => Ok(response.into_response()),
-                    Err(never) => match never {},
-                },
-                Err(Refusal::LoaderFailed) => Ok(LoginRejection::LoaderFailed.into_response()),
-                Err(refusal) => {
-                    let rejection = LoginRequired::new(
-                        request.method(),
-                        request.uri(),
-                        request.headers(),
-                        request.extensions(),
-                        &login_url,
-                        refusal == Refusal::NotFresh,
-                    );
-                    Ok(rejection.into_response())
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let step = match login_context::<U>(
+            request.headers(),
+            request.uri(),
+            request.extensions(),
+            false,
+        ) {
+            Ok(context) => Step::Checking {
+                context,
+                own: None,
+                request: Some(request),
+                inner: Some(inner),
+                login_url: self.layer.login_url.clone(),
+                fresh: self.layer.fresh,
+            },
+            Err(missing) => Step::Answered {
+                response: Some(missing.into_response()),
+            },
+        };
+        RequireLoginFuture { step }
+    }
+}
+
+pin_project! {
+    /// The response future of [`RequireLoginService`]: finds the user,
+    /// then calls the route or answers for it.
+    pub struct RequireLoginFuture<S: Service<Request<B>>, U: User, B> {
+        #[pin]
+        step: Step<S, U, B>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    enum Step<S: Service<Request<B>>, U: User, B> {
+        /// Waiting for the user.
+        Checking {
+            context: LoginContext<U>,
+            own: Option<BoxFuture<'static, Resolved<U>>>,
+            request: Option<Request<B>>,
+            inner: Option<S>,
+            login_url: Arc<str>,
+            fresh: bool,
+        },
+        /// Let through: the route answers.
+        Calling { #[pin] future: S::Future },
+        /// Refused, or the router lacks a layer.
+        Answered { response: Option<Response> },
+    }
+}
+
+impl<S, U, B> Future for RequireLoginFuture<S, U, B>
+where
+    S: Service<Request<B>, Error = Infallible>,
+    S::Response: IntoResponse,
+    U: User,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut step = self.project().step;
+        loop {
+            let next = match step.as_mut().project() {
+                StepProj::Checking {
+                    context,
+                    own,
+                    request,
+                    inner,
+                    login_url,
+                    fresh,
+                } => {
+                    let resolved = std::task::ready!(context.poll_resolve(cx, own));
+                    let (Some(request), Some(mut inner)) = (request.take(), inner.take()) else {
+                        unreachable!("a check is finished once");
+                    };
+                    match LoginContext::required(resolved, *fresh) {
+                        Ok(_) => Step::Calling {
+                            future: inner.call(request),
+                        },
+                        Err(Refusal::LoaderFailed) => Step::Answered {
+                            response: Some(LoginRejection::LoaderFailed.into_response()),
+                        },
+                        Err(refusal) => {
+                            let rejection = LoginRequired::new(
+                                request.method(),
+                                request.uri(),
+                                request.headers(),
+                                request.extensions(),
+                                login_url,
+                                refusal == Refusal::NotFresh,
+                            );
+                            Step::Answered {
+                                response: Some(rejection.into_response()),
+                            }
+                        }
+                    }
                 }
-            }
-        })
+                StepProj::Calling { future } => {
+                    let response = match std::task::ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    };
+                    return Poll::Ready(Ok(response.into_response()));
+                }
+                StepProj::Answered { response } => {
+                    let response = response.take().expect("a response is taken once");
+                    return Poll::Ready(Ok(response));
+                }
+            };
+            step.set(next);
+        }
     }
 }
 
@@ -186,7 +267,7 @@ impl<U: User, L> Login<U, L> {
     /// # Ok::<(), axum_latch::KeyError>(())
     /// ```
     pub fn required(&self) -> RequireLogin<U> {
-        RequireLogin::new(self.config.login_url.clone(), false)
+        RequireLogin::new(&self.config.login_url, false)
     }
 
     /// A route layer that lets only users with a fresh login through: one
@@ -206,6 +287,6 @@ impl<U: User, L> Login<U, L> {
     ///     .route_layer(login.fresh());
     /// ```
     pub fn fresh(&self) -> RequireLogin<U> {
-        RequireLogin::new(self.config.login_url.clone(), true)
+        RequireLogin::new(&self.config.login_url, true)
     }
 }

@@ -369,6 +369,40 @@ mod tests {
         }
     }
 
+    /// The route guard waits for the user like an extractor does, with a
+    /// loader that is not ready at once, and lets the route run only then.
+    #[tokio::test]
+    async fn the_route_guard_waits_for_a_pending_loader() {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let routes = Router::new().route(
+            "/",
+            get(
+                |CurrentUser(user): CurrentUser<Account>| async move { format!("user {}", user.0) },
+            ),
+        );
+        let login = Login::new(|id: u64| async move {
+            tokio::task::yield_now().await;
+            Ok::<_, std::convert::Infallible>(Some(Account(id)))
+        });
+        let guarded = routes.route_layer(login.required());
+        let app = app(loads.clone(), guarded);
+        let cookie = session_cookie(&app).await;
+        assert_eq!(
+            get_body(&app, &cookie).await,
+            (StatusCode::OK, "user 7".into())
+        );
+        let anonymous = app
+            .clone()
+            .oneshot(Request::get("/").body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            anonymous.status(),
+            StatusCode::UNAUTHORIZED,
+            "no login, no route"
+        );
+    }
+
     #[tokio::test]
     async fn asking_after_the_response_finds_the_user_alone() {
         let loads = Arc::new(AtomicUsize::new(0));

@@ -14,7 +14,7 @@ mod session_layer;
 pub use auth::Auth;
 pub use cross_origin::{CrossOriginGuardFuture, CrossOriginGuardService};
 pub use extract::{CurrentUser, FreshUser};
-pub use guard::{RequireLogin, RequireLoginService};
+pub use guard::{RequireLogin, RequireLoginFuture, RequireLoginService};
 pub use login_layer::{LoginFuture, LoginService};
 pub use rejection::{LoginRejection, LoginRequired, MissingLayer};
 pub use session_data::SessionData;
