@@ -12,18 +12,23 @@ use crate::session::verified::VerifiedSession;
 /// a miss costs only the verification the memo saves.
 pub(crate) const CAPACITY: usize = 1024;
 
-/// The last bytes of a cookie (its signature, for a token), by which the
-/// memo finds it: hashing a few bytes costs less than hashing the cookie.
+/// The last bytes of a cookie or `Cookie` header (the token's signature,
+/// when the session cookie comes last), by which the memo finds it:
+/// hashing a few bytes costs less than hashing the whole text.
 type Tail = [u8; TAIL_LEN];
 const TAIL_LEN: usize = 43;
 
-/// A memoised cookie: its whole text (compared on every hit), the id of the
+/// A memoised text: the whole of it (compared on every hit), the id of the
 /// session configuration that verified it, and the result.
-type Memo = HashMap<Tail, (Box<str>, u64, Arc<VerifiedSession>)>;
+type Memo = HashMap<Tail, (Box<[u8]>, u64, Arc<VerifiedSession>)>;
 
-/// The key of a cookie in the memo, or `None` if it is too short to be a token.
-fn tail(token: &str) -> Option<Tail> {
-    let bytes = token.as_bytes();
+/// The longest text the memo keeps: a `Cookie` header longer than this is
+/// read afresh each time (its session token may still be memoised alone).
+pub(crate) const MAX_TEXT: usize = 4096;
+
+/// The key of a text in the memo, or `None` if it is too short to end
+/// with a token.
+fn tail(bytes: &[u8]) -> Option<Tail> {
     bytes
         .get(bytes.len().checked_sub(TAIL_LEN)?..)?
         .try_into()
@@ -41,26 +46,31 @@ pub(crate) fn next_config_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// What `config` verified `token` as, if this thread has seen it. Only the
-/// signature and the JSON are memoised: expiry is checked again each time.
-pub(crate) fn get(config: u64, token: &str) -> Option<Arc<VerifiedSession>> {
-    let tail = tail(token)?;
+/// What `config` verified `text` as, if this thread has seen it: `text`
+/// is a session token, or a whole `Cookie` header whose one session cookie
+/// was that token. Only the signature and the JSON are memoised: expiry is
+/// checked again each time.
+pub(crate) fn get(config: u64, text: &[u8]) -> Option<Arc<VerifiedSession>> {
+    let tail = tail(text)?;
     MEMO.with_borrow(|memo| match memo.get(&tail) {
-        Some((text, id, verified)) if *id == config && **text == *token => Some(verified.clone()),
+        Some((kept, id, verified)) if *id == config && **kept == *text => Some(verified.clone()),
         _ => None,
     })
 }
 
-/// Remembers that `config` verified `token` as `verified`.
-pub(crate) fn put(config: u64, token: &str, verified: Arc<VerifiedSession>) {
-    let Some(tail) = tail(token) else {
+/// Remembers that `config` verified `text` as `verified`.
+pub(crate) fn put(config: u64, text: &[u8], verified: Arc<VerifiedSession>) {
+    if text.len() > MAX_TEXT {
+        return;
+    }
+    let Some(tail) = tail(text) else {
         return;
     };
     MEMO.with_borrow_mut(|memo| {
         if memo.len() >= CAPACITY {
             memo.clear();
         }
-        memo.insert(tail, (token.into(), config, verified));
+        memo.insert(tail, (text.into(), config, verified));
     });
 }
 

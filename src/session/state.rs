@@ -2,7 +2,7 @@
 //! the first extractor that needs it, the claims read from it, what
 //! changed, and the `Set-Cookie` written back.
 
-use http::header::VARY;
+use http::header::{COOKIE, VARY};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
@@ -13,8 +13,9 @@ use crate::cookies::{self, Lookup};
 use crate::crypto::random;
 use crate::crypto::token::{self, Claims};
 use crate::session::claims::*;
+use crate::session::memo;
 use crate::session::verified::{LoginClaims, VerifiedSession};
-use crate::session::verify::verify;
+use crate::session::verify::{self, verify};
 use crate::session::{SessionConfig, MAX_COOKIE_LEN};
 
 /// One request's session: kept in the request's state (see
@@ -105,8 +106,26 @@ impl SessionState {
             return;
         }
         state.loaded = true;
+        // A browser sends the same `Cookie` header request after request:
+        // one this thread has seen is not read again (only its token's
+        // times are checked).
+        let mut all = request.headers.get_all(COOKIE).iter();
+        let single = match (all.next(), all.next()) {
+            (Some(header), None) => Some(header),
+            _ => None,
+        };
+        if let Some(header) = single {
+            if let Some(verified) = memo::get(self.config.id, header.as_bytes()) {
+                state.had_cookie = true;
+                state.check(&self.config, verified);
+                return;
+            }
+        }
         let cookie = cookies::find_borrowed(request.headers, &self.config.site.cookie_name);
-        state.load(&self.config, cookie);
+        let verified = state.load(&self.config, cookie);
+        if let (Some(header), Some(verified)) = (single, verified) {
+            memo::put(self.config.id, header.as_bytes(), verified);
+        }
         if state.duplicated {
             self.keep_strays(request);
         }
@@ -377,9 +396,15 @@ impl StateGuard<'_> {
 }
 
 impl State {
-    fn load(&mut self, config: &SessionConfig, cookie: Lookup<&str>) {
+    /// Reads the session cookie found in the request. Returns the verified
+    /// token, if it checked out, for the memo of whole `Cookie` headers.
+    fn load(
+        &mut self,
+        config: &SessionConfig,
+        cookie: Lookup<&str>,
+    ) -> Option<Arc<VerifiedSession>> {
         let value = match cookie {
-            Lookup::Missing => return,
+            Lookup::Missing => return None,
             Lookup::Found(value) => value,
             Lookup::Duplicate => {
                 // Which one is latch's cannot be told: delete them all.
@@ -387,26 +412,48 @@ impl State {
                 self.had_cookie = true;
                 self.duplicated = true;
                 self.changed = true;
-                return;
+                return None;
             }
             Lookup::Unreadable => {
                 tracing::debug!(target: "latch", reason = "Cookie header is not text", "session cookie rejected");
-                return;
+                return None;
             }
         };
         self.had_cookie = true;
         match verify(config, value) {
-            Ok((verified, renew)) => {
-                self.issued_at = verified.iat.at();
-                self.verified = Some(verified);
-                self.renew = renew;
-            }
+            Ok((verified, renew)) => self.accept(verified, renew),
             Err(reason) => {
-                tracing::debug!(target: "latch", %reason, "session cookie rejected");
-                // Delete the bad cookie rather than have it sent again and again.
-                self.changed = true;
+                self.reject(reason);
+                None
             }
         }
+    }
+
+    /// Takes a token verified before (found in the memo), checking its times.
+    fn check(&mut self, config: &SessionConfig, verified: Arc<VerifiedSession>) {
+        match verify::check(config, verified) {
+            Ok((verified, renew)) => {
+                self.accept(verified, renew);
+            }
+            Err(reason) => self.reject(reason),
+        }
+    }
+
+    fn accept(
+        &mut self,
+        verified: Arc<VerifiedSession>,
+        renew: bool,
+    ) -> Option<Arc<VerifiedSession>> {
+        self.issued_at = verified.iat.at();
+        self.verified = Some(verified.clone());
+        self.renew = renew;
+        Some(verified)
+    }
+
+    fn reject(&mut self, reason: verify::Rejected) {
+        tracing::debug!(target: "latch", %reason, "session cookie rejected");
+        // Delete the bad cookie rather than have it sent again and again.
+        self.changed = true;
     }
 
     /// Builds the claims map from the verified payload, if not done yet.

@@ -14,14 +14,24 @@ pub(crate) fn verify(
     config: &SessionConfig,
     value: &str,
 ) -> Result<(Arc<VerifiedSession>, bool), Rejected> {
-    let verified = match memo::get(config.id, value) {
+    let verified = match memo::get(config.id, value.as_bytes()) {
         Some(verified) => verified,
         None => {
             let verified = Arc::new(VerifiedSession::new(&config.site.keys, value)?);
-            memo::put(config.id, value, verified.clone());
+            memo::put(config.id, value.as_bytes(), verified.clone());
             verified
         }
     };
+    check(config, verified)
+}
+
+/// The checks of a verified token that depend on the time, made on every
+/// request: expiry, `iat` and `nbf`, the absolute timeout; and whether to
+/// re-issue it.
+pub(crate) fn check(
+    config: &SessionConfig,
+    verified: Arc<VerifiedSession>,
+) -> Result<(Arc<VerifiedSession>, bool), Rejected> {
     let now = config.site.clock.unix_secs();
     let exp = match (verified.shape, config.microdot_compat) {
         (Shape::Latch, _) => verified.exp,

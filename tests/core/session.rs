@@ -996,3 +996,34 @@ async fn vary_cookie_inside_a_list_is_not_duplicated() {
     assert_eq!(count(&entries, "cookie"), 1, "{entries:?}");
     assert_eq!(count(&entries, "accept-encoding"), 1, "{entries:?}");
 }
+
+/// A `Cookie` header seen before is not read again, but its token's times
+/// are still checked on every request: the same header, byte for byte,
+/// is refused once its session has expired, and another key's
+/// configuration does not take the memo's word for it.
+#[tokio::test]
+async fn a_cookie_header_seen_before_is_still_checked_for_its_times() {
+    use axum_latch::clock::Clock;
+    use std::time::SystemTime;
+
+    let clock = Clock::manual(SystemTime::now());
+    let first = app(Session::new(key())
+        .idle_timeout(Duration::from_secs(3600))
+        .clock(clock.clone()));
+    let cookie = next_cookie(&post_with(&first, "/theme/dark", None).await);
+    for _ in 0..3 {
+        let response = get_with(&first, "/theme", Some(&cookie)).await;
+        assert_eq!(body_text(response).await, "dark", "the same header, again");
+    }
+    clock.advance(Duration::from_secs(3601));
+    let response = get_with(&first, "/theme", Some(&cookie)).await;
+    let deletion = set_cookie_for(&response, "session");
+    assert_eq!(body_text(response).await, "-", "expired, memo or not");
+    assert!(deletion.is_some(), "and the expired cookie is deleted");
+
+    // Another app with another key, on this thread, sent the same header.
+    let other = app(Session::new(SecretKey::new(OTHER_KEY).unwrap()).clock(clock.clone()));
+    clock.set(SystemTime::now());
+    let response = get_with(&other, "/theme", Some(&cookie)).await;
+    assert_eq!(body_text(response).await, "-", "not signed with its key");
+}
