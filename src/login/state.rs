@@ -92,6 +92,15 @@ impl Default for LoginState {
     }
 }
 
+/// Whether two wakers wake the same task. `Waker::will_wake` also compares
+/// the vtables, and a runtime's vtable can exist twice in a program (one
+/// per codegen unit), so a waker and its clone may not "will_wake" each
+/// other: the data pointer, which names the task, decides as well (but not
+/// a null one, as a no-op waker has).
+fn same_waker(a: &Waker, b: &Waker) -> bool {
+    a.will_wake(b) || (a.data() == b.data() && !a.data().is_null())
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -184,9 +193,9 @@ impl LoginState {
         let same_task = hand_over
             .driver_waker
             .as_ref()
-            .is_some_and(|driver| driver.will_wake(cx.waker()));
+            .is_some_and(|driver| same_waker(driver, cx.waker()));
         if !same_task {
-            if !hand_over.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            if !hand_over.waiters.iter().any(|w| same_waker(w, cx.waker())) {
                 hand_over.waiters.push(cx.waker().clone());
             }
             if let Some(driver) = &hand_over.driver_waker {
@@ -206,7 +215,7 @@ impl LoginState {
     pub fn register_driver(&self, cx: &Context<'_>) {
         let mut hand_over = lock(&self.hand_over);
         match &hand_over.driver_waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
+            Some(waker) if same_waker(waker, cx.waker()) => {}
             _ => hand_over.driver_waker = Some(cx.waker().clone()),
         }
     }
@@ -245,5 +254,66 @@ impl LoginState {
 
     pub fn remember_duplicated(&self) -> bool {
         self.remember_duplicated.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Task;
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[test]
+    fn a_waker_and_its_clone_wake_the_same_task_and_others_do_not() {
+        let task = Waker::from(Arc::new(Task));
+        let other = Waker::from(Arc::new(Task));
+        assert!(same_waker(&task, &task.clone()));
+        assert!(!same_waker(&task, &other));
+        // No-op wakers name no task: their null data pointer adds nothing
+        // to what `will_wake` says.
+        let noop = Waker::noop();
+        assert_eq!(
+            same_waker(noop, &noop.clone()),
+            noop.will_wake(&noop.clone())
+        );
+    }
+
+    #[test]
+    fn the_driver_s_own_task_waits_without_a_waiter_and_another_task_is_added() {
+        let state = LoginState::default();
+        assert!(state.attach(Arc::new(())));
+        let driver = Waker::from(Arc::new(Task));
+        state.register_driver(&Context::from_waker(&driver));
+        let same = driver.clone();
+        assert!(matches!(
+            state.want(&Context::from_waker(&same)),
+            Want::Wait
+        ));
+        assert!(
+            lock(&state.hand_over).waiters.is_empty(),
+            "no waiter for the driver's task"
+        );
+        assert!(state.take_wanted());
+        let other = Waker::from(Arc::new(Task));
+        assert!(matches!(
+            state.want(&Context::from_waker(&other)),
+            Want::Wait
+        ));
+        assert_eq!(
+            lock(&state.hand_over).waiters.len(),
+            1,
+            "another task waits"
+        );
+        state.set_found(Found::Anonymous);
+        assert!(lock(&state.hand_over).waiters.is_empty(), "and is woken");
+        assert!(matches!(
+            state.want(&Context::from_waker(&other)),
+            Want::Found(_)
+        ));
     }
 }
