@@ -114,6 +114,10 @@ pub(crate) enum Refusal {
 pub(crate) struct LoginContext<U: User> {
     request: Arc<RequestState>,
     config: Arc<LoginConfig<U>>,
+    /// Set while finding the user: the count of the handler's logins and
+    /// logouts when the search began. Its writes to the session and the
+    /// remember cookie are made only if the handler has made none since.
+    finding: Option<u64>,
 }
 
 impl<U: User> Clone for LoginContext<U> {
@@ -121,6 +125,7 @@ impl<U: User> Clone for LoginContext<U> {
         Self {
             request: self.request.clone(),
             config: self.config.clone(),
+            finding: self.finding,
         }
     }
 }
@@ -137,6 +142,8 @@ pub(crate) enum Step<U: User> {
 
 /// A session login waiting for its user from the loader.
 pub(crate) struct PendingLoad {
+    /// What [`LoginContext::finding`] was when the search began.
+    finding: u64,
     login: LoginClaims,
     check: Check<'static>,
     /// The user cache's key and generation, when there is a cache.
@@ -147,12 +154,44 @@ impl<U: User> LoginContext<U> {
     /// The request's login context, if a `Login<U, _>` layer has seen it.
     pub fn new(request: Arc<RequestState>) -> Option<Self> {
         let config = request.login.config()?.clone().downcast().ok()?;
-        Some(Self { request, config })
+        Some(Self {
+            request,
+            config,
+            finding: None,
+        })
     }
 
     /// The context of a request whose login `config` already attached.
     pub fn from_parts(request: Arc<RequestState>, config: Arc<LoginConfig<U>>) -> Self {
-        Self { request, config }
+        Self {
+            request,
+            config,
+            finding: None,
+        }
+    }
+
+    /// This context, about to find the user: its writes from now on are
+    /// dropped if the handler logs in, logs out or updates the user first.
+    fn finder(&self) -> Self {
+        Self {
+            finding: Some(self.state().changes()),
+            ..self.clone()
+        }
+    }
+
+    /// Runs a write to the session or the remember cookie: at once for the
+    /// handler's own calls; while finding the user, only if the handler
+    /// has made no login, logout or update since the search began.
+    fn write<T>(&self, write: impl FnOnce() -> T) -> Option<T> {
+        match self.finding {
+            None => Some(write()),
+            Some(seen) => self.state().unless_changed(seen, write),
+        }
+    }
+
+    /// Called by `Auth` before it logs in, logs out or updates the user.
+    pub fn begin_change(&self) {
+        self.state().begin_change();
     }
 
     pub fn config(&self) -> &LoginConfig<U> {
@@ -283,9 +322,10 @@ impl<U: User> LoginContext<U> {
     /// Finds the user, all of it in one future (boxed loader and all): for
     /// a request whose login layer's future is not there to run it.
     async fn find_user(&self) -> Resolved<U> {
-        match self.session().login() {
-            Some(login) => self.check_session_login(login).await,
-            None => self.restore_remembered().await,
+        let finder = self.finder();
+        match finder.session().login() {
+            Some(login) => finder.check_session_login(login).await,
+            None => finder.restore_remembered().await,
         }
     }
 
@@ -293,12 +333,10 @@ impl<U: User> LoginContext<U> {
     /// done at once (anonymous, refused, or from the user cache), the
     /// loader to call, or slower work.
     pub fn start(&self) -> Step<U> {
-        match self.session().login() {
-            Some(login) => self.start_with(login),
-            None => {
-                let context = self.clone();
-                Step::Slow(Box::pin(async move { context.restore_remembered().await }))
-            }
+        let finder = self.finder();
+        match finder.session().login() {
+            Some(login) => finder.start_with(login),
+            None => Step::Slow(Box::pin(async move { finder.restore_remembered().await })),
         }
     }
 
@@ -326,9 +364,11 @@ impl<U: User> LoginContext<U> {
             }
         }
         let cached = cache.zip(key).map(|(cache, key)| (key, cache.generation()));
+        let finding = self.finding.unwrap_or_else(|| self.state().changes());
         Step::Load(
             id,
             PendingLoad {
+                finding,
                 login,
                 check,
                 cached,
@@ -342,7 +382,16 @@ impl<U: User> LoginContext<U> {
         pending: PendingLoad,
         loaded: Result<Option<U>, BoxError>,
     ) -> Step<U> {
+        let finder = Self {
+            finding: Some(pending.finding),
+            ..self.clone()
+        };
+        finder.finish_loaded(pending, loaded)
+    }
+
+    fn finish_loaded(&self, pending: PendingLoad, loaded: Result<Option<U>, BoxError>) -> Step<U> {
         let PendingLoad {
+            finding: _,
             login,
             check,
             cached,
@@ -395,7 +444,7 @@ impl<U: User> LoginContext<U> {
             }
         };
         if check == Check::Refuse {
-            self.session().clear_login();
+            self.write(|| self.session().clear_login());
             return None;
         }
         Some(check)
@@ -419,7 +468,7 @@ impl<U: User> LoginContext<U> {
     /// `None`, anonymous (the login leaves the session).
     fn session_user(&self, login: LoginClaims, found: Option<(Arc<U>, Accepted)>) -> Step<U> {
         let Some((user, accepted)) = found else {
-            self.session().clear_login();
+            self.write(|| self.session().clear_login());
             return Step::Done(Resolved::Anonymous);
         };
         // Computed only when the session needs a new fingerprint.
@@ -428,9 +477,18 @@ impl<U: User> LoginContext<U> {
             Accepted::Adopted => {
                 // A Microdot login: tied to the user's auth_hash from now
                 // on, and never fresh.
-                if !self.session().adopt_login(current()) {
-                    self.session().clear_login();
-                    return Step::Done(Resolved::Failed);
+                let adopted = self.write(|| {
+                    let adopted = self.session().adopt_login(current());
+                    if !adopted {
+                        self.session().clear_login();
+                    }
+                    adopted
+                });
+                match adopted {
+                    Some(true) => {}
+                    Some(false) => return Step::Done(Resolved::Failed),
+                    // The handler logged in or out meanwhile: its word stands.
+                    None => return Step::Done(Resolved::Anonymous),
                 }
                 tracing::info!(target: "latch", user_id = ?user.id(), "Microdot login adopted");
                 false
@@ -438,7 +496,7 @@ impl<U: User> LoginContext<U> {
             Accepted::Key(0) => login.fresh && self.recent(login.login_at),
             Accepted::Key(_) => {
                 // Signed before a key rotation: move to the current key.
-                self.session().set_fingerprint(current());
+                self.write(|| self.session().set_fingerprint(current()));
                 login.fresh && self.recent(login.login_at)
             }
         };
@@ -532,7 +590,7 @@ impl<U: User> LoginContext<U> {
                 // Which one is latch's cannot be told: delete them all.
                 tracing::debug!(target: "latch", "remember cookie rejected: duplicated");
                 self.delete_remember_cookie();
-                self.state().set_remember_duplicated();
+                self.write(|| self.state().set_remember_duplicated());
                 return Resolved::Anonymous;
             }
         };
@@ -609,14 +667,23 @@ impl<U: User> LoginContext<U> {
             }
             return Resolved::Failed;
         };
-        self.session()
-            .set_login(redeemed.user_id, auth, session_id, false);
-        if let (Some(tag), Accepted::Key(0)) = (redeemed.confirmation, accepted) {
-            // The browser's next request shows whether it got the new token.
-            self.session().set_remember_confirmation(tag);
-        }
-        if let Some(replacement) = replacement {
-            self.set_remember_cookie(&replacement, redeemed.days);
+        let days = redeemed.days;
+        let restored = self.write(|| {
+            self.session()
+                .set_login(redeemed.user_id, auth, session_id, false);
+            if let (Some(tag), Accepted::Key(0)) = (redeemed.confirmation, accepted) {
+                // The browser's next request shows whether it got the new token.
+                self.session().set_remember_confirmation(tag);
+            }
+            if let Some(replacement) = &replacement {
+                self.set_remember_cookie_now(replacement, days);
+            }
+        });
+        if restored.is_none() {
+            // The handler logged in or out meanwhile: its word stands, and
+            // this restore leaves the session and the cookie alone.
+            tracing::debug!(target: "latch", "remembered login not restored: the handler logged in or out meanwhile");
+            return Resolved::Anonymous;
         }
         tracing::info!(target: "latch", user_id = ?user.id(), "login restored from remember cookie");
         Resolved::User { user, fresh: false }
@@ -628,7 +695,10 @@ impl<U: User> LoginContext<U> {
     /// [`RememberTokens::confirm`]). Asked once; a store that fails leaves
     /// the replaced cookie acceptable until the next rotation.
     async fn confirm_remembered(&self) {
-        let Some(tag) = self.session().take_remember_confirmation() else {
+        let Some(tag) = self
+            .write(|| self.session().take_remember_confirmation())
+            .flatten()
+        else {
             return;
         };
         let Some(token) = self.remember_cookie() else {
@@ -705,7 +775,13 @@ impl<U: User> LoginContext<U> {
         Some(&agent[..agent.len().min(MAX_USER_AGENT)])
     }
 
+    /// Sets the remember cookie on the response (unless the handler logged
+    /// in or out since this search for the user began).
     pub fn set_remember_cookie(&self, token: &str, days: u32) {
+        self.write(|| self.set_remember_cookie_now(token, days));
+    }
+
+    fn set_remember_cookie_now(&self, token: &str, days: u32) {
         let attributes = &self.session().site().attributes;
         let max_age = Duration::from_secs(u64::from(days) * 24 * 60 * 60);
         let name = &self.session().site().remember_cookie;
@@ -715,6 +791,10 @@ impl<U: User> LoginContext<U> {
 
     /// Deletes the remember cookie if the request had one or this response sets one.
     pub fn delete_remember_cookie(&self) {
+        self.write(|| self.delete_remember_cookie_now());
+    }
+
+    fn delete_remember_cookie_now(&self) {
         let mut update = self.remember_update();
         if update.is_some() || *self.remember_lookup() != Lookup::Missing {
             *update = Some(

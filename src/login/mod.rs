@@ -50,6 +50,11 @@ use crate::remember::{RememberTokens, StatelessRemember};
 /// # Ok::<(), axum_latch::KeyError>(())
 /// ```
 ///
+/// One `Login` layer serves a router: a route behind two of them (one
+/// inside the other) is a wiring mistake, refused with a `500` that says so
+/// ([`MissingLayer::TwoLogins`](crate::rejection::MissingLayer::TwoLogins)),
+/// never served by the layer the app did not mean for it.
+///
 /// The layer's type names its loader, `Login<U, L>`, so that the loader's
 /// future is not boxed on every request; a function that takes or returns
 /// one is generic over it:

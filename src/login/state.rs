@@ -25,11 +25,13 @@ pub(crate) enum Found {
 
 /// What a caller asking for the user does next.
 pub(crate) enum Want {
-    /// Wait: the login layer's future finds the user and wakes the caller.
+    /// Wait: the login layer's future, polling the caller's own task, finds
+    /// the user.
     Wait,
     /// The user was found meanwhile.
     Found(Found),
-    /// No login layer's future will: the caller finds the user itself.
+    /// The caller is not in the driver's task (or there is no driver): it
+    /// finds the user itself.
     FindItself,
 }
 
@@ -62,15 +64,18 @@ pub(crate) struct LoginState {
     remember_update: Mutex<Option<HeaderValue>>,
     /// The request carried the remember cookie more than once.
     remember_duplicated: AtomicBool,
+    /// Counts the logins, logouts and updates the handler made: work that
+    /// was finding the user since an earlier count writes nothing.
+    changes: Mutex<u64>,
+    /// A second login layer saw the request: a wiring mistake.
+    second_layer: AtomicBool,
 }
 
 /// Who finds the user, and who waits for it.
 struct HandOver {
     driver: Driver,
-    /// The task of the login layer's future, to wake when another task asks.
+    /// The task of the login layer's future: only it waits for the driver.
     driver_waker: Option<Waker>,
-    /// Tasks other than the driver's that wait for the user.
-    waiters: Vec<Waker>,
 }
 
 impl Default for LoginState {
@@ -83,11 +88,12 @@ impl Default for LoginState {
             hand_over: Mutex::new(HandOver {
                 driver: Driver::Absent,
                 driver_waker: None,
-                waiters: Vec::new(),
             }),
             remember_cookie: OnceLock::new(),
             remember_update: Mutex::new(None),
             remember_duplicated: AtomicBool::new(false),
+            changes: Mutex::new(0),
+            second_layer: AtomicBool::new(false),
         }
     }
 }
@@ -113,6 +119,7 @@ impl LoginState {
     /// the request's login layer (the first one).
     pub fn attach(&self, config: Arc<dyn Any + Send + Sync>) -> bool {
         if self.config.set(config).is_err() {
+            self.second_layer.store(true, Ordering::Relaxed);
             return false;
         }
         lock(&self.hand_over).driver = Driver::Running;
@@ -145,63 +152,40 @@ impl LoginState {
         lock(&self.found).clone()
     }
 
-    /// Sets the user, after it was found or after a login or logout, and
-    /// wakes whoever waits for it.
+    /// Sets the user, after a login or logout.
     pub fn set_found(&self, found: Found) {
         *lock(&self.found) = Some(found);
-        let waiters = std::mem::take(&mut lock(&self.hand_over).waiters);
-        for waiter in waiters {
-            waiter.wake();
-        }
     }
 
     /// Sets the user only if nobody has meanwhile: a login or logout made
     /// while the user was being found wins.
     pub fn set_found_if_unset(&self, found: Found) {
-        {
-            let mut slot = lock(&self.found);
-            if slot.is_none() {
-                *slot = Some(found);
-            }
-        }
-        let waiters = std::mem::take(&mut lock(&self.hand_over).waiters);
-        for waiter in waiters {
-            waiter.wake();
+        let mut slot = lock(&self.found);
+        if slot.is_none() {
+            *slot = Some(found);
         }
     }
 
-    /// Asks the login layer's future to find the user, and arranges for
-    /// this task to be woken when it has. Returns what the caller does
-    /// next: wait, take the user found meanwhile, or (no driver) find the
-    /// user itself.
+    /// Asks the login layer's future to find the user. Only a caller in the
+    /// driver's own task waits for it (the handler runs inside the login
+    /// layer's future, which looks for the request once the handler is
+    /// pending). Any other caller (a task the handler spawned, a handler
+    /// blocking on the answer, a call after the response) finds the user
+    /// itself: waiting on a task that may be the one it blocks could hang.
     pub fn want(&self, cx: &Context<'_>) -> Want {
-        let mut hand_over = lock(&self.hand_over);
-        if hand_over.driver != Driver::Running {
-            return Want::FindItself;
-        }
-        // Checked under the hand-over lock: `set_found` takes the waiters
-        // under it after storing the user, so a waiter added here is woken,
-        // or the user is seen here.
+        let hand_over = lock(&self.hand_over);
         if let Some(found) = self.found() {
             return Want::Found(found);
         }
-        self.wanted.store(true, Ordering::Release);
-        // Within the driver's own task (the handler runs inside the login
-        // layer's future) the driver looks for `wanted` once the handler is
-        // pending: nobody needs waking. From another task, wake the driver
-        // and be woken in turn.
-        let same_task = hand_over
-            .driver_waker
-            .as_ref()
-            .is_some_and(|driver| same_waker(driver, cx.waker()));
-        if !same_task {
-            if !hand_over.waiters.iter().any(|w| same_waker(w, cx.waker())) {
-                hand_over.waiters.push(cx.waker().clone());
-            }
-            if let Some(driver) = &hand_over.driver_waker {
-                driver.wake_by_ref();
-            }
+        let driver_task = hand_over.driver == Driver::Running
+            && hand_over
+                .driver_waker
+                .as_ref()
+                .is_some_and(|driver| same_waker(driver, cx.waker()));
+        if !driver_task {
+            return Want::FindItself;
         }
+        self.wanted.store(true, Ordering::Release);
         Want::Wait
     }
 
@@ -220,18 +204,35 @@ impl LoginState {
         }
     }
 
-    /// For the driver, when its future ends: anyone still waiting finds the
-    /// user by itself.
+    /// For the driver, when its future ends.
     pub fn driver_gone(&self) {
-        let waiters = {
-            let mut hand_over = lock(&self.hand_over);
-            hand_over.driver = Driver::Gone;
-            hand_over.driver_waker = None;
-            std::mem::take(&mut hand_over.waiters)
-        };
-        for waiter in waiters {
-            waiter.wake();
-        }
+        let mut hand_over = lock(&self.hand_over);
+        hand_over.driver = Driver::Gone;
+        hand_over.driver_waker = None;
+    }
+
+    /// Whether a second login layer saw the request.
+    pub fn second_layer(&self) -> bool {
+        self.second_layer.load(Ordering::Relaxed)
+    }
+
+    /// The count of the handler's logins, logouts and updates so far.
+    pub fn changes(&self) -> u64 {
+        *lock(&self.changes)
+    }
+
+    /// Called before the handler logs in, logs out or updates the user:
+    /// work finding the user from before writes nothing from now on.
+    pub fn begin_change(&self) {
+        *lock(&self.changes) += 1;
+    }
+
+    /// Runs `write` (a change to the session or the remember cookie made
+    /// while finding the user) only if the handler has made no change since
+    /// `seen`; the check and the write are one step.
+    pub fn unless_changed<T>(&self, seen: u64, write: impl FnOnce() -> T) -> Option<T> {
+        let changes = lock(&self.changes);
+        (*changes == seen).then(write)
     }
 
     /// The request's remember cookie, as [`prime`](Self::prime) found it.
@@ -284,9 +285,14 @@ mod tests {
     }
 
     #[test]
-    fn the_driver_s_own_task_waits_without_a_waiter_and_another_task_is_added() {
+    fn only_the_driver_s_own_task_waits_for_it() {
         let state = LoginState::default();
         assert!(state.attach(Arc::new(())));
+        let other = Waker::from(Arc::new(Task));
+        assert!(
+            matches!(state.want(&Context::from_waker(&other)), Want::FindItself),
+            "before the driver is polled, nobody waits on it"
+        );
         let driver = Waker::from(Arc::new(Task));
         state.register_driver(&Context::from_waker(&driver));
         let same = driver.clone();
@@ -294,26 +300,38 @@ mod tests {
             state.want(&Context::from_waker(&same)),
             Want::Wait
         ));
+        assert!(state.take_wanted(), "the driver is asked");
         assert!(
-            lock(&state.hand_over).waiters.is_empty(),
-            "no waiter for the driver's task"
+            matches!(state.want(&Context::from_waker(&other)), Want::FindItself),
+            "another task finds the user itself"
         );
-        assert!(state.take_wanted());
-        let other = Waker::from(Arc::new(Task));
-        assert!(matches!(
-            state.want(&Context::from_waker(&other)),
-            Want::Wait
-        ));
-        assert_eq!(
-            lock(&state.hand_over).waiters.len(),
-            1,
-            "another task waits"
-        );
+        assert!(!state.take_wanted(), "without asking the driver");
         state.set_found(Found::Anonymous);
-        assert!(lock(&state.hand_over).waiters.is_empty(), "and is woken");
         assert!(matches!(
             state.want(&Context::from_waker(&other)),
             Want::Found(_)
         ));
+    }
+
+    #[test]
+    fn work_from_before_a_change_writes_nothing() {
+        let state = LoginState::default();
+        let seen = state.changes();
+        assert_eq!(state.unless_changed(seen, || "written"), Some("written"));
+        state.begin_change();
+        assert_eq!(state.unless_changed(seen, || "written"), None);
+        assert_eq!(
+            state.unless_changed(state.changes(), || "written"),
+            Some("written")
+        );
+    }
+
+    #[test]
+    fn a_second_login_layer_is_noticed() {
+        let state = LoginState::default();
+        assert!(state.attach(Arc::new(1)));
+        assert!(!state.second_layer());
+        assert!(!state.attach(Arc::new(2)));
+        assert!(state.second_layer());
     }
 }

@@ -117,6 +117,8 @@ impl<U: User> Auth<U> {
             }
             None => None,
         };
+        // From here on, a search for the user begun before writes nothing.
+        self.context.begin_change();
         session.set_login(user_id, auth, session_id, true);
         self.context.set_resolved(Resolved::User {
             user: Arc::new(user.clone()),
@@ -149,6 +151,7 @@ impl<U: User> Auth<U> {
     /// }
     /// ```
     pub async fn logout_user(&self) {
+        self.context.begin_change();
         if let Some(login) = self.context.session().login() {
             self.context.forget_cached_user(&login.user_id);
         }
@@ -197,6 +200,7 @@ impl<U: User> Auth<U> {
             self.context.forget_cached_user(&user_id);
         }
         let auth = fingerprint(session.site().keys.current(), user.auth_hash());
+        self.context.begin_change();
         let fresh = session.set_fingerprint(auth);
         self.context.set_resolved(Resolved::User {
             user: Arc::new(user.clone()),
@@ -308,6 +312,7 @@ impl<U: User> Auth<U> {
             .revoke_device(&user_id, id)
             .await?;
         if device.current {
+            self.context.begin_change();
             self.context.delete_remember_cookie();
         }
         tracing::info!(target: "latch", user_id = ?user.id(), device = %device.device, "remembered device revoked");

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::adapter::axum::rejection::MissingLayer;
 use crate::adapter::axum::request::request_state;
 use crate::cookies;
 use crate::login::context::{LoginContext, PendingLoad, Step};
@@ -73,11 +74,13 @@ where
         let driver = match request_state(request.extensions()) {
             Ok(state) => {
                 let config: Arc<dyn std::any::Any + Send + Sync> = self.config.clone();
-                // An outer login layer already serves this request.
-                state
-                    .login
-                    .attach(config)
-                    .then(|| Driver::new(state.clone(), self))
+                let attached = state.login.attach(config);
+                if !attached {
+                    // An outer login layer already serves this request: a
+                    // wiring mistake, which the route's extractors refuse.
+                    tracing::error!(target: "latch", "{}", MissingLayer::TwoLogins);
+                }
+                attached.then(|| Driver::new(state.clone(), self))
             }
             Err(missing) => {
                 tracing::error!(target: "latch", "{missing}");
@@ -429,5 +432,198 @@ mod tests {
         let user = auth.current_user().await.unwrap().expect("still logged in");
         assert_eq!(*user, Account(7));
         assert_eq!(loads.load(Ordering::SeqCst), 1, "found by the late caller");
+    }
+
+    /// All the `Set-Cookie` values of a response.
+    fn set_cookies(response: &http::Response<axum::body::Body>) -> Vec<String> {
+        response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// A logout while another task is restoring the login from the remember
+    /// cookie: the restore, finishing after it, writes nothing, so the
+    /// browser is logged out (its remember cookie deleted, no login in its
+    /// session), as the handler was told.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_logout_while_the_user_is_being_found_stands() {
+        let started = Arc::new(tokio::sync::Notify::new());
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let login = {
+            let (started, gate) = (started.clone(), gate.clone());
+            Login::new(move |id: u64| {
+                let (started, gate) = (started.clone(), gate.clone());
+                async move {
+                    started.notify_one();
+                    gate.notified().await;
+                    Ok::<_, std::convert::Infallible>(Some(Account(id)))
+                }
+            })
+        };
+        let gate_in_handler = gate.clone();
+        let app = Router::new()
+            .route(
+                "/login",
+                get(|auth: Auth<Account>| async move {
+                    auth.login_user(&Account(7), Remember::On).await.unwrap()
+                }),
+            )
+            .route(
+                "/logout",
+                get(move |auth: Auth<Account>, other: Auth<Account>| {
+                    let (started, gate) = (started.clone(), gate_in_handler.clone());
+                    async move {
+                        // The handler asks for the user (so the login
+                        // layer's future restores the login, held inside
+                        // the loader) and, meanwhile, logs out.
+                        let (seen, ()) = tokio::join!(other.current_user(), async {
+                            started.notified().await;
+                            auth.logout_user().await;
+                            gate.notify_one();
+                            // Still running while the restore finishes.
+                            for _ in 0..10 {
+                                tokio::task::yield_now().await;
+                            }
+                        });
+                        let seen = seen.unwrap();
+                        format!("logged out; the handler saw {:?}", seen.map(|u| u.0))
+                    }
+                }),
+            )
+            .layer(login)
+            .layer(Session::new(SecretKey::new("k".repeat(32)).unwrap()).secure(false));
+
+        let response = app
+            .clone()
+            .oneshot(
+                Request::get("/login")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let remember = set_cookies(&response)
+            .into_iter()
+            .find(|c| c.starts_with("_remember="))
+            .expect("a remember cookie");
+        let remember = remember.split(';').next().unwrap().to_owned();
+
+        // The browser restarts: only its remember cookie.
+        let request = Request::get("/logout")
+            .header(COOKIE, &remember)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            app.clone().oneshot(request),
+        )
+        .await
+        .expect("no hang")
+        .unwrap();
+        let cookies = set_cookies(&response);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            String::from_utf8_lossy(&body).starts_with("logged out"),
+            "{body:?}"
+        );
+        let deleted = cookies
+            .iter()
+            .any(|c| c.starts_with("_remember=;") && c.contains("Max-Age=0"));
+        assert!(deleted, "the remember cookie is deleted: {cookies:?}");
+        assert!(
+            !cookies
+                .iter()
+                .any(|c| c.starts_with("_remember=") && !c.starts_with("_remember=;")),
+            "and not set again: {cookies:?}"
+        );
+        for cookie in cookies.iter().filter(|c| c.starts_with("session=")) {
+            let value = cookie.split(';').next().unwrap();
+            assert!(!logged_in(value), "no login in the session: {cookie}");
+        }
+    }
+
+    /// Whether a session cookie value holds a login, read from its payload.
+    fn logged_in(cookie: &str) -> bool {
+        use base64::Engine as _;
+        let token = cookie.trim_start_matches("session=");
+        let payload = token.split('.').nth(1).unwrap_or("");
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap_or_default();
+        String::from_utf8_lossy(&json).contains("_user_id")
+    }
+
+    /// A route behind two login layers is refused (a wiring mistake), not
+    /// served by the outer one the app did not mean for it.
+    #[tokio::test]
+    async fn a_route_behind_two_login_layers_is_refused() {
+        let inner = Login::new(|id: u64| async move {
+            // Only user 1 may see the admin pages.
+            Ok::<_, std::convert::Infallible>((id == 1).then_some(Account(id)))
+        });
+        let admin = Router::new()
+            .route(
+                "/admin",
+                get(|CurrentUser(user): CurrentUser<Account>| async move {
+                    format!("admin {}", user.0)
+                }),
+            )
+            .layer(inner);
+        let loads = Arc::new(AtomicUsize::new(0));
+        let routes =
+            Router::new()
+                .route(
+                    "/",
+                    get(|CurrentUser(user): CurrentUser<Account>| async move {
+                        format!("user {}", user.0)
+                    }),
+                )
+                .merge(admin);
+        let app = app(loads, routes);
+        let cookie = session_cookie(&app).await; // user 7
+        assert_eq!(
+            get_body(&app, &cookie).await,
+            (StatusCode::OK, "user 7".into())
+        );
+        let request = Request::get("/admin")
+            .header(COOKIE, &cookie)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            String::from_utf8_lossy(&body).contains("two `Login` layers"),
+            "{body:?}"
+        );
+    }
+
+    /// A handler that blocks on the user (sync code reaching async) gets it:
+    /// it finds the user itself rather than wait for the task it blocks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handler_blocking_on_the_user_gets_it() {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let routes = Router::new().route(
+            "/",
+            get(|auth: Auth<Account>| async move {
+                let user = tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(auth.current_user())
+                });
+                format!("user {}", user.unwrap().unwrap().0)
+            }),
+        );
+        let app = app(loads.clone(), routes);
+        let cookie = session_cookie(&app).await;
+        // As a server runs it: the request in a task of its own.
+        let request = tokio::spawn(async move { get_body(&app, &cookie).await });
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), request)
+            .await
+            .expect("no hang")
+            .unwrap();
+        assert_eq!(answer, (StatusCode::OK, "user 7".into()));
     }
 }

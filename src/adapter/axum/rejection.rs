@@ -32,6 +32,15 @@ pub enum MissingLayer {
          Route layers such as `login.required()` go on with `route_layer`, before both"
     )]
     Login,
+    /// Two [`Login`](crate::Login) layers on the way to one route (one
+    /// inside the other). latch serves a request with one login layer; the
+    /// route is refused rather than served by the one the app did not mean.
+    #[error(
+        "latch: this route is behind two `Login` layers, one inside the other. \
+         Keep one `Login` layer per router; for routes that need more than a login \
+         (an admin page, say), check the user in the handler or an extractor of your own"
+    )]
+    TwoLogins,
 }
 
 impl IntoResponse for MissingLayer {

@@ -54,6 +54,9 @@ pub(crate) fn login_context<U: User>(
     remember: bool,
 ) -> Result<LoginContext<U>, MissingLayer> {
     let state = request_state(extensions)?;
+    if state.login.second_layer() {
+        return Err(MissingLayer::TwoLogins);
+    }
     state.prime(&view(headers, uri, extensions), remember);
     LoginContext::new(state.clone()).ok_or(MissingLayer::Login)
 }
