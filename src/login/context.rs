@@ -202,7 +202,8 @@ impl<U: User> LoginContext<U> {
         &self.request.session
     }
 
-    fn state(&self) -> &LoginState {
+    /// The request's login state.
+    pub fn state(&self) -> &LoginState {
         &self.request.login
     }
 

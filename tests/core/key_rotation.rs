@@ -195,22 +195,27 @@ async fn removing_the_old_key_ends_what_it_signed() {
     }
 }
 
+/// The test app with revocable remember-me tokens in `store`, for a ring
+/// of keys: every app made shares the store and the users.
 #[cfg(feature = "memory")]
-#[tokio::test]
-async fn a_revocable_remember_cookie_of_the_old_key_is_reissued_under_the_new_key() {
-    use axum_latch::remember::RevocableRemember;
-    use axum_latch::stores::MemoryStore;
-
+fn revocable_app(store: &axum_latch::stores::MemoryStore) -> impl Fn(KeyRing) -> axum::Router {
     let users = Users::new();
-    let store = MemoryStore::new();
-    let app = |ring: KeyRing| {
-        let tokens = RevocableRemember::new(store.clone());
+    let store = store.clone();
+    move |ring: KeyRing| {
+        let tokens = axum_latch::remember::RevocableRemember::new(store.clone());
         app_with(
             &users,
             login_layer(&users).remember_tokens(tokens),
             Session::new(ring),
         )
-    };
+    }
+}
+
+#[cfg(feature = "memory")]
+#[tokio::test]
+async fn a_revocable_remember_cookie_of_the_old_key_is_reissued_under_the_new_key() {
+    let store = axum_latch::stores::MemoryStore::new();
+    let app = revocable_app(&store);
     let before = app(KeyRing::new(secret(A)));
     let response = send(&before, "POST", "/login/1", &[]).await;
     let old = issued(&response, "_remember").expect("a remember cookie");
@@ -244,19 +249,8 @@ async fn a_revocable_remember_cookie_of_the_old_key_is_reissued_under_the_new_ke
 #[cfg(feature = "memory")]
 #[tokio::test]
 async fn removing_the_old_key_ends_a_revocable_remember_cookie_made_under_it() {
-    use axum_latch::remember::RevocableRemember;
-    use axum_latch::stores::MemoryStore;
-
-    let users = Users::new();
-    let store = MemoryStore::new();
-    let app = |ring: KeyRing| {
-        let tokens = RevocableRemember::new(store.clone());
-        app_with(
-            &users,
-            login_layer(&users).remember_tokens(tokens),
-            Session::new(ring),
-        )
-    };
+    let store = axum_latch::stores::MemoryStore::new();
+    let app = revocable_app(&store);
     let before = app(KeyRing::new(secret(A)));
     let response = send(&before, "POST", "/login/1", &[]).await;
     let old = issued(&response, "_remember").expect("a remember cookie");

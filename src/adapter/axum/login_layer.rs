@@ -97,28 +97,23 @@ where
 
 /// What the login layer's future keeps to find the request's user.
 struct Driver<U: User, L> {
-    state: Arc<RequestState>,
+    /// The request's login, made once for the whole request.
+    context: LoginContext<U>,
     loader: Arc<L>,
-    config: Arc<LoginConfig<U>>,
 }
 
 impl<U: User, L> Driver<U, L> {
     fn new<S>(state: Arc<RequestState>, service: &LoginService<S, U, L>) -> Self {
         Self {
-            state,
+            context: LoginContext::from_parts(state, service.config.clone()),
             loader: service.loader.clone(),
-            config: service.config.clone(),
         }
-    }
-
-    fn context(&self) -> LoginContext<U> {
-        LoginContext::from_parts(self.state.clone(), self.config.clone())
     }
 }
 
 impl<U: User, L> Drop for Driver<U, L> {
     fn drop(&mut self) {
-        self.state.login.driver_gone();
+        self.context.state().driver_gone();
     }
 }
 
@@ -153,20 +148,20 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if let Some(driver) = this.driver.as_ref() {
-            driver.state.login.register_driver(cx);
+            driver.context.state().register_driver(cx);
         }
         loop {
             if let Poll::Ready(output) = this.inner.as_mut().poll(cx) {
                 let mut response = output?;
                 if let Some(driver) = this.driver.take() {
-                    write_remember_cookie(&driver.context(), &mut response);
+                    write_remember_cookie(&driver.context, &mut response);
                 }
                 return Poll::Ready(Ok(response));
             }
             let Some(driver) = this.driver.as_ref() else {
                 return Poll::Pending;
             };
-            let login = &driver.state.login;
+            let login = driver.context.state();
             if this.work.is_none() {
                 // Only once the handler waits for the user: a request that
                 // never asks never loads it.
@@ -177,12 +172,12 @@ where
                 if login.found().is_some() {
                     continue;
                 }
-                let step = driver.context().start();
+                let step = driver.context.start();
                 if !take_step(step, driver, this.work.as_mut()) {
                     continue;
                 }
             }
-            let context = driver.context();
+            let context = &driver.context;
             let step = match this.work.as_mut().as_pin_mut().map(Work::project) {
                 Some(WorkProj::Load { future, pending }) => {
                     let loaded = std::task::ready!(future.poll(cx));
@@ -209,7 +204,7 @@ fn take_step<U: User, L: UserLoader<U>>(
 ) -> bool {
     match step {
         Step::Done(resolved) => {
-            driver.context().store(&resolved);
+            driver.context.store(&resolved);
             false
         }
         Step::Load(id, pending) => {
