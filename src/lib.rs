@@ -40,14 +40,16 @@
 //!
 //! # What happens on a request
 //!
-//! 1. [`Session`] finds the `session` cookie. When something first reads
-//!    the session, it verifies the token (signature first, constant-time;
-//!    then the header; then `exp`); a bad token is an empty session.
+//! 1. [`Session`] reads nothing until an extractor asks: the first one
+//!    finds the `session` cookie and verifies the token (signature first,
+//!    constant-time; then the header; then `exp` and the absolute timeout);
+//!    a bad token is an empty session.
 //! 2. [`Login`] finds the user, at most once per request and only when
-//!    asked: the user id from the session, else from the `_remember` cookie
-//!    (a restored login is not *fresh*); then the [`UserLoader`]; then the
-//!    fingerprint of the user's [`User::auth_hash`], so that changing it
-//!    ends every other session of the user.
+//!    asked: the login in the session (which must carry its session id),
+//!    else the `_remember` cookie (a restored login is not *fresh*); then
+//!    the [`UserLoader`]; then the fingerprint of the user's
+//!    [`User::auth_hash`], so that changing it ends every other session of
+//!    the user.
 //! 3. [`CurrentUser`] and [`FreshUser`] (or the [`Login::required`] and
 //!    [`Login::fresh`] route layers) refuse requests without a (fresh) login:
 //!    see [`LoginRequired`](rejection::LoginRequired).
