@@ -235,6 +235,7 @@ async fn issue<S: RememberStore>(
                 .expect("the clock is after 1970")
                 .as_secs(),
             user_agent: Some(FIREFOX),
+            session_id: None,
         })
         .await
         .expect("issue")

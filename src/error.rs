@@ -27,6 +27,13 @@ pub enum AuthError {
     /// could be made for the login: nothing has changed.
     #[error("the operating system's random source failed: no session id for the login")]
     Random,
+    /// The [session registry](crate::registry) failed (its store, say).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// The call needs a [session registry](crate::Login::sessions), and the
+    /// login layer has none.
+    #[error("no session registry: add one with Login::sessions")]
+    NoRegistry,
     /// The user loader failed (it has been logged).
     #[error("the user loader failed")]
     LoaderFailed,

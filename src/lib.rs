@@ -117,6 +117,7 @@ mod crypto;
 mod error;
 pub mod guide;
 mod login;
+pub mod registry;
 pub mod remember;
 pub mod session;
 pub mod stores;

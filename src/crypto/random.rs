@@ -18,6 +18,21 @@ pub(crate) fn session_id() -> Option<String> {
     Some(URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// The 128 bits of a session id of latch's shape, as two words: the key the
+/// [registry](crate::registry)'s in-memory set of ended sessions uses.
+pub(crate) fn session_key(id: &str) -> Option<[u64; 2]> {
+    if !is_session_id(id) {
+        return None;
+    }
+    let mut bytes = [0u8; ID_BYTES];
+    URL_SAFE_NO_PAD.decode_slice(id, &mut bytes).ok()?;
+    let (high, low) = bytes.split_at(8);
+    Some([
+        u64::from_be_bytes(high.try_into().ok()?),
+        u64::from_be_bytes(low.try_into().ok()?),
+    ])
+}
+
 /// Whether `id` has the shape of a session id latch makes.
 pub(crate) fn is_session_id(id: &str) -> bool {
     id.len() == ID_LEN
@@ -43,6 +58,17 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), ids.len(), "no two alike");
+    }
+
+    #[test]
+    fn session_keys_are_the_ids_bits() {
+        let id = session_id().unwrap();
+        let key = session_key(&id).unwrap();
+        let bytes = URL_SAFE_NO_PAD.decode(&id).unwrap();
+        assert_eq!(key[0].to_be_bytes(), bytes[..8]);
+        assert_eq!(key[1].to_be_bytes(), bytes[8..]);
+        assert_eq!(session_key("AAAAAAAAAAAAAAAAAAAAAB"), None);
+        assert_eq!(session_key("short"), None);
     }
 
     #[test]

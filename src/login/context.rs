@@ -17,6 +17,7 @@ use crate::login::request::RequestState;
 use crate::login::state::{Found, LoginState, Want};
 use crate::login::user::BoxError;
 use crate::login::{LoginConfig, User};
+use crate::registry::{Refused, SessionKey, SessionRecord};
 use crate::session::state::SessionState;
 use crate::session::verified::LoginClaims;
 
@@ -85,6 +86,15 @@ fn microdot_token_current<U: User>(user: &U, made_after: Option<f64>) -> bool {
             }
             current
         }
+    }
+}
+
+/// Whole seconds since the Unix epoch from a claim's time (0 before it).
+fn whole_seconds(at: f64) -> u64 {
+    if at.is_finite() && at > 0.0 {
+        at as u64
+    } else {
+        0
     }
 }
 
@@ -448,6 +458,24 @@ impl<U: User> LoginContext<U> {
             self.write(|| self.session().clear_login());
             return None;
         }
+        if let Some(registry) = &self.config.registry {
+            // Microdot's logins have no login time: their `iat` stands in.
+            let login_at = login.login_at.or(login.issued_at).map(whole_seconds);
+            let now = self.clock().unix_secs();
+            match registry.refusal(login.session_key, &login.user_id, login_at, now) {
+                None => {}
+                Some(Refused::Ended(reason)) => {
+                    tracing::debug!(target: "latch", reason, "login rejected: ended on the server");
+                    self.write(|| self.session().clear_login());
+                    return None;
+                }
+                Some(Refused::Stale) => {
+                    // Refused for now, kept for when the store is back.
+                    tracing::warn!(target: "latch", "login refused: the session registry is out of date");
+                    return None;
+                }
+            }
+        }
         Some(check)
     }
 
@@ -501,6 +529,13 @@ impl<U: User> LoginContext<U> {
                 login.fresh && self.recent(login.login_at)
             }
         };
+        if let (Some(registry), Some(key), Some(id)) = (
+            &self.config.registry,
+            login.session_key,
+            login.session_id.as_deref(),
+        ) {
+            registry.seen(key, id, self.clock().unix_secs());
+        }
         let resolved = Resolved::User { user, fresh };
         if !login.remember_confirm {
             return Step::Done(resolved);
@@ -610,6 +645,34 @@ impl<U: User> LoginContext<U> {
                 return Resolved::Anonymous;
             }
         };
+        if let Some(registry) = &self.config.registry {
+            let key = redeemed
+                .session_id
+                .as_deref()
+                .and_then(random::session_key)
+                .map(SessionKey);
+            let issued = redeemed.issued_at.map(|at| whole_seconds(seconds(at)));
+            let now = self.clock().unix_secs();
+            match registry.refusal(key, &redeemed.user_id, issued, now) {
+                None => {}
+                Some(Refused::Ended(reason)) => {
+                    tracing::debug!(target: "latch", reason, "remember cookie rejected: its session was ended");
+                    let token = redeemed.replacement.as_deref().unwrap_or(token);
+                    if let Err(error) = remember.revoke(self.keys(), token).await {
+                        tracing::error!(target: "latch", %error, "remember token not revoked");
+                    }
+                    self.delete_remember_cookie();
+                    return Resolved::Anonymous;
+                }
+                Some(Refused::Stale) => {
+                    tracing::warn!(target: "latch", "remembered login refused: the session registry is out of date");
+                    if let Some(replacement) = &redeemed.replacement {
+                        self.set_remember_cookie(replacement, redeemed.days);
+                    }
+                    return Resolved::Anonymous;
+                }
+            }
+        }
         let keys = self.keys();
         let check = match &redeemed.fingerprint {
             Some(claimed) => Check::Claimed(claimed),
@@ -653,15 +716,14 @@ impl<U: User> LoginContext<U> {
             }
         };
         let auth = fingerprint::fingerprint(self.keys().current(), user.auth_hash());
-        let mut replacement = redeemed.replacement;
+        let mut replacement = redeemed.replacement.clone();
         if accepted != Accepted::Key(0) {
             // Made before a key rotation, or by Microdot: a new token
             // carries the current key's fingerprint.
-            replacement = self
-                .reissue(token, replacement, &redeemed.user_id, &auth, redeemed.days)
-                .await;
+            replacement = self.reissue(token, replacement, &redeemed, &auth).await;
         }
-        let Some(session_id) = random::session_id() else {
+        // A remembered browser keeps its session id from login to login.
+        let Some(session_id) = redeemed.session_id.clone().or_else(random::session_id) else {
             tracing::error!(target: "latch", "remembered login not restored: the random source failed");
             if let Some(replacement) = &replacement {
                 self.set_remember_cookie(replacement, redeemed.days);
@@ -669,9 +731,10 @@ impl<U: User> LoginContext<U> {
             return Resolved::Failed;
         };
         let days = redeemed.days;
+        let user_json = redeemed.user_id.to_string();
         let restored = self.write(|| {
             self.session()
-                .set_login(redeemed.user_id, auth, session_id, false);
+                .set_login(redeemed.user_id, auth, session_id.clone(), false);
             if let (Some(tag), Accepted::Key(0)) = (redeemed.confirmation, accepted) {
                 // The browser's next request shows whether it got the new token.
                 self.session().set_remember_confirmation(tag);
@@ -687,6 +750,9 @@ impl<U: User> LoginContext<U> {
             return Resolved::Anonymous;
         }
         tracing::info!(target: "latch", user_id = ?user.id(), "login restored from remember cookie");
+        if let Some(registry) = &self.config.registry {
+            registry.record(self.session_record(session_id, user_json, Some(days))).await;
+        }
         Resolved::User { user, fresh: false }
     }
 
@@ -716,36 +782,60 @@ impl<U: User> LoginContext<U> {
     }
 
     /// Replaces a remember token made under a previous key with one made
-    /// under the current key; on failure, keeps what the browser should have.
+    /// under the current key, for the same session id; on failure, keeps
+    /// what the browser should have.
     async fn reissue(
         &self,
         token: &str,
         replacement: Option<String>,
-        user_id: &Value,
+        redeemed: &crate::remember::Redeemed,
         auth: &str,
-        days: u32,
     ) -> Option<String> {
         let remember = &self.config.remember;
         let grant = crate::remember::RememberGrant {
             keys: self.keys(),
-            user_id,
+            user_id: &redeemed.user_id,
             fingerprint: auth,
-            days,
+            days: redeemed.days,
             now: self.clock().unix_secs(),
             user_agent: self.user_agent(),
+            session_id: redeemed.session_id.as_deref(),
         };
+        // The old token goes first: a store may keep one token per session id.
+        let old = replacement.as_deref().unwrap_or(token);
+        if let Err(error) = remember.revoke(self.keys(), old).await {
+            tracing::error!(target: "latch", %error, "remember token of an old key not revoked");
+            return replacement;
+        }
         match remember.issue(grant).await {
-            Ok(fresh) => {
-                let old = replacement.as_deref().unwrap_or(token);
-                if let Err(error) = remember.revoke(self.keys(), old).await {
-                    tracing::error!(target: "latch", %error, "remember token of an old key not revoked");
-                }
-                Some(fresh)
-            }
+            Ok(fresh) => Some(fresh),
             Err(error) => {
+                // The browser keeps its session; it logs in again after.
                 tracing::error!(target: "latch", %error, "remember token not moved to the current key");
-                replacement
+                None
             }
+        }
+    }
+
+    /// The registry's record of a login made now in this browser, under
+    /// `session_id`, remembered for `days` if at all.
+    pub fn session_record(
+        &self,
+        session_id: String,
+        user_id: String,
+        days: Option<u32>,
+    ) -> SessionRecord {
+        let now = self.clock().unix_secs();
+        let absolute = self.session().config().absolute_timeout.as_secs();
+        let remembered = days.map_or(0, |days| u64::from(days) * 24 * 60 * 60);
+        SessionRecord {
+            session_id,
+            user_id,
+            device: crate::remember::device::summarize(self.user_agent()),
+            created_at: now,
+            last_active_at: now,
+            expires_at: now.saturating_add(absolute.max(remembered)),
+            remembered: days.is_some(),
         }
     }
 

@@ -8,6 +8,7 @@ use crate::cookies::ConfigError;
 use crate::login::cache::UserCache;
 use crate::login::next::is_safe_next;
 use crate::login::user::DynLoader;
+use crate::registry::SessionRegistry;
 use crate::remember::{RememberTokens, StatelessRemember};
 
 /// The login layer: put it on the router inside the [`Session`](crate::Session) layer.
@@ -82,6 +83,7 @@ pub(crate) struct LoginConfig<U: User> {
     pub remember: Arc<dyn RememberTokens>,
     pub fresh_within: Option<Duration>,
     pub cache: Option<Arc<UserCache<U>>>,
+    pub registry: Option<SessionRegistry>,
 }
 
 impl<U: User, L> Clone for Login<U, L> {
@@ -102,6 +104,7 @@ impl<U: User> Clone for LoginConfig<U> {
             remember: self.remember.clone(),
             fresh_within: self.fresh_within,
             cache: self.cache.clone(),
+            registry: self.registry.clone(),
         }
     }
 }
@@ -130,6 +133,7 @@ impl<U: User, L: UserLoader<U>> Login<U, L> {
                 remember: Arc::new(StatelessRemember),
                 fresh_within: None,
                 cache: None,
+                registry: None,
             }),
         }
     }
@@ -241,7 +245,49 @@ impl<U: User, L: UserLoader<U>> Login<U, L> {
     /// # }
     /// ```
     pub fn remember_tokens(self, tokens: impl RememberTokens) -> Self {
-        self.edit(|c| c.remember = Arc::new(tokens))
+        self.edit(|c| {
+            c.remember = Arc::new(tokens);
+            if let Some(registry) = &c.registry {
+                registry.link_remember(c.remember.clone());
+            }
+        })
+    }
+
+    /// Records every login in `registry`, and checks every logged-in request
+    /// against the sessions it has ended (in memory: no store round trip).
+    /// With it, [`Auth::logout_user`](crate::Auth::logout_user) ends the
+    /// session on the server, so that a copy of the cookie stops working on
+    /// every instance, and [`Auth::sessions`](crate::Auth::sessions) lists
+    /// where the user is logged in. See [`registry`](crate::registry).
+    ///
+    /// Ending a remembered browser's session revokes its remember-me token
+    /// too; give the registry the same store as
+    /// [`RevocableRemember`](crate::remember::RevocableRemember) (stateless
+    /// remember-me tokens are refused through the registry instead).
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64, hash: String }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// # async fn load(id: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// # #[cfg(feature = "memory")]
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use axum_latch::registry::SessionRegistry;
+    /// use axum_latch::remember::RevocableRemember;
+    /// use axum_latch::stores::MemoryStore;
+    /// use axum_latch::Login;
+    ///
+    /// let store = MemoryStore::new();
+    /// let login = Login::new(load)
+    ///     .remember_tokens(RevocableRemember::new(store.clone()))
+    ///     .sessions(SessionRegistry::connect(store).await?);
+    /// # Ok::<(), axum_latch::registry::RegistryError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn sessions(self, registry: SessionRegistry) -> Self {
+        self.edit(|c| {
+            registry.link_remember(c.remember.clone());
+            c.registry = Some(registry);
+        })
     }
 }
 

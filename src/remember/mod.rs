@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use crate::boxed_error::BoxError;
 use crate::crypto::key::KeyRing;
 
-mod device;
+pub(crate) mod device;
 pub(crate) mod revocable;
 mod stateless;
 mod store;
@@ -98,6 +98,10 @@ pub struct RememberGrant<'a> {
     pub now: u64,
     /// The request's `User-Agent`, for stores that list devices.
     pub user_agent: Option<&'a str>,
+    /// The session id of the login: logins the token restores keep it, so
+    /// that a remembered browser is one session, listed and ended as one
+    /// (see [`registry`](crate::registry)). Tokens that can carry it do.
+    pub session_id: Option<&'a str>,
 }
 
 /// A remember-me token that checked out.
@@ -120,6 +124,10 @@ pub struct Redeemed {
     /// request, to record that the browser holds the token's current
     /// validator. Keep it in the session. `None` for stateless tokens.
     pub confirmation: Option<String>,
+    /// The session id the token was made for ([`RememberGrant::session_id`]),
+    /// if it carries one of latch's shape: the restored login keeps it.
+    /// `None` for older tokens and Microdot's: the login gets a new one.
+    pub session_id: Option<String>,
 }
 
 /// Makes, checks and revokes the tokens of the `_remember` cookie.

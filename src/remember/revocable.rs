@@ -460,7 +460,13 @@ impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
                 confirmed: false,
                 user_id: grant.user_id.to_string(),
                 fingerprint: grant.fingerprint.to_owned(),
-                series: URL_SAFE_NO_PAD.encode(random_part()),
+                // The series names the browser: its session id when the
+                // login has one, so that the registry's entry and the
+                // remembered device are one.
+                series: match grant.session_id {
+                    Some(id) if crate::crypto::random::is_session_id(id) => id.to_owned(),
+                    _ => URL_SAFE_NO_PAD.encode(random_part()),
+                },
                 days: grant.days,
                 created_at: grant.now,
                 last_used_at: grant.now,
@@ -502,6 +508,8 @@ impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
                 days: stored.days,
                 replacement,
                 confirmation,
+                session_id: crate::crypto::random::is_session_id(&stored.series)
+                    .then(|| stored.series.clone()),
             }))
         })
     }
@@ -713,6 +721,7 @@ mod tests {
             days: 30,
             now: 1_000,
             user_agent: Some("curl/8.5.0"),
+            session_id: None,
         };
         let first = tokens.issue(grant).await.unwrap();
         let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);

@@ -20,7 +20,14 @@ use crate::remember::{Redeemed, RememberError, RememberGrant, RememberTokens, MA
 pub struct StatelessRemember;
 
 impl StatelessRemember {
-    fn make(keys: &KeyRing, user_id: &Value, fingerprint: &str, days: u32, now: u64) -> String {
+    fn make(
+        keys: &KeyRing,
+        user_id: &Value,
+        fingerprint: &str,
+        days: u32,
+        now: u64,
+        session_id: Option<&str>,
+    ) -> String {
         let mut claims = Map::new();
         claims.insert("user_id".into(), user_id.clone());
         claims.insert("days".into(), Value::from(days));
@@ -36,6 +43,9 @@ impl StatelessRemember {
             crate::session::claims::PURPOSE.into(),
             Value::from(REMEMBER_PURPOSE),
         );
+        if let Some(id) = session_id {
+            claims.insert(crate::session::claims::SESSION_ID.into(), Value::from(id));
+        }
         token::encode(&claims, keys.current())
     }
 
@@ -77,9 +87,15 @@ impl StatelessRemember {
             .map(|exp| exp - f64::from(days) * 24.0 * 60.0 * 60.0)
             .and_then(|at| Duration::try_from_secs_f64(at).ok())
             .and_then(|since| UNIX_EPOCH.checked_add(since));
+        // An id of another shape is dropped: the login gets a new one.
+        let session_id = claims
+            .get(crate::session::claims::SESSION_ID)
+            .and_then(Value::as_str)
+            .filter(|id| crate::crypto::random::is_session_id(id))
+            .map(str::to_owned);
         let replacement = fingerprint
             .as_deref()
-            .map(|fp| Self::make(keys, &user_id, fp, days, now));
+            .map(|fp| Self::make(keys, &user_id, fp, days, now, session_id.as_deref()));
         Ok(Redeemed {
             user_id,
             fingerprint,
@@ -87,6 +103,7 @@ impl StatelessRemember {
             days,
             replacement,
             confirmation: None,
+            session_id,
         })
     }
 }
@@ -105,6 +122,7 @@ impl RememberTokens for StatelessRemember {
             grant.fingerprint,
             grant.days,
             grant.now,
+            grant.session_id,
         );
         Box::pin(std::future::ready(Ok(token)))
     }
@@ -152,7 +170,7 @@ mod tests {
     fn stateless_token_round_trip_keeps_its_days() {
         let keys = ring();
         let now = 1_700_000_000;
-        let token = StatelessRemember::make(&keys, &json!("user001"), "fp", 7, now);
+        let token = StatelessRemember::make(&keys, &json!("user001"), "fp", 7, now, None);
         let redeemed = StatelessRemember::check(&keys, &token, now + 3600).unwrap();
         assert_eq!(redeemed.user_id, json!("user001"));
         assert_eq!(redeemed.days, 7);
@@ -166,7 +184,7 @@ mod tests {
     #[test]
     fn stateless_token_expires() {
         let keys = ring();
-        let token = StatelessRemember::make(&keys, &json!(1), "fp", 1, 1000);
+        let token = StatelessRemember::make(&keys, &json!(1), "fp", 1, 1000, None);
         assert!(StatelessRemember::check(&keys, &token, 1000 + 86400).is_err());
     }
 

@@ -90,6 +90,8 @@ pub(crate) struct LoginClaims {
     pub remember_confirm: bool,
     /// The login's session id, if it has one of the right shape.
     pub session_id: Option<Arc<str>>,
+    /// The session id's bits, as the registry's ended set keys them.
+    pub session_key: Option<crate::registry::SessionKey>,
     /// The verified cookie these came from, which memoises the fingerprint check.
     pub(crate) verified: Option<Arc<VerifiedSession>>,
 }
@@ -113,6 +115,11 @@ impl LoginClaims {
             login_at: claims.get(LOGIN_AT).and_then(Value::as_f64),
             issued_at,
             remember_confirm: claims.contains_key(REMEMBER_CONFIRM),
+            session_key: claims
+                .get(SESSION_ID)
+                .and_then(Value::as_str)
+                .and_then(random::session_key)
+                .map(crate::registry::SessionKey),
             session_id: claims
                 .get(SESSION_ID)
                 .and_then(Value::as_str)
@@ -143,6 +150,10 @@ impl LoginClaims {
             login_at: reserved.login_at.at(),
             issued_at: reserved.iat.at(),
             remember_confirm: !matches!(reserved.remember_confirm, Lenient::Missing),
+            session_key: match &reserved.session_id {
+                Lenient::Valid(id) => random::session_key(id).map(crate::registry::SessionKey),
+                _ => None,
+            },
             session_id: match reserved.session_id {
                 Lenient::Valid(id) if random::is_session_id(&id) => Some(Arc::from(id)),
                 _ => None,

@@ -27,6 +27,9 @@ use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     tokens: Arc<Mutex<Tokens>>,
+    /// The session registry's records and feed
+    /// ([`SessionStore`](crate::registry::SessionStore)).
+    pub(super) sessions: super::memory_sessions::SharedSessions,
 }
 
 #[derive(Debug, Default)]

@@ -1,8 +1,13 @@
-//! The remember-me stores latch ships, one per cargo feature: `memory`,
-//! `sqlite`, `postgres` and `redis`.
+//! The stores latch ships, one per cargo feature: `memory`, `sqlite`,
+//! `postgres` and `redis`. Each keeps revocable remember-me tokens
+//! ([`RememberStore`](crate::remember::RememberStore)) and a session
+//! registry's records and change feed
+//! ([`SessionStore`](crate::registry::SessionStore)).
 
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "memory")]
+mod memory_sessions;
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::MemoryStore;

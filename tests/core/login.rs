@@ -1463,9 +1463,9 @@ async fn every_login_gets_a_new_session_id() {
     assert_eq!(client.get("/sid").await.body, "none");
 }
 
-/// The id lasts as long as the login: through renewals and a password
-/// change that keeps this session; a restore from the remember cookie is a
-/// new login with a new id.
+/// The id lasts as long as the login: through renewals, a password change
+/// that keeps this session, and restores from the remember cookie (a
+/// remembered browser is one session); a password login makes a new one.
 #[tokio::test]
 async fn the_session_id_lasts_as_long_as_the_login() {
     let clock = Clock::manual(SystemTime::now());
@@ -1494,10 +1494,14 @@ async fn the_session_id_lasts_as_long_as_the_login() {
     // The browser closes; the remember cookie logs it in again.
     log_in(&mut client, "user001", "on").await;
     let before_restore = session_id_of(&client).expect("a session id");
+    assert_ne!(before_restore, sid, "a password login is a new one");
     client.remove_cookie("session");
     assert_eq!(client.get("/").await.status, StatusCode::OK, "restored");
     let restored = session_id_of(&client).expect("a session id");
-    assert_ne!(restored, before_restore, "a restore is a new login");
+    assert_eq!(restored, before_restore, "a remembered browser keeps its id");
+    client.remove_cookie("session");
+    assert_eq!(client.get("/").await.status, StatusCode::OK, "restored again");
+    assert_eq!(session_id_of(&client), Some(before_restore), "and again");
 }
 
 /// A login without a session id, or with one of another shape, is not one

@@ -469,6 +469,7 @@ async fn issue<S: RememberStore>(
             days,
             now,
             user_agent,
+            session_id: None,
         })
         .await
         .expect("RememberTokens::issue")
@@ -1735,6 +1736,8 @@ async fn redeem_returns_the_user_and_the_replacement<S: RememberStore + Clone>(t
             days: 14,
             replacement: Some(replacement.clone()),
             confirmation: Some(tag_of(&replacement)),
+            // The series, which names the browser, is its session id.
+            session_id: Some(find_cookie(&t.store, &replacement).await.series),
         }
     );
     assert_eq!(

@@ -13,6 +13,7 @@ use crate::error::AuthError;
 use crate::login::context::{LoaderFailed, LoginContext, Resolved};
 use crate::login::next;
 use crate::login::user::User;
+use crate::registry::{ActiveSession, Ending, SessionRegistry};
 use crate::remember::{Remember, RememberGrant, RememberedDevice};
 
 /// Logs users in and out. Needs the [`Session`](crate::Session) and
@@ -112,6 +113,7 @@ impl<U: User> Auth<U> {
                     days,
                     now: session.site().clock.unix_secs(),
                     user_agent: self.context.user_agent(),
+                    session_id: Some(&session_id),
                 };
                 Some((self.context.config().remember.issue(grant).await?, days))
             }
@@ -119,14 +121,22 @@ impl<U: User> Auth<U> {
         };
         // From here on, a search for the user begun before writes nothing.
         self.context.begin_change();
-        session.set_login(user_id, auth, session_id, true);
+        // The browser's earlier login, if any, ends with its cookie.
+        self.end_this_session().await;
+        let user_json = user_id.to_string();
+        session.set_login(user_id, auth, session_id.clone(), true);
         self.context.set_resolved(Resolved::User {
             user: Arc::new(user.clone()),
             fresh: true,
         });
         self.forget_remembered().await;
+        let days = remembered.as_ref().map(|(_, days)| *days);
         if let Some((token, days)) = remembered {
             self.context.set_remember_cookie(&token, days);
+        }
+        if let Some(registry) = &self.context.config().registry {
+            let record = self.context.session_record(session_id, user_json, days);
+            registry.record(record).await;
         }
         tracing::info!(target: "latch", user_id = ?user.id(), remember_days = ?remember.days(), "user logged in");
         let location = next::location(self.next_url());
@@ -138,6 +148,12 @@ impl<U: User> Auth<U> {
     /// and the remember cookie is revoked and deleted. With
     /// [`Login::cache_users`](crate::Login::cache_users), the user also
     /// leaves this instance's user cache.
+    ///
+    /// With a [session registry](crate::Login::sessions), the session also
+    /// ends on the server: a copy of the cookie taken before the logout is
+    /// refused on every instance. If the registry's store is down, the
+    /// browser is still logged out, the error is logged, and the ending is
+    /// written when the store is back.
     ///
     /// ```
     /// # #[derive(Clone)] struct Account { id: u64, name: String, hash: String }
@@ -155,6 +171,7 @@ impl<U: User> Auth<U> {
         if let Some(login) = self.context.session().login() {
             self.context.forget_cached_user(&login.user_id);
         }
+        self.end_this_session().await;
         self.context.session().clear_login();
         self.context.set_resolved(Resolved::Anonymous);
         self.forget_remembered().await;
@@ -212,6 +229,14 @@ impl<U: User> Auth<U> {
             if let Err(error) = self.context.config().remember.revoke_user(&user_id).await {
                 tracing::error!(target: "latch", %error, "remember tokens not revoked");
             }
+        }
+        // Logins without a fingerprint (Microdot's) end through the registry.
+        if let (Some(registry), Ok(user_id)) = (
+            &self.context.config().registry,
+            serde_json::to_value(user.id()),
+        ) {
+            let keep = session.login().and_then(|login| login.session_id.as_deref().map(str::to_owned));
+            registry.cut_off_json(&user_id.to_string(), keep.as_deref()).await;
         }
         tracing::info!(target: "latch", user_id = ?user.id(), "session kept after auth_hash change");
         true
@@ -389,6 +414,202 @@ impl<U: User> Auth<U> {
             self.next.as_deref(),
             &self.context.config().default_redirect,
         )
+    }
+
+    /// With a registry, ends the session the browser is logged in with, if
+    /// any, on the server: until it could no longer be valid anyway (for a
+    /// browser with a remember cookie, as long as such a cookie can last).
+    async fn end_this_session(&self) {
+        let Some(registry) = &self.context.config().registry else {
+            return;
+        };
+        let Some(login) = self.context.session().login() else {
+            return;
+        };
+        let Some(session_id) = login.session_id.as_deref() else {
+            return;
+        };
+        let now = self.context.session().site().clock.unix_secs();
+        let absolute = self.context.session().config().absolute_timeout.as_secs();
+        let until = if self.context.remember_cookie().is_some() {
+            now.saturating_add(SessionRegistry::LONGEST_LIFETIME)
+        } else {
+            let began = login.login_at.filter(|at| at.is_finite() && *at > 0.0);
+            (began.map_or(now, |at| at as u64).saturating_add(absolute)).max(now + 1)
+        };
+        registry
+            .end(Ending::Session {
+                session_id: session_id.to_owned(),
+                user_id: login.user_id.to_string(),
+                until,
+            })
+            .await;
+    }
+
+    /// The registry, or the error that says there is none.
+    fn registry(&self) -> Result<&SessionRegistry, AuthError> {
+        self.context
+            .config()
+            .registry
+            .as_ref()
+            .ok_or(AuthError::NoRegistry)
+    }
+
+    /// The logged-in user's id as JSON text and this session's id, or
+    /// `None` for an anonymous request.
+    async fn this_login(&self) -> Result<Option<(String, Option<String>)>, AuthError> {
+        let user = self
+            .current_user()
+            .await
+            .map_err(|_| AuthError::LoaderFailed)?;
+        let Some(user) = user else {
+            return Ok(None);
+        };
+        let user_id = serde_json::to_value(user.id()).map_err(AuthError::UserId)?;
+        let session_id = self
+            .context
+            .session()
+            .login()
+            .and_then(|login| login.session_id.as_deref().map(str::to_owned));
+        Ok(Some((user_id.to_string(), session_id)))
+    }
+
+    /// Where the logged-in user is logged in: every browser with a session,
+    /// remembered or not, most recently active first, this one marked
+    /// [`current`](ActiveSession::current). Empty for an anonymous request.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::NoRegistry`] without a [session registry](crate::Login::sessions);
+    /// [`AuthError::Registry`] if its store failed.
+    ///
+    /// ```
+    /// use axum_latch::{Auth, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    ///
+    /// async fn where_logged_in(auth: Auth<Account>) -> Result<String, axum_latch::AuthError> {
+    ///     let mut page = String::new();
+    ///     for session in auth.sessions().await? {
+    ///         let mark = if session.current { " (this browser)" } else { "" };
+    ///         page += &format!("{}{mark}, last active at {}\n", session.device, session.last_active_at);
+    ///     }
+    ///     Ok(page)
+    /// }
+    /// ```
+    pub async fn sessions(&self) -> Result<Vec<ActiveSession>, AuthError> {
+        let registry = self.registry()?;
+        let Some((user_id, current)) = self.this_login().await? else {
+            return Ok(Vec::new());
+        };
+        Ok(registry.active(&user_id, current.as_deref()).await?)
+    }
+
+    /// Ends one of the logged-in user's sessions, by its
+    /// [`id`](ActiveSession::id), on every instance, with its remember-me
+    /// cookie. Ending this browser's own session logs it out
+    /// ([`logout_user`](Self::logout_user)). Returns whether the user had
+    /// such a session: an id of another user's session, or any id on an
+    /// anonymous request, ends nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::NoRegistry`] without a registry; [`AuthError::Registry`]
+    /// if its store cannot list the user's sessions (nothing has ended).
+    ///
+    /// ```
+    /// use axum::{extract::Form, response::Redirect};
+    /// use axum_latch::{Auth, FreshUser, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Ended { id: String }
+    ///
+    /// async fn end(_: FreshUser<Account>, auth: Auth<Account>, Form(form): Form<Ended>)
+    ///     -> Result<Redirect, axum_latch::AuthError>
+    /// {
+    ///     auth.end_session(&form.id).await?;
+    ///     Ok(Redirect::to("/account"))
+    /// }
+    /// ```
+    pub async fn end_session(&self, id: &str) -> Result<bool, AuthError> {
+        let registry = self.registry()?;
+        let Some((user_id, current)) = self.this_login().await? else {
+            return Ok(false);
+        };
+        if current.as_deref() == Some(id) {
+            self.logout_user().await;
+            return Ok(true);
+        }
+        let sessions = registry.active(&user_id, None).await?;
+        let Some(session) = sessions.iter().find(|session| session.id == id) else {
+            return Ok(false);
+        };
+        registry.end_listed(&user_id, session).await;
+        tracing::info!(target: "latch", user_id = %user_id, device = %session.device, "session ended");
+        Ok(true)
+    }
+
+    /// Ends every session of the logged-in user but this one ("log out
+    /// everywhere else"), in one write, with their remember-me cookies.
+    /// Returns `false` on an anonymous request.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::NoRegistry`] without a registry. A store that is down
+    /// is not an error: the ending applies here at once and is written when
+    /// the store is back.
+    ///
+    /// ```
+    /// use axum_latch::{Auth, FreshUser, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    ///
+    /// async fn elsewhere(_: FreshUser<Account>, auth: Auth<Account>) -> Result<&'static str, axum_latch::AuthError> {
+    ///     auth.end_other_sessions().await?;
+    ///     Ok("Logged out everywhere else")
+    /// }
+    /// ```
+    pub async fn end_other_sessions(&self) -> Result<bool, AuthError> {
+        let registry = self.registry()?;
+        let Some((user_id, current)) = self.this_login().await? else {
+            return Ok(false);
+        };
+        let keep = current.as_deref().unwrap_or_default();
+        registry.cut_off_json(&user_id, Some(keep)).await;
+        tracing::info!(target: "latch", user_id = %user_id, "other sessions ended");
+        Ok(true)
+    }
+
+    /// Ends every session of the logged-in user, this one included, with
+    /// every remember-me cookie. Returns `false` on an anonymous request.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::NoRegistry`] without a registry.
+    ///
+    /// ```
+    /// use axum::response::Redirect;
+    /// use axum_latch::{Auth, User};
+    /// # #[derive(Clone)] struct Account;
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { 1 } fn auth_hash(&self) -> &[u8] { b"" } }
+    ///
+    /// async fn everywhere(auth: Auth<Account>) -> Result<Redirect, axum_latch::AuthError> {
+    ///     auth.end_all_sessions().await?;
+    ///     Ok(Redirect::to("/"))
+    /// }
+    /// ```
+    pub async fn end_all_sessions(&self) -> Result<bool, AuthError> {
+        let registry = self.registry()?;
+        let Some((user_id, _)) = self.this_login().await? else {
+            return Ok(false);
+        };
+        self.logout_user().await;
+        registry.cut_off_json(&user_id, None).await;
+        registry.revoke_remembered_json(&user_id).await;
+        tracing::info!(target: "latch", user_id = %user_id, "every session ended");
+        Ok(true)
     }
 
     /// Revokes and deletes the browser's remember cookie, if it has one.

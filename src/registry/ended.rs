@@ -1,0 +1,338 @@
+//! The in-memory set of ended sessions and per-user cut-offs that every
+//! logged-in request is checked against, with no store round trip.
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
+
+use crate::registry::Ending;
+
+/// A session id's 128 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionKey(pub(crate) [u64; 2]);
+
+impl Hash for SessionKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The bits are random, and only ids latch made get here.
+        state.write_u64(self.0[0] ^ self.0[1]);
+    }
+}
+
+/// Hashes a [`SessionKey`] to its own (random) bits.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A user's cut-off: sessions that logged in at or before `not_before`
+/// are ended, but for `except`.
+#[derive(Debug, Clone)]
+struct Cutoff {
+    user_id: Box<str>,
+    not_before: u64,
+    except: Option<SessionKey>,
+    until: u64,
+}
+
+/// Ended sessions (until they could no longer be valid anyway) and the
+/// users' cut-offs, as this instance knows them.
+pub(crate) struct EndedSet {
+    /// Ended session → when it may be forgotten (seconds, saturated to u32).
+    sessions: RwLock<HashMap<SessionKey, u32, BuildHasherDefault<KeyHasher>>>,
+    /// Hash of the user id's JSON text → that user's cut-off (more than one
+    /// only when two ids share a hash).
+    users: RwLock<HashMap<u64, Vec<Cutoff>, BuildHasherDefault<KeyHasher>>>,
+    /// How many users have a cut-off: none, and requests skip hashing the id.
+    user_count: AtomicUsize,
+    hasher: RandomState,
+}
+
+impl Default for EndedSet {
+    fn default() -> Self {
+        Self {
+            sessions: RwLock::default(),
+            users: RwLock::default(),
+            user_count: AtomicUsize::new(0),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+/// Feeds the JSON text of a user id into a hasher, or compares it with
+/// a stored text, without making a string.
+struct TextSink<'a> {
+    hasher: Option<&'a mut dyn Hasher>,
+    compare: Option<(&'a [u8], usize, bool)>,
+}
+
+impl std::io::Write for TextSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.write(bytes);
+        }
+        if let Some((text, at, same)) = self.compare.as_mut() {
+            *same = *same && text.get(*at..*at + bytes.len()) == Some(bytes);
+            *at += bytes.len();
+        }
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn lock_poisoned<T>(poisoned: std::sync::PoisonError<T>) -> T {
+    // Every change is one insert or one removal: never half made.
+    poisoned.into_inner()
+}
+
+impl EndedSet {
+    fn user_hash(&self, user_id: &Value) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        let mut sink = TextSink {
+            hasher: Some(&mut hasher),
+            compare: None,
+        };
+        // Writing JSON to this sink cannot fail.
+        let _ = serde_json::to_writer(&mut sink, user_id);
+        hasher.finish()
+    }
+
+    fn text_hash(&self, text: &str) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(text.as_bytes());
+        hasher.finish()
+    }
+
+    fn same_user(user_id: &Value, text: &str) -> bool {
+        let mut sink = TextSink {
+            hasher: None,
+            compare: Some((text.as_bytes(), 0, true)),
+        };
+        let _ = serde_json::to_writer(&mut sink, user_id);
+        matches!(sink.compare, Some((_, at, true)) if at == text.len())
+    }
+
+    /// Whether this session has been ended.
+    pub(crate) fn session_ended(&self, key: SessionKey) -> bool {
+        let sessions = self.sessions.read().unwrap_or_else(lock_poisoned);
+        !sessions.is_empty() && sessions.contains_key(&key)
+    }
+
+    /// Whether a login of `user_id` made at `login_at` (seconds; `None`:
+    /// unknown) falls before the user's cut-off. `key` is the session's id,
+    /// spared by a cut-off that keeps it.
+    pub(crate) fn cut_off(
+        &self,
+        user_id: &Value,
+        login_at: Option<u64>,
+        key: Option<SessionKey>,
+    ) -> bool {
+        if self.user_count.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let hash = self.user_hash(user_id);
+        let users = self.users.read().unwrap_or_else(lock_poisoned);
+        let Some(cutoffs) = users.get(&hash) else {
+            return false;
+        };
+        cutoffs
+            .iter()
+            .find(|cutoff| Self::same_user(user_id, &cutoff.user_id))
+            .is_some_and(|cutoff| {
+                let kept = key.is_some() && cutoff.except == key;
+                !kept && login_at.is_none_or(|at| at <= cutoff.not_before)
+            })
+    }
+
+    /// Takes in an ending (heard from the feed, or made here). Applying the
+    /// same ending twice changes nothing.
+    pub(crate) fn apply(&self, ending: &Ending, now: u64) {
+        if ending.until() <= now {
+            return;
+        }
+        match ending {
+            Ending::Session {
+                session_id, until, ..
+            } => {
+                let Some(key) = crate::crypto::random::session_key(session_id) else {
+                    return;
+                };
+                let until = u32::try_from(*until).unwrap_or(u32::MAX);
+                let mut sessions = self.sessions.write().unwrap_or_else(lock_poisoned);
+                let kept = sessions.entry(SessionKey(key)).or_insert(until);
+                *kept = (*kept).max(until);
+            }
+            Ending::User {
+                user_id,
+                not_before,
+                except,
+                until,
+            } => {
+                let cutoff = Cutoff {
+                    user_id: user_id.as_str().into(),
+                    not_before: *not_before,
+                    except: except
+                        .as_deref()
+                        .and_then(crate::crypto::random::session_key)
+                        .map(SessionKey),
+                    until: *until,
+                };
+                let hash = self.text_hash(user_id);
+                let mut users = self.users.write().unwrap_or_else(lock_poisoned);
+                let cutoffs = users.entry(hash).or_default();
+                match cutoffs.iter_mut().find(|c| *c.user_id == **user_id) {
+                    // The later cut-off wins: it ends all the earlier one
+                    // did, and the session that one kept, which the later
+                    // one's maker meant to end (or keeps itself). Two at the
+                    // same second keep neither's session, so that every
+                    // instance ends up alike whatever order it hears them in.
+                    Some(old) if old.not_before > cutoff.not_before => {}
+                    Some(old) if old.not_before == cutoff.not_before => {
+                        if old.except != cutoff.except {
+                            old.except = None;
+                        }
+                        old.until = old.until.max(cutoff.until);
+                    }
+                    Some(old) => *old = cutoff,
+                    None => {
+                        cutoffs.push(cutoff);
+                        self.user_count.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets endings whose `until` has passed.
+    pub(crate) fn purge(&self, now: u64) {
+        let now32 = u32::try_from(now).unwrap_or(u32::MAX);
+        self.sessions
+            .write()
+            .unwrap_or_else(lock_poisoned)
+            .retain(|_, until| *until > now32);
+        let mut users = self.users.write().unwrap_or_else(lock_poisoned);
+        let mut removed = 0;
+        users.retain(|_, cutoffs| {
+            let before = cutoffs.len();
+            cutoffs.retain(|cutoff| cutoff.until > now);
+            removed += before - cutoffs.len();
+            !cutoffs.is_empty()
+        });
+        self.user_count.fetch_sub(removed, Ordering::AcqRel);
+    }
+
+    /// How many ended sessions and user cut-offs are kept.
+    pub(crate) fn len(&self) -> (usize, usize) {
+        (
+            self.sessions.read().unwrap_or_else(lock_poisoned).len(),
+            self.user_count.load(Ordering::Acquire),
+        )
+    }
+
+    /// Bytes the ended sessions' table holds (its buckets and control bytes).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let sessions = self.sessions.read().unwrap_or_else(lock_poisoned);
+        let buckets = sessions.capacity().max(1).next_power_of_two();
+        let buckets = (buckets * 8 / 7).next_power_of_two().max(buckets);
+        buckets * (std::mem::size_of::<(SessionKey, u32)>() + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::random;
+
+    fn ended(id: &str, until: u64) -> Ending {
+        Ending::Session {
+            session_id: id.to_owned(),
+            user_id: "1".to_owned(),
+            until,
+        }
+    }
+
+    fn key(id: &str) -> SessionKey {
+        SessionKey(random::session_key(id).unwrap())
+    }
+
+    #[test]
+    fn an_ended_session_stays_ended_until_it_could_not_be_valid() {
+        let set = EndedSet::default();
+        let id = random::session_id().unwrap();
+        let other = random::session_id().unwrap();
+        set.apply(&ended(&id, 100), 10);
+        set.apply(&ended(&id, 50), 10); // a repeat keeps the later time
+        assert!(set.session_ended(key(&id)));
+        assert!(!set.session_ended(key(&other)));
+        set.purge(99);
+        assert!(set.session_ended(key(&id)));
+        set.purge(100);
+        assert!(!set.session_ended(key(&id)));
+        set.apply(&ended(&id, 100), 100); // already past: not kept
+        assert_eq!(set.len(), (0, 0));
+    }
+
+    #[test]
+    fn a_cut_off_ends_earlier_logins_but_the_one_it_keeps() {
+        let set = EndedSet::default();
+        let kept = random::session_id().unwrap();
+        let user = Value::from("susan");
+        let cutoff = |not_before, except: Option<&str>| Ending::User {
+            user_id: user.to_string(),
+            not_before,
+            except: except.map(str::to_owned),
+            until: 1000,
+        };
+        assert!(!set.cut_off(&user, Some(5), None));
+        set.apply(&cutoff(10, Some(&kept)), 0);
+        assert!(set.cut_off(&user, Some(10), None));
+        assert!(set.cut_off(&user, None, None));
+        assert!(!set.cut_off(&user, Some(11), None));
+        assert!(!set.cut_off(&user, Some(5), Some(key(&kept))));
+        assert!(!set.cut_off(&Value::from("david"), Some(5), None));
+        assert!(!set.cut_off(&Value::from(42), Some(5), None));
+        // An earlier cut-off arriving late changes nothing.
+        set.apply(&cutoff(8, None), 0);
+        assert!(!set.cut_off(&user, Some(5), Some(key(&kept))));
+        // A later one replaces it, and ends the session the first kept.
+        set.apply(&cutoff(20, None), 0);
+        assert!(set.cut_off(&user, Some(5), Some(key(&kept))));
+        assert_eq!(set.len(), (0, 1));
+        set.purge(1000);
+        assert!(!set.cut_off(&user, Some(5), None));
+        assert_eq!(set.len(), (0, 0));
+    }
+
+    #[test]
+    fn user_ids_are_told_apart_by_their_json() {
+        let set = EndedSet::default();
+        set.apply(
+            &Ending::User {
+                user_id: "42".to_owned(),
+                not_before: 10,
+                except: None,
+                until: 100,
+            },
+            0,
+        );
+        assert!(set.cut_off(&Value::from(42), Some(1), None));
+        assert!(!set.cut_off(&Value::from("42"), Some(1), None));
+        assert!(!set.cut_off(&Value::from(420), Some(1), None));
+        assert!(!set.cut_off(&Value::from(4), Some(1), None));
+    }
+}
