@@ -508,18 +508,29 @@ impl<U: User> LoginContext<U> {
                 // on, and never fresh.
                 let adopted = self.write(|| {
                     let adopted = self.session().adopt_login(current());
-                    if !adopted {
+                    if adopted.is_none() {
                         self.session().clear_login();
                     }
                     adopted
                 });
-                match adopted {
-                    Some(true) => {}
-                    Some(false) => return Step::Done(Resolved::Failed),
+                let session_id = match adopted {
+                    Some(Some(session_id)) => session_id,
+                    Some(None) => return Step::Done(Resolved::Failed),
                     // The handler logged in or out meanwhile: its word stands.
                     None => return Step::Done(Resolved::Anonymous),
-                }
+                };
                 tracing::info!(target: "latch", user_id = ?user.id(), "Microdot login adopted");
+                if let Some(registry) = self.config.registry.clone() {
+                    // An adopted login is a login: the registry records it.
+                    let remembered = self.remember_cookie().is_some().then_some(0);
+                    let record =
+                        self.session_record(session_id, login.user_id.to_string(), remembered);
+                    let resolved = Resolved::User { user, fresh: false };
+                    return Step::Slow(Box::pin(async move {
+                        registry.record(record).await;
+                        resolved
+                    }));
+                }
                 false
             }
             Accepted::Key(0) => login.fresh && self.recent(login.login_at),
@@ -751,7 +762,9 @@ impl<U: User> LoginContext<U> {
         }
         tracing::info!(target: "latch", user_id = ?user.id(), "login restored from remember cookie");
         if let Some(registry) = &self.config.registry {
-            registry.record(self.session_record(session_id, user_json, Some(days))).await;
+            registry
+                .record(self.session_record(session_id, user_json, Some(days)))
+                .await;
         }
         Resolved::User { user, fresh: false }
     }

@@ -265,23 +265,24 @@ impl SessionState {
 
     /// Ties a login adopted from a Microdot token to `auth`: never fresh,
     /// its absolute timeout counted from now, and a session id of its own.
-    /// Returns `false`, changing nothing, if no random id could be made.
+    /// Returns the new session id, or `None`, changing nothing, if no random
+    /// id could be made.
     #[must_use]
-    pub fn adopt_login(&self, auth: String) -> bool {
+    pub fn adopt_login(&self, auth: String) -> Option<String> {
         let Some(session_id) = random::session_id() else {
             tracing::error!(target: "latch", "Microdot login not adopted: the random source failed");
-            return false;
+            return None;
         };
         let mut state = self.state();
         let claims = state.claims_mut();
-        claims.insert(SESSION_ID.to_owned(), Value::String(session_id));
+        claims.insert(SESSION_ID.to_owned(), Value::String(session_id.clone()));
         claims.insert(FINGERPRINT.to_owned(), Value::String(auth));
         claims.insert(FRESH.to_owned(), Value::Bool(false));
         claims.insert(
             LOGIN_AT.to_owned(),
             Value::from(self.config.site.clock.unix_secs()),
         );
-        true
+        Some(session_id)
     }
 
     /// Removes the login from the session, keeping the app's own data.

@@ -7,6 +7,7 @@ mod support;
 mod cross_origin;
 mod key_rotation;
 mod login;
+mod registry;
 mod session;
 mod throttle;
 mod user_cache;
