@@ -76,18 +76,30 @@
 //!   ([`Auth::remembered_devices`], [`Auth::forget_device`]). The stores in
 //!   [`stores`] are behind cargo features (below).
 //!
+//! # Ending sessions on the server
+//!
+//! A signed cookie stays valid until it expires, so by default a copy taken
+//! before logout keeps working until its timeouts. Add a
+//! [`SessionRegistry`](registry::SessionRegistry) with
+//! [`Login::sessions`] and logout ends the session on every instance,
+//! [`Auth::sessions`] lists where the user is logged in, and
+//! [`Auth::end_session`], [`Auth::end_other_sessions`] and
+//! [`Auth::end_all_sessions`] end them; requests are still checked in
+//! memory, with no store round trip. See [`registry`].
+//!
 //! # Features
 //!
 //! None is on by default: the session, login, stateless remember-me,
-//! cross-origin guard and in-memory throttle need none.
+//! cross-origin guard and in-memory throttle need none. Every store is both
+//! a remember-me store and a [session registry](registry)'s store.
 //!
 //! | Feature | Turns on | Pulls in |
 //! |---|---|---|
-//! | `memory` | [`stores::MemoryStore`], revocable remember-me tokens in this process | `tokio` |
-//! | `sqlite` | [`stores::SqliteStore`] | `sqlx` 0.8 (`sqlite`), `tokio` |
-//! | `postgres` | [`stores::PostgresStore`] | `sqlx` 0.8 (`postgres`), `tokio` |
+//! | `memory` | [`stores::MemoryStore`], revocable remember-me tokens and a session registry in this process | |
+//! | `sqlite` | [`stores::SqliteStore`] | `sqlx` 0.8 (`sqlite`) |
+//! | `postgres` | [`stores::PostgresStore`] | `sqlx` 0.8 (`postgres`) |
 //! | `redis` | [`stores::RedisStore`], and the throttle shared through Redis ([`throttle::Throttle::redis`]) | `redis` 1 (`tokio-comp`, `connection-manager`, `script`), `tokio` |
-//! | `tokio` | [`remember::RevocableRemember::spawn_purge`] (every store turns it on) | `tokio` |
+//! | `tokio` | [`remember::RevocableRemember::spawn_purge`] (every store turns it on) | |
 //!
 //! ```toml
 //! [dependencies]
@@ -98,7 +110,8 @@
 //!
 //! The crate root holds what a typical app names. The rest lives with its
 //! idea: [`session`] (the session layer's settings), [`remember`]
-//! (remember-me tokens and the store trait), [`stores`], [`throttle`],
+//! (remember-me tokens and the store trait), [`registry`] (ending sessions
+//! on the server), [`stores`], [`throttle`],
 //! [`cross_origin`], [`next`] (the rule for `next`), [`clock`] (the time
 //! latch reads, and a clock tests move), [`rejection`] (why a request was
 //! refused) and [`service`] (the layers' service and future types).

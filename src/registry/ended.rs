@@ -247,8 +247,13 @@ impl EndedSet {
     /// Bytes the ended sessions' table holds (its buckets and control bytes).
     pub(crate) fn heap_bytes(&self) -> usize {
         let sessions = self.sessions.read().unwrap_or_else(lock_poisoned);
-        let buckets = sessions.capacity().max(1).next_power_of_two();
-        let buckets = (buckets * 8 / 7).next_power_of_two().max(buckets);
+        // The table keeps 7 of every 8 buckets in use (all but one when small).
+        let capacity = sessions.capacity();
+        let buckets = if capacity < 8 {
+            capacity + 1
+        } else {
+            (capacity * 8 / 7).next_power_of_two()
+        };
         buckets * (std::mem::size_of::<(SessionKey, u32)>() + 1)
     }
 }

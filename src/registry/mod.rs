@@ -552,6 +552,14 @@ impl SessionRegistry {
         self.revoke_remembered(user_id, None).await;
     }
 
+    /// When the registry's record of this session says it could no longer
+    /// be valid, if the store has a record and answers.
+    pub(crate) async fn recorded_until(&self, user_id: &str, session_id: &str) -> Option<u64> {
+        let records = self.inner.store.list(user_id, self.now()).await.ok()?;
+        let record = records.into_iter().find(|r| r.session_id == session_id)?;
+        Some(record.expires_at.max(self.now() + 1))
+    }
+
     /// Ends a session [`active`](Self::active) listed for the user.
     pub(crate) async fn end_listed(&self, user_id: &str, session: &ActiveSession) {
         let records = self.inner.store.list(user_id, self.now()).await;

@@ -82,11 +82,24 @@ fn app(users: &Users, compat: bool) -> Router {
 
 /// [`app`], in Microdot interop mode until `until` if set.
 fn app_until(users: &Users, until: Option<SystemTime>) -> Router {
+    app_with(users, until, None)
+}
+
+/// The app, with a session registry if given.
+fn app_with(
+    users: &Users,
+    until: Option<SystemTime>,
+    registry: Option<axum_latch::registry::SessionRegistry>,
+) -> Router {
     let loader_users = users.clone();
     let login = Login::new(move |id: String| {
         let user = loader_users.lock().unwrap().get(&id).cloned();
         async move { Ok::<_, Infallible>(user) }
     });
+    let login = match registry {
+        Some(registry) => login.sessions(registry),
+        None => login,
+    };
     let session = Session::new(key()).secure(false);
     let session = match until {
         Some(until) => session.microdot_compat(until),
@@ -352,6 +365,40 @@ async fn a_copied_microdot_session_is_refused_after_a_password_change() {
             );
         }
     }
+}
+
+/// With a session registry, the per-user cut-off closes the gap above: a
+/// Microdot session (which carries no time) and a Microdot remember cookie
+/// made before it are refused, adopted copies included; the adoption is
+/// recorded as a session.
+#[cfg(feature = "memory")]
+#[tokio::test]
+async fn a_registry_cut_off_ends_microdot_tokens_the_app_cannot_date() {
+    use axum_latch::registry::SessionRegistry;
+    let users = users();
+    let registry = SessionRegistry::connect(axum_latch::stores::MemoryStore::new())
+        .await
+        .unwrap();
+    let until = Some(SystemTime::now() + Duration::from_secs(3600));
+    let app = app_with(&users, until, Some(registry.clone()));
+    let copy = microdot_session("user001", true);
+    let remember = microdot_remember_made("user001", 7, jwt::now() as f64 - 5.0);
+    let mut owner = Client::new(app.clone());
+    owner.set_cookie("session", &copy);
+    assert_eq!(owner.get("/").await.body, "Hello, susan!");
+    assert_eq!(registry.sessions(&"user001").await.unwrap().len(), 1, "recorded");
+
+    // The password changes without `auth_hash_changed_at`; the app ends the
+    // user's sessions through the registry instead.
+    change_password(&users, "user001", false);
+    registry.end_all(&"user001").await.unwrap();
+    assert_eq!(owner.get("/").await.status, StatusCode::FOUND);
+    let mut thief = Client::new(app.clone());
+    thief.set_cookie("session", &copy);
+    assert_eq!(thief.get("/").await.status, StatusCode::FOUND, "the copy");
+    let mut thief = Client::new(app);
+    thief.set_cookie("_remember", &remember);
+    assert_eq!(thief.get("/").await.status, StatusCode::FOUND, "the remember cookie");
 }
 
 /// A Microdot remember cookie is dated (`exp` less its days): one made

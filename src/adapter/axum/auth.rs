@@ -435,16 +435,21 @@ impl<U: User> Auth<U> {
         };
         let now = self.context.session().site().clock.unix_secs();
         let absolute = self.context.session().config().absolute_timeout.as_secs();
+        // What the registry recorded says how long the session (and its
+        // remember cookie) could last; without it, a remembered browser's
+        // ending is kept as long as any remember cookie can last.
         let until = if self.context.remember_cookie().is_some() {
             now.saturating_add(SessionRegistry::LONGEST_LIFETIME)
         } else {
             let began = login.login_at.filter(|at| at.is_finite() && *at > 0.0);
             (began.map_or(now, |at| at as u64).saturating_add(absolute)).max(now + 1)
         };
+        let user_id = login.user_id.to_string();
+        let until = registry.recorded_until(&user_id, session_id).await.unwrap_or(until);
         registry
             .end(Ending::Session {
                 session_id: session_id.to_owned(),
-                user_id: login.user_id.to_string(),
+                user_id,
                 until,
             })
             .await;
