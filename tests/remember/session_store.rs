@@ -61,7 +61,10 @@ where
         return;
     };
     let bounded = async {
-        if tokio::time::timeout(TEST_LIMIT, test(subject)).await.is_err() {
+        if tokio::time::timeout(TEST_LIMIT, test(subject))
+            .await
+            .is_err()
+        {
             panic!("the test took longer than {TEST_LIMIT:?}");
         }
     };
@@ -129,6 +132,79 @@ mod memory {
                 store,
             },
             cleanup: Box::pin(async {}),
+        })
+    }
+
+    super::session_contract_tests!(open);
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::{backend, Fixture, Subject};
+    use axum_latch::stores::SqliteStore;
+
+    /// A new database file in a temporary directory, migrated, behind two
+    /// pools of several connections each.
+    pub(super) async fn open() -> Option<Fixture<SqliteStore>> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let pool = backend::sqlite_file(dir.path(), 4).await;
+        let store = SqliteStore::new(pool.clone());
+        store.migrate().await.expect("SqliteStore::migrate");
+        let other_pool = backend::sqlite_file(dir.path(), 4).await;
+        let other = SqliteStore::new(other_pool.clone());
+        Some(Fixture {
+            subject: Subject { store, other },
+            cleanup: Box::pin(async move {
+                other_pool.close().await;
+                pool.close().await;
+                drop(dir);
+            }),
+        })
+    }
+
+    super::session_contract_tests!(open);
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::{backend, Fixture, Subject};
+    use axum_latch::stores::PostgresStore;
+    use sqlx::postgres::PgPoolOptions;
+
+    /// A new schema, migrated, and two pools whose connections use it.
+    pub(super) async fn open() -> Option<Fixture<PostgresStore>> {
+        let url = backend::postgres_url()?;
+        let schema = backend::PgSchema::create(&url, 10).await;
+        let store = PostgresStore::new(schema.pool.clone());
+        let other_pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect_with((*schema.pool.connect_options()).clone())
+            .await;
+        let migrated = store.migrate().await;
+        let cleanup_pool = other_pool.as_ref().ok().cloned();
+        let cleanup = Box::pin(async move {
+            if let Some(pool) = cleanup_pool {
+                pool.close().await;
+            }
+            schema.drop_schema().await;
+        });
+        let (other_pool, ()) = match (other_pool, migrated) {
+            (Ok(pool), Ok(())) => (pool, ()),
+            (Err(error), _) => {
+                cleanup.await;
+                panic!("a second pool on the test's schema: {error}");
+            }
+            (_, Err(error)) => {
+                cleanup.await;
+                panic!("PostgresStore::migrate: {error}");
+            }
+        };
+        Some(Fixture {
+            subject: Subject {
+                store,
+                other: PostgresStore::new(other_pool),
+            },
+            cleanup,
         })
     }
 
@@ -383,12 +459,26 @@ pub(crate) async fn list_is_most_recently_active_first_then_by_session_id<
     let tie_under = at('_', now - 100);
     let tie_small_a = at('a', now - 100);
     let latest = at('Z', now - 5);
-    for record in [&older, &tie_z, &tie_big_a, &tie_under, &tie_small_a, &latest] {
+    for record in [
+        &older,
+        &tie_z,
+        &tie_big_a,
+        &tie_under,
+        &tie_small_a,
+        &latest,
+    ] {
         save(&t.store, record).await;
     }
     assert_eq!(
         listed(&t.store, SUSAN, now).await,
-        ids(&[&latest, &tie_big_a, &tie_under, &tie_small_a, &tie_z, &older])
+        ids(&[
+            &latest,
+            &tie_big_a,
+            &tie_under,
+            &tie_small_a,
+            &tie_z,
+            &older
+        ])
     );
 }
 
@@ -435,9 +525,7 @@ pub(crate) async fn touch_only_moves_forward_and_skips_ended_and_unknown_session
 
 /// An ended session leaves `list`, and a later `save` (a late write from
 /// another instance) does not bring it back.
-pub(crate) async fn an_ended_session_is_not_recorded_again<S: SessionStore + Clone>(
-    t: Subject<S>,
-) {
+pub(crate) async fn an_ended_session_is_not_recorded_again<S: SessionStore + Clone>(t: Subject<S>) {
     let now = now();
     let ended = record(SUSAN, now - HOUR);
     let kept = record(SUSAN, now - 2 * HOUR);
@@ -657,10 +745,9 @@ pub(crate) async fn times_beyond_i64_do_not_fail<S: SessionStore + Clone>(t: Sub
     let read = changes(&t.store, seq - 1, 10).await;
     let [Change {
         seq: read_seq,
-        ending:
-            Ending::User {
-                not_before, until, ..
-            },
+        ending: Ending::User {
+            not_before, until, ..
+        },
     }] = read.as_slice()
     else {
         panic!("one user ending: {read:?}");
@@ -803,7 +890,11 @@ pub(crate) async fn concurrent_ends_get_distinct_seqs_and_a_reader_misses_none<
     let distinct: BTreeSet<u64> = made.iter().map(|change| change.seq).collect();
     assert_eq!(distinct.len(), ENDS, "distinct seqs");
 
-    assert_eq!(changes(&t.store, 0, 1000).await, made, "every change, in order");
+    assert_eq!(
+        changes(&t.store, 0, 1000).await,
+        made,
+        "every change, in order"
+    );
     let seen = reader.await.expect("the reader panicked");
     assert_eq!(seen, made, "the reader saw every change, in order");
     assert!(list(&t.store, SUSAN, now).await.is_empty());
@@ -905,10 +996,14 @@ pub(crate) async fn registry_hears_endings_made_on_another_instance<S: SessionSt
     // One session, ended on the first instance.
     assert!(one.end_session(&susan, &laptop.session_id).await.unwrap());
     assert_eq!(one.ended_size().sessions, 1, "at once where it was made");
-    wait_until(Duration::from_secs(10), "the second hears the ending", || {
-        let two = two.clone();
-        async move { two.ended_size().sessions == 1 }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the second hears the ending",
+        || {
+            let two = two.clone();
+            async move { two.ended_size().sessions == 1 }
+        },
+    )
     .await;
     let left: Vec<String> = two
         .sessions(&susan)
@@ -922,10 +1017,14 @@ pub(crate) async fn registry_hears_endings_made_on_another_instance<S: SessionSt
     // Every session, ended on the second: the first refuses even a login
     // from before the cut-off that is recorded late.
     two.end_all(&susan).await.unwrap();
-    wait_until(Duration::from_secs(10), "the first hears the cut-off", || {
-        let one = one.clone();
-        async move { one.ended_size().users == 1 }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the first hears the cut-off",
+        || {
+            let one = one.clone();
+            async move { one.ended_size().users == 1 }
+        },
+    )
     .await;
     let late = record(SUSAN, now - 30);
     save(&t.store, &late).await;
