@@ -45,10 +45,11 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// The cases, by the names `scripts/profile` passes.
-const CASES: [&str; 7] = [
+const CASES: [&str; 8] = [
     "bare",
     "layered",
     "session",
+    "session-registry",
     "renewal",
     "remember-stateless",
     "remember-store",
@@ -63,6 +64,9 @@ async fn run(cases: &Cases, case: &str, requests: u64, token: &mut String) {
             "layered" => drop(call(&cases.layered, get_request(None)).await),
             "session" => {
                 drop(call(&cases.stateless, get_request(Some(&cases.session_cookie))).await)
+            }
+            "session-registry" => {
+                drop(call(&cases.registry, get_request(Some(&cases.registry_cookie))).await)
             }
             "renewal" => drop(call(&cases.stateless, get_request(Some(&cases.aged_cookie))).await),
             "remember-stateless" => {

@@ -9,9 +9,12 @@ pub mod jwt;
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
+use axum_latch::registry::{Ending, SessionRegistry, SessionStore};
 use axum_latch::remember::RevocableRemember;
 use axum_latch::stores::MemoryStore;
 use axum_latch::{Auth, CurrentUser, Login, SecretKey, Session, UserLoader};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use http::header::{COOKIE, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use std::collections::HashMap;
@@ -226,6 +229,42 @@ pub fn aged_session(session_cookie: &str) -> String {
     jwt::encode(&claims, KEY)
 }
 
+/// A session id of latch's shape, made from `n`.
+pub fn session_id(n: u64) -> String {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&n.to_be_bytes());
+    bytes[8..].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A store whose change feed holds `count` ended sessions of other users
+/// (until a day from now) and a cut-off for user 2: what a registry
+/// connected to it loads.
+pub async fn store_with_endings(count: u64) -> MemoryStore {
+    let store = MemoryStore::new();
+    let until = jwt::now() + 24 * 60 * 60;
+    for n in 0..count {
+        let ending = Ending::Session {
+            session_id: session_id(n),
+            user_id: format!("\"other{n}\""),
+            until,
+        };
+        SessionStore::end(&store, &ending)
+            .await
+            .expect("the memory store answers");
+    }
+    let cut_off = Ending::User {
+        user_id: "2".to_owned(),
+        not_before: jwt::now(),
+        except: None,
+        until,
+    };
+    SessionStore::end(&store, &cut_off)
+        .await
+        .expect("the memory store answers");
+    store
+}
+
 /// Every app of the benchmarks, with a cookie for each that logs user 1 in.
 pub struct Cases {
     pub bare: Router,
@@ -235,6 +274,11 @@ pub struct Cases {
     pub stateless: Router,
     /// latch with revocable remember-me tokens in a `MemoryStore`.
     pub revocable: Router,
+    /// latch with a session registry holding 10,000 ended sessions and a
+    /// cut-off for another user.
+    pub registry: Router,
+    /// `session=…`, a login recorded by `registry`.
+    pub registry_cookie: String,
     pub axum_login: Router,
     /// `session=…`, fresh.
     pub session_cookie: String,
@@ -261,6 +305,13 @@ impl Cases {
                 .remember_tokens(RevocableRemember::new(MemoryStore::new())),
         );
         let axum_login = peer::app(users.clone());
+        let sessions = SessionRegistry::connect(store_with_endings(10_000).await)
+            .await
+            .expect("the memory store answers");
+        let registry = latch_app(
+            users.clone(),
+            Login::new(loader(users.clone())).sessions(sessions),
+        );
 
         let latch_cookies = log_in(&stateless).await;
         let session_cookie = format!("session={}", latch_cookies["session"]);
@@ -268,6 +319,7 @@ impl Cases {
         let aged_cookie = format!("session={}", aged_session(&latch_cookies["session"]));
         let revocable_token = log_in(&revocable).await["_remember"].clone();
         let peer_cookie = format!("id={}", log_in(&axum_login).await["id"]);
+        let registry_cookie = format!("session={}", log_in(&registry).await["session"]);
 
         check(&bare, None).await;
         check(&layered, None).await;
@@ -277,11 +329,14 @@ impl Cases {
         let renewed = check(&stateless, Some(&aged_cookie)).await;
         assert!(set_cookies(&renewed).contains_key("session"), "no renewal");
         check(&axum_login, Some(&peer_cookie)).await;
+        check(&registry, Some(&registry_cookie)).await;
         Self {
             bare,
             layered,
             stateless,
             revocable,
+            registry,
+            registry_cookie,
             axum_login,
             session_cookie,
             aged_cookie,

@@ -14,6 +14,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use axum_latch::registry::{Ending, SessionRegistry, SessionStore};
+use axum_latch::stores::MemoryStore;
 use axum_latch::{Auth, CurrentUser, Login, Remember, SecretKey, Session};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -99,7 +101,7 @@ fn bare_app(users: Users) -> Router {
 
 /// latch: a signed session cookie, and the user loaded from the map on every
 /// request by `CurrentUser`.
-fn latch_app(users: Users) -> Router {
+fn latch_app(users: Users, registry: Option<SessionRegistry>) -> Router {
     let loader = {
         let users = users.clone();
         move |id: u64| std::future::ready(Ok::<_, Infallible>(users.get(&id).cloned()))
@@ -125,9 +127,41 @@ fn latch_app(users: Users) -> Router {
                 }
             }),
         )
-        .layer(Login::new(loader))
+        .layer(match registry {
+            Some(registry) => Login::new(loader).sessions(registry),
+            None => Login::new(loader),
+        })
         // The load test talks plain HTTP over loopback, so no `Secure`.
         .layer(Session::new(key).secure(false))
+}
+
+/// A session registry on the in-memory store that has ended 10,000 sessions
+/// of other users and cut off user 2's: the request path checks a set with
+/// something in it.
+async fn registry_with_endings() -> Result<SessionRegistry, Box<dyn std::error::Error>> {
+    let store = MemoryStore::new();
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 24 * 60 * 60;
+    for n in 0..10_000u64 {
+        // 16 bytes as 22 characters of base64url: a session id's shape.
+        let id = format!("{n:0>21}A");
+        let ending = Ending::Session {
+            session_id: id,
+            user_id: format!("\"other{n}\""),
+            until,
+        };
+        SessionStore::end(&store, &ending).await?;
+    }
+    let cut_off = Ending::User {
+        user_id: "2".to_owned(),
+        not_before: until - 24 * 60 * 60,
+        except: None,
+        until,
+    };
+    SessionStore::end(&store, &cut_off).await?;
+    Ok(SessionRegistry::connect(store).await?)
 }
 
 mod peer {
@@ -207,7 +241,7 @@ mod peer {
 
 /// Parses `<bare|latch|axum-login> <port>`.
 fn parse_args() -> Result<(String, u16), String> {
-    let usage = "usage: bench_server <bare|latch|axum-login> <port>";
+    let usage = "usage: bench_server <bare|latch|latch-registry|axum-login> <port>";
     let mut args = std::env::args().skip(1);
     let (Some(variant), Some(port), None) = (args.next(), args.next(), args.next()) else {
         return Err(usage.to_owned());
@@ -224,9 +258,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let users = users();
     let app = match variant.as_str() {
         "bare" => bare_app(users),
-        "latch" => latch_app(users),
+        "latch" => latch_app(users, None),
+        "latch-registry" => latch_app(users, Some(registry_with_endings().await?)),
         "axum-login" => peer::app(users),
-        other => return Err(format!("unknown variant {other}: bare, latch or axum-login").into()),
+        other => return Err(format!("unknown variant {other}: bare, latch, latch-registry or axum-login").into()),
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     axum::serve(listener, app).await?;

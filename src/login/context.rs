@@ -461,8 +461,12 @@ impl<U: User> LoginContext<U> {
         if let Some(registry) = &self.config.registry {
             // Microdot's logins have no login time: their `iat` stands in.
             let login_at = login.login_at.or(login.issued_at).map(whole_seconds);
-            let now = self.clock().unix_secs();
-            match registry.refusal(login.session_key, &login.user_id, login_at, now) {
+            let now = login.checked_at.unwrap_or_else(|| self.clock().unix_secs());
+            let memo = login
+                .verified
+                .as_deref()
+                .map(|verified| &verified.user_hash);
+            match registry.refusal(login.session_key, &login.user_id, memo, login_at, now) {
                 None => {}
                 Some(Refused::Ended(reason)) => {
                     tracing::debug!(target: "latch", reason, "login rejected: ended on the server");
@@ -545,7 +549,9 @@ impl<U: User> LoginContext<U> {
             login.session_key,
             login.session_id.as_deref(),
         ) {
-            registry.seen(key, id, self.clock().unix_secs());
+            let now = login.checked_at.unwrap_or_else(|| self.clock().unix_secs());
+            let memo = login.verified.as_deref().map(|verified| &verified.touched);
+            registry.seen(key, id, now, memo);
         }
         let resolved = Resolved::User { user, fresh };
         if !login.remember_confirm {
@@ -664,7 +670,7 @@ impl<U: User> LoginContext<U> {
                 .map(SessionKey);
             let issued = redeemed.issued_at.map(|at| whole_seconds(seconds(at)));
             let now = self.clock().unix_secs();
-            match registry.refusal(key, &redeemed.user_id, issued, now) {
+            match registry.refusal(key, &redeemed.user_id, None, issued, now) {
                 None => {}
                 Some(Refused::Ended(reason)) => {
                     tracing::debug!(target: "latch", reason, "remember cookie rejected: its session was ended");

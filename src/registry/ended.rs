@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
 
 use crate::registry::Ending;
 
@@ -58,7 +58,6 @@ pub(crate) struct EndedSet {
     users: RwLock<HashMap<u64, Vec<Cutoff>, BuildHasherDefault<KeyHasher>>>,
     /// How many users have a cut-off: none, and requests skip hashing the id.
     user_count: AtomicUsize,
-    hasher: RandomState,
 }
 
 impl Default for EndedSet {
@@ -67,9 +66,34 @@ impl Default for EndedSet {
             sessions: RwLock::default(),
             users: RwLock::default(),
             user_count: AtomicUsize::new(0),
-            hasher: RandomState::new(),
         }
     }
+}
+
+/// The keys of the user-id hash: random per process, the same for every
+/// registry, so that a session cookie's memo can keep the hash.
+fn user_hasher() -> &'static RandomState {
+    static HASHER: OnceLock<RandomState> = OnceLock::new();
+    HASHER.get_or_init(RandomState::new)
+}
+
+/// The hash of a user id's JSON text, as cut-offs are keyed.
+pub(crate) fn user_hash(user_id: &Value) -> u64 {
+    let mut hasher = user_hasher().build_hasher();
+    let mut sink = TextSink {
+        hasher: Some(&mut hasher),
+        compare: None,
+    };
+    // Writing JSON to this sink cannot fail.
+    let _ = serde_json::to_writer(&mut sink, user_id);
+    hasher.finish()
+}
+
+/// The same hash, of JSON text.
+fn text_hash(text: &str) -> u64 {
+    let mut hasher = user_hasher().build_hasher();
+    hasher.write(text.as_bytes());
+    hasher.finish()
 }
 
 /// Feeds the JSON text of a user id into a hasher, or compares it with
@@ -101,23 +125,6 @@ fn lock_poisoned<T>(poisoned: std::sync::PoisonError<T>) -> T {
 }
 
 impl EndedSet {
-    fn user_hash(&self, user_id: &Value) -> u64 {
-        let mut hasher = self.hasher.build_hasher();
-        let mut sink = TextSink {
-            hasher: Some(&mut hasher),
-            compare: None,
-        };
-        // Writing JSON to this sink cannot fail.
-        let _ = serde_json::to_writer(&mut sink, user_id);
-        hasher.finish()
-    }
-
-    fn text_hash(&self, text: &str) -> u64 {
-        let mut hasher = self.hasher.build_hasher();
-        hasher.write(text.as_bytes());
-        hasher.finish()
-    }
-
     fn same_user(user_id: &Value, text: &str) -> bool {
         let mut sink = TextSink {
             hasher: None,
@@ -135,17 +142,21 @@ impl EndedSet {
 
     /// Whether a login of `user_id` made at `login_at` (seconds; `None`:
     /// unknown) falls before the user's cut-off. `key` is the session's id,
-    /// spared by a cut-off that keeps it.
+    /// spared by a cut-off that keeps it; `memo` keeps the id's hash.
     pub(crate) fn cut_off(
         &self,
         user_id: &Value,
+        memo: Option<&OnceLock<u64>>,
         login_at: Option<u64>,
         key: Option<SessionKey>,
     ) -> bool {
         if self.user_count.load(Ordering::Acquire) == 0 {
             return false;
         }
-        let hash = self.user_hash(user_id);
+        let hash = match memo {
+            Some(memo) => *memo.get_or_init(|| user_hash(user_id)),
+            None => user_hash(user_id),
+        };
         let users = self.users.read().unwrap_or_else(lock_poisoned);
         let Some(cutoffs) = users.get(&hash) else {
             return false;
@@ -192,7 +203,7 @@ impl EndedSet {
                         .map(SessionKey),
                     until: *until,
                 };
-                let hash = self.text_hash(user_id);
+                let hash = text_hash(user_id);
                 let mut users = self.users.write().unwrap_or_else(lock_poisoned);
                 let cutoffs = users.entry(hash).or_default();
                 match cutoffs.iter_mut().find(|c| *c.user_id == **user_id) {
@@ -303,23 +314,23 @@ mod tests {
             except: except.map(str::to_owned),
             until: 1000,
         };
-        assert!(!set.cut_off(&user, Some(5), None));
+        assert!(!set.cut_off(&user, None, Some(5), None));
         set.apply(&cutoff(10, Some(&kept)), 0);
-        assert!(set.cut_off(&user, Some(10), None));
-        assert!(set.cut_off(&user, None, None));
-        assert!(!set.cut_off(&user, Some(11), None));
-        assert!(!set.cut_off(&user, Some(5), Some(key(&kept))));
-        assert!(!set.cut_off(&Value::from("david"), Some(5), None));
-        assert!(!set.cut_off(&Value::from(42), Some(5), None));
+        assert!(set.cut_off(&user, None, Some(10), None));
+        assert!(set.cut_off(&user, None, None, None));
+        assert!(!set.cut_off(&user, None, Some(11), None));
+        assert!(!set.cut_off(&user, None, Some(5), Some(key(&kept))));
+        assert!(!set.cut_off(&Value::from("david"), None, Some(5), None));
+        assert!(!set.cut_off(&Value::from(42), None, Some(5), None));
         // An earlier cut-off arriving late changes nothing.
         set.apply(&cutoff(8, None), 0);
-        assert!(!set.cut_off(&user, Some(5), Some(key(&kept))));
+        assert!(!set.cut_off(&user, None, Some(5), Some(key(&kept))));
         // A later one replaces it, and ends the session the first kept.
         set.apply(&cutoff(20, None), 0);
-        assert!(set.cut_off(&user, Some(5), Some(key(&kept))));
+        assert!(set.cut_off(&user, None, Some(5), Some(key(&kept))));
         assert_eq!(set.len(), (0, 1));
         set.purge(1000);
-        assert!(!set.cut_off(&user, Some(5), None));
+        assert!(!set.cut_off(&user, None, Some(5), None));
         assert_eq!(set.len(), (0, 0));
     }
 
@@ -335,9 +346,9 @@ mod tests {
             },
             0,
         );
-        assert!(set.cut_off(&Value::from(42), Some(1), None));
-        assert!(!set.cut_off(&Value::from("42"), Some(1), None));
-        assert!(!set.cut_off(&Value::from(420), Some(1), None));
-        assert!(!set.cut_off(&Value::from(4), Some(1), None));
+        assert!(set.cut_off(&Value::from(42), None, Some(1), None));
+        assert!(!set.cut_off(&Value::from("42"), None, Some(1), None));
+        assert!(!set.cut_off(&Value::from(420), None, Some(1), None));
+        assert!(!set.cut_off(&Value::from(4), None, Some(1), None));
     }
 }

@@ -55,6 +55,11 @@ async fn listen(weak: Weak<Inner>, mut closed: tokio::sync::watch::Receiver<()>)
             Either::Right(_) => return,
         };
         let Some(inner) = weak.upgrade() else { return };
+        // The store may have restarted empty: read every change again.
+        SessionRegistry {
+            inner: inner.clone(),
+        }
+        .resync();
         match result {
             Ok(()) => {
                 tracing::warn!(target: "latch", "session registry's change feed closed; listening again")

@@ -285,6 +285,7 @@ impl RegistryBuilder {
                 ended: EndedSet::default(),
                 settings: self.settings,
                 last_seq: AtomicU64::new(0),
+                resync: std::sync::atomic::AtomicBool::new(false),
                 heard_at: AtomicU64::new(0),
                 pending: Mutex::new(Vec::new()),
                 touched: Mutex::default(),
@@ -305,6 +306,8 @@ pub(crate) struct Inner {
     settings: Settings,
     /// The last change this instance has applied.
     last_seq: AtomicU64,
+    /// Set when the store was out of reach: read every change again.
+    resync: std::sync::atomic::AtomicBool,
     /// When the store last answered a read of the feed (seconds).
     heard_at: AtomicU64,
     /// Endings made here that the store has not taken yet.
@@ -451,7 +454,7 @@ impl SessionRegistry {
             || serde_json::from_str::<Value>(&record.user_id).is_ok_and(|user| {
                 self.inner
                     .ended
-                    .cut_off(&user, Some(record.created_at), key)
+                    .cut_off(&user, None, Some(record.created_at), key)
             })
     }
 
@@ -672,6 +675,7 @@ impl SessionRegistry {
         &self,
         key: Option<SessionKey>,
         user_id: &Value,
+        user_hash: Option<&std::sync::OnceLock<u64>>,
         login_at: Option<u64>,
         now: u64,
     ) -> Option<Refused> {
@@ -684,7 +688,7 @@ impl SessionRegistry {
         if key.is_some_and(|key| self.inner.ended.session_ended(key)) {
             return Some(Refused::Ended("the session was ended"));
         }
-        if self.inner.ended.cut_off(user_id, login_at, key) {
+        if self.inner.ended.cut_off(user_id, user_hash, login_at, key) {
             return Some(Refused::Ended(
                 "the login began before the user's sessions were ended",
             ));
@@ -694,14 +698,34 @@ impl SessionRegistry {
 
     /// Notes that a session was seen at `now`: at most once per touch
     /// period, writes its "last active" in the background.
-    pub(crate) fn seen(&self, key: SessionKey, session_id: &str, now: u64) {
+    /// `memo`, the session cookie's own note of its last touch, spares the
+    /// lookup in the instance's table while the cookie is the same.
+    pub(crate) fn seen(
+        &self,
+        key: SessionKey,
+        session_id: &str,
+        now: u64,
+        memo: Option<&AtomicU64>,
+    ) {
         let period = self.inner.settings.touch_every.as_secs();
+        if let Some(memo) = memo {
+            let last = memo.load(Ordering::Relaxed);
+            if last != 0 && now.saturating_sub(last) < period {
+                return;
+            }
+        }
         {
             let mut touched = lock(&self.inner.touched);
             if let Some(last) = touched.get(&key) {
                 if now.saturating_sub(*last) < period {
+                    if let Some(memo) = memo {
+                        memo.store(*last, Ordering::Relaxed);
+                    }
                     return;
                 }
+            }
+            if let Some(memo) = memo {
+                memo.store(now.max(1), Ordering::Relaxed);
             }
             if touched.len() >= MAX_TOUCHED {
                 touched.retain(|_, last| now.saturating_sub(*last) < period);
@@ -723,11 +747,30 @@ impl SessionRegistry {
     }
 
     /// Reads the changes after the last one applied, until there are none.
+    /// After the store was out of reach, reads them all again: a store that
+    /// came back empty (a Redis restarted without persistence) numbers its
+    /// changes from the start again, and applying a change twice is harmless.
     pub(crate) async fn catch_up(&self) -> Result<(), StoreError> {
         const PAGE: usize = 10_000;
+        if self.inner.resync.swap(false, Ordering::AcqRel) {
+            self.inner.last_seq.store(0, Ordering::Release);
+        }
+        let result = self.read_changes(PAGE).await;
+        if result.is_err() {
+            self.inner.resync.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// Marks that the next catch-up must read every change again.
+    pub(crate) fn resync(&self) {
+        self.inner.resync.store(true, Ordering::Release);
+    }
+
+    async fn read_changes(&self, page: usize) -> Result<(), StoreError> {
         loop {
             let after = self.inner.last_seq.load(Ordering::Acquire);
-            let changes = self.inner.store.changes(after, PAGE).await?;
+            let changes = self.inner.store.changes(after, page).await?;
             let now = self.now();
             for change in &changes {
                 self.inner.ended.apply(&change.ending, now);
@@ -735,7 +778,7 @@ impl SessionRegistry {
             if let Some(last) = changes.last() {
                 self.inner.last_seq.fetch_max(last.seq, Ordering::AcqRel);
             }
-            if changes.len() < PAGE {
+            if changes.len() < page {
                 self.inner.heard_at.store(now, Ordering::Release);
                 return Ok(());
             }

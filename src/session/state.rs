@@ -60,6 +60,9 @@ struct State {
     /// The verified token's `iat`: a lower bound of when a login in it
     /// that latch did not make was made.
     issued_at: Option<f64>,
+    /// When the verified token's times were checked (seconds since the
+    /// Unix epoch): the request's time, for checks that follow.
+    checked_at: u64,
     /// The claims changed: the cookie must be written (or deleted).
     changed: bool,
     /// The cookie must be re-issued even if nothing changed (renewal, old key).
@@ -80,6 +83,7 @@ impl SessionState {
                 had_cookie: false,
                 duplicated: false,
                 issued_at: None,
+                checked_at: 0,
                 changed: false,
                 renew: false,
                 read: false,
@@ -221,6 +225,7 @@ impl SessionState {
             Some(verified) => {
                 let mut login = verified.login.clone()?;
                 login.verified = Some(verified.clone());
+                login.checked_at = Some(state.checked_at);
                 Some(login)
             }
             None => LoginClaims::from_claims(&state.claims, state.issued_at),
@@ -422,7 +427,7 @@ impl State {
         };
         self.had_cookie = true;
         match verify(config, value) {
-            Ok((verified, renew)) => self.accept(verified, renew),
+            Ok((verified, renew, now)) => self.accept(verified, renew, now),
             Err(reason) => {
                 self.reject(reason);
                 None
@@ -433,8 +438,8 @@ impl State {
     /// Takes a token verified before (found in the memo), checking its times.
     fn check(&mut self, config: &SessionConfig, verified: Arc<VerifiedSession>) {
         match verify::check(config, verified) {
-            Ok((verified, renew)) => {
-                self.accept(verified, renew);
+            Ok((verified, renew, now)) => {
+                self.accept(verified, renew, now);
             }
             Err(reason) => self.reject(reason),
         }
@@ -444,8 +449,10 @@ impl State {
         &mut self,
         verified: Arc<VerifiedSession>,
         renew: bool,
+        now: u64,
     ) -> Option<Arc<VerifiedSession>> {
         self.issued_at = verified.iat.at();
+        self.checked_at = now;
         self.verified = Some(verified.clone());
         self.renew = renew;
         Some(verified)

@@ -24,6 +24,11 @@ pub(crate) struct VerifiedSession {
     /// The fingerprint check for the first user `auth_hash` seen with this
     /// cookie, and its answer.
     pub(crate) fingerprint: OnceLock<(Box<[u8]>, Option<usize>)>,
+    /// The hash of the login's user id, as the registry's cut-offs key it.
+    pub(crate) user_hash: OnceLock<u64>,
+    /// When the registry last wrote this login's "last active", as far as
+    /// this cookie knows (0: not yet).
+    pub(crate) touched: std::sync::atomic::AtomicU64,
 }
 
 /// What kind of token a signed session cookie is, by its claims.
@@ -72,6 +77,8 @@ impl VerifiedSession {
             shape,
             login,
             fingerprint: OnceLock::new(),
+            user_hash: OnceLock::new(),
+            touched: std::sync::atomic::AtomicU64::new(0),
         })
     }
 }
@@ -94,6 +101,9 @@ pub(crate) struct LoginClaims {
     pub session_key: Option<crate::registry::SessionKey>,
     /// The verified cookie these came from, which memoises the fingerprint check.
     pub(crate) verified: Option<Arc<VerifiedSession>>,
+    /// When the request's session cookie was checked, if it was: the
+    /// request's time.
+    pub(crate) checked_at: Option<u64>,
 }
 
 impl LoginClaims {
@@ -126,6 +136,7 @@ impl LoginClaims {
                 .filter(|id| random::is_session_id(id))
                 .map(Arc::from),
             verified: None,
+            checked_at: None,
         })
     }
 
@@ -159,6 +170,7 @@ impl LoginClaims {
                 _ => None,
             },
             verified: None,
+            checked_at: None,
         })
     }
 

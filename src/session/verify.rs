@@ -9,11 +9,12 @@ use crate::session::verified::{Shape, VerifiedSession};
 use crate::session::SessionConfig;
 
 /// Checks a session token: signature, header, expiry, absolute timeout.
-/// Returns it verified (claims not parsed yet) and whether to re-issue it.
+/// Returns it verified (claims not parsed yet), whether to re-issue it, and
+/// the time it was checked at.
 pub(crate) fn verify(
     config: &SessionConfig,
     value: &str,
-) -> Result<(Arc<VerifiedSession>, bool), Rejected> {
+) -> Result<(Arc<VerifiedSession>, bool, u64), Rejected> {
     let verified = match memo::get(config.id, value.as_bytes()) {
         Some(verified) => verified,
         None => {
@@ -26,12 +27,12 @@ pub(crate) fn verify(
 }
 
 /// The checks of a verified token that depend on the time, made on every
-/// request: expiry, `iat` and `nbf`, the absolute timeout; and whether to
-/// re-issue it.
+/// request: expiry, `iat` and `nbf`, the absolute timeout; whether to
+/// re-issue it; and the time of the checks (seconds since the Unix epoch).
 pub(crate) fn check(
     config: &SessionConfig,
     verified: Arc<VerifiedSession>,
-) -> Result<(Arc<VerifiedSession>, bool), Rejected> {
+) -> Result<(Arc<VerifiedSession>, bool, u64), Rejected> {
     let now = config.site.clock.unix_secs();
     let exp = match (verified.shape, config.microdot_compat) {
         (Shape::Latch, _) => verified.exp,
@@ -56,7 +57,7 @@ pub(crate) fn check(
     };
     let renew =
         verified.key_index != 0 || (now as f64) - issued >= config.renew_after.as_secs() as f64;
-    Ok((verified, renew))
+    Ok((verified, renew, now))
 }
 
 /// Why a session cookie was refused.
@@ -101,8 +102,8 @@ mod tests {
     fn a_cookie_seen_again_comes_from_the_memo() {
         let config = config("a");
         let cookie = token("a", login_claims(crate::clock::Clock::system().unix_secs()));
-        let (first, _) = verify(&config, &cookie).unwrap();
-        let (second, renew) = verify(&config, &cookie).unwrap();
+        let (first, _, _) = verify(&config, &cookie).unwrap();
+        let (second, renew, _) = verify(&config, &cookie).unwrap();
         assert!(Arc::ptr_eq(&first, &second));
         assert!(!renew);
         let login = second.login.clone().unwrap();
@@ -162,7 +163,7 @@ mod tests {
         let key = config.site.keys.current();
         let mut claims = login_claims(now);
         claims["_auth"] = json!(fingerprint::fingerprint(key, b"old hash"));
-        let (verified, _) = verify(&config, &token("f", claims)).unwrap();
+        let (verified, _, _) = verify(&config, &token("f", claims)).unwrap();
         let mut login = verified.login.clone().unwrap();
         login.verified = Some(verified);
         for _ in 0..2 {
@@ -182,7 +183,7 @@ mod tests {
         ] {
             let mut claims = login_claims(now);
             claims[name] = bad;
-            let (verified, _) = verify(&config, &token("g", claims)).unwrap();
+            let (verified, _, _) = verify(&config, &token("g", claims)).unwrap();
             assert!(verified.login.is_none(), "{name}");
         }
         let mut claims = login_claims(now);

@@ -386,7 +386,11 @@ async fn a_registry_cut_off_ends_microdot_tokens_the_app_cannot_date() {
     let mut owner = Client::new(app.clone());
     owner.set_cookie("session", &copy);
     assert_eq!(owner.get("/").await.body, "Hello, susan!");
-    assert_eq!(registry.sessions(&"user001").await.unwrap().len(), 1, "recorded");
+    assert_eq!(
+        registry.sessions(&"user001").await.unwrap().len(),
+        1,
+        "recorded"
+    );
 
     // The password changes without `auth_hash_changed_at`; the app ends the
     // user's sessions through the registry instead.
@@ -398,7 +402,11 @@ async fn a_registry_cut_off_ends_microdot_tokens_the_app_cannot_date() {
     assert_eq!(thief.get("/").await.status, StatusCode::FOUND, "the copy");
     let mut thief = Client::new(app);
     thief.set_cookie("_remember", &remember);
-    assert_eq!(thief.get("/").await.status, StatusCode::FOUND, "the remember cookie");
+    assert_eq!(
+        thief.get("/").await.status,
+        StatusCode::FOUND,
+        "the remember cookie"
+    );
 }
 
 /// A Microdot remember cookie is dated (`exp` less its days): one made

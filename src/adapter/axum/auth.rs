@@ -445,7 +445,10 @@ impl<U: User> Auth<U> {
             (began.map_or(now, |at| at as u64).saturating_add(absolute)).max(now + 1)
         };
         let user_id = login.user_id.to_string();
-        let until = registry.recorded_until(&user_id, session_id).await.unwrap_or(until);
+        let until = registry
+            .recorded_until(&user_id, session_id)
+            .await
+            .unwrap_or(until);
         registry
             .end(Ending::Session {
                 session_id: session_id.to_owned(),
