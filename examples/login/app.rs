@@ -17,12 +17,11 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use axum_latch::next::is_safe_next;
-use axum_latch::remember::{RememberStore, RememberedDevice, RevocableRemember, Theft};
-use axum_latch::stores::{PostgresStore, RedisStore, SqliteStore};
+use axum_latch::remember::RememberedDevice;
 use axum_latch::throttle::Throttle;
 use axum_latch::{
     Auth, AuthError, CrossOriginGuard, CurrentUser, FreshUser, KeyError, Login, Remember,
-    SecretKey, Session, SessionData, User, UserLoader,
+    SecretKey, Session, SessionData, User,
 };
 use serde::Deserialize;
 use sqlx::any::AnyPoolOptions;
@@ -32,6 +31,8 @@ use sqlx::Row;
 
 #[path = "hashing.rs"]
 pub mod hashing;
+#[path = "store.rs"]
+mod store;
 
 use hashing::{Busy, Hasher};
 
@@ -54,9 +55,6 @@ pub const SEED_USERS: [(&str, &str, &str); 2] =
 /// The prefix of the demo's keys in Redis.
 pub const DEFAULT_REDIS_PREFIX: &str = "latch-demo:";
 
-/// How often expired remember-me tokens are purged.
-const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
-
 /// What the app needs to start.
 #[derive(Debug)]
 pub struct Config {
@@ -64,9 +62,11 @@ pub struct Config {
     pub secret_key: SecretKey,
     /// A `sqlite:` URL (the file is created if it is missing) or a
     /// `postgres:` URL. The users table is created and seeded if needed, and
-    /// the remember-me tokens live there too unless `redis_url` is set.
+    /// the remember-me tokens and the records of who is logged in where live
+    /// there too unless `redis_url` is set.
     pub database_url: String,
-    /// A `redis:` URL: the remember-me tokens live there instead.
+    /// A `redis:` URL: the remember-me tokens and the session records live
+    /// there instead, and instances hear of ended sessions through pub/sub.
     pub redis_url: Option<String>,
     /// The prefix of the demo's keys in Redis.
     pub redis_prefix: String,
@@ -110,7 +110,7 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
     // that they take as long as logins of real users.
     let dummy_hash = hasher.hash("not anyone's password".to_owned()).await?;
     let throttle = match &config.redis_url {
-        Some(url) => Throttle::redis(connect_redis(url).await?).prefix(&config.redis_prefix),
+        Some(url) => Throttle::redis(store::connect_redis(url).await?).prefix(&config.redis_prefix),
         None => Throttle::in_memory(),
     };
     let state = AppState {
@@ -123,12 +123,7 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         let db = db.clone();
         async move { user_by_id(&db, &id).await }
     });
-    let login = if config.microdot_compat.is_some() {
-        // Microdot reads only its own, stateless, remember-me tokens.
-        login
-    } else {
-        with_remember_store(login, &config, &state.db).await?
-    };
+    let login = store::with_stores(login, &config).await?;
     let session = Session::new(config.secret_key).secure(false);
     let session = match config.microdot_compat {
         Some(until) => session.microdot_compat(until),
@@ -303,79 +298,6 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
         );
     }
     Ok(db)
-}
-
-/// Keeps remember-me tokens on Redis with `redis_url`, else in the user
-/// database, so that they can be rotated, listed and revoked. Expired tokens
-/// are purged every hour.
-async fn with_remember_store<L: UserLoader<Account>>(
-    login: Login<Account, L>,
-    config: &Config,
-    db: &AnyPool,
-) -> Result<Login<Account, L>, BoxError> {
-    let grace = config.remember_grace;
-    if let Some(url) = &config.redis_url {
-        let store = RedisStore::new(connect_redis(url).await?).prefix(&config.redis_prefix);
-        return Ok(keep_tokens_in(login, store, grace, db.clone()));
-    }
-    let url = &config.database_url;
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await?;
-        let store = SqliteStore::new(pool);
-        store.migrate().await?;
-        Ok(keep_tokens_in(login, store, grace, db.clone()))
-    } else {
-        let pool = sqlx::PgPool::connect(url).await?;
-        let store = PostgresStore::new(pool);
-        store.migrate().await?;
-        Ok(keep_tokens_in(login, store, grace, db.clone()))
-    }
-}
-
-/// Puts the remember-me tokens in `store`. When a copied remember cookie
-/// is detected, the user is logged out everywhere (the thief may already
-/// have a session from it), as "log out everywhere" does.
-/// A Redis connection that fails fast when Redis is down, so that
-/// requests do not wait on it.
-async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, BoxError> {
-    let client = redis::Client::open(url).map_err(|error| format!("REDIS_URL {url:?}: {error}"))?;
-    let settings = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_response_timeout(Some(Duration::from_millis(500)))
-        .set_number_of_retries(1);
-    let manager = redis::aio::ConnectionManager::new_with_config(client, settings)
-        .await
-        .map_err(|error| format!("cannot reach Redis at {url:?}: {error}"))?;
-    Ok(manager)
-}
-
-fn keep_tokens_in<S: RememberStore + Clone, L: UserLoader<Account>>(
-    login: Login<Account, L>,
-    store: S,
-    grace: Duration,
-    db: AnyPool,
-) -> Login<Account, L> {
-    let tokens = RevocableRemember::new(store)
-        .grace(grace)
-        .on_theft(move |theft: Theft| {
-            let db = db.clone();
-            async move {
-                let Some(id) = theft.user_id.as_str() else {
-                    return;
-                };
-                let ended = sqlx::query(END_OTHER_LOGINS)
-                    .bind(id)
-                    .bind(now_ms())
-                    .execute(&db)
-                    .await;
-                match ended {
-                    Ok(_) => tracing::warn!(user_id = id, device = theft.device, "copied remember cookie: user logged out everywhere"),
-                    Err(error) => tracing::error!(%error, user_id = id, "copied remember cookie: sessions not ended"),
-                }
-            }
-        });
-    tokens.spawn_purge(PURGE_EVERY);
-    login.remember_tokens(tokens)
 }
 
 /// The user with this id: latch's user loader.

@@ -8,6 +8,7 @@ pub mod app;
 pub use super::jwt;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
@@ -215,6 +216,18 @@ impl Browser {
         let response = self.get(path).await;
         assert_redirect(&response, StatusCode::FOUND, &format!("/login?next={path}"));
     }
+}
+
+/// Waits for the next whole second. The session registry ends "every
+/// session of the user" at a whole second, so that a login in the same
+/// second as the ending falls under it; a test that logs in again right
+/// after one waits for the next second first.
+pub async fn next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    let left = Duration::from_secs(1) - Duration::from_nanos(now.subsec_nanos().into());
+    tokio::time::sleep(left + Duration::from_millis(20)).await;
 }
 
 pub fn assert_redirect(response: &Response, status: StatusCode, location: &str) {
