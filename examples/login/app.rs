@@ -170,12 +170,11 @@ struct AppState {
 pub struct Account {
     id: String,
     username: String,
+    /// The password hash, which is also latch's `auth_hash`: a new
+    /// password ends every other login of the user.
     password_hash: String,
-    /// The password hash and the session version: changing either ends
-    /// every other login of the user.
-    auth: String,
-    /// When `auth` last changed, if it has since this column was added:
-    /// what ends copies of Microdot's cookies in interop mode.
+    /// When the password last changed, if it has since this column was
+    /// added: what ends copies of Microdot's cookies in interop mode.
     auth_changed_at: Option<SystemTime>,
 }
 
@@ -184,10 +183,8 @@ impl Account {
         id: String,
         username: String,
         password_hash: String,
-        session_version: i64,
         auth_changed_at_ms: Option<i64>,
     ) -> Self {
-        let auth = format!("{password_hash}\n{session_version}");
         let auth_changed_at = auth_changed_at_ms
             .and_then(|ms| u64::try_from(ms).ok())
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
@@ -195,7 +192,6 @@ impl Account {
             id,
             username,
             password_hash,
-            auth,
             auth_changed_at,
         }
     }
@@ -209,7 +205,7 @@ impl User for Account {
     }
 
     fn auth_hash(&self) -> &[u8] {
-        self.auth.as_bytes()
+        self.password_hash.as_bytes()
     }
 
     fn auth_hash_changed_at(&self) -> Option<SystemTime> {
@@ -225,12 +221,6 @@ fn now_ms() -> i64 {
         .unwrap_or_default();
     i64::try_from(since.as_millis() + 1).unwrap_or(i64::MAX)
 }
-
-/// The SQL that ends every login of the user `$1` but the one that
-/// `Auth::update_user` then keeps: a new session version, and the time of
-/// the change (`$2`, from [`now_ms`]).
-const END_OTHER_LOGINS: &str = "UPDATE users
-     SET session_version = session_version + 1, auth_changed_at = $2 WHERE id = $1";
 
 async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> {
     sqlx::any::install_default_drivers();
@@ -258,7 +248,6 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
             id TEXT PRIMARY KEY NOT NULL,
             username TEXT NOT NULL,
             password_hash TEXT NOT NULL,
-            session_version BIGINT NOT NULL DEFAULT 0,
             auth_changed_at BIGINT
         )",
     )
@@ -304,7 +293,7 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
 async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Error> {
     find_user(
         db,
-        "SELECT id, username, password_hash, session_version, auth_changed_at
+        "SELECT id, username, password_hash, auth_changed_at
          FROM users WHERE id = $1",
         id,
     )
@@ -313,7 +302,7 @@ async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Err
 
 /// The user with this username (compared without regard to case).
 async fn user_by_username(db: &AnyPool, username: &str) -> Result<Option<Account>, sqlx::Error> {
-    let sql = "SELECT id, username, password_hash, session_version, auth_changed_at
+    let sql = "SELECT id, username, password_hash, auth_changed_at
                FROM users WHERE lower(username) = lower($1)";
     find_user(db, sql, username).await
 }
@@ -329,7 +318,6 @@ async fn find_user(
             row.try_get("id")?,
             row.try_get("username")?,
             row.try_get("password_hash")?,
-            row.try_get("session_version")?,
             row.try_get("auth_changed_at")?,
         ))
     })
@@ -940,18 +928,14 @@ async fn change_password(
     ))
 }
 
+/// Ends every other session of the user, on every instance, with their
+/// remember-me cookies; this browser stays logged in (and remembered).
 async fn logout_everywhere(
-    State(state): State<AppState>,
     FreshUser(user): FreshUser<Account>,
     auth: Auth<Account>,
     session: SessionData,
 ) -> Result<Response, AppError> {
-    sqlx::query(END_OTHER_LOGINS)
-        .bind(&user.id)
-        .bind(now_ms())
-        .execute(&state.db)
-        .await?;
-    stay_logged_in(&state, &auth, &user).await?;
+    auth.end_other_sessions().await?;
     tracing::info!(user_id = user.id, "logged out everywhere else");
     Ok(back_to_account(
         &session,

@@ -326,7 +326,7 @@ async fn changing_the_password_refuses_bad_forms_and_changes_nothing() {
 async fn logging_out_everywhere_ends_every_other_session_but_keeps_this_one() {
     let demo = start().await;
     let here = Browser::new(&demo);
-    here.log_in("susan", "hello", false).await;
+    here.log_in("susan", "hello", true).await;
     let elsewhere = Browser::new(&demo);
     elsewhere.log_in("susan", "hello", true).await;
     let elsewhere_restarted = elsewhere.restarted(&demo);
@@ -340,6 +340,8 @@ async fn logging_out_everywhere_ends_every_other_session_but_keeps_this_one() {
     assert!(body.contains("This one stays in"), "{body}");
     here.assert_home("susan").await;
     assert_eq!(here.get("/fresh").await.status(), StatusCode::OK);
+    // This browser stays remembered, too.
+    here.restarted(&demo).assert_home("susan").await;
 
     elsewhere.assert_sent_to_login("/").await;
     elsewhere_restarted.assert_sent_to_login("/").await;

@@ -8,7 +8,7 @@ pub mod app;
 pub use super::jwt;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
@@ -216,7 +216,42 @@ impl Browser {
         let response = self.get(path).await;
         assert_redirect(&response, StatusCode::FOUND, &format!("/login?next={path}"));
     }
+
+    /// Checks that `path` sends the browser to log in within [`SOON`],
+    /// asking again every 20 ms: for an ending made on another instance,
+    /// which this one hears of through the store's change feed.
+    pub async fn assert_sent_to_login_soon(&self, path: &str) {
+        let login = format!("/login?next={path}");
+        let deadline = Instant::now() + SOON;
+        loop {
+            let response = self.get(path).await;
+            let location = response.headers().get(LOCATION).cloned();
+            if response.status() == StatusCode::FOUND
+                && location.as_ref().and_then(|v| v.to_str().ok()) == Some(login.as_str())
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} still answers {} after {SOON:?}",
+                response.status()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A browser that has only a copy of this one's session cookie, as
+    /// whoever copied it would.
+    pub fn session_copy(&self, demo: &Demo) -> Self {
+        let session = self.cookie("session").expect("a session cookie to copy");
+        let jar = Arc::new(Jar::default());
+        jar.add_cookie_str(&format!("session={session}; Path=/"), &demo.base);
+        Self::with_jar(demo, jar)
+    }
 }
+
+/// How long an ending made on one instance may take to reach another.
+pub const SOON: Duration = Duration::from_secs(5);
 
 /// Waits for the next whole second. The session registry ends "every
 /// session of the user" at a whole second, so that a login in the same
