@@ -1,6 +1,7 @@
 //! The demo app: a user database (SQLite or PostgreSQL), argon2 password
-//! hashes, revocable remember-me, and the pages of Microdot's login example,
-//! plus an account page.
+//! hashes, revocable remember-me, a session registry, and the pages of
+//! Microdot's login example, plus an account page that lists where the user
+//! is logged in.
 //!
 //! `main.rs` reads the environment and serves [`build`]'s router;
 //! `tests/demo/site.rs` builds the same router and drives it over real HTTP.
@@ -14,10 +15,9 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use axum_latch::next::is_safe_next;
-use axum_latch::remember::RememberedDevice;
 use axum_latch::throttle::Throttle;
 use axum_latch::{
     Auth, AuthError, CrossOriginGuard, CurrentUser, FreshUser, KeyError, Login, Remember,
@@ -31,6 +31,8 @@ use sqlx::Row;
 
 #[path = "hashing.rs"]
 pub mod hashing;
+#[path = "sessions.rs"]
+mod sessions;
 #[path = "store.rs"]
 mod store;
 
@@ -140,7 +142,10 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
             "/account/logout-everywhere",
             get(to_account).post(logout_everywhere),
         )
-        .route("/account/devices/forget", post(forget_device))
+        .route(
+            "/account/sessions/end",
+            get(to_account).post(sessions::end_session),
+        )
         .fallback(not_found)
         .with_state(state)
         .layer(login)
@@ -348,12 +353,6 @@ struct PasswordFields {
     new_password: Option<String>,
 }
 
-/// The "forget this device" form's field.
-#[derive(Deserialize)]
-struct DeviceFields {
-    device: Option<String>,
-}
-
 /// What is wrong with a submitted form field.
 enum FormProblem {
     /// A field is missing or empty.
@@ -436,8 +435,8 @@ struct AccountPage<'a> {
     notice: Option<&'a str>,
     error: Option<&'a str>,
     min_password_chars: usize,
-    devices: Vec<DeviceRow>,
-    devices_error: Option<&'a str>,
+    sessions: Vec<sessions::SessionRow>,
+    sessions_error: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -717,24 +716,7 @@ async fn account_page(
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Result<Response, AppError> {
-    // The page still works when the remember-me store is down.
-    let (devices, devices_error) = match auth.remembered_devices().await {
-        Ok(devices) => (devices, None),
-        Err(error) => {
-            tracing::error!(%error, "remembered devices not listed");
-            (
-                Vec::new(),
-                Some("The list of remembered devices cannot be shown just now."),
-            )
-        }
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let devices = devices
-        .iter()
-        .map(|device| DeviceRow::new(device, now))
-        .collect();
+    let (sessions, sessions_error) = sessions::rows(auth).await;
     render(
         status,
         &AccountPage {
@@ -743,80 +725,10 @@ async fn account_page(
             notice,
             error,
             min_password_chars: MIN_PASSWORD_CHARS,
-            devices,
-            devices_error,
+            sessions,
+            sessions_error,
         },
     )
-}
-
-/// A remembered device, as the account page shows it.
-struct DeviceRow {
-    id: String,
-    device: String,
-    created: String,
-    last_used: String,
-    current: bool,
-}
-
-impl DeviceRow {
-    fn new(device: &RememberedDevice, now: u64) -> Self {
-        Self {
-            id: device.id.clone(),
-            device: device.device.clone(),
-            created: time_ago(now, device.created_at),
-            last_used: time_ago(now, device.last_used_at),
-            current: device.current,
-        }
-    }
-}
-
-/// "just now", "5 minutes ago", "3 days ago".
-fn time_ago(now: u64, then: u64) -> String {
-    let seconds = now.saturating_sub(then);
-    let (count, unit) = match seconds {
-        0..60 => return "just now".to_owned(),
-        60..3600 => (seconds / 60, "minute"),
-        3600..86400 => (seconds / 3600, "hour"),
-        _ => (seconds / 86400, "day"),
-    };
-    let plural = if count == 1 { "" } else { "s" };
-    format!("{count} {unit}{plural} ago")
-}
-
-/// Revokes one remembered device: the form on the account page.
-async fn forget_device(
-    FreshUser(user): FreshUser<Account>,
-    auth: Auth<Account>,
-    session: SessionData,
-    form: Submitted<DeviceFields>,
-) -> Result<Response, AppError> {
-    let form = form.map_err(|rejection| log_rejection(&rejection));
-    let Some(Ok(id)) = form.as_ref().ok().map(|Form(form)| field(&form.device)) else {
-        let error = "The form came in garbled: please try again.";
-        return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
-    };
-    match auth.forget_device(id).await {
-        Ok(true) => Ok(back_to_account(
-            &session,
-            "That device is forgotten: once its current visit ends, it will need your password again.",
-        )),
-        Ok(false) => Ok(back_to_account(
-            &session,
-            "That device was already forgotten.",
-        )),
-        Err(error) => {
-            tracing::error!(%error, "remembered device not revoked");
-            let error = "The device could not be forgotten just now: please try again.";
-            account_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &auth,
-                &user,
-                None,
-                Some(error),
-            )
-            .await
-        }
-    }
 }
 
 /// Saves a message for the next page to show once.

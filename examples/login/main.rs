@@ -26,6 +26,11 @@
 //!   (`YYYY-MM-DD`, UTC) from which Microdot's own tokens are refused: the
 //!   end of the move from Microdot.
 //! - `RUST_LOG`: what to log (default `info,latch=debug`).
+//!
+//! Pages: `/` (logged in), `/login`, `/fresh` (a fresh login only), and
+//! `/account` (a fresh login only): change the password, see where you're
+//! logged in and log any of those browsers out, or log out everywhere
+//! else. The header's "Log out" button posts to `/logout`.
 
 mod app;
 

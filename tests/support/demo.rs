@@ -248,10 +248,71 @@ impl Browser {
         jar.add_cookie_str(&format!("session={session}; Path=/"), &demo.base);
         Self::with_jar(demo, jar)
     }
+
+    /// The rows of "Where you're logged in" on the account page.
+    pub async fn sessions(&self) -> Vec<SessionRow> {
+        let (status, page) = text(self.get("/account").await).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        session_rows(&page)
+    }
+
+    /// The sessions list's row for this browser.
+    pub async fn own_session(&self) -> SessionRow {
+        let rows = self.sessions().await;
+        rows.iter()
+            .find(|row| row.current)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row marked This browser: {rows:?}"))
+    }
+
+    /// Posts the account page's "Log out" form for the session `id`.
+    pub async fn end_session(&self, id: &str) -> Response {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("session", id)
+            .finish();
+        self.post("/account/sessions/end", form).await
+    }
 }
 
 /// How long an ending made on one instance may take to reach another.
 pub const SOON: Duration = Duration::from_secs(5);
+
+/// One row of "Where you're logged in".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: String,
+    pub device: String,
+    pub current: bool,
+    pub remembered: bool,
+}
+
+/// The rows of "Where you're logged in" in an account page.
+pub fn session_rows(page: &str) -> Vec<SessionRow> {
+    let Some(start) = page.find("<ul class=\"sessions\">") else {
+        return Vec::new();
+    };
+    let list = &page[start..];
+    let list = &list[..list.find("</ul>").expect("the end of the list")];
+    list.split("<li>")
+        .skip(1)
+        .map(|row| SessionRow {
+            id: between(row, "name=\"session\" value=\"", "\"").to_owned(),
+            device: between(row, "<strong>", "</strong>").to_owned(),
+            current: row.contains(">This browser<"),
+            remembered: row.contains(">remembered<"),
+        })
+        .collect()
+}
+
+/// The text between `before` and the next `after` in `text`.
+fn between<'a>(text: &'a str, before: &str, after: &str) -> &'a str {
+    let from = text
+        .find(before)
+        .map(|at| at + before.len())
+        .unwrap_or_else(|| panic!("no {before} in {text}"));
+    let to = text[from..].find(after).expect("an end") + from;
+    &text[from..to]
+}
 
 /// Waits for the next whole second. The session registry ends "every
 /// session of the user" at a whole second, so that a login in the same
