@@ -1,12 +1,17 @@
 //! The account page's "Where you're logged in" over HTTP, on one instance
 //! with its own SQLite file: the list, logging one browser out, copies of
-//! session cookies after a logout, and bad forms.
+//! session cookies after a logout, and bad forms; and, on Redis, the page
+//! while the store is down.
 
 use crate::support::demo as demo_support;
 
+use std::time::{Duration, Instant};
+
+use crate::support::backend;
+use crate::support::outage::Proxy;
 use demo_support::*;
 use reqwest::header::CONTENT_TYPE;
-use reqwest::StatusCode;
+use reqwest::{StatusCode, Url};
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 const SAFARI: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 \
@@ -213,4 +218,71 @@ async fn the_log_out_form_needs_a_fresh_login() {
         "/login?next=/account/sessions/end",
     );
     phone.assert_home("susan").await;
+}
+
+/// With its store (Redis) down, the account page still renders, with a
+/// message in place of the list, and the "Log out" form says it could not
+/// log the browser out (a `503` with the page), ending nothing. Once Redis
+/// is back, both work again.
+#[tokio::test]
+async fn the_account_page_renders_while_the_store_is_down() {
+    let Some(redis_url) = backend::redis_url() else {
+        return;
+    };
+    let mut url: Url = redis_url.parse().expect("a Redis URL");
+    let Some(host) = url.host_str().map(str::to_owned) else {
+        backend::skip("the Redis URL has no host, which the proxy needs");
+        return;
+    };
+    let mut proxy = Proxy::start((host, url.port().unwrap_or(6379)), 0).await;
+    url.set_host(Some("127.0.0.1")).expect("a host");
+    url.set_port(Some(proxy.port)).expect("a port");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let prefix = format!("latch-test-{}:", backend::random_hex());
+    let demo = serve(app::Config {
+        secret_key: axum_latch::SecretKey::generate().expect("a random key"),
+        database_url: format!("sqlite://{}", dir.path().join("users.db").display()),
+        redis_url: Some(url.to_string()),
+        redis_prefix: prefix.clone(),
+        remember_grace: axum_latch::remember::DEFAULT_GRACE,
+        microdot_compat: None,
+    })
+    .await;
+    let scenario = async {
+        let laptop = Browser::new(&demo);
+        laptop.log_in("susan", "hello", false).await;
+        let phone = Browser::new(&demo);
+        phone.log_in("susan", "hello", false).await;
+        let phones = phone.own_session().await;
+
+        proxy.stop().await;
+        let (status, page) = text(laptop.get("/account").await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("cannot be shown just now"), "{page}");
+        assert!(page.contains("Change your password"), "{page}");
+        let (status, page) = text(laptop.end_session(&phones.id).await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(page.contains("could not be logged out just now"), "{page}");
+        phone.assert_home("susan").await;
+
+        proxy.restart().await;
+        let deadline = Instant::now() + SOON;
+        while text(laptop.get("/account").await)
+            .await
+            .1
+            .contains("cannot be shown")
+        {
+            assert!(Instant::now() < deadline, "the list is still missing");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(laptop.sessions().await.len(), 2);
+        let response = laptop.end_session(&phones.id).await;
+        assert_redirect(&response, StatusCode::SEE_OTHER, "/account");
+        phone.assert_sent_to_login("/").await;
+    };
+    backend::run_then_clean(scenario, async {
+        let mut connection = backend::redis_manager(&redis_url).await;
+        backend::redis_delete(&mut connection, &format!("{prefix}*")).await;
+    })
+    .await;
 }
