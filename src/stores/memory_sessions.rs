@@ -88,7 +88,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn end(&self, ending: &Ending) -> Result<u64, StoreError> {
-        let listeners = {
+        let (seq, listeners) = {
             let mut state = self.sessions.lock();
             for (record, ended) in state.records.values_mut() {
                 let ends = match ending {
@@ -109,12 +109,13 @@ impl SessionStore for MemoryStore {
             state.seq += 1;
             let seq = state.seq;
             state.changes.insert(seq, ending.clone());
-            state.listeners.clone()
+            (seq, state.listeners.clone())
         };
         for wake in listeners {
             wake();
         }
-        Ok(self.sessions.lock().seq)
+        // This ending's number, not whatever the latest is by now.
+        Ok(seq)
     }
 
     async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {

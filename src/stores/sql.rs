@@ -1,9 +1,15 @@
-//! Remember-me stores in SQLite and PostgreSQL, through `sqlx`: one table,
-//! `latch_remember_tokens`, that each store's `migrate` creates.
+//! The SQLite and PostgreSQL stores, through `sqlx`: remember-me tokens in
+//! the table `latch_remember_tokens` (here), and a session registry's
+//! records and change feed in `latch_sessions` and `latch_session_endings`
+//! (in `sql_sessions.rs`). Each store's `migrate` creates all three.
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
+#[cfg(feature = "postgres")]
+use crate::stores::sql_sessions::POSTGRES_SESSION_SCHEMA;
+#[cfg(feature = "sqlite")]
+use crate::stores::sql_sessions::SQLITE_SESSION_SCHEMA;
 
 // ---------------------------------------------------------------------------
 // SQL, shared by both databases (SQLite takes `$1`-style placeholders too)
@@ -169,7 +175,7 @@ where
     })
 }
 
-fn column<'r, R, T>(row: &'r R, name: &'static str) -> Result<T, StoreError>
+pub(super) fn column<'r, R, T>(row: &'r R, name: &'static str) -> Result<T, StoreError>
 where
     R: Row,
     &'static str: ColumnIndex<R>,
@@ -216,7 +222,7 @@ macro_rules! sql_store {
         $(#[$doc])*
         #[derive(Debug, Clone)]
         pub struct $name {
-            pool: $pool,
+            pub(super) pool: $pool,
         }
 
         impl $name {
@@ -339,7 +345,12 @@ macro_rules! sql_store {
 
 #[cfg(feature = "sqlite")]
 sql_store! {
-    /// Remember-me tokens in SQLite, in the table `latch_remember_tokens`.
+    /// Remember-me tokens in SQLite, in the table `latch_remember_tokens`,
+    /// and a [session registry](crate::registry)'s records and change feed
+    /// ([`SessionStore`](crate::registry::SessionStore)), in
+    /// `latch_sessions` and `latch_session_endings`. SQLite has no way to
+    /// push changes, so registries poll it for endings made elsewhere
+    /// ([`poll_every`](crate::registry::RegistryBuilder::poll_every)).
     ///
     /// ```no_run
     /// use axum_latch::{stores::SqliteStore, Login, User};
@@ -363,15 +374,35 @@ sql_store! {
     /// Expired tokens are refused as soon as they expire, but their rows stay
     /// in the table until [`RevocableRemember::spawn_purge`](crate::remember::RevocableRemember::spawn_purge)
     /// (or a call of `purge_expired`) deletes them: without it, the table
-    /// keeps every token ever issued that was not revoked.
+    /// keeps every token ever issued that was not revoked. A session
+    /// registry purges its own tables.
+    ///
+    /// # Tables
+    ///
+    /// `migrate` creates them; they are latch's to change, not the app's.
+    ///
+    /// - `latch_remember_tokens`: one row per remember-me token.
+    /// - `latch_sessions`: one row per logged-in browser, keyed by
+    ///   `session_id`: `user_id` (JSON text), `device`, `created_at`,
+    ///   `last_active_at`, `expires_at`, `remembered`, and `ended`, set when
+    ///   the session is ended (the row stays until it expires, so that it is
+    ///   not recorded again).
+    /// - `latch_session_endings`: the change feed, one row per ending, in
+    ///   the order of `seq` (never reused): `kind` (`session` or `user`),
+    ///   `user_id`, `session_id`, `not_before`, `except_session_id`, and
+    ///   `until`, after which the row may be deleted.
+    ///
+    /// Times are seconds since the Unix epoch (milliseconds for
+    /// `latch_remember_tokens.rotated_at`), in 64-bit integer columns.
     SqliteStore(sqlx::SqlitePool)
 }
 
 #[cfg(feature = "sqlite")]
 impl SqliteStore {
-    /// Creates the `latch_remember_tokens` table and its indexes unless they
-    /// exist, and adds the columns that a table made by an earlier version
-    /// of latch lacks (`confirmed`). It is idempotent, so the app can call
+    /// Creates the `latch_remember_tokens`, `latch_sessions` and
+    /// `latch_session_endings` tables and their indexes unless they exist,
+    /// and adds the columns that a table made by an earlier version of latch
+    /// lacks (`confirmed`). It is idempotent, so the app can call
     /// it on every start, from several processes at once. It does not use
     /// sqlx's migrator, whose `_sqlx_migrations` table belongs to the app's
     /// own migrations.
@@ -387,7 +418,11 @@ impl SqliteStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         // Each statement commits on its own, and SQLite runs writes one at
         // a time: a process starting alongside sees the other's table.
-        for statement in SQLITE_SCHEMA.create {
+        for statement in SQLITE_SCHEMA
+            .create
+            .into_iter()
+            .chain(SQLITE_SESSION_SCHEMA)
+        {
             sqlx::query(statement)
                 .persistent(false)
                 .execute(&self.pool)
@@ -431,7 +466,15 @@ impl SqliteStore {
 #[cfg(feature = "postgres")]
 sql_store! {
     /// Remember-me tokens in PostgreSQL, in the table `latch_remember_tokens`
-    /// of the connection's `search_path` (usually `public`).
+    /// of the connection's `search_path` (usually `public`), and a [session
+    /// registry](crate::registry)'s records and change feed
+    /// ([`SessionStore`](crate::registry::SessionStore)), in
+    /// `latch_sessions` and `latch_session_endings` of the same schema.
+    /// Registries hear of endings made elsewhere at once, through `LISTEN`
+    /// on the channel `latch_sessions` (each registry holds one connection
+    /// of the pool for it); the payload, the oid of the schema's
+    /// `latch_session_endings`, keeps stores in different schemas of one
+    /// database apart.
     ///
     /// ```no_run
     /// use axum_latch::{stores::PostgresStore, Login, User};
@@ -455,15 +498,35 @@ sql_store! {
     /// Expired tokens are refused as soon as they expire, but their rows stay
     /// in the table until [`RevocableRemember::spawn_purge`](crate::remember::RevocableRemember::spawn_purge)
     /// (or a call of `purge_expired`) deletes them: without it, the table
-    /// keeps every token ever issued that was not revoked.
+    /// keeps every token ever issued that was not revoked. A session
+    /// registry purges its own tables.
+    ///
+    /// # Tables
+    ///
+    /// `migrate` creates them; they are latch's to change, not the app's.
+    ///
+    /// - `latch_remember_tokens`: one row per remember-me token.
+    /// - `latch_sessions`: one row per logged-in browser, keyed by
+    ///   `session_id`: `user_id` (JSON text), `device`, `created_at`,
+    ///   `last_active_at`, `expires_at`, `remembered`, and `ended`, set when
+    ///   the session is ended (the row stays until it expires, so that it is
+    ///   not recorded again).
+    /// - `latch_session_endings`: the change feed, one row per ending, in
+    ///   the order of `seq` (never reused): `kind` (`session` or `user`),
+    ///   `user_id`, `session_id`, `not_before`, `except_session_id`, and
+    ///   `until`, after which the row may be deleted.
+    ///
+    /// Times are seconds since the Unix epoch (milliseconds for
+    /// `latch_remember_tokens.rotated_at`), in 64-bit integer columns.
     PostgresStore(sqlx::PgPool)
 }
 
 #[cfg(feature = "postgres")]
 impl PostgresStore {
-    /// Creates the `latch_remember_tokens` table and its indexes unless they
-    /// exist, and adds the columns that a table made by an earlier version
-    /// of latch lacks (`confirmed`), in one transaction. It is idempotent
+    /// Creates the `latch_remember_tokens`, `latch_sessions` and
+    /// `latch_session_endings` tables and their indexes unless they exist,
+    /// and adds the columns that a table made by an earlier version of latch
+    /// lacks (`confirmed`), in one transaction. It is idempotent
     /// (`IF NOT EXISTS`), so the app can call it on every start, from
     /// several instances at once. It does not use sqlx's migrator, whose
     /// `_sqlx_migrations` table belongs to the app's own migrations.
@@ -492,7 +555,8 @@ impl PostgresStore {
         let statements = setup
             .into_iter()
             .chain(POSTGRES_SCHEMA.create)
-            .chain([upgrade.as_str()]);
+            .chain([upgrade.as_str()])
+            .chain(POSTGRES_SESSION_SCHEMA);
         for statement in statements {
             sqlx::query(statement)
                 .persistent(false)
@@ -504,6 +568,6 @@ impl PostgresStore {
     }
 }
 
-// The tests are in tests/remember/: store.rs for the contract every store
-// keeps, sql_store.rs for what is particular to SQL (migrations, times out
-// of range, corrupted rows).
+// The tests are in tests/remember/: store.rs and session_store.rs for the
+// contracts every store keeps, sql_store.rs for what is particular to SQL
+// (migrations, times out of range, corrupted rows).

@@ -1,6 +1,6 @@
-//! Remember-me: the store contract on every backend, what is particular to
-//! the SQL and Redis stores, revocable logins, and what happens when the
-//! store goes away.
+//! Remember-me and the session registry: the store contracts on every
+//! backend, what is particular to the SQL and Redis stores, revocable
+//! logins, and what happens when the store goes away.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -11,6 +11,7 @@ mod faults;
 mod redis_store;
 #[cfg(feature = "memory")]
 mod revocable_login;
+mod session_store;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql_store;
 mod store;

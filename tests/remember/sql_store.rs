@@ -1,10 +1,12 @@
 //! What is particular to the SQL stores, on SQLite and PostgreSQL: `migrate`
 //! (again, concurrently, and upgrading a table made before `confirmed`),
-//! times that do not fit in the table, and rows corrupted by hand. The
-//! behaviour every store shares is in `store.rs`.
+//! times that do not fit in the table, rows corrupted by hand, and
+//! PostgreSQL's `LISTEN` for the session registry. The behaviour every store
+//! shares is in `store.rs` and `session_store.rs`.
 //!
 //! Only the crate's public API, plus raw SQL on the store's own pool where a
-//! test looks at or corrupts the table `latch_remember_tokens` (or its shape,
+//! test looks at or corrupts the tables `latch_remember_tokens`,
+//! `latch_sessions` and `latch_session_endings` (or their shape,
 //! through `sqlite_master`/`pragma_table_info` and
 //! `information_schema`/`pg_indexes`). PostgreSQL runs on the kit's server
 //! (`TEST_POSTGRES_URL`, or a cluster it starts; with neither, `SKIPPED`), in
@@ -14,6 +16,7 @@
 
 use crate::support::backend;
 
+use axum_latch::registry::{Change, Ending, SessionRecord};
 use axum_latch::remember::{Consumed, RememberStore, RevocableRemember, Rotation, StoredToken};
 use futures_util::future::BoxFuture;
 use std::future::Future;
@@ -44,6 +47,19 @@ where
         return;
     };
     backend::run_then_clean(test(store, pool), cleanup).await;
+}
+
+/// A session of `user_id` that began at `NOW`, valid for a day.
+fn session(user_id: &str, session_id: &str) -> SessionRecord {
+    SessionRecord {
+        session_id: session_id.to_owned(),
+        user_id: user_id.to_owned(),
+        device: "Firefox on Linux".to_owned(),
+        created_at: NOW,
+        last_active_at: NOW,
+        expires_at: NOW + DAY,
+        remembered: true,
+    }
 }
 
 fn token(user_id: &str, selector: &str, last_used_at: u64) -> StoredToken {
@@ -237,10 +253,12 @@ macro_rules! sql_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_migrations_all_succeed() {
             run(open_concurrent().await, |store, pool| async move {
-                sqlx::query("DROP TABLE latch_remember_tokens")
-                    .execute(&pool)
-                    .await
-                    .unwrap();
+                for table in ["latch_remember_tokens", "latch_sessions", "latch_session_endings"] {
+                    sqlx::query(&format!("DROP TABLE {table}"))
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
                 let tasks: Vec<_> = (0..8)
                     .map(|_| {
                         let store = store.clone();
@@ -253,6 +271,13 @@ macro_rules! sql_tests {
                 let stored = token(r#""user001""#, "sel-a", NOW);
                 store.insert(&stored).await.unwrap();
                 assert_eq!(store.find("sel-a").await.unwrap(), Some(stored));
+                use axum_latch::registry::SessionStore;
+                let recorded = session(r#""user001""#, "session-a");
+                store.save(&recorded).await.unwrap();
+                assert_eq!(
+                    SessionStore::list(&store, r#""user001""#, NOW).await.unwrap(),
+                    vec![recorded]
+                );
             })
             .await;
         }
@@ -308,6 +333,119 @@ macro_rules! sql_tests {
                 // What needs no decoding still works on a corrupted row.
                 assert!(store.revoke("sel-a").await.unwrap());
                 assert_eq!(store.list(susan).await.unwrap().len(), 1);
+            })
+            .await;
+        }
+
+        /// `migrate` again leaves the registry's tables as they are: the
+        /// records, the feed, and its numbering.
+        #[tokio::test]
+        async fn migrate_again_keeps_the_registrys_records_and_feed() {
+            run(open().await, |store, _| async move {
+                use axum_latch::registry::SessionStore;
+                let susan = r#""user001""#;
+                let kept = session(susan, "session-a");
+                let ended = session(susan, "session-b");
+                store.save(&kept).await.unwrap();
+                store.save(&ended).await.unwrap();
+                let ending = Ending::Session {
+                    session_id: ended.session_id.clone(),
+                    user_id: susan.to_owned(),
+                    until: NOW + DAY,
+                };
+                let seq = store.end(&ending).await.unwrap();
+                store.migrate().await.expect("a second migrate");
+                store.migrate().await.expect("a third migrate");
+                assert_eq!(
+                    SessionStore::list(&store, susan, NOW).await.unwrap(),
+                    vec![kept]
+                );
+                assert_eq!(
+                    store.changes(0, 10).await.unwrap(),
+                    vec![Change { seq, ending: ending.clone() }]
+                );
+                store.save(&ended).await.unwrap();
+                assert_eq!(SessionStore::list(&store, susan, NOW).await.unwrap().len(), 1);
+                assert!(store.end(&ending).await.unwrap() > seq);
+            })
+            .await;
+        }
+
+        /// Rows of the registry's tables corrupted by hand (a negative
+        /// time, an unknown kind of ending, a column its kind needs left
+        /// empty) make `list` and `changes` fail, not panic; `purge` and
+        /// the other rows still work.
+        #[tokio::test]
+        async fn corrupted_registry_rows_are_errors_not_panics() {
+            run(open().await, |store, pool| async move {
+                use axum_latch::registry::SessionStore;
+                let susan = r#""user001""#;
+                store.save(&session(susan, "session-a")).await.unwrap();
+                store.save(&session(r#""user002""#, "session-b")).await.unwrap();
+                let execute = |sql: &'static str| {
+                    let pool = pool.clone();
+                    async move { sqlx::query(sql).execute(&pool).await.unwrap() }
+                };
+                execute("UPDATE latch_sessions SET created_at = -1 WHERE session_id = 'session-a'")
+                    .await;
+                assert!(SessionStore::list(&store, susan, NOW).await.is_err());
+                assert_eq!(
+                    SessionStore::list(&store, r#""user002""#, NOW).await.unwrap().len(),
+                    1
+                );
+                execute("UPDATE latch_sessions SET created_at = 1, expires_at = -7 \
+                         WHERE session_id = 'session-a'")
+                    .await;
+                assert!(
+                    SessionStore::list(&store, susan, NOW).await.unwrap().is_empty(),
+                    "expired long ago"
+                );
+
+                let first = store
+                    .end(&Ending::User {
+                        user_id: susan.to_owned(),
+                        not_before: NOW,
+                        except: None,
+                        until: NOW + DAY,
+                    })
+                    .await
+                    .unwrap();
+                // Each corruption on its own, from the row as `end` wrote it.
+                let good = format!(
+                    "UPDATE latch_session_endings SET kind = 'user', not_before = {NOW}, \
+                     session_id = NULL, until = {}",
+                    NOW + DAY
+                );
+                for (corruption, what) in [
+                    ("kind = 'everyone'", "an unknown kind"),
+                    ("not_before = NULL", "no not_before"),
+                    ("not_before = -3", "a negative not_before"),
+                    ("kind = 'session'", "no session_id"),
+                    ("until = -1", "a negative until"),
+                ] {
+                    sqlx::query(&good).execute(&pool).await.unwrap();
+                    assert_eq!(store.changes(0, 10).await.unwrap().len(), 1);
+                    sqlx::query(&format!("UPDATE latch_session_endings SET {corruption}"))
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                    assert!(store.changes(0, 10).await.is_err(), "changes with {what}");
+                    assert!(store.changes(first, 10).await.unwrap().is_empty());
+                }
+                // The purge deletes both corrupted rows (their times are
+                // past), and the feed works again.
+                assert_eq!(store.purge(NOW).await.unwrap(), 2);
+                assert!(store.changes(0, 10).await.unwrap().is_empty());
+                let next = store
+                    .end(&Ending::Session {
+                        session_id: "session-b".to_owned(),
+                        user_id: r#""user002""#.to_owned(),
+                        until: NOW + DAY,
+                    })
+                    .await
+                    .unwrap();
+                assert!(next > first);
+                assert_eq!(store.changes(0, 10).await.unwrap().len(), 1);
             })
             .await;
         }
@@ -499,4 +637,104 @@ mod postgres {
     }
 
     sql_tests!();
+
+    /// A listener counting its wakes, on `store`, and the count.
+    fn spawn_listener(
+        store: &PostgresStore,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), axum_latch::remember::StoreError>>,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let wakes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let wake: axum_latch::registry::Wake = {
+            let wakes = wakes.clone();
+            std::sync::Arc::new(move || {
+                wakes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        use axum_latch::registry::SessionStore;
+        let store = store.clone();
+        (tokio::spawn(async move { store.listen(wake).await }), wakes)
+    }
+
+    /// Waits, up to 10 s, until `wakes` reaches `count`.
+    async fn wait_for_wakes(wakes: &std::sync::atomic::AtomicUsize, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while wakes.load(std::sync::atomic::Ordering::SeqCst) < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{count} wakes within 10 s, not {}",
+                wakes.load(std::sync::atomic::Ordering::SeqCst)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    fn an_ending() -> Ending {
+        Ending::User {
+            user_id: r#""user001""#.to_owned(),
+            not_before: NOW,
+            except: None,
+            until: NOW + DAY,
+        }
+    }
+
+    /// `LISTEN` channels are database-wide: a store in another schema of
+    /// the same database notifies the same channel, but its endings do not
+    /// wake this store's listener; this store's own do.
+    #[tokio::test]
+    async fn listen_wakes_only_for_endings_in_its_own_schema() {
+        run(open().await, |store, _| async move {
+            use axum_latch::registry::SessionStore;
+            let url = backend::postgres_url().expect("the fixture had one");
+            let elsewhere = backend::PgSchema::create(&url, 2).await;
+            let neighbour = PostgresStore::new(elsewhere.pool.clone());
+            let test = async {
+                neighbour.migrate().await.unwrap();
+                let (listener, wakes) = spawn_listener(&store);
+                // Once listening, it wakes once for what it may have missed.
+                wait_for_wakes(&wakes, 1).await;
+                for _ in 0..3 {
+                    neighbour.end(&an_ending()).await.unwrap();
+                }
+                store.end(&an_ending()).await.unwrap();
+                // Notifications arrive in commit order: the neighbour's
+                // came before this one.
+                wait_for_wakes(&wakes, 2).await;
+                assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 2);
+                assert!(!listener.is_finished());
+                listener.abort();
+            };
+            backend::run_then_clean(test, elsewhere.drop_schema()).await;
+        })
+        .await;
+    }
+
+    /// When its connection fails, `listen` returns the error (the registry
+    /// then catches up and listens again) rather than hanging.
+    #[tokio::test]
+    async fn listen_returns_an_error_when_its_connection_fails() {
+        run(open().await, |_, pool| async move {
+            use sqlx::postgres::PgPoolOptions;
+            let options = (*pool.connect_options()).clone();
+            let upstream = (options.get_host().to_owned(), options.get_port());
+            let mut proxy = crate::support::outage::Proxy::start(upstream, 0).await;
+            let through = PgPoolOptions::new()
+                .max_connections(2)
+                .connect_with(options.host("127.0.0.1").port(proxy.port))
+                .await
+                .expect("a pool through the proxy");
+            let store = PostgresStore::new(through.clone());
+            let (listener, wakes) = spawn_listener(&store);
+            wait_for_wakes(&wakes, 1).await;
+            proxy.stop().await;
+            let ended = tokio::time::timeout(std::time::Duration::from_secs(10), listener)
+                .await
+                .expect("listen returns within 10 s of the outage")
+                .expect("the listener did not panic");
+            assert!(ended.is_err(), "listen returns an error: {ended:?}");
+            through.close().await;
+        })
+        .await;
+    }
 }
