@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 
 use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
 
-/// Remember-me tokens in Redis. Clones share the connection.
+/// Remember-me tokens and a session registry's records in Redis. Clones
+/// share the connection.
 ///
 /// # Keys
 ///
@@ -51,7 +52,50 @@ use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
 /// The store needs Redis 5 or later: one server (standalone or a primary),
 /// or a Redis Cluster, through any async connection: a
 /// [`ConnectionManager`] (the default type), or the `redis` crate's
-/// `cluster_async::ClusterConnection` (its `cluster-async` feature).
+/// `cluster_async::ClusterConnection` (its `cluster-async` feature). The
+/// session registry's change feed also needs a [`redis::Client`] for
+/// pub/sub: see [`feed`](Self::feed).
+///
+/// # Session registry
+///
+/// As a [`SessionStore`](crate::registry::SessionStore), the store keeps
+/// under the same prefix:
+///
+/// - `{prefix}sessions:{u:<digest>}:record:{session_id}`: a hash per
+///   session (the fields of
+///   [`SessionRecord`](crate::registry::SessionRecord), times in decimal
+///   seconds, `remembered` and `ended` as `0` or `1`). An ended session's
+///   hash stays, marked, so that a late `save` cannot record it again (a
+///   session ended before it was recorded gets one too). It expires an
+///   hour after its `expires_at` (or after the `until` of an
+///   [`Ending::Session`](crate::registry::Ending::Session) of it, if
+///   later), or an hour from now if that is later, so that clocks a little
+///   apart do not drop a record early;
+///   [`purge`](crate::registry::SessionStore::purge) deletes it at
+///   `expires_at`.
+/// - `{prefix}sessions:{u:<digest>}:index`: a sorted set of the user's
+///   sessions not ended, scored by `expires_at`.
+/// - `{prefix}sessions:id:{session_id}`: the digest of the session's user,
+///   for [`touch`](crate::registry::SessionStore::touch), which is given the
+///   session's id alone.
+/// - `{prefix}sessions:{feed}:seq`, `…:log`, `…:until`, `…:pending` and
+///   `…:expiry`: the change feed, in one hash slot. `seq` counts the
+///   endings (never delete it, nor let Redis evict it: use a `noeviction`
+///   or `volatile-*` eviction policy); `log` holds each ending, as
+///   `{seq} {json}`, scored by its sequence number; `until` the sequence
+///   numbers by when each ending may be forgotten; `pending` the endings
+///   not yet applied to their user's records (see below); `expiry` every
+///   record, as `{digest} {session_id}`, by `expires_at`, for `purge`.
+///
+/// An ending is written to the feed first (one script: the next sequence
+/// number, the log, and a `PUBLISH` of the sequence number on the channel
+/// `{prefix}sessions:changes`), then to the user's records (a second
+/// script), and its number leaves `pending`. If the process dies between
+/// the two, every instance still refuses the sessions (it follows the
+/// feed), and the records are marked later: `list` and `purge` first apply
+/// every ending still in `pending` (again, for an `end` under way: marking
+/// twice is harmless), so a session whose ending is in the feed is never
+/// listed.
 ///
 /// # Connecting
 ///
@@ -104,6 +148,8 @@ use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
 pub struct RedisStore<C = ConnectionManager> {
     pub(super) connection: C,
     pub(super) prefix: String,
+    /// Where the session registry's change feed is heard (pub/sub).
+    pub(super) feed: Option<redis::Client>,
 }
 
 impl<C> std::fmt::Debug for RedisStore<C> {
@@ -396,12 +442,13 @@ where
         Self {
             connection,
             prefix: DEFAULT_PREFIX.to_owned(),
+            feed: None,
         }
     }
 
     /// Puts every key under `prefix` (default `latch:`), to share a Redis
     /// database with other apps or instances: stores with different
-    /// prefixes never see each other's tokens.
+    /// prefixes never see each other's tokens, sessions or change feeds.
     /// Include a separator (`myapp:`), and no braces (see
     /// [Keys](Self#keys)).
     ///
@@ -538,6 +585,36 @@ where
             let _: i64 = self.send(Request::Script(&script)).await?;
         }
         Ok((deleted, corrupt))
+    }
+}
+
+impl<C> RedisStore<C> {
+    /// Hears the session registry's change feed on its own connection, made
+    /// from `client`: then [`pushes_changes`](crate::registry::SessionStore::pushes_changes)
+    /// is `true`, and every instance hears an ending as soon as it is
+    /// recorded. Without it, the registry reads the feed every second.
+    ///
+    /// Pub/sub needs a connection of its own, which a
+    /// [`ConnectionManager`] cannot lend: give the client of the same Redis
+    /// (on Redis Cluster, a client of any one node: a message published on
+    /// one node reaches subscribers on every node). The subscription pings
+    /// Redis every 15 seconds, and gives up (the registry subscribes again)
+    /// when a ping goes unanswered for 5.
+    ///
+    /// ```no_run
+    /// use axum_latch::registry::SessionRegistry;
+    /// use axum_latch::stores::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let manager = redis::aio::ConnectionManager::new(client.clone()).await?;
+    /// let store = RedisStore::new(manager).prefix("myapp:").feed(client);
+    /// let registry = SessionRegistry::connect(store).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn feed(mut self, client: redis::Client) -> Self {
+        self.feed = Some(client);
+        self
     }
 }
 
