@@ -8,6 +8,8 @@ mod support;
 #[cfg(feature = "redis")]
 mod faults;
 #[cfg(feature = "redis")]
+mod redis_cluster;
+#[cfg(feature = "redis")]
 mod redis_store;
 #[cfg(feature = "memory")]
 mod revocable_login;
