@@ -1,6 +1,7 @@
 //! The demo app: a user database (SQLite or PostgreSQL), argon2 password
-//! hashes, revocable remember-me, and the pages of Microdot's login example,
-//! plus an account page.
+//! hashes, revocable remember-me, a session registry, and the pages of
+//! Microdot's login example, plus an account page that lists where the user
+//! is logged in.
 //!
 //! `main.rs` reads the environment and serves [`build`]'s router;
 //! `tests/demo/site.rs` builds the same router and drives it over real HTTP.
@@ -14,15 +15,13 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use axum_latch::next::is_safe_next;
-use axum_latch::remember::{RememberStore, RememberedDevice, RevocableRemember, Theft};
-use axum_latch::stores::{PostgresStore, RedisStore, SqliteStore};
 use axum_latch::throttle::Throttle;
 use axum_latch::{
     Auth, AuthError, CrossOriginGuard, CurrentUser, FreshUser, KeyError, Login, Remember,
-    SecretKey, Session, SessionData, User, UserLoader,
+    SecretKey, Session, SessionData, User,
 };
 use serde::Deserialize;
 use sqlx::any::AnyPoolOptions;
@@ -32,6 +31,10 @@ use sqlx::Row;
 
 #[path = "hashing.rs"]
 pub mod hashing;
+#[path = "sessions.rs"]
+mod sessions;
+#[path = "store.rs"]
+mod store;
 
 use hashing::{Busy, Hasher};
 
@@ -54,9 +57,6 @@ pub const SEED_USERS: [(&str, &str, &str); 2] =
 /// The prefix of the demo's keys in Redis.
 pub const DEFAULT_REDIS_PREFIX: &str = "latch-demo:";
 
-/// How often expired remember-me tokens are purged.
-const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
-
 /// What the app needs to start.
 #[derive(Debug)]
 pub struct Config {
@@ -64,9 +64,11 @@ pub struct Config {
     pub secret_key: SecretKey,
     /// A `sqlite:` URL (the file is created if it is missing) or a
     /// `postgres:` URL. The users table is created and seeded if needed, and
-    /// the remember-me tokens live there too unless `redis_url` is set.
+    /// the remember-me tokens and the records of who is logged in where live
+    /// there too unless `redis_url` is set.
     pub database_url: String,
-    /// A `redis:` URL: the remember-me tokens live there instead.
+    /// A `redis:` URL: the remember-me tokens and the session records live
+    /// there instead, and instances hear of ended sessions through pub/sub.
     pub redis_url: Option<String>,
     /// The prefix of the demo's keys in Redis.
     pub redis_prefix: String,
@@ -110,7 +112,7 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
     // that they take as long as logins of real users.
     let dummy_hash = hasher.hash("not anyone's password".to_owned()).await?;
     let throttle = match &config.redis_url {
-        Some(url) => Throttle::redis(connect_redis(url).await?).prefix(&config.redis_prefix),
+        Some(url) => Throttle::redis(store::connect_redis(url).await?).prefix(&config.redis_prefix),
         None => Throttle::in_memory(),
     };
     let state = AppState {
@@ -123,12 +125,7 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         let db = db.clone();
         async move { user_by_id(&db, &id).await }
     });
-    let login = if config.microdot_compat.is_some() {
-        // Microdot reads only its own, stateless, remember-me tokens.
-        login
-    } else {
-        with_remember_store(login, &config, &state.db).await?
-    };
+    let login = store::with_stores(login, &config).await?;
     let session = Session::new(config.secret_key).secure(false);
     let session = match config.microdot_compat {
         Some(until) => session.microdot_compat(until),
@@ -145,7 +142,10 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
             "/account/logout-everywhere",
             get(to_account).post(logout_everywhere),
         )
-        .route("/account/devices/forget", post(forget_device))
+        .route(
+            "/account/sessions/end",
+            get(to_account).post(sessions::end_session),
+        )
         .fallback(not_found)
         .with_state(state)
         .layer(login)
@@ -175,12 +175,11 @@ struct AppState {
 pub struct Account {
     id: String,
     username: String,
+    /// The password hash, which is also latch's `auth_hash`: a new
+    /// password ends every other login of the user.
     password_hash: String,
-    /// The password hash and the session version: changing either ends
-    /// every other login of the user.
-    auth: String,
-    /// When `auth` last changed, if it has since this column was added:
-    /// what ends copies of Microdot's cookies in interop mode.
+    /// When the password last changed, if it has since this column was
+    /// added: what ends copies of Microdot's cookies in interop mode.
     auth_changed_at: Option<SystemTime>,
 }
 
@@ -189,10 +188,8 @@ impl Account {
         id: String,
         username: String,
         password_hash: String,
-        session_version: i64,
         auth_changed_at_ms: Option<i64>,
     ) -> Self {
-        let auth = format!("{password_hash}\n{session_version}");
         let auth_changed_at = auth_changed_at_ms
             .and_then(|ms| u64::try_from(ms).ok())
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
@@ -200,7 +197,6 @@ impl Account {
             id,
             username,
             password_hash,
-            auth,
             auth_changed_at,
         }
     }
@@ -214,7 +210,7 @@ impl User for Account {
     }
 
     fn auth_hash(&self) -> &[u8] {
-        self.auth.as_bytes()
+        self.password_hash.as_bytes()
     }
 
     fn auth_hash_changed_at(&self) -> Option<SystemTime> {
@@ -230,12 +226,6 @@ fn now_ms() -> i64 {
         .unwrap_or_default();
     i64::try_from(since.as_millis() + 1).unwrap_or(i64::MAX)
 }
-
-/// The SQL that ends every login of the user `$1` but the one that
-/// `Auth::update_user` then keeps: a new session version, and the time of
-/// the change (`$2`, from [`now_ms`]).
-const END_OTHER_LOGINS: &str = "UPDATE users
-     SET session_version = session_version + 1, auth_changed_at = $2 WHERE id = $1";
 
 async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> {
     sqlx::any::install_default_drivers();
@@ -263,7 +253,6 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
             id TEXT PRIMARY KEY NOT NULL,
             username TEXT NOT NULL,
             password_hash TEXT NOT NULL,
-            session_version BIGINT NOT NULL DEFAULT 0,
             auth_changed_at BIGINT
         )",
     )
@@ -305,84 +294,11 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
     Ok(db)
 }
 
-/// Keeps remember-me tokens on Redis with `redis_url`, else in the user
-/// database, so that they can be rotated, listed and revoked. Expired tokens
-/// are purged every hour.
-async fn with_remember_store<L: UserLoader<Account>>(
-    login: Login<Account, L>,
-    config: &Config,
-    db: &AnyPool,
-) -> Result<Login<Account, L>, BoxError> {
-    let grace = config.remember_grace;
-    if let Some(url) = &config.redis_url {
-        let store = RedisStore::new(connect_redis(url).await?).prefix(&config.redis_prefix);
-        return Ok(keep_tokens_in(login, store, grace, db.clone()));
-    }
-    let url = &config.database_url;
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await?;
-        let store = SqliteStore::new(pool);
-        store.migrate().await?;
-        Ok(keep_tokens_in(login, store, grace, db.clone()))
-    } else {
-        let pool = sqlx::PgPool::connect(url).await?;
-        let store = PostgresStore::new(pool);
-        store.migrate().await?;
-        Ok(keep_tokens_in(login, store, grace, db.clone()))
-    }
-}
-
-/// Puts the remember-me tokens in `store`. When a copied remember cookie
-/// is detected, the user is logged out everywhere (the thief may already
-/// have a session from it), as "log out everywhere" does.
-/// A Redis connection that fails fast when Redis is down, so that
-/// requests do not wait on it.
-async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, BoxError> {
-    let client = redis::Client::open(url).map_err(|error| format!("REDIS_URL {url:?}: {error}"))?;
-    let settings = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_response_timeout(Some(Duration::from_millis(500)))
-        .set_number_of_retries(1);
-    let manager = redis::aio::ConnectionManager::new_with_config(client, settings)
-        .await
-        .map_err(|error| format!("cannot reach Redis at {url:?}: {error}"))?;
-    Ok(manager)
-}
-
-fn keep_tokens_in<S: RememberStore + Clone, L: UserLoader<Account>>(
-    login: Login<Account, L>,
-    store: S,
-    grace: Duration,
-    db: AnyPool,
-) -> Login<Account, L> {
-    let tokens = RevocableRemember::new(store)
-        .grace(grace)
-        .on_theft(move |theft: Theft| {
-            let db = db.clone();
-            async move {
-                let Some(id) = theft.user_id.as_str() else {
-                    return;
-                };
-                let ended = sqlx::query(END_OTHER_LOGINS)
-                    .bind(id)
-                    .bind(now_ms())
-                    .execute(&db)
-                    .await;
-                match ended {
-                    Ok(_) => tracing::warn!(user_id = id, device = theft.device, "copied remember cookie: user logged out everywhere"),
-                    Err(error) => tracing::error!(%error, user_id = id, "copied remember cookie: sessions not ended"),
-                }
-            }
-        });
-    tokens.spawn_purge(PURGE_EVERY);
-    login.remember_tokens(tokens)
-}
-
 /// The user with this id: latch's user loader.
 async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Error> {
     find_user(
         db,
-        "SELECT id, username, password_hash, session_version, auth_changed_at
+        "SELECT id, username, password_hash, auth_changed_at
          FROM users WHERE id = $1",
         id,
     )
@@ -391,7 +307,7 @@ async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Err
 
 /// The user with this username (compared without regard to case).
 async fn user_by_username(db: &AnyPool, username: &str) -> Result<Option<Account>, sqlx::Error> {
-    let sql = "SELECT id, username, password_hash, session_version, auth_changed_at
+    let sql = "SELECT id, username, password_hash, auth_changed_at
                FROM users WHERE lower(username) = lower($1)";
     find_user(db, sql, username).await
 }
@@ -407,7 +323,6 @@ async fn find_user(
             row.try_get("id")?,
             row.try_get("username")?,
             row.try_get("password_hash")?,
-            row.try_get("session_version")?,
             row.try_get("auth_changed_at")?,
         ))
     })
@@ -436,12 +351,6 @@ struct LoginFields {
 struct PasswordFields {
     current_password: Option<String>,
     new_password: Option<String>,
-}
-
-/// The "forget this device" form's field.
-#[derive(Deserialize)]
-struct DeviceFields {
-    device: Option<String>,
 }
 
 /// What is wrong with a submitted form field.
@@ -526,8 +435,8 @@ struct AccountPage<'a> {
     notice: Option<&'a str>,
     error: Option<&'a str>,
     min_password_chars: usize,
-    devices: Vec<DeviceRow>,
-    devices_error: Option<&'a str>,
+    sessions: Vec<sessions::SessionRow>,
+    sessions_error: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -807,24 +716,7 @@ async fn account_page(
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Result<Response, AppError> {
-    // The page still works when the remember-me store is down.
-    let (devices, devices_error) = match auth.remembered_devices().await {
-        Ok(devices) => (devices, None),
-        Err(error) => {
-            tracing::error!(%error, "remembered devices not listed");
-            (
-                Vec::new(),
-                Some("The list of remembered devices cannot be shown just now."),
-            )
-        }
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let devices = devices
-        .iter()
-        .map(|device| DeviceRow::new(device, now))
-        .collect();
+    let (sessions, sessions_error) = sessions::rows(auth).await;
     render(
         status,
         &AccountPage {
@@ -833,80 +725,10 @@ async fn account_page(
             notice,
             error,
             min_password_chars: MIN_PASSWORD_CHARS,
-            devices,
-            devices_error,
+            sessions,
+            sessions_error,
         },
     )
-}
-
-/// A remembered device, as the account page shows it.
-struct DeviceRow {
-    id: String,
-    device: String,
-    created: String,
-    last_used: String,
-    current: bool,
-}
-
-impl DeviceRow {
-    fn new(device: &RememberedDevice, now: u64) -> Self {
-        Self {
-            id: device.id.clone(),
-            device: device.device.clone(),
-            created: time_ago(now, device.created_at),
-            last_used: time_ago(now, device.last_used_at),
-            current: device.current,
-        }
-    }
-}
-
-/// "just now", "5 minutes ago", "3 days ago".
-fn time_ago(now: u64, then: u64) -> String {
-    let seconds = now.saturating_sub(then);
-    let (count, unit) = match seconds {
-        0..60 => return "just now".to_owned(),
-        60..3600 => (seconds / 60, "minute"),
-        3600..86400 => (seconds / 3600, "hour"),
-        _ => (seconds / 86400, "day"),
-    };
-    let plural = if count == 1 { "" } else { "s" };
-    format!("{count} {unit}{plural} ago")
-}
-
-/// Revokes one remembered device: the form on the account page.
-async fn forget_device(
-    FreshUser(user): FreshUser<Account>,
-    auth: Auth<Account>,
-    session: SessionData,
-    form: Submitted<DeviceFields>,
-) -> Result<Response, AppError> {
-    let form = form.map_err(|rejection| log_rejection(&rejection));
-    let Some(Ok(id)) = form.as_ref().ok().map(|Form(form)| field(&form.device)) else {
-        let error = "The form came in garbled: please try again.";
-        return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
-    };
-    match auth.forget_device(id).await {
-        Ok(true) => Ok(back_to_account(
-            &session,
-            "That device is forgotten: once its current visit ends, it will need your password again.",
-        )),
-        Ok(false) => Ok(back_to_account(
-            &session,
-            "That device was already forgotten.",
-        )),
-        Err(error) => {
-            tracing::error!(%error, "remembered device not revoked");
-            let error = "The device could not be forgotten just now: please try again.";
-            account_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &auth,
-                &user,
-                None,
-                Some(error),
-            )
-            .await
-        }
-    }
 }
 
 /// Saves a message for the next page to show once.
@@ -1018,18 +840,14 @@ async fn change_password(
     ))
 }
 
+/// Ends every other session of the user, on every instance, with their
+/// remember-me cookies; this browser stays logged in (and remembered).
 async fn logout_everywhere(
-    State(state): State<AppState>,
     FreshUser(user): FreshUser<Account>,
     auth: Auth<Account>,
     session: SessionData,
 ) -> Result<Response, AppError> {
-    sqlx::query(END_OTHER_LOGINS)
-        .bind(&user.id)
-        .bind(now_ms())
-        .execute(&state.db)
-        .await?;
-    stay_logged_in(&state, &auth, &user).await?;
+    auth.end_other_sessions().await?;
     tracing::info!(user_id = user.id, "logged out everywhere else");
     Ok(back_to_account(
         &session,

@@ -13,10 +13,12 @@
 //! - `DATABASE_URL`: the user database, SQLite (default `sqlite://latch-demo.db`,
 //!   created on first run) or PostgreSQL (`postgres://user@host/db`). The users
 //!   table is made and seeded with the two users if needed; remember-me tokens
-//!   are kept there too.
-//! - `REDIS_URL`: keeps the remember-me tokens on Redis instead
-//!   (`redis://127.0.0.1:6379`). Instances that share `SECRET_KEY`, the
-//!   database and the remember store share logins.
+//!   and the records of who is logged in where are kept there too.
+//! - `REDIS_URL`: keeps the remember-me tokens and the session records on
+//!   Redis instead (`redis://127.0.0.1:6379`). Instances that share
+//!   `SECRET_KEY`, the database and that store share logins, and a browser
+//!   logged out on one is logged out on all (at once on Redis and
+//!   PostgreSQL, within a second on SQLite).
 //! - `MICRODOT_COMPAT=1`: Microdot interop mode. A Microdot app with the same
 //!   `SECRET_KEY` and user ids shares logins with the demo, both ways;
 //!   remember-me cookies are then Microdot's stateless tokens (no device
@@ -24,6 +26,11 @@
 //!   (`YYYY-MM-DD`, UTC) from which Microdot's own tokens are refused: the
 //!   end of the move from Microdot.
 //! - `RUST_LOG`: what to log (default `info,latch=debug`).
+//!
+//! Pages: `/` (logged in), `/login`, `/fresh` (a fresh login only), and
+//! `/account` (a fresh login only): change the password, see where you're
+//! logged in and log any of those browsers out, or log out everywhere
+//! else. The header's "Log out" button posts to `/logout`.
 
 mod app;
 
@@ -112,8 +119,8 @@ async fn run() -> Result<(), String> {
         })?;
     tracing::info!("user database: {database_url}");
     match &redis_url {
-        Some(url) => tracing::info!("remember-me tokens: on Redis at {url}"),
-        None => tracing::info!("remember-me tokens: in the user database"),
+        Some(url) => tracing::info!("remember-me tokens and sessions: on Redis at {url}"),
+        None => tracing::info!("remember-me tokens and sessions: in the user database"),
     }
     tracing::info!(
         "cookies are sent without the Secure attribute, because this demo serves plain HTTP \

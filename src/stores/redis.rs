@@ -1,39 +1,101 @@
 //! A remember-me store in Redis: one hash per token, a set of selectors per
 //! user, expiry by key TTL, and rotations done atomically by Lua scripts.
+//! Every script touches the keys of one user, which share a hash slot, so
+//! the store works on Redis Cluster too.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::Script;
+use sha2::{Digest, Sha256};
 
 use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
 
-/// Remember-me tokens in Redis. Clones share the connection.
+/// Remember-me tokens and a session registry's records in Redis. Clones
+/// share the connection.
+///
+/// # Keys
 ///
 /// Every key starts with a prefix (default `latch:`; see
-/// [`prefix`](Self::prefix)):
+/// [`prefix`](Self::prefix)). A user's keys carry the hash tag
+/// `{u:<digest>}`, where `<digest>` is the first 32 lowercase hex digits of
+/// the SHA-256 of the user's id (as JSON text): whatever the id holds,
+/// braces included, all of a user's keys share one hash slot, and each
+/// script of the store touches the keys of one slot. Keep braces out of the
+/// prefix: one would change which part of each key is hashed.
 ///
-/// - `{prefix}remember:{selector}`: a hash, one per token, with the fields
-///   of [`StoredToken`] (`validator_hash` and `previous_hash` as lowercase
-///   hex; times as decimal seconds since the Unix epoch, except
-///   `rotated_at`, which holds `rotated_at_ms` in milliseconds; `confirmed`
-///   as `0` or `1`, absent meaning `0`; `previous_hash` and `rotated_at` are
-///   absent until the first rotation). It expires (by `EXPIREAT`) at the
-///   token's `expires_at`, renewed on each rotation.
-///
-///   Hashes written by earlier versions of latch have no `confirmed` and
-///   hold seconds in `rotated_at`, which read as a moment in January 1970:
-///   long past, so such a token's previous validator is out of the grace
-///   window and, unconfirmed, gets a new validator rather than being judged
-///   theft. Harmless.
-/// - `{prefix}remember:user:{user_id}`: a set of the user's selectors, which
-///   lives at least as long as the user's longest-lived token.
+/// - `{prefix}remember:{u:<digest>}:token:{selector}`: a hash, one per
+///   token, with the fields of [`StoredToken`] (`validator_hash` and
+///   `previous_hash` as lowercase hex; times as decimal seconds since the
+///   Unix epoch, except `rotated_at`, which holds `rotated_at_ms` in
+///   milliseconds; `confirmed` as `0` or `1`, absent meaning `0`;
+///   `previous_hash` and `rotated_at` are absent until the first rotation).
+///   It expires (by `EXPIREAT`) at the token's `expires_at`, renewed on each
+///   rotation.
+/// - `{prefix}remember:{u:<digest>}:tokens`: a set of the user's selectors,
+///   which lives at least as long as the user's longest-lived token.
+/// - `{prefix}remember:selector:{selector}`: the digest of the token's user,
+///   so that a token can be found from its selector alone. It lives at least
+///   as long as the token.
+/// - `{prefix}remember:users`: a sorted set of the digests of users with
+///   tokens (scored by when each last got one), which
+///   [`purge_expired`](RememberStore::purge_expired) walks.
 ///
 /// `issue`, `rotate`, `confirm`, `revoke`, `revoke_series` and
-/// `revoke_user` are each one Lua script, so they are atomic. The scripts reach keys they derive
-/// from the token's fields, so the store needs one Redis server (standalone
-/// or a primary, Redis 5 or later), not Redis Cluster.
+/// `revoke_user` each change a user's tokens in one Lua script, so they are
+/// atomic. An issue writes the selector's key and the users index first,
+/// then the token; a lookup by selector reads the selector's key, then the
+/// token: two round trips. A selector's key left behind (a process that
+/// died mid-issue, a revoked token) leads nowhere, and expires.
+///
+/// The store needs Redis 5 or later: one server (standalone or a primary),
+/// or a Redis Cluster, through any async connection: a
+/// [`ConnectionManager`] (the default type), or the `redis` crate's
+/// `cluster_async::ClusterConnection` (its `cluster-async` feature). The
+/// session registry's change feed also needs a [`redis::Client`] for
+/// pub/sub: see [`feed`](Self::feed).
+///
+/// # Session registry
+///
+/// As a [`SessionStore`](crate::registry::SessionStore), the store keeps
+/// under the same prefix:
+///
+/// - `{prefix}sessions:{u:<digest>}:record:{session_id}`: a hash per
+///   session (the fields of
+///   [`SessionRecord`](crate::registry::SessionRecord), times in decimal
+///   seconds, `remembered` and `ended` as `0` or `1`). An ended session's
+///   hash stays, marked, so that a late `save` cannot record it again (a
+///   session ended before it was recorded gets one too). It expires an
+///   hour after its `expires_at` (or after the `until` of an
+///   [`Ending::Session`](crate::registry::Ending::Session) of it, if
+///   later), or an hour from now if that is later, so that clocks a little
+///   apart do not drop a record early;
+///   [`purge`](crate::registry::SessionStore::purge) deletes it at
+///   `expires_at`.
+/// - `{prefix}sessions:{u:<digest>}:index`: a sorted set of the user's
+///   sessions not ended, scored by `expires_at`.
+/// - `{prefix}sessions:id:{session_id}`: the digest of the session's user,
+///   for [`touch`](crate::registry::SessionStore::touch), which is given the
+///   session's id alone.
+/// - `{prefix}sessions:{feed}:seq`, `…:log`, `…:until`, `…:pending` and
+///   `…:expiry`: the change feed, in one hash slot. `seq` counts the
+///   endings (never delete it, nor let Redis evict it: use a `noeviction`
+///   or `volatile-*` eviction policy); `log` holds each ending, as
+///   `{seq} {json}`, scored by its sequence number; `until` the sequence
+///   numbers by when each ending may be forgotten; `pending` the endings
+///   not yet applied to their user's records (see below); `expiry` every
+///   record, as `{digest} {session_id}`, by `expires_at`, for `purge`.
+///
+/// An ending is written to the feed first (one script: the next sequence
+/// number, the log, and a `PUBLISH` of the sequence number on the channel
+/// `{prefix}sessions:changes`), then to the user's records (a second
+/// script), and its number leaves `pending`. If the process dies between
+/// the two, every instance still refuses the sessions (it follows the
+/// feed), and the records are marked later: `list` and `purge` first apply
+/// every ending still in `pending` (again, for an `end` under way: marking
+/// twice is harmless), so a session whose ending is in the feed is never
+/// listed.
 ///
 /// # Connecting
 ///
@@ -83,12 +145,14 @@ use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
 /// until [`RevocableRemember::spawn_purge`](crate::remember::RevocableRemember::spawn_purge)
 /// trims it (listing the user's devices skips them meanwhile).
 #[derive(Clone)]
-pub struct RedisStore {
-    manager: ConnectionManager,
-    prefix: String,
+pub struct RedisStore<C = ConnectionManager> {
+    pub(super) connection: C,
+    pub(super) prefix: String,
+    /// Where the session registry's change feed is heard (pub/sub).
+    pub(super) feed: Option<redis::Client>,
 }
 
-impl std::fmt::Debug for RedisStore {
+impl<C> std::fmt::Debug for RedisStore<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
@@ -102,10 +166,15 @@ const DEFAULT_PREFIX: &str = "latch:";
 /// The latest time a key's TTL is set to (9999-12-31T23:59:59Z): Redis
 /// refuses times whose milliseconds overflow, and Lua numbers lose
 /// precision past 2^53. The token's own `expires_at` is kept exactly.
-const MAX_EXPIREAT: u64 = 253_402_300_799;
+pub(super) const MAX_EXPIREAT: u64 = 253_402_300_799;
 
-/// How many keys one `SCAN` call looks at.
+/// How many users one `ZSCAN` call of the users index looks at.
 const SCAN_COUNT: usize = 500;
+
+/// How long (seconds) a user stays in the users index after their last
+/// token was issued, even with no tokens left: an issue in flight has
+/// written the index but not yet the token, and must not be forgotten.
+const FORGET_USER_AFTER: u64 = 60;
 
 // Field names of a token's hash.
 const SELECTOR: &str = "selector";
@@ -122,42 +191,99 @@ const EXPIRES_AT: &str = "expires_at";
 const DEVICE: &str = "device";
 const CONFIRMED: &str = "confirmed";
 
-/// Lua shared by the scripts: `extend(set, at)` makes the user's set live
-/// at least until `at` (seconds since the epoch). A set without a TTL has
-/// just been made by `SADD`.
-const EXTEND: &str = r"
-local function extend(set, at)
-  local ttl = redis.call('TTL', set)
+/// Lua shared by the scripts: `extend(key, at)` makes the key live at least
+/// until `at` (seconds since the epoch). A key without a TTL has just been
+/// made by the script.
+pub(super) const EXTEND: &str = r"
+local function extend(key, at)
+  local ttl = redis.call('TTL', key)
   if ttl == -2 then return end
   if ttl == -1 or tonumber(redis.call('TIME')[1]) + ttl < at then
-    redis.call('EXPIREAT', set, at)
+    redis.call('EXPIREAT', key, at)
   end
 end
 ";
 
-/// KEYS: token, user set. ARGV: prefix, selector, TTL time, then the
-/// hash's fields and values. A token with the same selector is replaced,
-/// and leaves its user's set.
+/// Lua shared by the scripts: `at_or_before(a, b)` compares two decimal
+/// numbers as text, exactly, whatever their size (no leading zeros).
+pub(super) const AT_OR_BEFORE: &str = r"
+local function at_or_before(a, b)
+  if #a ~= #b then return #a < #b end
+  return a <= b
+end
+";
+
+/// KEYS: token, user set. ARGV: selector, TTL time, then the hash's fields
+/// and values. A token of the same user with the same selector is replaced;
+/// a key of another type there is an error (`HLEN`), not overwritten.
 static ISSUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{EXTEND}{}",
         r"
-local old = redis.call('HGET', KEYS[1], 'user_id')
-if old then
-  redis.call('SREM', ARGV[1] .. 'remember:user:' .. old, ARGV[2])
-end
+redis.call('HLEN', KEYS[1])
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-redis.call('EXPIREAT', KEYS[1], ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[2])
-extend(KEYS[2], tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIREAT', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+extend(KEYS[2], tonumber(ARGV[2]))
 return 1
 "
     ))
 });
 
-/// KEYS: token. ARGV: expected hash, replacement hash, previous hash, now,
-/// rotated_at (ms), expires_at, TTL time, prefix, selector, expected
+/// KEYS: a selector's key. ARGV: the user's digest, TTL time. Points the
+/// selector at the user; returns the digest it named before, if any.
+static POINT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('EXPIREAT', KEYS[1], ARGV[2])
+return old
+",
+    )
+});
+
+/// KEYS: a selector's key. ARGV: TTL time. Returns the digest it names, if
+/// any, having made it live at least until the TTL time.
+static FOLLOW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{EXTEND}{}",
+        r"
+local digest = redis.call('GET', KEYS[1])
+if digest then extend(KEYS[1], tonumber(ARGV[1])) end
+return digest
+"
+    ))
+});
+
+/// KEYS: the users index. ARGV: digest. Notes that the user has just been
+/// given a token (by Redis's clock).
+static NOTE_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('ZADD', KEYS[1], redis.call('TIME')[1], ARGV[1])
+return 1
+",
+    )
+});
+
+/// KEYS: the users index. ARGV: digest, seconds. Forgets the user unless
+/// they were given a token within the last `seconds`.
+static FORGET_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if at and tonumber(at) + tonumber(ARGV[2]) <= tonumber(redis.call('TIME')[1]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+",
+    )
+});
+
+/// KEYS: token, user set. ARGV: expected hash, replacement hash, previous
+/// hash, now, rotated_at (ms), expires_at, TTL time, selector, expected
 /// `confirmed` (`0` or `1`; a missing field is `0`). The compare-and-swap
 /// of `rotate`.
 static ROTATE: LazyLock<Script> = LazyLock::new(|| {
@@ -165,16 +291,14 @@ static ROTATE: LazyLock<Script> = LazyLock::new(|| {
         "{EXTEND}{}",
         r"
 local fields = redis.call('HMGET', KEYS[1], 'validator_hash', 'confirmed')
-if fields[1] ~= ARGV[1] or (fields[2] or '0') ~= ARGV[10] then return 0 end
+if fields[1] ~= ARGV[1] or (fields[2] or '0') ~= ARGV[9] then return 0 end
 redis.call('HSET', KEYS[1], 'previous_hash', ARGV[3], 'validator_hash', ARGV[2],
   'rotated_at', ARGV[5], 'last_used_at', ARGV[4], 'expires_at', ARGV[6],
   'confirmed', '0')
-local user = redis.call('HGET', KEYS[1], 'user_id')
 redis.call('EXPIREAT', KEYS[1], ARGV[7])
-if user and redis.call('EXISTS', KEYS[1]) == 1 then
-  local set = ARGV[8] .. 'remember:user:' .. user
-  redis.call('SADD', set, ARGV[9])
-  extend(set, tonumber(ARGV[7]))
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SADD', KEYS[2], ARGV[8])
+  extend(KEYS[2], tonumber(ARGV[7]))
 end
 return 1
 "
@@ -193,62 +317,62 @@ return 1
     )
 });
 
-/// KEYS: token. ARGV: prefix, selector.
+/// KEYS: token, user set. ARGV: selector.
 static REVOKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local user = redis.call('HGET', KEYS[1], 'user_id')
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-if user then
-  redis.call('SREM', ARGV[1] .. 'remember:user:' .. user, ARGV[2])
-end
-return 1
+redis.call('SREM', KEYS[2], ARGV[1])
+return redis.call('DEL', KEYS[1])
 ",
     )
 });
 
-/// KEYS: user set. ARGV: prefix, user id, series. Only a token that names
-/// this user is deleted.
+/// KEYS: user set. ARGV: token key base, user id, series. Only a token that
+/// names this user is deleted. Returns its selector.
 static REVOKE_SERIES: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 for _, selector in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local key = ARGV[1] .. 'remember:' .. selector
+  local key = ARGV[1] .. selector
   local fields = redis.call('HMGET', key, 'user_id', 'series')
   if fields[1] == ARGV[2] and fields[2] == ARGV[3] then
     redis.call('DEL', key)
     redis.call('SREM', KEYS[1], selector)
-    return 1
+    return selector
   end
 end
-return 0
+return false
 ",
     )
 });
 
-/// KEYS: user set. ARGV: prefix. Returns how many tokens were deleted.
+/// KEYS: user set. ARGV: token key base. Returns how many tokens were
+/// deleted, then every selector the set held.
 static REVOKE_USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local selectors = redis.call('SMEMBERS', KEYS[1])
 local count = 0
-for _, selector in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  count = count + redis.call('DEL', ARGV[1] .. 'remember:' .. selector)
+for _, selector in ipairs(selectors) do
+  count = count + redis.call('DEL', ARGV[1] .. selector)
 end
 redis.call('DEL', KEYS[1])
-return count
+table.insert(selectors, 1, count)
+return selectors
 ",
     )
 });
 
-/// KEYS: user set. ARGV: prefix, then selectors: those whose token is gone
-/// leave the set.
+/// KEYS: user set. ARGV: token key base, then selectors: those whose token
+/// is gone leave the set. Returns them.
 static PRUNE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local removed = 0
+local removed = {}
 for i = 2, #ARGV do
-  if redis.call('EXISTS', ARGV[1] .. 'remember:' .. ARGV[i]) == 0 then
-    removed = removed + redis.call('SREM', KEYS[1], ARGV[i])
+  if redis.call('EXISTS', ARGV[1] .. ARGV[i]) == 0 then
+    redis.call('SREM', KEYS[1], ARGV[i])
+    removed[#removed + 1] = ARGV[i]
   end
 end
 return removed
@@ -256,25 +380,25 @@ return removed
     )
 });
 
-/// KEYS: user set. ARGV: prefix, now (decimal). Deletes the set's tokens
-/// with `expires_at <= now` and the selectors whose token is gone. Returns
-/// `{deleted, corrupt}`: a token whose `expires_at` is not a decimal
-/// number is left alone and counted. Numbers are compared as decimal text,
-/// exactly, whatever their size.
+/// KEYS: user set. ARGV: token key base, now (decimal). Deletes the set's
+/// tokens with `expires_at <= now` and the selectors whose token is gone.
+/// Returns `{corrupt, left, deleted, selectors…}`: how many tokens have an
+/// `expires_at` that is not a decimal number (left alone), how many
+/// selectors the set still holds, how many tokens were deleted, and the
+/// selectors that left the set (deleted, or already gone). Numbers are
+/// compared as decimal text, exactly, whatever their size.
 static PURGE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{AT_OR_BEFORE}{}",
         r"
-local function at_or_before(a, b)
-  if #a ~= #b then return #a < #b end
-  return a <= b
-end
-local deleted, corrupt = 0, 0
+local removed, deleted, corrupt = {}, 0, 0
 for _, selector in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local key = ARGV[1] .. 'remember:' .. selector
+  local key = ARGV[1] .. selector
   local expires = redis.call('HGET', key, 'expires_at')
   if not expires then
     if redis.call('EXISTS', key) == 0 then
       redis.call('SREM', KEYS[1], selector)
+      removed[#removed + 1] = selector
     else
       corrupt = corrupt + 1
     end
@@ -285,17 +409,26 @@ for _, selector in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     if at_or_before(digits, ARGV[2]) then
       redis.call('DEL', key)
       redis.call('SREM', KEYS[1], selector)
+      removed[#removed + 1] = selector
       deleted = deleted + 1
     end
   end
 end
-return {deleted, corrupt}
-",
-    )
+local out = {corrupt, redis.call('SCARD', KEYS[1]), deleted}
+for _, selector in ipairs(removed) do out[#out + 1] = selector end
+return out
+"
+    ))
 });
 
-impl RedisStore {
-    /// A store on this connection, with keys under the prefix `latch:`.
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// A store on this connection, with keys under the prefix `latch:`: a
+    /// [`ConnectionManager`], or a connection to a Redis Cluster (the
+    /// `redis` crate's `cluster_async::ClusterConnection`, with its
+    /// `cluster-async` feature).
     ///
     /// ```no_run
     /// use axum_latch::stores::RedisStore;
@@ -305,17 +438,19 @@ impl RedisStore {
     /// let store = RedisStore::new(redis::aio::ConnectionManager::new(client).await?);
     /// # Ok(()) }
     /// ```
-    pub fn new(manager: ConnectionManager) -> Self {
+    pub fn new(connection: C) -> Self {
         Self {
-            manager,
+            connection,
             prefix: DEFAULT_PREFIX.to_owned(),
+            feed: None,
         }
     }
 
     /// Puts every key under `prefix` (default `latch:`), to share a Redis
     /// database with other apps or instances: stores with different
-    /// prefixes never see each other's tokens. Include a separator
-    /// (`myapp:`).
+    /// prefixes never see each other's tokens, sessions or change feeds.
+    /// Include a separator (`myapp:`), and no braces (see
+    /// [Keys](Self#keys)).
     ///
     /// ```no_run
     /// use axum_latch::stores::RedisStore;
@@ -330,20 +465,35 @@ impl RedisStore {
         self
     }
 
-    fn token_key(&self, selector: &str) -> String {
-        format!("{}remember:{selector}", self.prefix)
+    fn token_base(&self, digest: &str) -> String {
+        format!("{}remember:{{u:{digest}}}:token:", self.prefix)
     }
 
-    fn user_key(&self, user_id: &str) -> String {
-        format!("{}remember:user:{user_id}", self.prefix)
+    fn token_key(&self, digest: &str, selector: &str) -> String {
+        format!("{}{selector}", self.token_base(digest))
+    }
+
+    fn tokens_key(&self, digest: &str) -> String {
+        format!("{}remember:{{u:{digest}}}:tokens", self.prefix)
+    }
+
+    fn selector_key(&self, selector: &str) -> String {
+        format!("{}remember:selector:{selector}", self.prefix)
+    }
+
+    fn users_key(&self) -> String {
+        format!("{}remember:users", self.prefix)
     }
 
     /// Sends a request, and once more if Redis refused the connection:
     /// then nothing was sent, and the manager has begun a new connection.
     /// (Its last attempt may have failed just before Redis came back;
     /// without the second try, the first call after that would fail too.)
-    async fn send<T: redis::FromRedisValue>(&self, request: Request<'_>) -> Result<T, StoreError> {
-        let mut connection = self.manager.clone();
+    pub(super) async fn send<T: redis::FromRedisValue>(
+        &self,
+        request: Request<'_>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection.clone();
         let mut retried = false;
         loop {
             let result = match request {
@@ -358,23 +508,145 @@ impl RedisStore {
         }
     }
 
-    /// Removes the user's selectors whose token is gone.
-    async fn prune(&self, user_id: &str, selectors: &[String]) -> Result<(), StoreError> {
-        let mut script = PRUNE.key(self.user_key(user_id));
-        script.arg(&self.prefix).arg(selectors);
-        let _: i64 = self.send(Request::Script(&script)).await?;
+    /// The digest of the user of the token with this selector, if its key
+    /// is there; with `ttl`, the key is made to live at least until then.
+    async fn owner(&self, selector: &str, ttl: Option<u64>) -> Result<Option<String>, StoreError> {
+        let key = self.selector_key(selector);
+        let digest: Option<String> = match ttl {
+            None => {
+                let mut command = redis::cmd("GET");
+                command.arg(&key);
+                self.send(Request::Command(&command)).await?
+            }
+            Some(at) => {
+                let mut script = FOLLOW.key(&key);
+                script.arg(at);
+                self.send(Request::Script(&script)).await?
+            }
+        };
+        digest
+            .map(|digest| checked_digest(digest, &key))
+            .transpose()
+    }
+
+    /// Deletes selectors' keys, one command each (each is in a slot of its
+    /// own). A key left behind leads nowhere and expires, so failures are
+    /// only logged.
+    async fn forget_selectors(&self, selectors: &[String]) {
+        let deletions = selectors.iter().map(|selector| async move {
+            let mut command = redis::cmd("DEL");
+            command.arg(self.selector_key(selector));
+            self.send::<i64>(Request::Command(&command)).await
+        });
+        for result in futures_util::future::join_all(deletions).await {
+            if let Err(error) = result {
+                tracing::debug!(target: "latch", %error, "a remember token's selector key not deleted; it expires");
+            }
+        }
+    }
+
+    /// Removes the user's selectors whose token is gone, and their keys.
+    async fn prune(&self, digest: &str, selectors: &[String]) -> Result<(), StoreError> {
+        let mut script = PRUNE.key(self.tokens_key(digest));
+        script.arg(self.token_base(digest)).arg(selectors);
+        let removed: Vec<String> = self.send(Request::Script(&script)).await?;
+        self.forget_selectors(&removed).await;
         Ok(())
+    }
+
+    /// Purges one user's expired tokens; returns how many were deleted and
+    /// how many are corrupt.
+    async fn purge_user(&self, digest: &str, now: u64) -> Result<(u64, u64), StoreError> {
+        let mut script = PURGE.key(self.tokens_key(digest));
+        script.arg(self.token_base(digest)).arg(now);
+        let reply: Vec<redis::Value> = self.send(Request::Script(&script)).await?;
+        let number = |value: Option<&redis::Value>| match value {
+            Some(redis::Value::Int(n)) => u64::try_from(*n).ok(),
+            _ => None,
+        };
+        let (Some(corrupt), Some(left), Some(deleted)) = (
+            number(reply.first()),
+            number(reply.get(1)),
+            number(reply.get(2)),
+        ) else {
+            return Err(StoreError::new(Corrupt {
+                what: "an unexpected reply to the purge script".to_owned(),
+                field: EXPIRES_AT,
+            }));
+        };
+        let removed: Vec<String> = reply[3..]
+            .iter()
+            .filter_map(|value| redis::from_redis_value_ref(value).ok())
+            .collect();
+        self.forget_selectors(&removed).await;
+        if left == 0 {
+            let mut script = FORGET_USER.key(self.users_key());
+            script.arg(digest).arg(FORGET_USER_AFTER);
+            let _: i64 = self.send(Request::Script(&script)).await?;
+        }
+        Ok((deleted, corrupt))
     }
 }
 
-impl RememberStore for RedisStore {
+impl<C> RedisStore<C> {
+    /// Hears the session registry's change feed on its own connection, made
+    /// from `client`: then [`pushes_changes`](crate::registry::SessionStore::pushes_changes)
+    /// is `true`, and every instance hears an ending as soon as it is
+    /// recorded. Without it, the registry reads the feed every second.
+    ///
+    /// Pub/sub needs a connection of its own, which a
+    /// [`ConnectionManager`] cannot lend: give the client of the same Redis
+    /// (on Redis Cluster, a client of any one node: a message published on
+    /// one node reaches subscribers on every node). The subscription pings
+    /// Redis every 15 seconds, and gives up (the registry subscribes again)
+    /// when a ping goes unanswered for 5.
+    ///
+    /// ```no_run
+    /// use axum_latch::registry::SessionRegistry;
+    /// use axum_latch::stores::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let manager = redis::aio::ConnectionManager::new(client.clone()).await?;
+    /// let store = RedisStore::new(manager).prefix("myapp:").feed(client);
+    /// let registry = SessionRegistry::connect(store).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn feed(mut self, client: redis::Client) -> Self {
+        self.feed = Some(client);
+        self
+    }
+}
+
+impl<C> RememberStore for RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
     async fn insert(&self, token: &StoredToken) -> Result<(), StoreError> {
-        let mut script = ISSUE.key(self.token_key(&token.selector));
+        let digest = user_digest(&token.user_id);
+        let ttl = ttl_at(token.expires_at);
+        // The selector's key and the users index first: a token is never
+        // stored where a lookup or a purge cannot reach it.
+        let mut note = NOTE_USER.key(self.users_key());
+        note.arg(&digest);
+        let mut point = POINT.key(self.selector_key(&token.selector));
+        point.arg(&digest).arg(ttl);
+        let (_, previous): (i64, Option<String>) = futures_util::future::try_join(
+            self.send(Request::Script(&note)),
+            self.send(Request::Script(&point)),
+        )
+        .await?;
+        if let Some(previous) = previous.filter(|previous| *previous != digest) {
+            // The selector named a token of another user: it goes.
+            let mut revoke = REVOKE.key(self.token_key(&previous, &token.selector));
+            revoke.key(self.tokens_key(&previous)).arg(&token.selector);
+            let _: i64 = self.send(Request::Script(&revoke)).await?;
+        }
+        let mut script = ISSUE.key(self.token_key(&digest, &token.selector));
         script
-            .key(self.user_key(&token.user_id))
-            .arg(&self.prefix)
+            .key(self.tokens_key(&digest))
             .arg(&token.selector)
-            .arg(ttl_at(token.expires_at));
+            .arg(ttl);
         for (field, value) in encode(token) {
             script.arg(field).arg(value);
         }
@@ -383,8 +655,11 @@ impl RememberStore for RedisStore {
     }
 
     async fn find(&self, selector: &str) -> Result<Option<StoredToken>, StoreError> {
+        let Some(digest) = self.owner(selector, None).await? else {
+            return Ok(None);
+        };
         let mut command = redis::cmd("HGETALL");
-        command.arg(self.token_key(selector));
+        command.arg(self.token_key(&digest, selector));
         let fields: HashMap<String, Vec<u8>> = self.send(Request::Command(&command)).await?;
         if fields.is_empty() {
             return Ok(None);
@@ -393,16 +668,20 @@ impl RememberStore for RedisStore {
     }
 
     async fn rotate(&self, rotation: &Rotation<'_>) -> Result<bool, StoreError> {
-        let mut script = ROTATE.key(self.token_key(rotation.selector));
+        let ttl = ttl_at(rotation.expires_at);
+        let Some(digest) = self.owner(rotation.selector, Some(ttl)).await? else {
+            return Ok(false);
+        };
+        let mut script = ROTATE.key(self.token_key(&digest, rotation.selector));
         script
+            .key(self.tokens_key(&digest))
             .arg(hex(rotation.expected))
             .arg(hex(rotation.replacement))
             .arg(hex(rotation.previous))
             .arg(rotation.now)
             .arg(rotation.rotated_at_ms)
             .arg(rotation.expires_at)
-            .arg(ttl_at(rotation.expires_at))
-            .arg(&self.prefix)
+            .arg(ttl)
             .arg(rotation.selector)
             .arg(if rotation.confirmed { "1" } else { "0" });
         let swapped: i64 = self.send(Request::Script(&script)).await?;
@@ -410,35 +689,67 @@ impl RememberStore for RedisStore {
     }
 
     async fn confirm(&self, selector: &str, current: &[u8; 32]) -> Result<bool, StoreError> {
-        let mut script = CONFIRM.key(self.token_key(selector));
+        let Some(digest) = self.owner(selector, None).await? else {
+            return Ok(false);
+        };
+        let mut script = CONFIRM.key(self.token_key(&digest, selector));
         script.arg(hex(current));
         let confirmed: i64 = self.send(Request::Script(&script)).await?;
         Ok(confirmed == 1)
     }
 
     async fn revoke(&self, selector: &str) -> Result<bool, StoreError> {
-        let mut script = REVOKE.key(self.token_key(selector));
-        script.arg(&self.prefix).arg(selector);
+        let Some(digest) = self.owner(selector, None).await? else {
+            return Ok(false);
+        };
+        let mut script = REVOKE.key(self.token_key(&digest, selector));
+        script.key(self.tokens_key(&digest)).arg(selector);
         let revoked: i64 = self.send(Request::Script(&script)).await?;
+        self.forget_selectors(&[selector.to_owned()]).await;
         Ok(revoked == 1)
     }
 
     async fn revoke_series(&self, user_id: &str, series: &str) -> Result<bool, StoreError> {
-        let mut script = REVOKE_SERIES.key(self.user_key(user_id));
-        script.arg(&self.prefix).arg(user_id).arg(series);
-        let revoked: i64 = self.send(Request::Script(&script)).await?;
-        Ok(revoked == 1)
+        let digest = user_digest(user_id);
+        let mut script = REVOKE_SERIES.key(self.tokens_key(&digest));
+        script
+            .arg(self.token_base(&digest))
+            .arg(user_id)
+            .arg(series);
+        let revoked: Option<String> = self.send(Request::Script(&script)).await?;
+        match revoked {
+            Some(selector) => {
+                self.forget_selectors(&[selector]).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     async fn revoke_user(&self, user_id: &str) -> Result<u64, StoreError> {
-        let mut script = REVOKE_USER.key(self.user_key(user_id));
-        script.arg(&self.prefix);
-        self.send(Request::Script(&script)).await
+        let digest = user_digest(user_id);
+        let mut script = REVOKE_USER.key(self.tokens_key(&digest));
+        script.arg(self.token_base(&digest));
+        let (count, selectors): (u64, Vec<String>) = {
+            let reply: Vec<redis::Value> = self.send(Request::Script(&script)).await?;
+            let mut values = reply.into_iter();
+            let count = values
+                .next()
+                .and_then(|value| redis::from_redis_value::<u64>(value).ok())
+                .unwrap_or(0);
+            let selectors = values
+                .filter_map(|value| redis::from_redis_value(value).ok())
+                .collect();
+            (count, selectors)
+        };
+        self.forget_selectors(&selectors).await;
+        Ok(count)
     }
 
     async fn list(&self, user_id: &str) -> Result<Vec<StoredToken>, StoreError> {
+        let digest = user_digest(user_id);
         let mut command = redis::cmd("SMEMBERS");
-        command.arg(self.user_key(user_id));
+        command.arg(self.tokens_key(&digest));
         let mut selectors: Vec<String> = self.send(Request::Command(&command)).await?;
         if selectors.is_empty() {
             return Ok(Vec::new());
@@ -448,7 +759,7 @@ impl RememberStore for RedisStore {
         selectors.sort_unstable();
         let mut pipe = redis::pipe();
         for selector in &selectors {
-            pipe.cmd("HGETALL").arg(self.token_key(selector));
+            pipe.cmd("HGETALL").arg(self.token_key(&digest, selector));
         }
         let hashes: Vec<HashMap<String, Vec<u8>>> = self.send(Request::Pipeline(&pipe)).await?;
         let mut tokens = Vec::with_capacity(selectors.len());
@@ -464,30 +775,24 @@ impl RememberStore for RedisStore {
             }
         }
         if !gone.is_empty() {
-            self.prune(user_id, &gone).await?;
+            self.prune(&digest, &gone).await?;
         }
         tokens.sort_by_key(|token| std::cmp::Reverse(token.last_used_at));
         Ok(tokens)
     }
 
     async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
-        let pattern = user_set_pattern(&self.prefix);
+        let users = self.users_key();
         let mut cursor: u64 = 0;
         let mut deleted: u64 = 0;
         let mut corrupt: u64 = 0;
         loop {
-            let mut command = redis::cmd("SCAN");
-            command
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT);
-            let (next, sets): (u64, Vec<Vec<u8>>) = self.send(Request::Command(&command)).await?;
-            for set in sets {
-                let mut script = PURGE.key(set);
-                script.arg(&self.prefix).arg(now);
-                let (gone, bad): (u64, u64) = self.send(Request::Script(&script)).await?;
+            let mut command = redis::cmd("ZSCAN");
+            command.arg(&users).arg(cursor).arg("COUNT").arg(SCAN_COUNT);
+            let (next, entries): (u64, Vec<String>) = self.send(Request::Command(&command)).await?;
+            // Members and scores, in turn.
+            for digest in entries.iter().step_by(2) {
+                let (gone, bad) = self.purge_user(digest, now).await?;
                 deleted += gone;
                 corrupt += bad;
             }
@@ -509,9 +814,34 @@ impl RememberStore for RedisStore {
     }
 }
 
+/// The first 32 lowercase hex digits of the SHA-256 of a user's id (JSON
+/// text): the hash tag of the user's keys.
+pub(super) fn user_digest(user_id: &str) -> String {
+    let hash: [u8; 32] = Sha256::digest(user_id.as_bytes()).into();
+    let mut digest = hex(&hash);
+    digest.truncate(32);
+    digest
+}
+
+/// A digest read back from Redis, checked: it becomes part of key names.
+pub(super) fn checked_digest(digest: String, key: &str) -> Result<String, StoreError> {
+    if digest.len() == 32
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(digest)
+    } else {
+        Err(StoreError::new(Corrupt {
+            what: format!("key {key:?}"),
+            field: "user digest",
+        }))
+    }
+}
+
 /// What [`RedisStore::send`] sends.
 #[derive(Clone, Copy)]
-enum Request<'a> {
+pub(super) enum Request<'a> {
     Command(&'a redis::Cmd),
     Pipeline(&'a redis::Pipeline),
     Script(&'a redis::ScriptInvocation<'a>),
@@ -520,27 +850,13 @@ enum Request<'a> {
 /// A stored token that cannot be read back.
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt remember token in Redis: {what}: bad or missing field {field}")]
-struct Corrupt {
-    what: String,
-    field: &'static str,
-}
-
-/// The `SCAN` pattern of every user set under `prefix`, with the prefix's
-/// glob characters escaped.
-fn user_set_pattern(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 16);
-    for c in prefix.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push_str("remember:user:*");
-    pattern
+pub(super) struct Corrupt {
+    pub(super) what: String,
+    pub(super) field: &'static str,
 }
 
 /// When a token's key expires: its `expires_at`, within what Redis takes.
-fn ttl_at(expires_at: u64) -> u64 {
+pub(super) fn ttl_at(expires_at: u64) -> u64 {
     expires_at.min(MAX_EXPIREAT)
 }
 
@@ -703,11 +1019,18 @@ mod tests {
     }
 
     #[test]
-    fn scan_pattern_escapes_the_prefixs_glob_characters() {
-        assert_eq!(
-            user_set_pattern(r"a*b?[c]\d:"),
-            r"a\*b\?\[c\]\\d:remember:user:*"
-        );
-        assert_eq!(user_set_pattern("latch:"), "latch:remember:user:*");
+    fn user_digests_are_32_hex_digits_whatever_the_id_holds() {
+        let digest = user_digest(r#"{"team":"{a}","id":7}"#);
+        assert_eq!(digest.len(), 32);
+        assert!(digest
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(digest, user_digest(r#"{"team":"{a}","id":7}"#));
+        assert_ne!(digest, user_digest(r#"{"team":"{a}","id":8}"#));
+        // SHA-256("42") begins 73475cb40a568e8da8a045ced110137e.
+        assert_eq!(user_digest("42"), "73475cb40a568e8da8a045ced110137e");
+        assert!(checked_digest(digest.clone(), "k").is_ok());
+        assert!(checked_digest(digest.to_uppercase(), "k").is_err());
+        assert!(checked_digest("}{".repeat(16), "k").is_err());
     }
 }

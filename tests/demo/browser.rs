@@ -1,6 +1,8 @@
 //! The demo (`examples/login`) in a real browser: headless Chromium, driven
 //! through ChromeDriver, logs in, is remembered across a restart, logs in
-//! freshly, changes the password and logs out, failing on any console error.
+//! freshly, changes the password and logs out; and two browsers (two
+//! profiles) log in as one user, and one logs the other out from the
+//! account page. Any console error fails a test.
 
 use crate::support::demo as demo_support;
 
@@ -44,14 +46,26 @@ const CHROMIUM_ARGS: [&str; 8] = [
     "--disable-sync",
 ];
 
+/// One browser test at a time: each runs Chromium, which is heavy.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_logs_in_is_remembered_logs_in_freshly_and_logs_out() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     tokio::time::timeout(WHOLE_TEST, scenario())
         .await
         .unwrap_or_else(|_| panic!("the browser scenario took over {WHOLE_TEST:?}"));
 }
 
-async fn scenario() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_logs_another_out_from_the_account_page() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    tokio::time::timeout(WHOLE_TEST, two_browsers())
+        .await
+        .unwrap_or_else(|_| panic!("the two-browser scenario took over {WHOLE_TEST:?}"));
+}
+
+fn assert_installed() {
     for program in [CHROMIUM, CHROMEDRIVER] {
         assert!(
             Path::new(program).exists(),
@@ -59,6 +73,10 @@ async fn scenario() {
              (.ci/run does)"
         );
     }
+}
+
+async fn scenario() {
+    assert_installed();
     // Dropped in reverse order: the browser, ChromeDriver, then the profile,
     // which ends any Chromium left behind by a failure.
     let profile = Profile::new();
@@ -174,6 +192,120 @@ async fn scenario() {
         .arrive("/login?next=/", "Please log in", &mut shots, "anonymous")
         .await;
     browser.close(&profile).await;
+}
+
+/// Two browsers, each with a profile of its own, log in as susan; the
+/// first sees both on its account page and logs the other out, which is
+/// then anonymous at its next request.
+async fn two_browsers() {
+    assert_installed();
+    let (first_profile, second_profile) = (Profile::new(), Profile::new());
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let demo = start_demo(&data).await;
+    let blank = BlankPage::serve().await;
+    let driver = ChromeDriver::start().await;
+    let mut shots = Screenshots::under("sessions");
+
+    let first = Browser::open(&driver, &first_profile, &demo, &blank).await;
+    let second = Browser::open(&driver, &second_profile, &demo, &blank).await;
+    for (browser, name) in [(&first, "first"), (&second, "second")] {
+        browser.go("/login").await;
+        browser
+            .arrive(
+                "/login",
+                "Please log in",
+                &mut shots,
+                &format!("{name}-login"),
+            )
+            .await;
+        browser.fill("#username", "susan").await;
+        browser.fill("#password", "hello").await;
+        // The second is remembered: logging it out ends that too.
+        if name == "second" {
+            browser.tick("input[name=remember_me]").await;
+        }
+        browser.click("main form button[type=submit]").await;
+        browser
+            .arrive("/", "Hello, susan!", &mut shots, &format!("{name}-home"))
+            .await;
+    }
+
+    // The first lists both browsers, itself marked, the second remembered.
+    first.go("/account").await;
+    first
+        .arrive(
+            "/account",
+            "Where you're logged in",
+            &mut shots,
+            "two-sessions",
+        )
+        .await;
+    let rows = first.session_rows().await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows[0].contains("This browser") != rows[1].contains("This browser"),
+        "{rows:?}"
+    );
+    let other = rows
+        .iter()
+        .position(|row| !row.contains("This browser"))
+        .expect("the other browser's row");
+    assert!(rows[other].contains("remembered"), "{rows:?}");
+    shots
+        .take_element(&first.client, "ul.sessions", "two-sessions-list")
+        .await;
+
+    // It logs the other one out.
+    let items = first
+        .client
+        .find_all(Locator::Css("ul.sessions li"))
+        .await
+        .expect("the list's rows");
+    items[other]
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("the row's Log out button")
+        .click()
+        .await
+        .expect("Log out clicked");
+    first
+        .arrive(
+            "/account",
+            "That browser is logged out",
+            &mut shots,
+            "one-session",
+        )
+        .await;
+    let rows = first.session_rows().await;
+    assert!(
+        rows.len() == 1 && rows[0].contains("This browser"),
+        "{rows:?}"
+    );
+    shots
+        .take_element(&first.client, "ul.sessions", "one-session-list")
+        .await;
+
+    // The second is anonymous at its next request, remember cookie or not.
+    second.go("/").await;
+    second
+        .arrive(
+            "/login?next=/",
+            "Please log in",
+            &mut shots,
+            "second-logged-out",
+        )
+        .await;
+    let cookies = second.cookies().await;
+    assert!(
+        !cookies.contains_key("_remember"),
+        "an ended session's remember cookie is deleted: {cookies:?}"
+    );
+    first.go("/").await;
+    first
+        .arrive("/", "Hello, susan!", &mut shots, "first-still-in")
+        .await;
+    first.close(&first_profile).await;
+    second.close(&second_profile).await;
 }
 
 /// The demo on a fresh SQLite file in `data`, with the fixed key.
@@ -368,10 +500,22 @@ struct Screenshots {
 impl Screenshots {
     /// `target/browser-screenshots/`, emptied of an earlier run's PNGs.
     fn new() -> Self {
+        Self::at(Self::root())
+    }
+
+    /// `target/browser-screenshots/<name>/`, emptied of an earlier run's PNGs.
+    fn under(name: &str) -> Self {
+        Self::at(Self::root().join(name))
+    }
+
+    fn root() -> PathBuf {
         let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .parent()
             .expect("the target directory");
-        let dir = target.join("browser-screenshots");
+        target.join("browser-screenshots")
+    }
+
+    fn at(dir: PathBuf) -> Self {
         std::fs::create_dir_all(&dir).expect("the screenshot directory");
         for entry in std::fs::read_dir(&dir).expect("the screenshot directory") {
             let path = entry.expect("a directory entry").path();
@@ -383,8 +527,31 @@ impl Screenshots {
     }
 
     async fn take(&mut self, client: &Client, name: &str) {
-        self.taken += 1;
         let png = client.screenshot().await.expect("a screenshot");
+        self.save(png, name);
+    }
+
+    /// A screenshot of the element `css` alone, such as a list below the
+    /// fold: scrolled into view first, since Chromium shoots only what the
+    /// window shows.
+    async fn take_element(&mut self, client: &Client, css: &str, name: &str) {
+        client
+            .execute(
+                "document.querySelector(arguments[0]).scrollIntoView({block: 'center'})",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{css} not scrolled into view: {error}"));
+        let element = client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("no {css} on the page: {error}"));
+        let png = element.screenshot().await.expect("a screenshot");
+        self.save(png, name);
+    }
+
+    fn save(&mut self, png: Vec<u8>, name: &str) {
+        self.taken += 1;
         let path = self.dir.join(format!("{:02}-{name}.png", self.taken));
         std::fs::write(&path, png).expect("the screenshot saved");
     }
@@ -592,6 +759,20 @@ impl Browser {
             .click()
             .await
             .unwrap_or_else(|error| panic!("{css} not clicked: {error}"));
+    }
+
+    /// The text of each row of "Where you're logged in".
+    async fn session_rows(&self) -> Vec<String> {
+        let items = self
+            .client
+            .find_all(Locator::Css("ul.sessions li"))
+            .await
+            .expect("the list's rows");
+        let mut rows = Vec::new();
+        for item in items {
+            rows.push(item.text().await.expect("a row's text"));
+        }
+        rows
     }
 
     /// The cookies the browser keeps for the current page's host, by name.

@@ -6,4 +6,5 @@ mod support;
 
 mod browser;
 mod instances;
+mod sessions;
 mod site;

@@ -8,10 +8,14 @@ mod support;
 #[cfg(feature = "redis")]
 mod faults;
 #[cfg(feature = "redis")]
+mod redis_cluster;
+#[cfg(feature = "redis")]
 mod redis_store;
 #[cfg(feature = "memory")]
 mod revocable_login;
 mod session_store;
+#[cfg(feature = "redis")]
+mod session_store_redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql_store;
 mod store;

@@ -33,6 +33,9 @@ struct Fixture {
     base: String,
     /// Keys outside the base that the test made, deleted at the end too.
     outside: Mutex<Vec<String>>,
+    /// Members the test added to sorted sets outside the base (key,
+    /// member), removed at the end.
+    members: Mutex<Vec<(String, String)>>,
 }
 
 impl Fixture {
@@ -49,6 +52,14 @@ impl Fixture {
     fn delete_at_end(&self, key: &str) {
         self.outside.lock().unwrap().push(key.to_owned());
     }
+
+    /// Removes `member` from the sorted set `key` at the end of the test.
+    fn remove_at_end(&self, key: &str, member: &str) {
+        self.members
+            .lock()
+            .unwrap()
+            .push((key.to_owned(), member.to_owned()));
+    }
 }
 
 /// Runs `test` against the test kit's Redis (`TEST_REDIS_URL`, or a server
@@ -62,6 +73,7 @@ async fn run(test: impl AsyncFnOnce(&Fixture)) {
         connection: backend::redis_manager(&url).await,
         base: format!("latch_test_{}", backend::random_hex()),
         outside: Mutex::new(Vec::new()),
+        members: Mutex::new(Vec::new()),
     };
     let mut connection = fixture.connection();
     let pattern = format!("{}*", fixture.base);
@@ -71,12 +83,57 @@ async fn run(test: impl AsyncFnOnce(&Fixture)) {
         for key in outside {
             let _: i64 = cmd(&mut connection, "DEL", &[&key]).await;
         }
+        let members: Vec<(String, String)> = std::mem::take(&mut *fixture.members.lock().unwrap());
+        for (key, member) in members {
+            let _: i64 = cmd(&mut connection, "ZREM", &[&key, &member]).await;
+        }
     };
     backend::run_then_clean(test(&fixture), cleanup).await;
 }
 
 async fn keys(connection: &mut ConnectionManager, pattern: &str) -> Vec<String> {
     backend::redis_keys(connection, pattern).await
+}
+
+/// The hash tag of a user's keys: the first 32 hex digits of the SHA-256
+/// of the user's id (JSON text).
+fn digest(user_id: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(user_id.as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The keys of a user's token and selector set, and of a token's selector,
+/// under `prefix`.
+fn token_key(prefix: &str, user_id: &str, selector: &str) -> String {
+    format!(
+        "{prefix}remember:{{u:{}}}:token:{selector}",
+        digest(user_id)
+    )
+}
+
+fn tokens_key(prefix: &str, user_id: &str) -> String {
+    format!("{prefix}remember:{{u:{}}}:tokens", digest(user_id))
+}
+
+fn selector_key(prefix: &str, selector: &str) -> String {
+    format!("{prefix}remember:selector:{selector}")
+}
+
+/// The part of a key that Redis Cluster hashes to pick its slot: what is
+/// between the first `{` and the next `}`, if not empty; else the key.
+fn hashed_part(key: &str) -> &str {
+    key.find('{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.find('}')
+                .filter(|close| *close > 0)
+                .map(|close| &rest[..close])
+        })
+        .unwrap_or(key)
 }
 
 fn unix_now() -> u64 {
@@ -145,32 +202,51 @@ async fn key_layout_is_a_hash_per_token_and_a_set_per_user() {
         );
         let user = format!("{}_default", f.base);
         let own = token(&user, 30 * DAY);
-        let own_token_key = format!("latch:remember:{}", own.selector);
-        let own_user_key = format!("latch:remember:user:\"{user}\"");
+        let own_token_key = token_key("latch:", &own.user_id, &own.selector);
+        let own_user_key = tokens_key("latch:", &own.user_id);
+        let own_selector_key = selector_key("latch:", &own.selector);
         f.delete_at_end(&own_token_key);
         f.delete_at_end(&own_user_key);
+        f.delete_at_end(&own_selector_key);
+        f.remove_at_end("latch:remember:users", &digest(&own.user_id));
         default.insert(&own).await.unwrap();
         let kind: String = cmd(&mut connection, "TYPE", &[&own_token_key]).await;
         assert_eq!(kind, "hash");
         let members: Vec<String> = cmd(&mut connection, "SMEMBERS", &[&own_user_key]).await;
         assert_eq!(members, vec![own.selector.clone()]);
         assert_eq!(default.revoke_user(&own.user_id).await.unwrap(), 1);
-        let left: i64 = cmd(&mut connection, "EXISTS", &[&own_token_key, &own_user_key]).await;
+        let left: i64 = cmd(
+            &mut connection,
+            "EXISTS",
+            &[&own_token_key, &own_user_key, &own_selector_key],
+        )
+        .await;
         assert_eq!(left, 0);
 
         let issued = token("susan", 30 * DAY);
         store.insert(&issued).await.unwrap();
 
-        let token_key = format!("{prefix}remember:{}", issued.selector);
-        let user_key = format!("{prefix}remember:user:\"susan\"");
+        let token_key = token_key(&prefix, "\"susan\"", &issued.selector);
+        let user_key = tokens_key(&prefix, "\"susan\"");
+        let selector_key = selector_key(&prefix, &issued.selector);
+        let users_key = format!("{prefix}remember:users");
+        assert!(
+            token_key.contains(&format!("{{u:{}}}", digest("\"susan\""))),
+            "a user's keys share a hash tag: {token_key}"
+        );
         assert_eq!(
             keys(&mut connection, &format!("{prefix}*")).await,
             {
-                let mut both = vec![token_key.clone(), user_key.clone()];
-                both.sort();
-                both
+                let mut all = vec![
+                    token_key.clone(),
+                    user_key.clone(),
+                    selector_key.clone(),
+                    users_key.clone(),
+                ];
+                all.sort();
+                all
             },
-            "one hash and one set"
+            "a hash, a set, the selector's key and the users index"
         );
         let kind: String = cmd(&mut connection, "TYPE", &[&token_key]).await;
         assert_eq!(kind, "hash");
@@ -178,6 +254,10 @@ async fn key_layout_is_a_hash_per_token_and_a_set_per_user() {
         assert_eq!(kind, "set");
         let members: Vec<String> = cmd(&mut connection, "SMEMBERS", &[&user_key]).await;
         assert_eq!(members, vec![issued.selector.clone()]);
+        let owner: String = cmd(&mut connection, "GET", &[&selector_key]).await;
+        assert_eq!(owner, digest("\"susan\""));
+        let users: Vec<String> = cmd(&mut connection, "ZRANGE", &[&users_key, "0", "-1"]).await;
+        assert_eq!(users, vec![digest("\"susan\"")]);
 
         let fields: HashMap<String, String> = cmd(&mut connection, "HGETALL", &[&token_key]).await;
         let expected: HashMap<String, String> = [
@@ -232,23 +312,113 @@ async fn key_layout_is_a_hash_per_token_and_a_set_per_user() {
         assert_eq!(fields["confirmed"], "0", "a rotation resets it");
         assert_eq!(fields.len(), 13);
 
-        // confirm of a missing token creates nothing.
+        // confirm, rotate and revoke of a missing token create nothing.
         assert!(!store
             .confirm("no-such-selector", &replacement)
             .await
             .unwrap());
-        assert!(keys(
-            &mut connection,
-            &format!("{prefix}remember:no-such-selector")
-        )
-        .await
-        .is_empty());
+        assert!(!store
+            .rotate(&Rotation {
+                selector: "no-such-selector",
+                expected: &replacement,
+                confirmed: false,
+                previous: &replacement,
+                replacement: &previous,
+                now,
+                rotated_at_ms: now_ms,
+                expires_at: now + DAY,
+            })
+            .await
+            .unwrap());
+        assert!(!store.revoke("no-such-selector").await.unwrap());
+        assert!(
+            keys(&mut connection, &format!("{prefix}*no-such-selector*"))
+                .await
+                .is_empty()
+        );
 
-        // A revoked user leaves nothing behind.
+        // A revoked user leaves nothing behind but the users index, which
+        // keeps a user for a minute after their last token was issued (an
+        // issue may be under way), and a purge drops then.
         assert_eq!(store.revoke_user("\"susan\"").await.unwrap(), 1);
+        assert_eq!(
+            keys(&mut connection, &format!("{prefix}*")).await,
+            vec![users_key.clone()]
+        );
+        assert_eq!(store.purge_expired(now).await.unwrap(), 0);
+        assert_eq!(
+            keys(&mut connection, &format!("{prefix}*")).await,
+            vec![users_key.clone()],
+            "too soon to forget the user"
+        );
+        let an_hour_ago = (unix_now() - 3600).to_string();
+        let _: i64 = cmd(
+            &mut connection,
+            "ZADD",
+            &[&users_key, &an_hour_ago, &digest("\"susan\"")],
+        )
+        .await;
+        assert_eq!(store.purge_expired(now).await.unwrap(), 0);
         assert!(keys(&mut connection, &format!("{prefix}*"))
             .await
             .is_empty());
+    })
+    .await;
+}
+
+/// A token of one user issued again, with its selector, to another (which
+/// latch never does: selectors are random) leaves the first user's keys.
+#[tokio::test]
+async fn a_selector_issued_to_another_user_leaves_the_first() {
+    run(async |f| {
+        let store = f.store(":");
+        let first = token("susan", 30 * DAY);
+        store.insert(&first).await.unwrap();
+        let second = StoredToken {
+            user_id: "\"david\"".to_owned(),
+            ..token("david", 30 * DAY)
+        };
+        let second = StoredToken {
+            selector: first.selector.clone(),
+            ..second
+        };
+        store.insert(&second).await.unwrap();
+        assert_eq!(
+            store.find(&first.selector).await.unwrap(),
+            Some(second.clone())
+        );
+        assert_eq!(store.list("\"susan\"").await.unwrap(), vec![]);
+        assert_eq!(store.list("\"david\"").await.unwrap(), vec![second]);
+        assert_eq!(store.revoke_user("\"susan\"").await.unwrap(), 0);
+    })
+    .await;
+}
+
+/// The user's keys share one hash tag whatever the id holds, braces
+/// included: a Redis Cluster hashes only what is between the first `{` and
+/// the next `}`.
+#[tokio::test]
+async fn user_ids_with_braces_keep_their_keys_in_one_slot() {
+    run(async |f| {
+        let store = f.store(":");
+        let prefix = format!("{}:", f.base);
+        let braced = StoredToken {
+            user_id: r#"{"org":"{x}","id":"}{"}"#.to_owned(),
+            ..token("ignored", 30 * DAY)
+        };
+        store.insert(&braced).await.unwrap();
+        let token = token_key(&prefix, &braced.user_id, &braced.selector);
+        let tokens = tokens_key(&prefix, &braced.user_id);
+        assert_eq!(hashed_part(&token), hashed_part(&tokens));
+        assert_eq!(
+            hashed_part(&token),
+            format!("u:{}", digest(&braced.user_id))
+        );
+        assert_eq!(
+            store.list(&braced.user_id).await.unwrap(),
+            vec![braced.clone()]
+        );
+        assert_eq!(store.revoke_user(&braced.user_id).await.unwrap(), 1);
     })
     .await;
 }
@@ -259,12 +429,13 @@ async fn ttl_follows_expires_at_and_the_user_set_outlives_its_tokens() {
         let store = f.store(":");
         let prefix = format!("{}:", f.base);
         let mut connection = f.connection();
-        let user_key = format!("{prefix}remember:user:\"susan\"");
+        let user_key = tokens_key(&prefix, "\"susan\"");
         let expire_time = |key: String| {
             let mut connection = f.connection();
             async move { cmd::<i64>(&mut connection, "EXPIRETIME", &[&key]).await }
         };
-        let token_key = |t: &StoredToken| format!("{prefix}remember:{}", t.selector);
+        let token_key = |t: &StoredToken| token_key(&prefix, &t.user_id, &t.selector);
+        let selector_key = |t: &StoredToken| selector_key(&prefix, &t.selector);
 
         let ten = token("susan", 10 * DAY);
         let twenty = token("susan", 20 * DAY);
@@ -272,6 +443,7 @@ async fn ttl_follows_expires_at_and_the_user_set_outlives_its_tokens() {
         for t in [&ten, &twenty, &five] {
             store.insert(t).await.unwrap();
             assert_eq!(expire_time(token_key(t)).await, t.expires_at as i64);
+            assert_eq!(expire_time(selector_key(t)).await, t.expires_at as i64);
         }
         assert_eq!(
             expire_time(user_key.clone()).await,
@@ -295,8 +467,15 @@ async fn ttl_follows_expires_at_and_the_user_set_outlives_its_tokens() {
         assert!(store.rotate(&rotation).await.unwrap());
         assert_eq!(expire_time(token_key(&five)).await, (now + 30 * DAY) as i64);
         assert_eq!(expire_time(user_key.clone()).await, (now + 30 * DAY) as i64);
+        assert_eq!(
+            expire_time(selector_key(&five)).await,
+            (now + 30 * DAY) as i64
+        );
 
-        // A failed swap changes no TTL.
+        // A failed swap changes the TTL of neither the token nor the set.
+        // (The selector's key is made to live as long as the rotation
+        // asked before the swap is tried: it may outlive the token, and
+        // then leads nowhere.)
         let stale = Rotation {
             expires_at: now + 90 * DAY,
             ..rotation
@@ -304,6 +483,10 @@ async fn ttl_follows_expires_at_and_the_user_set_outlives_its_tokens() {
         assert!(!store.rotate(&stale).await.unwrap());
         assert_eq!(expire_time(token_key(&five)).await, (now + 30 * DAY) as i64);
         assert_eq!(expire_time(user_key.clone()).await, (now + 30 * DAY) as i64);
+        assert_eq!(
+            expire_time(selector_key(&five)).await,
+            (now + 90 * DAY) as i64
+        );
 
         // An expiry past what Redis takes: the TTL is capped, the field exact.
         let forever = StoredToken {
@@ -313,6 +496,10 @@ async fn ttl_follows_expires_at_and_the_user_set_outlives_its_tokens() {
         store.insert(&forever).await.unwrap();
         assert_eq!(expire_time(token_key(&forever)).await, MAX_EXPIREAT as i64);
         assert_eq!(expire_time(user_key.clone()).await, MAX_EXPIREAT as i64);
+        assert_eq!(
+            expire_time(selector_key(&forever)).await,
+            MAX_EXPIREAT as i64
+        );
         assert_eq!(
             store.find(&forever.selector).await.unwrap(),
             Some(forever.clone())
@@ -335,10 +522,10 @@ async fn ttl_follows_expires_at_and_the_user_set_outlives_its_tokens() {
         let left: i64 = cmd(
             &mut connection,
             "EXISTS",
-            &[&format!("{prefix}remember:user:\"david\"")],
+            &[&tokens_key(&prefix, "\"david\""), &selector_key(&past)],
         )
         .await;
-        assert_eq!(left, 0, "nor is its user set kept");
+        assert_eq!(left, 0, "nor is its user set, nor its selector's key");
     })
     .await;
 }
@@ -378,7 +565,7 @@ async fn corrupt_hashes_are_errors_not_panics() {
         let prefix = format!("{}:", f.base);
         let mut connection = f.connection();
         let good = token("susan", 30 * DAY);
-        let key = format!("{prefix}remember:{}", good.selector);
+        let key = token_key(&prefix, &good.user_id, &good.selector);
         let valid = hex(&good.validator_hash);
 
         let corruptions: Vec<(&str, Option<Vec<u8>>)> = vec![
@@ -479,7 +666,7 @@ async fn a_hash_without_confirmed_reads_as_unconfirmed() {
             ..token("susan", 30 * DAY)
         };
         store.insert(&old).await.unwrap();
-        let key = format!("{}:remember:{}", f.base, old.selector);
+        let key = token_key(&format!("{}:", f.base), &old.user_id, &old.selector);
         let _: i64 = cmd(&mut connection, "HDEL", &[&key, "confirmed"]).await;
         assert_eq!(store.find(&old.selector).await.unwrap(), Some(old.clone()));
         assert_eq!(store.list("\"susan\"").await.unwrap(), vec![old.clone()]);
@@ -508,7 +695,8 @@ async fn list_and_purge_drop_selectors_whose_key_is_gone() {
         let store = f.store(":");
         let prefix = format!("{}:", f.base);
         let mut connection = f.connection();
-        let user_key = format!("{prefix}remember:user:\"susan\"");
+        let user_key = tokens_key(&prefix, "\"susan\"");
+        let users_key = format!("{prefix}remember:users");
         let kept = token("susan", 30 * DAY);
         let gone = token("susan", 30 * DAY);
         store.insert(&kept).await.unwrap();
@@ -518,17 +706,33 @@ async fn list_and_purge_drop_selectors_whose_key_is_gone() {
         let _: i64 = cmd(
             &mut connection,
             "DEL",
-            &[&format!("{prefix}remember:{}", gone.selector)],
+            &[&token_key(&prefix, &gone.user_id, &gone.selector)],
         )
         .await;
         assert_eq!(store.list("\"susan\"").await.unwrap(), vec![kept.clone()]);
         let members: Vec<String> = cmd(&mut connection, "SMEMBERS", &[&user_key]).await;
         assert_eq!(members, vec![kept.selector.clone()]);
+        let left: i64 = cmd(
+            &mut connection,
+            "EXISTS",
+            &[&selector_key(&prefix, &gone.selector)],
+        )
+        .await;
+        assert_eq!(left, 0, "nor is the selector's key kept");
 
         let _: i64 = cmd(
             &mut connection,
             "DEL",
-            &[&format!("{prefix}remember:{}", kept.selector)],
+            &[&token_key(&prefix, &kept.user_id, &kept.selector)],
+        )
+        .await;
+        // The user's last token was issued an hour ago: the users index
+        // may forget them once they have none.
+        let an_hour_ago = (unix_now() - 3600).to_string();
+        let _: i64 = cmd(
+            &mut connection,
+            "ZADD",
+            &[&users_key, &an_hour_ago, &digest("\"susan\"")],
         )
         .await;
         assert_eq!(
@@ -540,7 +744,7 @@ async fn list_and_purge_drop_selectors_whose_key_is_gone() {
             keys(&mut connection, &format!("{prefix}*"))
                 .await
                 .is_empty(),
-            "the emptied set is gone"
+            "the emptied set is gone, with the selector's key and the user's place in the index"
         );
     })
     .await;

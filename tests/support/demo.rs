@@ -8,6 +8,7 @@ pub mod app;
 pub use super::jwt;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
@@ -215,6 +216,114 @@ impl Browser {
         let response = self.get(path).await;
         assert_redirect(&response, StatusCode::FOUND, &format!("/login?next={path}"));
     }
+
+    /// Checks that `path` sends the browser to log in within [`SOON`],
+    /// asking again every 20 ms: for an ending made on another instance,
+    /// which this one hears of through the store's change feed.
+    pub async fn assert_sent_to_login_soon(&self, path: &str) {
+        let login = format!("/login?next={path}");
+        let deadline = Instant::now() + SOON;
+        loop {
+            let response = self.get(path).await;
+            let location = response.headers().get(LOCATION).cloned();
+            if response.status() == StatusCode::FOUND
+                && location.as_ref().and_then(|v| v.to_str().ok()) == Some(login.as_str())
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} still answers {} after {SOON:?}",
+                response.status()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A browser that has only a copy of this one's session cookie, as
+    /// whoever copied it would.
+    pub fn session_copy(&self, demo: &Demo) -> Self {
+        let session = self.cookie("session").expect("a session cookie to copy");
+        let jar = Arc::new(Jar::default());
+        jar.add_cookie_str(&format!("session={session}; Path=/"), &demo.base);
+        Self::with_jar(demo, jar)
+    }
+
+    /// The rows of "Where you're logged in" on the account page.
+    pub async fn sessions(&self) -> Vec<SessionRow> {
+        let (status, page) = text(self.get("/account").await).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        session_rows(&page)
+    }
+
+    /// The sessions list's row for this browser.
+    pub async fn own_session(&self) -> SessionRow {
+        let rows = self.sessions().await;
+        rows.iter()
+            .find(|row| row.current)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row marked This browser: {rows:?}"))
+    }
+
+    /// Posts the account page's "Log out" form for the session `id`.
+    pub async fn end_session(&self, id: &str) -> Response {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("session", id)
+            .finish();
+        self.post("/account/sessions/end", form).await
+    }
+}
+
+/// How long an ending made on one instance may take to reach another.
+pub const SOON: Duration = Duration::from_secs(5);
+
+/// One row of "Where you're logged in".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: String,
+    pub device: String,
+    pub current: bool,
+    pub remembered: bool,
+}
+
+/// The rows of "Where you're logged in" in an account page.
+pub fn session_rows(page: &str) -> Vec<SessionRow> {
+    let Some(start) = page.find("<ul class=\"sessions\">") else {
+        return Vec::new();
+    };
+    let list = &page[start..];
+    let list = &list[..list.find("</ul>").expect("the end of the list")];
+    list.split("<li>")
+        .skip(1)
+        .map(|row| SessionRow {
+            id: between(row, "name=\"session\" value=\"", "\"").to_owned(),
+            device: between(row, "<strong>", "</strong>").to_owned(),
+            current: row.contains(">This browser<"),
+            remembered: row.contains(">remembered<"),
+        })
+        .collect()
+}
+
+/// The text between `before` and the next `after` in `text`.
+fn between<'a>(text: &'a str, before: &str, after: &str) -> &'a str {
+    let from = text
+        .find(before)
+        .map(|at| at + before.len())
+        .unwrap_or_else(|| panic!("no {before} in {text}"));
+    let to = text[from..].find(after).expect("an end") + from;
+    &text[from..to]
+}
+
+/// Waits for the next whole second. The session registry ends "every
+/// session of the user" at a whole second, so that a login in the same
+/// second as the ending falls under it; a test that logs in again right
+/// after one waits for the next second first.
+pub async fn next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    let left = Duration::from_secs(1) - Duration::from_nanos(now.subsec_nanos().into());
+    tokio::time::sleep(left + Duration::from_millis(20)).await;
 }
 
 pub fn assert_redirect(response: &Response, status: StatusCode, location: &str) {
