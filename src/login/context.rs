@@ -751,7 +751,9 @@ impl<U: User> LoginContext<U> {
         }
         tracing::info!(target: "latch", user_id = ?user.id(), "login restored from remember cookie");
         if let Some(registry) = &self.config.registry {
-            registry.record(self.session_record(session_id, user_json, Some(days))).await;
+            registry
+                .record(self.session_record(session_id, user_json, Some(days)))
+                .await;
         }
         Resolved::User { user, fresh: false }
     }

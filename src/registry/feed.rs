@@ -29,11 +29,12 @@ pub(crate) fn spawn(registry: &SessionRegistry) {
         let closed = registry.inner.closed.subscribe();
         tokio::spawn(listen(weak.clone(), closed));
     }
-    let every = registry
-        .inner
-        .settings
-        .poll_every
-        .unwrap_or(if pushes { CHECK_EVERY } else { POLL_EVERY });
+    let every =
+        registry
+            .inner
+            .settings
+            .poll_every
+            .unwrap_or(if pushes { CHECK_EVERY } else { POLL_EVERY });
     let wake = registry.inner.wake.clone();
     tokio::spawn(follow(weak, wake, every));
 }
@@ -55,8 +56,12 @@ async fn listen(weak: Weak<Inner>, mut closed: tokio::sync::watch::Receiver<()>)
         };
         let Some(inner) = weak.upgrade() else { return };
         match result {
-            Ok(()) => tracing::warn!(target: "latch", "session registry's change feed closed; listening again"),
-            Err(error) => tracing::error!(target: "latch", %error, "session registry's change feed failed; listening again"),
+            Ok(()) => {
+                tracing::warn!(target: "latch", "session registry's change feed closed; listening again")
+            }
+            Err(error) => {
+                tracing::error!(target: "latch", %error, "session registry's change feed failed; listening again")
+            }
         }
         // Whatever was missed meanwhile, the follower reads.
         inner.wake.notify_one();

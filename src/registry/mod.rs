@@ -339,7 +339,9 @@ impl std::fmt::Debug for SessionRegistry {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every change under these locks is one step: never half made.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The JSON text of a user id, as stores key users.
@@ -412,7 +414,10 @@ impl SessionRegistry {
     ///
     /// [`RegistryError::Store`] if the store failed;
     /// [`RegistryError::UserId`] if the id cannot be written as JSON.
-    pub async fn sessions(&self, user_id: &impl Serialize) -> Result<Vec<ActiveSession>, RegistryError> {
+    pub async fn sessions(
+        &self,
+        user_id: &impl Serialize,
+    ) -> Result<Vec<ActiveSession>, RegistryError> {
         let user_id = user_json(user_id)?;
         self.active(&user_id, None).await
     }
@@ -553,7 +558,9 @@ impl SessionRegistry {
         let until = records
             .ok()
             .and_then(|records| records.into_iter().find(|r| r.session_id == session.id))
-            .map_or(self.now().saturating_add(LONGEST_LIFETIME), |r| r.expires_at);
+            .map_or(self.now().saturating_add(LONGEST_LIFETIME), |r| {
+                r.expires_at
+            });
         self.end_recorded(&SessionRecord {
             session_id: session.id.clone(),
             user_id: user_id.to_owned(),

@@ -34,8 +34,11 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Sets the session's `last_active_at` to `at` (if later), if it is
     /// recorded and not ended.
-    fn touch(&self, session_id: &str, at: u64)
-        -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn touch(
+        &self,
+        session_id: &str,
+        at: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The user's sessions that are recorded, not ended and not expired at
     /// `now`, most recently active first.

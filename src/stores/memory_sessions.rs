@@ -142,7 +142,9 @@ impl SessionStore for MemoryStore {
     async fn purge(&self, now: u64) -> Result<u64, StoreError> {
         let mut state = self.sessions.lock();
         let before = state.records.len() + state.changes.len();
-        state.records.retain(|_, (record, _)| record.expires_at > now);
+        state
+            .records
+            .retain(|_, (record, _)| record.expires_at > now);
         state.changes.retain(|_, ending| ending.until() > now);
         Ok((before - state.records.len() - state.changes.len()) as u64)
     }

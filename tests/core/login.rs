@@ -1498,9 +1498,16 @@ async fn the_session_id_lasts_as_long_as_the_login() {
     client.remove_cookie("session");
     assert_eq!(client.get("/").await.status, StatusCode::OK, "restored");
     let restored = session_id_of(&client).expect("a session id");
-    assert_eq!(restored, before_restore, "a remembered browser keeps its id");
+    assert_eq!(
+        restored, before_restore,
+        "a remembered browser keeps its id"
+    );
     client.remove_cookie("session");
-    assert_eq!(client.get("/").await.status, StatusCode::OK, "restored again");
+    assert_eq!(
+        client.get("/").await.status,
+        StatusCode::OK,
+        "restored again"
+    );
     assert_eq!(session_id_of(&client), Some(before_restore), "and again");
 }
 

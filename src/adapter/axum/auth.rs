@@ -235,8 +235,12 @@ impl<U: User> Auth<U> {
             &self.context.config().registry,
             serde_json::to_value(user.id()),
         ) {
-            let keep = session.login().and_then(|login| login.session_id.as_deref().map(str::to_owned));
-            registry.cut_off_json(&user_id.to_string(), keep.as_deref()).await;
+            let keep = session
+                .login()
+                .and_then(|login| login.session_id.as_deref().map(str::to_owned));
+            registry
+                .cut_off_json(&user_id.to_string(), keep.as_deref())
+                .await;
         }
         tracing::info!(target: "latch", user_id = ?user.id(), "session kept after auth_hash change");
         true
