@@ -86,7 +86,7 @@
 //! | `memory` | [`stores::MemoryStore`], revocable remember-me tokens in this process | `tokio` |
 //! | `sqlite` | [`stores::SqliteStore`] | `sqlx` 0.8 (`sqlite`), `tokio` |
 //! | `postgres` | [`stores::PostgresStore`] | `sqlx` 0.8 (`postgres`), `tokio` |
-//! | `redis` | [`stores::RedisStore`], and the throttle shared through Redis ([`throttle::Throttle::redis`]) | `redis` 1 (`tokio-comp`, `connection-manager`, `cluster-async`, `script`), `tokio` |
+//! | `redis` | [`stores::RedisStore`], and the throttle shared through Redis or Redis Cluster ([`throttle::Throttle::redis`], [`throttle::Throttle::redis_cluster`]) | `redis` 1 (`tokio-comp`, `connection-manager`, `cluster-async`, `script`), `tokio` |
 //! | `tokio` | [`remember::RevocableRemember::spawn_purge`] (every store turns it on) | `tokio` |
 //!
 //! ```toml
