@@ -98,7 +98,7 @@
 //! | `memory` | [`stores::MemoryStore`], revocable remember-me tokens and a session registry in this process | |
 //! | `sqlite` | [`stores::SqliteStore`] | `sqlx` 0.8 (`sqlite`) |
 //! | `postgres` | [`stores::PostgresStore`] | `sqlx` 0.8 (`postgres`) |
-//! | `redis` | [`stores::RedisStore`], and the throttle shared through Redis ([`throttle::Throttle::redis`]) | `redis` 1 (`tokio-comp`, `connection-manager`, `script`), `tokio` |
+//! | `redis` | [`stores::RedisStore`] (on one server or Redis Cluster), and the throttle shared through Redis or Redis Cluster ([`throttle::Throttle::redis`], [`throttle::Throttle::redis_cluster`]) | `redis` 1 (`tokio-comp`, `connection-manager`, `cluster-async`, `script`) |
 //! | `tokio` | [`remember::RevocableRemember::spawn_purge`] (every store turns it on) | |
 //!
 //! ```toml

@@ -175,9 +175,10 @@ mod redis;
 ///
 /// [`Throttle::in_memory`] keeps the counts in the process, for an app that
 /// runs as one process; [`Throttle::redis`] (cargo feature `redis`) keeps
-/// them in Redis, shared by every instance of the app that uses the same
-/// [prefix](Self::prefix). Clones of a throttle share its counts; the
-/// settings are each clone's own.
+/// them in Redis, and [`Throttle::redis_cluster`] in Redis Cluster, shared
+/// by every instance of the app that uses the same [prefix](Self::prefix).
+/// Clones of a throttle share its counts; the settings are each clone's
+/// own.
 ///
 /// When Redis fails, the throttle **fails open**: `attempt` logs an `error`
 /// event (target `latch`) and returns a [`LoginAttempt`] that reserved
@@ -287,13 +288,24 @@ impl Throttle {
     /// - `{prefix}throttle:addr:{address}`: `192.0.2.1`, or an IPv6 /64
     ///   such as `2001:db8:1:2::/64`.
     ///
-    /// The scripts touch all the keys of an attempt at once, so this needs one
-    /// Redis server (standalone or a primary), not Redis Cluster.
+    /// The scripts touch all the keys of an attempt at once, so this needs
+    /// one Redis server (standalone or a primary). For Redis Cluster, use
+    /// [`redis_cluster`](Self::redis_cluster); or give this a cluster
+    /// connection and a [prefix](Self::prefix) with a hash tag, such as
+    /// `{myapp}:`, which keeps every throttle key in one slot (so on one
+    /// master) and the attempt in one script. Without either, a cluster
+    /// refuses a script over keys of several slots (`CROSSSLOT`), and the
+    /// throttle fails open.
+    ///
     /// Give it a [`ConnectionManager`](::redis::aio::ConnectionManager)
     /// that fails fast, as for
     /// [`RedisStore`](crate::stores::RedisStore#connecting): while Redis is
     /// down, every login waits for the manager before it goes on
     /// unthrottled. A call whose connection is refused is tried once more.
+    /// Any other connection of the `redis` crate that can be cloned for
+    /// each call (a
+    /// [`MultiplexedConnection`](::redis::aio::MultiplexedConnection),
+    /// say) works too.
     ///
     /// ```no_run
     /// use axum_latch::throttle::Throttle;
@@ -313,10 +325,77 @@ impl Throttle {
     /// ```
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis(manager: ::redis::aio::ConnectionManager) -> Self {
+    pub fn redis<C>(connection: C) -> Self
+    where
+        C: ::redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        Self::on_redis(connection, self::redis::Layout::Server)
+    }
+
+    /// A throttle that keeps its counts in Redis Cluster (cargo feature
+    /// `redis`), shared by every instance of the app: as
+    /// [`Throttle::redis`], with the same keys, fields and expiry, but with
+    /// one script per key, so that the keys of an attempt may live in
+    /// different slots, on different masters.
+    ///
+    /// An attempt first reads each key's `blocked_until`; if one is
+    /// blocked, it is refused and nothing is written. Otherwise each key
+    /// runs the attempt script on its own, concurrently: each key checks
+    /// and counts atomically, so however many attempts arrive at once, no
+    /// key lets more through than its limit. If a key turns out blocked
+    /// (another attempt blocked it since the read), the attempt is refused
+    /// and taken back from the keys that counted it, as
+    /// [`LoginAttempt::not_checked`] takes an attempt back.
+    ///
+    /// What this gives up against one script over every key: until that
+    /// refund, other attempts see the count, so a login racing a refused
+    /// attempt may be refused as well, and the keys it was taken back from
+    /// keep the `last_failure` and TTL it set. A right
+    /// password resets or refunds each key with its own call. To keep
+    /// every attempt in one script on a cluster instead, give
+    /// [`Throttle::redis`] a prefix with a hash tag: all throttle keys then
+    /// share one slot, and one master serves them all.
+    ///
+    /// Give it a [`ClusterConnection`](::redis::cluster_async::ClusterConnection)
+    /// (which finds each key's master and follows the cluster's
+    /// redirections), or any connection of the `redis` crate that routes
+    /// each command by its key.
+    ///
+    /// ```no_run
+    /// use axum_latch::throttle::Throttle;
+    /// use redis::cluster::ClusterClient;
+    /// use std::time::Duration;
+    ///
+    /// # async fn run() -> Result<(), redis::RedisError> {
+    /// let client = ClusterClient::builder([
+    ///     "redis://10.0.0.1:6379",
+    ///     "redis://10.0.0.2:6379",
+    ///     "redis://10.0.0.3:6379",
+    /// ])
+    /// .connection_timeout(Duration::from_millis(500))
+    /// .response_timeout(Duration::from_millis(500))
+    /// .build()?;
+    /// let connection = client.get_async_connection().await?;
+    /// let throttle = Throttle::redis_cluster(connection).prefix("myapp:");
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_cluster<C>(connection: C) -> Self
+    where
+        C: ::redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        Self::on_redis(connection, self::redis::Layout::Cluster)
+    }
+
+    #[cfg(feature = "redis")]
+    fn on_redis<C>(connection: C, layout: self::redis::Layout) -> Self
+    where
+        C: ::redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+    {
         Self {
             settings: Settings::default(),
-            backend: Backend::Redis(self::redis::RedisThrottle::new(manager)),
+            backend: Backend::Redis(self::redis::RedisThrottle::new(connection, layout)),
             clock: Clock::system(),
         }
     }
@@ -460,7 +539,8 @@ impl Throttle {
     /// the password only on `Ok`.
     ///
     /// The reserved attempt is counted as a failure at once, in the same
-    /// step as the check (under a lock in memory, in one script on Redis):
+    /// step as the check (under a lock in memory, in one script on Redis,
+    /// key by key on Redis Cluster: see [`redis_cluster`](Self::redis_cluster)):
     /// call [`LoginAttempt::succeeded`] if the password is right, to take
     /// it back. See [Counting](Self#counting) for how many attempts go
     /// through before a block.
@@ -605,7 +685,12 @@ impl Backend {
         match self {
             Backend::Memory(_) => "memory".to_owned(),
             #[cfg(feature = "redis")]
-            Backend::Redis(store) => format!("redis, prefix {:?}", store.prefix()),
+            Backend::Redis(store) => match store.layout() {
+                self::redis::Layout::Server => format!("redis, prefix {:?}", store.prefix()),
+                self::redis::Layout::Cluster => {
+                    format!("redis cluster, prefix {:?}", store.prefix())
+                }
+            },
         }
     }
 }

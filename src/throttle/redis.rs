@@ -1,19 +1,99 @@
 //! The Redis backend of [`Throttle`](super::Throttle): a hash per key, an
 //! attempt checked and counted by one Lua script and taken back by another,
 //! expiry by key TTL.
+//!
+//! # One server, or a cluster
+//!
+//! The limit must hold under concurrent logins, so the check of an
+//! attempt's keys and the failure it counts on them are one atomic step.
+//! A Lua script is atomic, but on Redis Cluster a script may only touch
+//! keys of one hash slot, and an attempt's keys cannot share a slot: the
+//! username's key is shared with attempts from every address, and the
+//! address's with attempts at every username, so no tag chosen per attempt
+//! puts them together. Hence two layouts, one per constructor:
+//!
+//! - [`Layout::Server`] (`Throttle::redis`): one script checks and counts
+//!   all of an attempt's keys at once, and one script takes it back. A
+//!   refused attempt writes nothing. This needs every key on one node: a
+//!   single server, or a cluster with a hash tag in the prefix (`{app}:`),
+//!   which puts every throttle key in one slot, served by one master.
+//! - [`Layout::Cluster`] (`Throttle::redis_cluster`): the same scripts, run
+//!   on one key each (so one slot each, wherever the key lives). An attempt
+//!   first reads each key's `blocked_until` and is refused, with nothing
+//!   written, if one is blocked. Otherwise it runs the attempt script on
+//!   each key, concurrently; each run checks and counts its key atomically,
+//!   so no key lets more attempts through than its limit, however many
+//!   arrive at once. If a key refuses (it became blocked since the read),
+//!   the attempt is taken back from the keys that counted it, as an
+//!   attempt not checked is. The trade-off: between the count and its
+//!   refund, other attempts see it, so a login racing a refused one may be
+//!   refused too; and a refund leaves the key's `last_failure` and TTL as
+//!   the count set them. Refused attempts that do not race a new block
+//!   write nothing, as on one server. Keeping a slot per attempt instead
+//!   (a tag per attempt) would split each key's count over many slots,
+//!   and a limit per key could no longer hold.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
-use redis::aio::ConnectionManager;
-use redis::{RedisError, Script};
+use futures_util::future::join_all;
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::{Key, Keys, Refund, Refunding, Reservation, Settings};
 
 /// Counts in Redis. Clones share the connection.
 #[derive(Clone)]
 pub(super) struct RedisThrottle {
-    manager: ConnectionManager,
+    connection: Arc<dyn Connection>,
+    layout: Layout,
     prefix: String,
+}
+
+/// How an attempt's keys are counted: see the module's documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// One script per attempt, over all of its keys: one Redis server.
+    Server,
+    /// One script per key: Redis Cluster, whose keys live on many nodes.
+    Cluster,
+}
+
+/// A connection of redis's, of any type, that the throttle clones for
+/// each call (as `ConnectionManager` and `ClusterConnection` are meant to
+/// be).
+trait Connection: ConnectionLike + Send + Sync {
+    fn clone_boxed(&self) -> Box<dyn Connection>;
+}
+
+impl<C> Connection for C
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    fn clone_boxed(&self) -> Box<dyn Connection> {
+        Box::new(self.clone())
+    }
+}
+
+/// One call's own clone of the connection.
+struct Call(Box<dyn Connection>);
+
+impl ConnectionLike for Call {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
 }
 
 /// The prefix of every key when none is set (as for `RedisStore`).
@@ -122,7 +202,10 @@ return 1
 pub(super) enum Error {
     /// Redis failed or is unreachable.
     #[error(transparent)]
-    Redis(#[from] RedisError),
+    Redis(RedisError),
+    /// Redis Cluster refused a script over keys of several slots.
+    #[error("{0} (on Redis Cluster, use `Throttle::redis_cluster`, or a prefix with a hash tag)")]
+    CrossSlot(RedisError),
     /// A key holds something the throttle did not write.
     #[error("corrupt login throttle key {key:?} in Redis: bad {field} {value:?}")]
     Corrupt {
@@ -135,6 +218,15 @@ pub(super) enum Error {
     Reply(Vec<String>),
 }
 
+impl From<RedisError> for Error {
+    fn from(error: RedisError) -> Self {
+        match error.kind() {
+            redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot) => Error::CrossSlot(error),
+            _ => Error::Redis(error),
+        }
+    }
+}
+
 /// What [`RedisThrottle::send`] sends.
 #[derive(Clone, Copy)]
 enum Request<'a> {
@@ -143,9 +235,13 @@ enum Request<'a> {
 }
 
 impl RedisThrottle {
-    pub(super) fn new(manager: ConnectionManager) -> Self {
+    pub(super) fn new<C>(connection: C, layout: Layout) -> Self
+    where
+        C: ConnectionLike + Clone + Send + Sync + 'static,
+    {
         Self {
-            manager,
+            connection: Arc::new(connection),
+            layout,
             prefix: DEFAULT_PREFIX.to_owned(),
         }
     }
@@ -158,15 +254,118 @@ impl RedisThrottle {
         &self.prefix
     }
 
+    pub(super) fn layout(&self) -> Layout {
+        self.layout
+    }
+
     fn key(&self, key: &Key) -> String {
         format!("{}{key}", self.prefix)
     }
 
     /// Refuses the attempt if a key is blocked, or else counts a failure on
-    /// each key: one script, so both are one atomic step.
+    /// each key: one script on one server, so both are one atomic step; on
+    /// a cluster, a read, then one script per key (see the module's
+    /// documentation).
     pub(super) async fn attempt(
         &self,
         keys: &Keys,
+        settings: &Settings,
+        now: u64,
+    ) -> Result<Reservation, Error> {
+        let with_limits: Vec<(&Key, u32)> = keys.with_limits(settings).collect();
+        match self.layout {
+            Layout::Server => self.run_attempt(&with_limits, settings, now).await,
+            Layout::Cluster => {
+                self.attempt_per_key(keys, &with_limits, settings, now)
+                    .await
+            }
+        }
+    }
+
+    /// [`attempt`](Self::attempt) on a cluster.
+    async fn attempt_per_key(
+        &self,
+        keys: &Keys,
+        with_limits: &[(&Key, u32)],
+        settings: &Settings,
+        now: u64,
+    ) -> Result<Reservation, Error> {
+        // A key blocked already refuses the attempt, which writes nothing.
+        // A field that is not a number is left for the script to report.
+        let reads = join_all(keys.iter().map(|key| async move {
+            let mut command = redis::cmd("HGET");
+            command.arg(self.key(key)).arg("blocked_until");
+            let until: Option<String> = self.send(Request::Command(&command)).await?;
+            Ok::<_, Error>(until.and_then(|until| until.parse::<u64>().ok()))
+        }))
+        .await;
+        let mut latest = 0;
+        for until in reads {
+            latest = latest.max(until?.unwrap_or(0));
+        }
+        if latest > now {
+            return Ok(Reservation::Refused {
+                blocked_until: latest,
+            });
+        }
+
+        let answers = join_all(with_limits.iter().map(|&key| async move {
+            self.run_attempt(std::slice::from_ref(&key), settings, now)
+                .await
+        }))
+        .await;
+        let mut refunds = Vec::with_capacity(answers.len());
+        let mut counted = Vec::new();
+        let mut refused: Option<u64> = None;
+        let mut failed: Option<Error> = None;
+        for (&(key, _), answer) in with_limits.iter().zip(answers) {
+            match answer {
+                // One refund: the script answers one per key.
+                Ok(Reservation::Reserved { refunds: one }) => {
+                    for refund in one {
+                        refunds.push(refund);
+                        counted.push((key, refund));
+                    }
+                }
+                Ok(Reservation::Refused { blocked_until }) => {
+                    refused = Some(refused.unwrap_or(0).max(blocked_until));
+                }
+                // A corrupt key answers as it would on one server: first.
+                Err(error @ Error::Corrupt { .. }) => failed = Some(error),
+                Err(error) => {
+                    failed.get_or_insert(error);
+                }
+            }
+        }
+        if refused.is_none() && failed.is_none() {
+            return Ok(Reservation::Reserved { refunds });
+        }
+        // Not all keys counted it: the attempt is taken back from those
+        // that did, as one not checked.
+        let taken_back = join_all(
+            counted
+                .iter()
+                .map(|&(key, refund)| async move { self.run_refund(&[key], &[refund], 0).await }),
+        )
+        .await;
+        if let Some(error) = taken_back.into_iter().find_map(Result::err) {
+            tracing::error!(
+                target: "latch", %error,
+                "login throttle: an attempt refused on Redis Cluster stays counted on a key"
+            );
+        }
+        match (failed, refused) {
+            (Some(error @ Error::Corrupt { .. }), _) => Err(error),
+            (_, Some(blocked_until)) => Ok(Reservation::Refused { blocked_until }),
+            (Some(error), None) => Err(error),
+            (None, None) => unreachable!("handled above"),
+        }
+    }
+
+    /// Runs [`ATTEMPT`] on `keys`, each with its limit.
+    async fn run_attempt(
+        &self,
+        keys: &[(&Key, u32)],
         settings: &Settings,
         now: u64,
     ) -> Result<Reservation, Error> {
@@ -176,7 +375,7 @@ impl RedisThrottle {
             .arg(settings.window)
             .arg(settings.base_delay)
             .arg(settings.max_delay);
-        for (key, limit) in keys.with_limits(settings) {
+        for &(key, limit) in keys {
             script.key(self.key(key)).arg(limit);
         }
         let reply: Vec<Vec<u8>> = self.send(Request::Script(&script)).await?;
@@ -186,13 +385,12 @@ impl RedisThrottle {
             .collect();
         let parse = |text: &str| text.parse::<u64>().ok();
         let parts: Vec<&str> = reply.iter().map(String::as_str).collect();
-        let keys_sent = keys.iter().count();
         let reservation = match parts.as_slice() {
             ["refused", until] => {
                 parse(until).map(|blocked_until| Reservation::Refused { blocked_until })
             }
             // Each key's blocked_until before and after, in order.
-            ["reserved", pairs @ ..] if pairs.len() == 2 * keys_sent => pairs
+            ["reserved", pairs @ ..] if pairs.len() == 2 * keys.len() => pairs
                 .chunks(2)
                 .map(|pair| {
                     Some(Refund {
@@ -214,7 +412,8 @@ impl RedisThrottle {
         reservation.ok_or(Error::Reply(reply))
     }
 
-    /// Takes an attempt back, in one script: see `Counts::refund`.
+    /// Takes an attempt back: see `Counts::refund`. One script on one
+    /// server; one per key on a cluster.
     pub(super) async fn refund(
         &self,
         keys: &Keys,
@@ -225,6 +424,33 @@ impl RedisThrottle {
             Refunding::Success => keys.own.len(),
             Refunding::NotChecked => 0,
         };
+        let keys: Vec<&Key> = keys.iter().collect();
+        match self.layout {
+            Layout::Server => self.run_refund(&keys, refunds, deleted).await,
+            Layout::Cluster => {
+                let results = join_all(keys.iter().zip(refunds).enumerate().map(
+                    |(n, (&key, &refund))| async move {
+                        if n < deleted {
+                            self.delete(&[key]).await
+                        } else {
+                            self.run_refund(&[key], &[refund], 0).await
+                        }
+                    },
+                ))
+                .await;
+                results.into_iter().collect()
+            }
+        }
+    }
+
+    /// Runs [`REFUND`] on `keys`: the first `deleted` are deleted, the
+    /// others lose the attempt that `refunds` (one per key) describe.
+    async fn run_refund(
+        &self,
+        keys: &[&Key],
+        refunds: &[Refund],
+        deleted: usize,
+    ) -> Result<(), Error> {
         let mut script = REFUND.prepare_invoke();
         script.arg(deleted);
         for (n, (key, refund)) in keys.iter().zip(refunds).enumerate() {
@@ -237,8 +463,23 @@ impl RedisThrottle {
         Ok(())
     }
 
-    /// Forgets the keys' failures and blocks.
+    /// Forgets the keys' failures and blocks: one `DEL` on one server, one
+    /// per key on a cluster (whose `DEL` takes keys of one slot).
     pub(super) async fn reset(&self, keys: &[Key]) -> Result<(), Error> {
+        let keys: Vec<&Key> = keys.iter().collect();
+        match self.layout {
+            Layout::Server => self.delete(&keys).await,
+            Layout::Cluster => join_all(
+                keys.iter()
+                    .map(|&key| async move { self.delete(&[key]).await }),
+            )
+            .await
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    async fn delete(&self, keys: &[&Key]) -> Result<(), Error> {
         let mut command = redis::cmd("DEL");
         for key in keys {
             command.arg(self.key(key));
@@ -248,10 +489,10 @@ impl RedisThrottle {
     }
 
     /// Sends a request, and once more if Redis refused the connection:
-    /// then nothing was sent, and the manager has begun a new connection
-    /// (as `RedisStore` does).
+    /// then nothing was sent, and a `ConnectionManager` has begun a new
+    /// connection (as `RedisStore` does).
     async fn send<T: redis::FromRedisValue>(&self, request: Request<'_>) -> Result<T, RedisError> {
-        let mut connection = self.manager.clone();
+        let mut connection = Call(self.connection.clone_boxed());
         let mut retried = false;
         loop {
             let result = match request {

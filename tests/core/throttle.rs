@@ -1,6 +1,9 @@
 //! Login throttling, the same behaviour checked against each backend: in
-//! memory and on Redis (the kit's: `TEST_REDIS_URL`, or a `redis-server` it
-//! starts; a Redis test with neither says `SKIPPED`).
+//! memory, on Redis (the kit's: `TEST_REDIS_URL`, or a `redis-server` it
+//! starts; a Redis test with neither says `SKIPPED`), and on Redis Cluster
+//! (`TEST_REDIS_CLUSTER_URLS`, or three masters the kit starts), both with
+//! `Throttle::redis_cluster` and with `Throttle::redis` under a prefix with
+//! a hash tag.
 //!
 //! Each test gets counts of its own: a new in-memory throttle, or a new
 //! random Redis key prefix whose keys are deleted at the end, pass or fail.
@@ -490,6 +493,248 @@ mod redis_backend {
     fn capture_events() -> (trace::Captured, trace::CaptureGuard) {
         trace::capture()
     }
+}
+
+/// The behaviour on Redis Cluster with `Throttle::redis_cluster`: each key
+/// counted by a script of its own, on whichever master holds it.
+#[cfg(feature = "redis")]
+mod redis_cluster_backend {
+    use super::*;
+    use crate::support::backend::{self, RedisCluster};
+    use crate::support::trace;
+    use std::collections::HashMap;
+
+    /// Deletes every key under `prefix`, on every master.
+    pub(super) fn cleanup(
+        cluster: RedisCluster,
+        prefix: String,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(async move { cluster.delete(&format!("{prefix}*")).await })
+    }
+
+    /// Two throttles on two connections to the cluster, with one new random
+    /// prefix.
+    async fn open() -> Option<Fixture> {
+        let cluster = backend::redis_cluster().await?;
+        let second = backend::redis_cluster_connection(&cluster.nodes).await;
+        let prefix = format!("latch_test_{}:", backend::random_hex());
+        Some(Fixture {
+            subject: Subject {
+                throttle: Throttle::redis_cluster(cluster.connection.clone()).prefix(&prefix),
+                other: Throttle::redis_cluster(second).prefix(&prefix),
+            },
+            cleanup: cleanup(cluster, prefix),
+        })
+    }
+
+    behaviour_tests!(open);
+
+    /// Runs `command` with `args` on the cluster (routed by its key).
+    async fn cmd<T: redis::FromRedisValue>(cluster: &RedisCluster, name: &str, args: &[&str]) -> T {
+        let mut connection = cluster.connection.clone();
+        redis::cmd(name)
+            .arg(args)
+            .query_async(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("{name} {args:?}: {e}"))
+    }
+
+    /// The master that serves `key`'s slot, as `host:port`.
+    async fn master_of(cluster: &RedisCluster, key: &str) -> String {
+        let slot: i64 = cmd(cluster, "CLUSTER", &["KEYSLOT", key]).await;
+        // [[start, end, [host, port, id, ...], replicas...], ...]
+        let ranges: Vec<Vec<redis::Value>> = cmd(cluster, "CLUSTER", &["SLOTS"]).await;
+        for range in ranges {
+            let number = |n: usize| -> i64 { redis::from_redis_value_ref(&range[n]).unwrap() };
+            if (number(0)..=number(1)).contains(&slot) {
+                let node: Vec<redis::Value> = redis::from_redis_value_ref(&range[2]).unwrap();
+                let host: String = redis::from_redis_value_ref(&node[0]).unwrap();
+                let port: i64 = redis::from_redis_value_ref(&node[1]).unwrap();
+                return format!("{host}:{port}");
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+
+    /// A username whose key (under `prefix`) is on another master than
+    /// `other`'s.
+    async fn username_away_from(cluster: &RedisCluster, prefix: &str, other: &str) -> String {
+        let there = master_of(cluster, other).await;
+        for n in 0.. {
+            let name = format!("user{n}");
+            let key = format!("{prefix}throttle:user:{name}");
+            if master_of(cluster, &key).await != there {
+                return name;
+            }
+        }
+        unreachable!()
+    }
+
+    fn millis(time: SystemTime) -> u64 {
+        time.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    /// The fields the throttle writes, with these values.
+    fn written(failures: u64, last_failure: u64, blocked_until: u64) -> HashMap<String, String> {
+        [
+            ("failures", failures),
+            ("last_failure", last_failure),
+            ("blocked_until", blocked_until),
+        ]
+        .into_iter()
+        .map(|(field, value)| (field.to_owned(), value.to_string()))
+        .collect()
+    }
+
+    /// An attempt whose username's key and address's key are on two
+    /// masters: the same keys and fields as on one server, and a refused
+    /// attempt writes nothing.
+    #[tokio::test]
+    async fn an_attempt_counts_on_keys_of_two_masters() {
+        backend::with_redis_cluster_prefix(async |cluster, prefix| {
+            let throttle = Throttle::redis_cluster(cluster.connection.clone())
+                .prefix(&prefix)
+                .username_limit(2)
+                .base_delay(Duration::from_secs(30))
+                .window(Duration::from_secs(600));
+            let clock = Clock::new(&throttle);
+            let now = millis(clock.now());
+            let address = ip("2001:db8:1:2::5");
+            let addr = format!("{prefix}throttle:addr:2001:db8:1:2::/64");
+            let name = username_away_from(&cluster, &prefix, &addr).await;
+            let user = format!("{prefix}throttle:user:{name}");
+
+            clock.fail(&name.to_uppercase(), address).await;
+            let mut expected = vec![addr.clone(), user.clone()];
+            expected.sort();
+            assert_eq!(cluster.keys(&format!("{prefix}*")).await, expected);
+            for key in [&user, &addr] {
+                let fields: HashMap<String, String> = cmd(&cluster, "HGETALL", &[key]).await;
+                assert_eq!(fields, written(1, now, 0), "{key}");
+                let ttl: i64 = cmd(&cluster, "PTTL", &[key]).await;
+                assert!((590_000..=600_000).contains(&ttl), "{key}: PTTL {ttl}");
+            }
+
+            // The limit-th attempt blocks the username; then an attempt
+            // from the address is refused, and writes nothing to either key.
+            clock.fail(&name, None).await;
+            let blocked = written(2, now, now + 30_000);
+            let fields: HashMap<String, String> = cmd(&cluster, "HGETALL", &[&user]).await;
+            assert_eq!(fields, blocked);
+            assert_eq!(clock.guess(&name, address).await, 30 * SECOND);
+            let fields: HashMap<String, String> = cmd(&cluster, "HGETALL", &[&user]).await;
+            assert_eq!(fields, blocked);
+            let fields: HashMap<String, String> = cmd(&cluster, "HGETALL", &[&addr]).await;
+            assert_eq!(fields, written(1, now, 0));
+
+            // A good login deletes the username's key and takes its own
+            // failure off the address's.
+            clock.advance(30 * SECOND);
+            let later = millis(clock.now());
+            clock.succeed(&name, address).await;
+            assert_eq!(
+                cluster.keys(&format!("{prefix}*")).await,
+                vec![addr.clone()]
+            );
+            let fields: HashMap<String, String> = cmd(&cluster, "HGETALL", &[&addr]).await;
+            assert_eq!(fields, written(1, later, 0));
+
+            let default = format!("{:?}", Throttle::redis_cluster(cluster.connection.clone()));
+            assert!(
+                default.contains(r#"backend: "redis cluster, prefix \"latch:\"""#),
+                "{default}"
+            );
+        })
+        .await;
+    }
+
+    /// Of 40 attempts at one username from 40 addresses at once, those the
+    /// username's key refused are taken back from their addresses' keys:
+    /// the addresses hold the 5 failures that went through, no more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_attempts_are_taken_back_from_their_other_keys() {
+        backend::with_redis_cluster_prefix(async |cluster, prefix| {
+            const N: usize = 40;
+            let throttle = Throttle::redis_cluster(cluster.connection.clone())
+                .prefix(&prefix)
+                .username_limit(5)
+                .base_delay(Duration::from_secs(60));
+            let clock = Clock::new(&throttle);
+            let (through, refused) = burst(std::slice::from_ref(&clock), N, |n| {
+                ("susan".to_owned(), nth_address(n))
+            })
+            .await;
+            assert_eq!((through.len(), refused.len()), (5, N - 5));
+            through.into_iter().for_each(LoginAttempt::failed);
+            let mut failures = 0;
+            for n in 0..N {
+                let address = nth_address(n).unwrap();
+                let key = format!("{prefix}throttle:addr:{address}");
+                let count: Option<u64> = cmd(&cluster, "HGET", &[&key, "failures"]).await;
+                failures += count.unwrap_or(0);
+            }
+            assert_eq!(failures, 5);
+        })
+        .await;
+    }
+
+    /// `Throttle::redis` on a cluster, with a prefix that spreads an
+    /// attempt's keys over slots: the cluster refuses its script, and the
+    /// throttle fails open, saying what to use instead.
+    #[tokio::test]
+    async fn one_script_over_slots_fails_open_with_a_hint() {
+        backend::with_redis_cluster_prefix(async |cluster, prefix| {
+            let throttle = Throttle::redis(cluster.connection.clone()).prefix(&prefix);
+            let address = ip("192.0.2.1");
+            let addr = format!("{prefix}throttle:addr:192.0.2.1");
+            let name = username_away_from(&cluster, &prefix, &addr).await;
+            let (events, _guard) = trace::capture();
+            let attempt = throttle
+                .attempt(&name, NO_ACCOUNT, address)
+                .await
+                .expect("fails open");
+            attempt.failed();
+            let logged = events.take_errors();
+            assert_eq!(logged.len(), 1, "{logged:?}");
+            assert!(
+                logged[0].contains("letting the login through"),
+                "{logged:?}"
+            );
+            assert!(logged[0].contains("Throttle::redis_cluster"), "{logged:?}");
+            assert_eq!(
+                cluster.keys(&format!("{prefix}*")).await,
+                Vec::<String>::new()
+            );
+        })
+        .await;
+    }
+}
+
+/// The behaviour on Redis Cluster with `Throttle::redis` and a prefix with
+/// a hash tag, `{latch_test_<hex>}:`: every key in one slot, each attempt
+/// in one script.
+#[cfg(feature = "redis")]
+mod redis_cluster_one_slot {
+    use super::{Fixture, Subject};
+    use crate::support::backend;
+    use axum_latch::throttle::Throttle;
+
+    async fn open() -> Option<Fixture> {
+        let cluster = backend::redis_cluster().await?;
+        let second = backend::redis_cluster_connection(&cluster.nodes).await;
+        let prefix = format!("{{latch_test_{}}}:", backend::random_hex());
+        Some(Fixture {
+            subject: Subject {
+                throttle: Throttle::redis(cluster.connection.clone()).prefix(&prefix),
+                other: Throttle::redis(second).prefix(&prefix),
+            },
+            cleanup: super::redis_cluster_backend::cleanup(cluster, prefix),
+        })
+    }
+
+    behaviour_tests!(open);
 }
 
 // ---------------------------------------------------------------------------

@@ -15,6 +15,13 @@
 //   the stderr handle), and the binary says how many it skipped as it
 //   exits.
 //
+// Redis Cluster ([`redis_cluster`]): `TEST_REDIS_CLUSTER_URLS` (node URLs,
+// comma-separated) names an existing cluster; else the kit starts one of
+// three masters, once per test binary, with `redis-server` and
+// `redis-cli --cluster create` (`REDIS_CLI`, or `redis-cli` from `PATH`).
+// When that fails, the test is skipped, unless `TEST_REDIS_URL` is set (as
+// CI sets it): then Redis is required, and the test fails.
+//
 // Each server is stopped by a shell that holds it: the shell waits for its
 // standard input, a pipe only the test binary writes to, to reach its end,
 // which happens when the binary exits, however it exits.
@@ -185,6 +192,331 @@ fn start_redis() -> Result<String, String> {
     wait_for_port(port, &mut child, &pid, "redis-server")?;
     keep(child);
     Ok(format!("redis://127.0.0.1:{port}"))
+}
+
+/// A Redis Cluster for one test: its nodes and a connection to it (started
+/// by the kit, or named by `TEST_REDIS_CLUSTER_URLS`). Clones share the
+/// connection.
+#[derive(Clone)]
+pub struct RedisCluster {
+    /// A connection to the cluster, which follows its slots and redirects.
+    pub connection: ::redis::cluster_async::ClusterConnection,
+    /// The nodes' URLs, `redis://127.0.0.1:<port>`: every master, for a
+    /// cluster the kit started; as given, for `TEST_REDIS_CLUSTER_URLS`.
+    pub nodes: Vec<String>,
+}
+
+/// A Redis Cluster for this test, or `None` when there is none (the test
+/// is then reported as skipped and must return).
+///
+/// `TEST_REDIS_CLUSTER_URLS` (node URLs, comma-separated) names a cluster
+/// to use. Unset, the kit starts one the first time it is asked, once per
+/// test binary: three masters (no replicas) on spare local ports, with all
+/// 16384 slots, stopped when the binary exits. If it cannot be started,
+/// the test is skipped, or fails when `TEST_REDIS_URL` is set (CI: Redis
+/// is required there). Panics when the cluster cannot be reached.
+///
+/// Each call gives a new connection. Tests share the cluster: keep to keys
+/// of your own (a random prefix), and delete them after the test (see
+/// [`with_redis_cluster_prefix`]).
+pub async fn redis_cluster() -> Option<RedisCluster> {
+    static STARTED: OnceLock<Result<Vec<String>, String>> = OnceLock::new();
+    let given = std::env::var("TEST_REDIS_CLUSTER_URLS").unwrap_or_default();
+    let given: Vec<String> = given
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let nodes = if !given.is_empty() {
+        given
+    } else {
+        match STARTED.get_or_init(start_redis_cluster) {
+            Ok(nodes) => nodes.clone(),
+            Err(why) if redis_required() => panic!(
+                "TEST_REDIS_URL is set, so the Redis tests must run, but no Redis Cluster: \
+                 TEST_REDIS_CLUSTER_URLS is not set and {why}"
+            ),
+            Err(why) => {
+                skip(&format!("TEST_REDIS_CLUSTER_URLS is not set and {why}"));
+                return None;
+            }
+        }
+    };
+    let connection = redis_cluster_connection(&nodes).await;
+    Some(RedisCluster { connection, nodes })
+}
+
+/// Whether the Redis tests must run rather than skip: `TEST_REDIS_URL` is
+/// set, as it is in CI.
+fn redis_required() -> bool {
+    std::env::var("TEST_REDIS_URL").is_ok_and(|url| !url.trim().is_empty())
+}
+
+/// A new connection to the cluster with these `nodes`; panics when it
+/// cannot be reached.
+pub async fn redis_cluster_connection(
+    nodes: &[String],
+) -> ::redis::cluster_async::ClusterConnection {
+    let client = ::redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+        .connection_timeout(Duration::from_secs(5))
+        .response_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_else(|e| panic!("{nodes:?} are not Redis node URLs: {e}"));
+    client
+        .get_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("the Redis Cluster at {nodes:?} cannot be reached: {e}"))
+}
+
+impl RedisCluster {
+    /// The URLs of the cluster's masters now, as `CLUSTER NODES` lists them
+    /// (through any node).
+    pub async fn masters(&self) -> Vec<String> {
+        let mut connection = self.connection.clone();
+        let listing: String = ::redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut connection)
+            .await
+            .expect("CLUSTER NODES");
+        let mut masters: Vec<String> = listing
+            .lines()
+            .filter_map(|line| {
+                // <id> <ip:port@bus[,hostname]> <flags> <master> ...
+                let mut fields = line.split_whitespace();
+                let address = fields.nth(1)?;
+                let flags = fields.next()?;
+                let flags: Vec<&str> = flags.split(',').collect();
+                let serving = flags.contains(&"master") && !flags.contains(&"fail");
+                let address = address.split(['@', ',']).next()?;
+                serving.then(|| format!("redis://{address}"))
+            })
+            .collect();
+        masters.sort();
+        masters
+    }
+
+    /// The keys that match `pattern`, from every master, sorted.
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        for master in self.masters().await {
+            let client = ::redis::Client::open(master.as_str()).expect("a master's URL");
+            let mut connection = client
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("the Redis Cluster master {master} cannot be reached: {e}")
+                });
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut connection)
+                    .await
+                    .expect("SCAN a master for the test's keys");
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// Deletes every key that matches `pattern`, on every master.
+    pub async fn delete(&self, pattern: &str) {
+        let mut connection = self.connection.clone();
+        for key in self.keys(pattern).await {
+            let _: i64 = ::redis::cmd("DEL")
+                .arg(&key)
+                .query_async(&mut connection)
+                .await
+                .expect("DEL a test key in the Redis Cluster");
+        }
+    }
+}
+
+/// Runs `test` with a Redis Cluster and a new random key prefix
+/// (`latch_test_<hex>:`), then deletes the prefix's keys, pass or fail.
+/// Skipped when there is no cluster (see [`redis_cluster`]).
+pub async fn with_redis_cluster_prefix(test: impl AsyncFnOnce(RedisCluster, String)) {
+    let Some(cluster) = redis_cluster().await else {
+        return;
+    };
+    let prefix = format!("latch_test_{}:", random_hex());
+    let admin = cluster.clone();
+    let pattern = format!("{prefix}*");
+    run_then_clean(test(cluster, prefix), async move {
+        admin.delete(&pattern).await;
+    })
+    .await;
+}
+
+/// `redis-cli`: `REDIS_CLI`, else the first on `PATH`, else
+/// `/usr/bin/redis-cli`, if it is there.
+fn redis_cli_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("REDIS_CLI") {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    on_path("redis-cli").or_else(|| {
+        let fallback = PathBuf::from("/usr/bin/redis-cli");
+        fallback.is_file().then_some(fallback)
+    })
+}
+
+/// A spare port whose cluster bus port (10000 above it, where a cluster
+/// node listens for its peers) is spare too.
+fn spare_cluster_port(taken: &[u16]) -> u16 {
+    loop {
+        let port = spare_port();
+        let Some(bus) = port.checked_add(10_000) else {
+            continue;
+        };
+        if taken.contains(&port) || taken.iter().any(|&other| other + 10_000 == port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Starts three cluster-enabled `redis-server`s in a new directory (all
+/// removed when the binary exits), joins them into one cluster, and waits
+/// until every node says it is `ok`: the masters' URLs.
+fn start_redis_cluster() -> Result<Vec<String>, String> {
+    let server = redis_server_binary()
+        .ok_or("no redis-server is on PATH (or at the path REDIS_SERVER names)")?;
+    let cli =
+        redis_cli_binary().ok_or("no redis-cli is on PATH (or at the path REDIS_CLI names)")?;
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        ports.push(spare_cluster_port(&ports));
+    }
+    // $1: redis-server; then the ports. Prints the directory and the pids.
+    let script = r#"
+        server=$1; shift
+        dir=$(mktemp -d "${TMPDIR:-/tmp}/latch-redis-cluster.XXXXXX") || exit 1
+        pids=
+        trap 'kill $pids 2>/dev/null; wait; rm -rf "$dir"' EXIT
+        for port in "$@"; do
+            "$server" --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+                --cluster-config-file "$dir/nodes-$port.conf" --dir "$dir" \
+                --save '' --appendonly no --logfile "$dir/redis-$port.log" \
+                >"$dir/redis-$port.out" 2>&1 &
+            pids="$pids $!"
+        done
+        echo ready "$dir" $pids
+        read -r _
+    "#;
+    let mut command = Command::new("sh");
+    command.args(["-c", script, "sh"]).arg(&server);
+    command.args(ports.iter().map(u16::to_string));
+    let (mut child, started) = hold(command, "a Redis Cluster")?;
+    let mut words = started.split_whitespace();
+    let dir = PathBuf::from(words.next().unwrap_or_default());
+    let pids: Vec<String> = words.map(str::to_owned).collect();
+    let result = form_cluster(&cli, &ports, &pids, &mut child);
+    match result {
+        Ok(()) => {
+            keep(child);
+            Ok(ports
+                .iter()
+                .map(|port| format!("redis://127.0.0.1:{port}"))
+                .collect())
+        }
+        Err(why) => {
+            // The servers' own words, before the shell removes them.
+            let mut logs = String::new();
+            for port in &ports {
+                for file in [format!("redis-{port}.out"), format!("redis-{port}.log")] {
+                    let text = std::fs::read_to_string(dir.join(&file)).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(3).collect();
+                    for line in tail.into_iter().rev() {
+                        logs.push_str(&format!("\n  {file}: {line}"));
+                    }
+                }
+            }
+            // Its standard input closed, the shell stops the servers.
+            drop(child.stdin.take());
+            let _ = child.wait();
+            Err(format!("{why}{logs}"))
+        }
+    }
+}
+
+/// Waits for the servers on `ports` (processes `pids`), makes them one
+/// cluster with `redis-cli --cluster create`, and waits until each says
+/// `cluster_state:ok`.
+fn form_cluster(
+    cli: &std::path::Path,
+    ports: &[u16],
+    pids: &[String],
+    child: &mut Child,
+) -> Result<(), String> {
+    if pids.len() != ports.len() {
+        return Err(format!("the Redis Cluster's shell said {pids:?}"));
+    }
+    for (port, pid) in ports.iter().zip(pids) {
+        wait_for_port(*port, child, pid, "a Redis Cluster node")?;
+    }
+    let output = Command::new(cli)
+        .arg("--cluster")
+        .arg("create")
+        .args(ports.iter().map(|port| format!("127.0.0.1:{port}")))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("redis-cli cannot be started: {e}"))?;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = said.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!(
+            "redis-cli --cluster create failed ({}): {}",
+            output.status,
+            tail.join(" / ")
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for port in ports {
+        let url = format!("redis://127.0.0.1:{port}");
+        loop {
+            let last = match cluster_info(&url) {
+                Ok(info) if info.lines().any(|line| line.trim() == "cluster_state:ok") => break,
+                Ok(info) => info
+                    .lines()
+                    .find(|line| line.starts_with("cluster_state:"))
+                    .unwrap_or("no cluster_state")
+                    .trim()
+                    .to_owned(),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the Redis Cluster node on port {port} was not ok within 30 s ({last})"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
+
+/// `CLUSTER INFO` from the node at `url`.
+fn cluster_info(url: &str) -> ::redis::RedisResult<String> {
+    let client = ::redis::Client::open(url)?;
+    let mut connection = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    ::redis::cmd("CLUSTER").arg("INFO").query(&mut connection)
 }
 
 /// The directory with `initdb` and `pg_ctl`: on `PATH`, else the newest

@@ -2,8 +2,9 @@
 //! support;` in each `tests/<suite>/main.rs`):
 //!
 //! - [`client`]: an in-process browser (a cookie jar over a `Router`);
-//! - [`backend`]: PostgreSQL and Redis for the tests, from `TEST_POSTGRES_URL`
-//!   and `TEST_REDIS_URL` or started by the kit, and visible skips;
+//! - [`backend`]: PostgreSQL, Redis and a Redis Cluster for the tests, from
+//!   `TEST_POSTGRES_URL`, `TEST_REDIS_URL` and `TEST_REDIS_CLUSTER_URLS` or
+//!   started by the kit, and visible skips;
 //! - [`trace`]: latch's `tracing` events, captured per test;
 //! - [`outage`]: a TCP proxy that takes a store away and gives it back;
 //! - [`fixtures`]: the users most suites log in;
