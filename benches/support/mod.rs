@@ -97,6 +97,13 @@ pub fn latch_app(users: Users, login: Login<BenchUser, impl UserLoader<BenchUser
                 async move { auth.login_user(&user, remember).await.map_err(|_| ()) }
             }),
         )
+        .route(
+            "/logout",
+            axum::routing::post(|auth: Auth<BenchUser>| async move {
+                auth.logout_user().await;
+                StatusCode::SEE_OTHER
+            }),
+        )
         .layer(login)
         .layer(session)
 }
