@@ -39,8 +39,10 @@
 //! ```
 //!
 //! **While the feed is down** (the store unreachable), each instance keeps
-//! serving with the endings it knows, logs an error, and catches up from the
-//! last change it saw once the store is back: no ending is lost. Endings made
+//! serving with the endings it knows, logs an error, and reads the whole
+//! change feed again once the store is back (a store that came back empty
+//! numbers its changes from the start; an ending applied twice changes
+//! nothing): no ending the store holds is missed. Endings made
 //! while the store is down apply at once on the instance that made them and
 //! are written to the store when it is back (while that instance runs). An
 //! app that would rather refuse every session than accept one that may have
