@@ -100,6 +100,41 @@ async fn run(test: impl AsyncFnOnce(ConnectionManager, redis::Client, String)) {
     .await;
 }
 
+/// The shared [`SessionStore`] contract (`session_store.rs`) on the kit's
+/// Redis: each test under a prefix of its own, deleted at the end, through
+/// two connection managers (two app instances), each with the feed (a
+/// pub/sub client), so that `listen` and the registries' listeners run.
+mod contract {
+    use super::backend;
+    use crate::session_store::{Fixture, Subject};
+    use axum_latch::stores::RedisStore;
+
+    async fn open() -> Option<Fixture<RedisStore>> {
+        let url = backend::redis_url()?;
+        let client = redis::Client::open(url.as_str()).expect("a Redis URL");
+        let prefix = format!("latch_test_{}:", backend::random_hex());
+        let handle = async || {
+            RedisStore::new(backend::redis_manager(&url).await)
+                .prefix(&prefix)
+                .feed(client.clone())
+        };
+        let subject = Subject {
+            store: handle().await,
+            other: handle().await,
+        };
+        let mut admin = backend::redis_manager(&url).await;
+        let pattern = format!("{prefix}*");
+        Some(Fixture {
+            subject,
+            cleanup: Box::pin(async move {
+                backend::redis_delete(&mut admin, &pattern).await;
+            }),
+        })
+    }
+
+    crate::session_store::session_contract_tests!(open);
+}
+
 async fn list(store: &RedisStore, user: &str, now: u64) -> Vec<SessionRecord> {
     store.list(user, now).await.expect("list")
 }
