@@ -1,7 +1,8 @@
 //! The contract every [`SessionStore`] keeps, written once and run unchanged
-//! against each backend: memory, SQLite and PostgreSQL here; other backends
-//! reuse it from sibling modules (`session_contract_tests!` and the
-//! `pub(crate)` [`Fixture`], [`Subject`] and [`run`]).
+//! against each backend: memory, SQLite and PostgreSQL here; Redis in
+//! `session_store_redis.rs` and Redis Cluster in `redis_cluster.rs`, which
+//! reuse it (`session_contract_tests!` and the `pub(crate)` [`Fixture`],
+//! [`Subject`] and [`run`]).
 //!
 //! Every test gets a store of its own (a new memory store, a new SQLite
 //! file, a new PostgreSQL schema, dropped at the end) and a second handle on
@@ -13,7 +14,12 @@
 //! in its future (a store may drop data by TTL). Waits are bounded loops on
 //! a condition, never a bare sleep; every test is bounded by [`TEST_LIMIT`].
 
-#![cfg(any(feature = "memory", feature = "sqlite", feature = "postgres"))]
+#![cfg(any(
+    feature = "memory",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis"
+))]
 
 use crate::support::backend;
 

@@ -1,5 +1,6 @@
 //! The contract every [`RememberStore`] keeps, written once and run
-//! unchanged against each backend: memory, SQLite, PostgreSQL and Redis.
+//! unchanged against each backend: memory, SQLite, PostgreSQL, Redis and
+//! Redis Cluster.
 //!
 //! The tests are generic async functions over the store; `contract_tests!`
 //! stamps out one `#[tokio::test]` per function in a module per backend,
@@ -274,7 +275,7 @@ mod postgres {
 mod redis_store {
     use super::{backend, Fixture, RawDump, Subject};
     use axum_latch::stores::RedisStore;
-    use redis::aio::ConnectionManager;
+    use redis::aio::ConnectionLike;
     use std::sync::Arc;
 
     /// A store whose keys all start with a new random prefix.
@@ -289,7 +290,10 @@ mod redis_store {
             Arc::new(move || {
                 let mut manager = manager.clone();
                 let prefix = prefix.clone();
-                Box::pin(async move { dump(&mut manager, &prefix).await })
+                Box::pin(async move {
+                    let keys = backend::redis_keys(&mut manager, &format!("{prefix}*")).await;
+                    dump(&mut manager, keys).await
+                })
             })
         };
         let mut admin = manager;
@@ -304,29 +308,29 @@ mod redis_store {
         })
     }
 
-    /// Every key under the prefix and everything in it.
-    async fn dump(manager: &mut ConnectionManager, prefix: &str) -> Vec<u8> {
+    /// Every one of `keys` and everything in it.
+    pub(super) async fn dump(connection: &mut impl ConnectionLike, keys: Vec<String>) -> Vec<u8> {
         let mut out = Vec::new();
-        for key in backend::redis_keys(manager, &format!("{prefix}*")).await {
+        for key in keys {
             let kind: String = redis::cmd("TYPE")
                 .arg(&key)
-                .query_async(manager)
+                .query_async(connection)
                 .await
                 .expect("TYPE");
             let values: Vec<Vec<u8>> = match kind.as_str() {
                 "string" => vec![redis::cmd("GET")
                     .arg(&key)
-                    .query_async(manager)
+                    .query_async(connection)
                     .await
                     .expect("GET")],
                 "hash" => redis::cmd("HGETALL")
                     .arg(&key)
-                    .query_async(manager)
+                    .query_async(connection)
                     .await
                     .expect("HGETALL"),
                 "set" => redis::cmd("SMEMBERS")
                     .arg(&key)
-                    .query_async(manager)
+                    .query_async(connection)
                     .await
                     .expect("SMEMBERS"),
                 "zset" => redis::cmd("ZRANGE")
@@ -334,14 +338,14 @@ mod redis_store {
                     .arg(0)
                     .arg(-1)
                     .arg("WITHSCORES")
-                    .query_async(manager)
+                    .query_async(connection)
                     .await
                     .expect("ZRANGE"),
                 "list" => redis::cmd("LRANGE")
                     .arg(&key)
                     .arg(0)
                     .arg(-1)
-                    .query_async(manager)
+                    .query_async(connection)
                     .await
                     .expect("LRANGE"),
                 _ => Vec::new(),
@@ -349,6 +353,47 @@ mod redis_store {
             super::dump_entry(&mut out, &key, values);
         }
         out
+    }
+
+    contract_tests!(open);
+}
+
+/// The contract on a Redis Cluster (the kit's, or `TEST_REDIS_CLUSTER_URLS`)
+/// through the `redis` crate's cluster connection: every script must keep
+/// to the keys of one hash slot, and the raw dump reads every master.
+#[cfg(feature = "redis")]
+mod redis_cluster {
+    use super::{backend, Fixture, RawDump, Subject};
+    use axum_latch::stores::RedisStore;
+    use redis::cluster_async::ClusterConnection;
+    use std::sync::Arc;
+
+    /// A store on the cluster whose keys all start with a new random prefix.
+    async fn open() -> Option<Fixture<RedisStore<ClusterConnection>>> {
+        let cluster = backend::redis_cluster().await?;
+        let prefix = format!("latch_test_{}:", backend::random_hex());
+        let pattern = format!("{prefix}*");
+        let store = RedisStore::new(cluster.connection.clone()).prefix(&prefix);
+        let raw: RawDump = {
+            let cluster = cluster.clone();
+            let pattern = pattern.clone();
+            Arc::new(move || {
+                let cluster = cluster.clone();
+                let pattern = pattern.clone();
+                Box::pin(async move {
+                    let keys = cluster.keys(&pattern).await;
+                    let mut connection = cluster.connection.clone();
+                    super::redis_store::dump(&mut connection, keys).await
+                })
+            })
+        };
+        Some(Fixture {
+            subject: Subject {
+                store,
+                raw: Some(raw),
+            },
+            cleanup: Box::pin(async move { cluster.delete(&pattern).await }),
+        })
     }
 
     contract_tests!(open);

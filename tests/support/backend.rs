@@ -300,30 +300,38 @@ impl RedisCluster {
     pub async fn keys(&self, pattern: &str) -> Vec<String> {
         let mut keys = Vec::new();
         for master in self.masters().await {
-            let client = ::redis::Client::open(master.as_str()).expect("a master's URL");
-            let mut connection = client
-                .get_multiplexed_async_connection()
+            keys.extend(self.keys_on(&master, pattern).await);
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// The keys that match `pattern` on the node at `url` (one of
+    /// [`masters`](Self::masters)), sorted.
+    pub async fn keys_on(&self, url: &str, pattern: &str) -> Vec<String> {
+        let client = ::redis::Client::open(url).expect("a node's URL");
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("the Redis Cluster node {url} cannot be reached: {e}"));
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
                 .await
-                .unwrap_or_else(|e| {
-                    panic!("the Redis Cluster master {master} cannot be reached: {e}")
-                });
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, batch): (u64, Vec<String>) = ::redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut connection)
-                    .await
-                    .expect("SCAN a master for the test's keys");
-                keys.extend(batch);
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
+                .expect("SCAN a node for the test's keys");
+            keys.extend(batch);
+            if next == 0 {
+                break;
             }
+            cursor = next;
         }
         keys.sort();
         keys.dedup();
