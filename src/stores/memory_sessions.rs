@@ -90,6 +90,27 @@ impl SessionStore for MemoryStore {
     async fn end(&self, ending: &Ending) -> Result<u64, StoreError> {
         let (seq, listeners) = {
             let mut state = self.sessions.lock();
+            if let Ending::Session {
+                session_id,
+                user_id,
+                until,
+            } = ending
+            {
+                // A session never recorded (its login's `save` failed) is
+                // kept as ended, so that no later `save` records it.
+                state.records.entry(session_id.clone()).or_insert_with(|| {
+                    let record = SessionRecord {
+                        session_id: session_id.clone(),
+                        user_id: user_id.clone(),
+                        device: String::new(),
+                        created_at: 0,
+                        last_active_at: 0,
+                        expires_at: *until,
+                        remembered: false,
+                    };
+                    (record, true)
+                });
+            }
             for (record, ended) in state.records.values_mut() {
                 let ends = match ending {
                     Ending::Session { session_id, .. } => record.session_id == *session_id,

@@ -109,8 +109,13 @@ const LIST: &str = "SELECT session_id, user_id, device, created_at, last_active_
      WHERE user_id = $1 AND ended = FALSE AND expires_at > $2 \
      ORDER BY last_active_at DESC, session_id";
 
-const END_SESSION: &str = "UPDATE latch_sessions SET ended = TRUE \
-     WHERE session_id = $1 AND ended = FALSE";
+/// Marks the session ended; a session never recorded (its login's `save`
+/// failed) gets an ended row, kept until the ending's `until`, so that no
+/// later `save` records it.
+const END_SESSION: &str = "INSERT INTO latch_sessions \
+     (session_id, user_id, device, created_at, last_active_at, expires_at, remembered, ended) \
+     VALUES ($1, $2, '', 0, 0, $3, FALSE, TRUE) \
+     ON CONFLICT (session_id) DO UPDATE SET ended = TRUE";
 
 const END_USER: &str = "UPDATE latch_sessions SET ended = TRUE \
      WHERE user_id = $1 AND created_at <= $2 AND ended = FALSE \
@@ -223,9 +228,15 @@ macro_rules! record_ending {
         let tx = $tx;
         let ending: &Ending = $ending;
         match ending {
-            Ending::Session { session_id, .. } => {
+            Ending::Session {
+                session_id,
+                user_id,
+                until,
+            } => {
                 sqlx::query(END_SESSION)
                     .bind(session_id)
+                    .bind(user_id)
+                    .bind(to_db(*until))
                     .execute(&mut *tx)
                     .await
             }

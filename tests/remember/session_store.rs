@@ -91,6 +91,7 @@ macro_rules! session_contract_tests {
                 list_is_most_recently_active_first_then_by_session_id,
                 touch_only_moves_forward_and_skips_ended_and_unknown_sessions,
                 an_ended_session_is_not_recorded_again,
+                a_session_ended_before_it_was_recorded_is_not_recorded_later,
                 ending_a_user_ends_exactly_their_sessions_up_to_not_before_but_except,
                 seqs_increase_and_changes_page_in_order_with_every_field,
                 ending_a_session_twice_is_fine,
@@ -550,6 +551,22 @@ pub(crate) async fn an_ended_session_is_not_recorded_again<S: SessionStore + Clo
     t.store.touch(&ended.session_id, now).await.unwrap();
     assert_eq!(listed(&t.store, SUSAN, now).await, ids(&[&kept]));
     assert_eq!(listed(&t.other, SUSAN, now).await, ids(&[&kept]));
+}
+
+/// A session ended before it was ever recorded (its login's `save` failed,
+/// or comes late) is not recorded by a later `save` either.
+pub(crate) async fn a_session_ended_before_it_was_recorded_is_not_recorded_later<
+    S: SessionStore + Clone,
+>(
+    t: Subject<S>,
+) {
+    let now = now();
+    let unrecorded = record(SUSAN, now - HOUR);
+    end(&t.other, &session_ending(&unrecorded)).await;
+    save(&t.store, &unrecorded).await;
+    t.store.touch(&unrecorded.session_id, now).await.unwrap();
+    assert_eq!(listed(&t.store, SUSAN, now).await, Vec::<String>::new());
+    assert_eq!(listed(&t.other, SUSAN, now).await, Vec::<String>::new());
 }
 
 /// `Ending::User` ends the user's sessions created at or before
