@@ -1,0 +1,191 @@
+//! Attacks on the session registry: keeping or regaining a session that the
+//! user or an admin ended, making an instance miss an ending, and growing
+//! what every instance must read. Each test says what the attacker does and
+//! what latch must do; the registry's store is `MemoryStore`, sometimes
+//! behind a wrapper that lags, resets or counts.
+
+use crate::support::fixtures::*;
+use crate::support::{jwt, key, Client, KEY};
+use axum::extract::Form;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum_latch::clock::Clock;
+use axum_latch::registry::{
+    Change, Ending, RegistryBuilder, SessionRecord, SessionRegistry, SessionStore, Wake,
+};
+use axum_latch::remember::{RememberTokens, StatelessRemember, StoreError};
+use axum_latch::stores::MemoryStore;
+use axum_latch::{Auth, CurrentUser, Login, Session, User, UserLoader};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+
+/// What an anonymous `GET /` gets: the login redirect.
+const LOGIN_REDIRECT: StatusCode = StatusCode::FOUND;
+
+// ---------------------------------------------------------------------------
+// The app
+// ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct EndForm {
+    id: String,
+}
+
+/// One instance: its own layers and registry over a shared store.
+fn app<L: UserLoader<Account>>(
+    db: &Arc<Db>,
+    loader: L,
+    registry: SessionRegistry,
+    remember: impl RememberTokens,
+    clock: &Clock,
+) -> Router {
+    let login = Login::new(loader)
+        .remember_tokens(remember)
+        .sessions(registry);
+    Router::new()
+        .route("/", get(index))
+        .route(
+            "/sid",
+            get(|auth: Auth<Account>| async move {
+                auth.session_id().await.unwrap_or_else(|| "none".to_owned())
+            }),
+        )
+        .route(
+            "/sessions",
+            get(|auth: Auth<Account>| async move {
+                let list = auth.sessions().await.unwrap_or_default();
+                Json(list.into_iter().map(|s| s.id).collect::<Vec<_>>())
+            }),
+        )
+        .route(
+            "/sessions/end",
+            post(|auth: Auth<Account>, Form(form): Form<EndForm>| async move {
+                format!("{:?}", auth.end_session(&form.id).await.ok())
+            }),
+        )
+        .route(
+            "/sessions/others",
+            post(|auth: Auth<Account>| async move {
+                format!("{:?}", auth.end_other_sessions().await.ok())
+            }),
+        )
+        .merge(account_routes(log_in_handler))
+        .with_state(db.clone())
+        .layer(login)
+        .layer(Session::new(key()).clock(clock.clone()))
+}
+
+fn builder(store: impl SessionStore, clock: &Clock) -> RegistryBuilder {
+    SessionRegistry::builder(store)
+        .clock(clock.clone())
+        .poll_every(Duration::from_millis(20))
+}
+
+async fn registry(store: impl SessionStore, clock: &Clock) -> SessionRegistry {
+    builder(store, clock).connect().await.expect("the store answers")
+}
+
+async fn status_of(client: &mut Client) -> StatusCode {
+    client.get("/").await.status
+}
+
+/// Waits (at most `wait`) until `client`'s `/` answers `expected`.
+async fn until_status(client: &mut Client, expected: StatusCode, wait: Duration) -> StatusCode {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let status = status_of(client).await;
+        if status == expected || tokio::time::Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (at most 5 s) until `done` holds.
+async fn until(mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn log_in(client: &mut Client, user: &str, remember: &str) {
+    log_in_through_the_form(client, user, remember, None).await;
+}
+
+/// A browser that carries only these cookies.
+fn browser_with(app: &Router, cookies: &[(&str, &str)]) -> Client {
+    let mut client = Client::new(app.clone());
+    for (name, value) in cookies {
+        client.set_cookie(name, value);
+    }
+    client
+}
+
+/// A user loader that, once armed, stops in its next call until released:
+/// the attacker's request is held between latch's checks and the login it
+/// writes.
+#[derive(Default)]
+struct Gate {
+    armed: AtomicBool,
+    entered: Notify,
+    release: Notify,
+}
+
+fn gated_loader(db: Arc<Db>, gate: Arc<Gate>) -> impl UserLoader<Account> {
+    move |id: String| {
+        let db = db.clone();
+        let gate = gate.clone();
+        async move {
+            if gate.armed.swap(false, Ordering::SeqCst) {
+                gate.entered.notify_one();
+                gate.release.notified().await;
+            }
+            Ok::<_, std::io::Error>(db.find(&id))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Two cut-offs
+// ---------------------------------------------------------------------------
+
+/// The attacker, in a session of the victim's account made at t0, clicks
+/// "log out everywhere else" at t0+20, kicking the victim. The admin then
+/// ends every session made at or before t0+5 (`end_before`, the time of
+/// the compromise). The attacker's session was made at t0: it must end.
+/// (The registry kept only the cut-off with the later time, whose `except`
+/// spares the attacker's session, and dropped the admin's.) The same
+/// happens when two instances' clocks differ by a second or two and the
+/// admin's `end_all` follows the attacker's "end the others".
+#[tokio::test]
+async fn an_earlier_cut_off_heard_after_end_others_still_ends_the_kept_session() {
+    let db = Db::new();
+    let store = MemoryStore::new();
+    let clock = Clock::manual(SystemTime::now());
+    let registry = registry(store.clone(), &clock).await;
+    let site = app(&db, loader(db.clone()), registry.clone(), StatelessRemember, &clock);
+    let t0 = clock.now();
+    let mut attacker = Client::new(site.clone());
+    log_in(&mut attacker, "user001", "off").await;
+    clock.advance(Duration::from_secs(10));
+    let mut victim = Client::new(site.clone());
+    log_in(&mut victim, "user001", "off").await;
+    clock.advance(Duration::from_secs(10));
+
+    assert_eq!(attacker.post("/sessions/others").await.body, "Some(true)");
+    assert_eq!(status_of(&mut victim).await, LOGIN_REDIRECT);
+    registry
+        .end_before(&"user001", t0 + Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        status_of(&mut attacker).await,
+        LOGIN_REDIRECT,
+        "a session made before the admin's cut-off is refused"
+    );
+}
