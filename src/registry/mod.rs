@@ -347,9 +347,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The JSON text of a user id, as stores key users.
+/// The JSON text of a user id, as stores key users: written from its JSON
+/// value, as sessions carry it (a struct's fields then come in the order a
+/// JSON map keeps them, not the struct's).
 fn user_json(user_id: &impl Serialize) -> Result<String, RegistryError> {
-    serde_json::to_string(user_id).map_err(RegistryError::UserId)
+    serde_json::to_value(user_id)
+        .and_then(|value| serde_json::to_string(&value))
+        .map_err(RegistryError::UserId)
 }
 
 impl SessionRegistry {

@@ -189,3 +189,82 @@ async fn an_earlier_cut_off_heard_after_end_others_still_ends_the_kept_session()
         "a session made before the admin's cut-off is refused"
     );
 }
+
+// ---------------------------------------------------------------------------
+// User ids of another JSON shape
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct MemberId {
+    // Not in alphabetical order: a JSON map would sort them.
+    org: String,
+    num: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Member {
+    id: MemberId,
+}
+
+impl User for Member {
+    type Id = MemberId;
+    fn id(&self) -> MemberId {
+        self.id.clone()
+    }
+    fn auth_hash(&self) -> &[u8] {
+        b"member hash"
+    }
+}
+
+/// An app whose user ids are structs (`{"org": .., "num": ..}`). An admin
+/// disables a compromised member with `registry.end_all(&id)`: every
+/// session of the member must end. (The registry wrote the id as the
+/// struct's JSON, `{"org":"acme","num":7}`, while sessions carry it as a
+/// JSON value, whose keys are sorted, `{"num":7,"org":"acme"}`: the cut-off
+/// never matched, and `sessions(&id)` listed nothing.)
+#[tokio::test]
+async fn end_all_from_outside_a_request_ends_a_struct_user_id() {
+    let clock = Clock::system();
+    let registry = registry(MemoryStore::new(), &clock).await;
+    let member = Member {
+        id: MemberId {
+            org: "acme".to_owned(),
+            num: 7,
+        },
+    };
+    let found = member.clone();
+    let loader = move |id: MemberId| {
+        let found = found.clone();
+        async move { Ok::<_, std::io::Error>((id == found.id).then_some(found)) }
+    };
+    let logged_in = member.clone();
+    let site = Router::new()
+        .route(
+            "/",
+            get(|CurrentUser(user): CurrentUser<Member>| async move { user.id.org.clone() }),
+        )
+        .route(
+            "/login",
+            post(move |auth: Auth<Member>| {
+                let user = logged_in.clone();
+                async move { auth.login_user(&user, false).await.is_ok().to_string() }
+            }),
+        )
+        .layer(Login::new(loader).sessions(registry.clone()))
+        .layer(Session::new(key()).clock(clock.clone()));
+    let mut browser = Client::new(site);
+    assert_eq!(browser.post("/login").await.body, "true");
+    assert_eq!(status_of(&mut browser).await, StatusCode::OK);
+    assert_eq!(
+        registry.sessions(&member.id).await.unwrap().len(),
+        1,
+        "the admin sees the member's session"
+    );
+
+    registry.end_all(&member.id).await.unwrap();
+    assert_eq!(
+        status_of(&mut browser).await,
+        LOGIN_REDIRECT,
+        "the member's session ended"
+    );
+}
