@@ -645,15 +645,24 @@ impl SessionRegistry {
         if let Some(key) = crate::crypto::random::session_key(&record.session_id) {
             lock(&self.inner.touched).insert(SessionKey(key), record.last_active_at);
         }
-        let Some(max) = self.inner.settings.max_per_user else {
-            return;
-        };
         let mut sessions = match self.inner.store.list(&record.user_id, self.now()).await {
             Ok(sessions) => sessions,
             Err(error) => {
-                tracing::error!(target: "latch", %error, "sessions over the cap not ended: the store failed");
+                tracing::error!(target: "latch", %error, "session's record not checked: the store failed");
                 return;
             }
+        };
+        if !sessions.iter().any(|r| r.session_id == record.session_id) {
+            // The store keeps this session ended: a restore raced a cut-off
+            // that this instance has not heard of yet (or heard of after
+            // checking). The login it wrote begins after the cut-off, so
+            // the cut-off alone would never refuse it: end it by its id.
+            tracing::info!(target: "latch", user_id = %record.user_id, "session ended: the store had ended it as it was restored");
+            self.end_recorded(&record).await;
+            return;
+        }
+        let Some(max) = self.inner.settings.max_per_user else {
+            return;
         };
         sessions.retain(|other| !self.record_ended(other));
         if sessions.len() <= max {

@@ -151,6 +151,144 @@ fn gated_loader(db: Arc<Db>, gate: Arc<Gate>) -> impl UserLoader<Account> {
 }
 
 // ---------------------------------------------------------------------------
+// A restore from a remember cookie racing a cut-off
+// ---------------------------------------------------------------------------
+
+/// The attacker holds a copy of the victim's remember cookie and sends it
+/// just as an admin ends every session of the victim (`end_all`, a
+/// compromised account). The restore passed the registry's check, then
+/// waited on the user loader; the cut-off lands meanwhile, and the restore
+/// writes its login a second later, so the new session's login time falls
+/// after the cut-off. latch must refuse that session: the login it restores
+/// began before the cut-off. (It was let in for its 14-day absolute
+/// timeout, and listed nowhere.)
+#[tokio::test]
+async fn a_remember_restore_in_flight_survives_end_all() {
+    let db = Db::new();
+    let store = MemoryStore::new();
+    let clock = Clock::manual(SystemTime::now());
+    let gate = Arc::new(Gate::default());
+    let registry = registry(store.clone(), &clock).await;
+    let site = app(
+        &db,
+        gated_loader(db.clone(), gate.clone()),
+        registry.clone(),
+        StatelessRemember,
+        &clock,
+    );
+    let mut victim = Client::new(site.clone());
+    log_in(&mut victim, "user001", "on").await;
+    let copy = victim.cookie("_remember").unwrap();
+    clock.advance(Duration::from_secs(10));
+
+    let mut thief = browser_with(&site, &[("_remember", &copy)]);
+    gate.armed.store(true, Ordering::SeqCst);
+    let restore = tokio::spawn(async move {
+        thief.get("/").await;
+        thief
+    });
+    gate.entered.notified().await;
+    registry.end_all(&"user001").await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    gate.release.notify_one();
+    let mut thief = restore.await.unwrap();
+
+    assert_eq!(
+        status_of(&mut thief).await,
+        LOGIN_REDIRECT,
+        "the session restored across the cut-off is refused"
+    );
+    assert_eq!(status_of(&mut victim).await, LOGIN_REDIRECT);
+}
+
+/// A `MemoryStore` whose change feed this instance hears late: while `hold`
+/// is set, `changes` answers nothing new (the feed has not reached it).
+#[derive(Clone)]
+struct Lagging {
+    store: MemoryStore,
+    hold: Arc<AtomicBool>,
+}
+
+impl SessionStore for Lagging {
+    async fn save(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        SessionStore::save(&self.store, record).await
+    }
+    async fn touch(&self, session_id: &str, at: u64) -> Result<(), StoreError> {
+        SessionStore::touch(&self.store, session_id, at).await
+    }
+    async fn list(&self, user_id: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
+        SessionStore::list(&self.store, user_id, now).await
+    }
+    async fn end(&self, ending: &Ending) -> Result<u64, StoreError> {
+        SessionStore::end(&self.store, ending).await
+    }
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        if self.hold.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
+        SessionStore::changes(&self.store, after, limit).await
+    }
+    async fn listen(&self, wake: Wake) -> Result<(), StoreError> {
+        SessionStore::listen(&self.store, wake).await
+    }
+    fn pushes_changes(&self) -> bool {
+        true
+    }
+    async fn purge(&self, now: u64) -> Result<u64, StoreError> {
+        SessionStore::purge(&self.store, now).await
+    }
+}
+
+/// The same race across instances: the admin ends every session of the
+/// victim on instance A, and the attacker restores from the copied
+/// remember cookie on instance B a second later, before B has heard of the
+/// cut-off. SECURITY.md allows B to accept sessions *until the ending
+/// reaches it*; but the session B made has a login time after the cut-off,
+/// so once B (and A) hear of it, it is still accepted, for good, while the
+/// store lists it as ended. It must be refused once the ending arrives.
+#[tokio::test]
+async fn a_restore_on_a_lagging_instance_outlives_end_all() {
+    let db = Db::new();
+    let store = MemoryStore::new();
+    let clock = Clock::manual(SystemTime::now());
+    let hold = Arc::new(AtomicBool::new(false));
+    let registry_a = registry(store.clone(), &clock).await;
+    let registry_b = registry(
+        Lagging {
+            store: store.clone(),
+            hold: hold.clone(),
+        },
+        &clock,
+    )
+    .await;
+    let a = app(&db, loader(db.clone()), registry_a.clone(), StatelessRemember, &clock);
+    let b = app(&db, loader(db.clone()), registry_b.clone(), StatelessRemember, &clock);
+    let mut victim = Client::new(a.clone());
+    log_in(&mut victim, "user001", "on").await;
+    let copy = victim.cookie("_remember").unwrap();
+    clock.advance(Duration::from_secs(10));
+
+    hold.store(true, Ordering::SeqCst);
+    registry_a.end_all(&"user001").await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    let mut thief = browser_with(&b, &[("_remember", &copy)]);
+    // Within the propagation window: B does not know yet.
+    status_of(&mut thief).await;
+    hold.store(false, Ordering::SeqCst);
+    until(|| registry_b.ended_size().users == 1).await;
+    assert_eq!(registry_b.ended_size().users, 1, "B has heard of the cut-off");
+
+    assert_eq!(
+        status_of(&mut thief).await,
+        LOGIN_REDIRECT,
+        "refused on B once it knows"
+    );
+    let session = thief.cookie("session").unwrap_or_default();
+    let mut on_a = browser_with(&a, &[("session", &session)]);
+    assert_eq!(status_of(&mut on_a).await, LOGIN_REDIRECT, "and on A");
+}
+
+// ---------------------------------------------------------------------------
 // Two cut-offs
 // ---------------------------------------------------------------------------
 
@@ -266,5 +404,44 @@ async fn end_all_from_outside_a_request_ends_a_struct_user_id() {
         status_of(&mut browser).await,
         LOGIN_REDIRECT,
         "the member's session ended"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Remember cookies without a session id
+// ---------------------------------------------------------------------------
+
+/// A stateless remember cookie made before the registry (or adopted from
+/// Microdot) carries no `_sid`, so each restore got a new session id. The
+/// user ends that browser from "Where you're logged in": its next request
+/// is anonymous, and the one after came straight back, restored from the
+/// same cookie as a new session. Ending the entry must log the browser out
+/// (README: "ending the entry ends both").
+#[tokio::test]
+async fn ending_a_browser_whose_remember_cookie_has_no_session_id_logs_it_out() {
+    let db = Db::new();
+    let clock = Clock::system();
+    let registry = registry(MemoryStore::new(), &clock).await;
+    let site = app(&db, loader(db.clone()), registry.clone(), StatelessRemember, &clock);
+    // A remember cookie of latch's format without `_sid`.
+    let mut scratch = Client::new(site.clone());
+    log_in(&mut scratch, "user001", "on").await;
+    let made = scratch.cookie("_remember").unwrap();
+    let mut claims = jwt::decode(&made, &[KEY]).unwrap();
+    assert!(claims.remove("_sid").is_some());
+    let old_format = jwt::encode(&claims, KEY);
+
+    let mut phone = browser_with(&site, &[("_remember", &old_format)]);
+    assert_eq!(status_of(&mut phone).await, StatusCode::OK, "restored");
+    let phone_sid = phone.get("/sid").await.body;
+    assert!(registry
+        .end_session(&"user001", &phone_sid)
+        .await
+        .unwrap());
+    assert_eq!(status_of(&mut phone).await, LOGIN_REDIRECT);
+    assert_eq!(
+        status_of(&mut phone).await,
+        LOGIN_REDIRECT,
+        "the ended browser does not come back from its remember cookie"
     );
 }
