@@ -709,6 +709,11 @@ impl SessionRegistry {
         None
     }
 
+    /// Whether this instance knows the session to have been ended by its id.
+    pub(crate) fn ended_here(&self, key: SessionKey) -> bool {
+        self.inner.ended.session_ended(key)
+    }
+
     /// Notes that a session was seen at `now`: at most once per touch
     /// period, writes its "last active" in the background.
     /// `memo`, the session cookie's own note of its last touch, spares the

@@ -445,3 +445,33 @@ async fn ending_a_browser_whose_remember_cookie_has_no_session_id_logs_it_out() 
         "the ended browser does not come back from its remember cookie"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Growing the feed
+// ---------------------------------------------------------------------------
+
+/// With one session cookie of an account of their own, ended long ago, the
+/// attacker posts `/logout` again and again with a junk `_remember`
+/// cookie. Each logout appended the same ending to the store's feed again,
+/// kept for ten years (no record, and "a remember cookie"), and every
+/// instance read each one: unbounded growth of the store and of every
+/// instance's catch-up, for no password. A session already ended must not
+/// be ended again.
+#[tokio::test]
+async fn replaying_logout_with_an_ended_cookie_does_not_grow_the_feed() {
+    let db = Db::new();
+    let store = MemoryStore::new();
+    let clock = Clock::system();
+    let registry = registry(store.clone(), &clock).await;
+    let site = app(&db, loader(db.clone()), registry, StatelessRemember, &clock);
+    let mut browser = Client::new(site.clone());
+    log_in(&mut browser, "user001", "off").await;
+    let copy = browser.cookie("session").unwrap();
+    browser.post("/logout").await;
+    for _ in 0..20 {
+        let mut replay = browser_with(&site, &[("session", &copy), ("_remember", "junk")]);
+        replay.post("/logout").await;
+    }
+    let feed = SessionStore::changes(&store, 0, 1000).await.unwrap();
+    assert_eq!(feed.len(), 1, "one ending, however often replayed");
+}
