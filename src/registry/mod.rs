@@ -237,7 +237,10 @@ impl RegistryBuilder {
     /// has not heard from its store for `limit`: for apps where accepting a
     /// session that may have been ended elsewhere is worse than logging
     /// everyone out during a store outage. Off by default: the registry logs
-    /// an error and keeps serving with the endings it knows.
+    /// an error and keeps serving with the endings it knows. With it, the
+    /// registry reads its store at least every third of `limit` (a shorter
+    /// [`poll_every`](Self::poll_every) stands), so that a healthy store is
+    /// never taken for a stale one.
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
@@ -278,7 +281,14 @@ impl RegistryBuilder {
     ///
     /// [`RegistryError::Store`] if the store cannot be read: an instance
     /// that does not know the endings made so far must not start serving.
-    pub async fn connect(self) -> Result<SessionRegistry, RegistryError> {
+    pub async fn connect(mut self) -> Result<SessionRegistry, RegistryError> {
+        if let Some(limit) = self.settings.refuse_when_stale {
+            // A healthy store must be read well within the limit, or every
+            // session is refused between two reads.
+            let within = (limit / 3).max(Duration::from_millis(10));
+            let every = self.settings.poll_every.map_or(within, |every| every.min(within));
+            self.settings.poll_every = Some(every);
+        }
         let registry = SessionRegistry {
             inner: Arc::new(Inner {
                 store: self.store,

@@ -475,3 +475,35 @@ async fn replaying_logout_with_an_ended_cookie_does_not_grow_the_feed() {
     let feed = SessionStore::changes(&store, 0, 1000).await.unwrap();
     assert_eq!(feed.len(), 1, "one ending, however often replayed");
 }
+
+// ---------------------------------------------------------------------------
+// refuse_when_stale
+// ---------------------------------------------------------------------------
+
+/// An app sets `refuse_when_stale(2 s)`. The store is healthy, but the
+/// registry only reads it every 5 seconds (a store with a feed and no
+/// change): from 2 s after each read, every session was refused, so every
+/// user was logged out most of the time. A healthy store must keep the
+/// registry fresh enough for its own limit.
+#[tokio::test]
+async fn refuse_when_stale_below_the_read_period_keeps_healthy_sessions() {
+    let db = Db::new();
+    let clock = Clock::manual(SystemTime::now());
+    let registry = SessionRegistry::builder(MemoryStore::new())
+        .clock(clock.clone())
+        .refuse_when_stale(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    let site = app(&db, loader(db.clone()), registry, StatelessRemember, &clock);
+    let mut browser = Client::new(site);
+    log_in(&mut browser, "user001", "off").await;
+    // The registry's first reads of its store are done by now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    clock.advance(Duration::from_secs(3));
+    assert_eq!(
+        until_status(&mut browser, StatusCode::OK, Duration::from_millis(2500)).await,
+        StatusCode::OK,
+        "the store answers: the session is served"
+    );
+}
