@@ -507,3 +507,78 @@ async fn refuse_when_stale_below_the_read_period_keeps_healthy_sessions() {
         "the store answers: the session is served"
     );
 }
+
+// ---------------------------------------------------------------------------
+// A store whose numbering starts over
+// ---------------------------------------------------------------------------
+
+/// A `MemoryStore` that can be swapped for an empty one, with no error seen
+/// by anyone: a SQLite file restored from a backup or recreated, a Redis
+/// `FLUSHALL`, a table truncated with its identity restarted.
+#[derive(Clone)]
+struct Resettable(Arc<Mutex<MemoryStore>>);
+
+impl Resettable {
+    fn inner(&self) -> MemoryStore {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl SessionStore for Resettable {
+    async fn save(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        SessionStore::save(&self.inner(), record).await
+    }
+    async fn touch(&self, session_id: &str, at: u64) -> Result<(), StoreError> {
+        SessionStore::touch(&self.inner(), session_id, at).await
+    }
+    async fn list(&self, user_id: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
+        SessionStore::list(&self.inner(), user_id, now).await
+    }
+    async fn end(&self, ending: &Ending) -> Result<u64, StoreError> {
+        SessionStore::end(&self.inner(), ending).await
+    }
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        SessionStore::changes(&self.inner(), after, limit).await
+    }
+    async fn purge(&self, now: u64) -> Result<u64, StoreError> {
+        SessionStore::purge(&self.inner(), now).await
+    }
+}
+
+/// The registry's store starts over with its numbering (see `Resettable`)
+/// while instances run. The victim then logs out on A; the attacker
+/// replays the victim's copied cookie on B. B had applied changes up to
+/// number 1 before the reset, so the new store's change number 1, the
+/// victim's logout, is never read: B accepts the copy for as long as it
+/// runs. SECURITY.md: "an ending is never lost". An instance must notice
+/// that the numbering went back and read the feed again.
+#[tokio::test]
+async fn a_store_whose_numbering_starts_over_makes_an_instance_miss_an_ending() {
+    let db = Db::new();
+    let clock = Clock::system();
+    let store = Resettable(Arc::new(Mutex::new(MemoryStore::new())));
+    let registry_a = registry(store.clone(), &clock).await;
+    let registry_b = registry(store.clone(), &clock).await;
+    let a = app(&db, loader(db.clone()), registry_a, StatelessRemember, &clock);
+    let b = app(&db, loader(db.clone()), registry_b.clone(), StatelessRemember, &clock);
+    // One ending before the reset, which B applies: B is at number 1.
+    let mut earlier = Client::new(a.clone());
+    log_in(&mut earlier, "user002", "off").await;
+    earlier.post("/logout").await;
+    until(|| registry_b.ended_size().sessions == 1).await;
+    assert_eq!(registry_b.ended_size().sessions, 1);
+
+    *store.0.lock().unwrap() = MemoryStore::new();
+    let mut victim = Client::new(a.clone());
+    log_in(&mut victim, "user001", "off").await;
+    let copy = victim.cookie("session").unwrap();
+    victim.post("/logout").await;
+
+    let mut replay = browser_with(&b, &[("session", &copy)]);
+    assert_eq!(
+        until_status(&mut replay, LOGIN_REDIRECT, Duration::from_secs(3)).await,
+        LOGIN_REDIRECT,
+        "B hears of the logout"
+    );
+}
+
