@@ -662,33 +662,12 @@ impl<U: User> LoginContext<U> {
                 return Resolved::Anonymous;
             }
         };
-        if let Some(registry) = &self.config.registry {
-            let key = redeemed
-                .session_id
-                .as_deref()
-                .and_then(random::session_key)
-                .map(SessionKey);
-            let issued = redeemed.issued_at.map(|at| whole_seconds(seconds(at)));
-            let now = self.clock().unix_secs();
-            match registry.refusal(key, &redeemed.user_id, None, issued, now) {
-                None => {}
-                Some(Refused::Ended(reason)) => {
-                    tracing::debug!(target: "latch", reason, "remember cookie rejected: its session was ended");
-                    let token = redeemed.replacement.as_deref().unwrap_or(token);
-                    if let Err(error) = remember.revoke(self.keys(), token).await {
-                        tracing::error!(target: "latch", %error, "remember token not revoked");
-                    }
-                    self.delete_remember_cookie();
-                    return Resolved::Anonymous;
-                }
-                Some(Refused::Stale) => {
-                    tracing::warn!(target: "latch", "remembered login refused: the session registry is out of date");
-                    if let Some(replacement) = &redeemed.replacement {
-                        self.set_remember_cookie(replacement, redeemed.days);
-                    }
-                    return Resolved::Anonymous;
-                }
-            }
+        let held = redeemed.replacement.as_deref();
+        if self
+            .remember_refused(&redeemed, redeemed.session_id.as_deref(), token, held)
+            .await
+        {
+            return Resolved::Anonymous;
         }
         let keys = self.keys();
         let check = match &redeemed.fingerprint {
@@ -734,11 +713,6 @@ impl<U: User> LoginContext<U> {
         };
         let auth = fingerprint::fingerprint(self.keys().current(), user.auth_hash());
         let mut replacement = redeemed.replacement.clone();
-        if accepted != Accepted::Key(0) {
-            // Made before a key rotation, or by Microdot: a new token
-            // carries the current key's fingerprint.
-            replacement = self.reissue(token, replacement, &redeemed, &auth).await;
-        }
         // A remembered browser keeps its session id from login to login.
         let Some(session_id) = redeemed.session_id.clone().or_else(random::session_id) else {
             tracing::error!(target: "latch", "remembered login not restored: the random source failed");
@@ -747,12 +721,35 @@ impl<U: User> LoginContext<U> {
             }
             return Resolved::Failed;
         };
+        // A token without a session id (Microdot's, or made before latch
+        // put one in) would restore a new session every time, so ending
+        // the session in the registry would not end the browser's login.
+        let sessionless = redeemed.session_id.is_none() && self.config.registry.is_some();
+        let reissued = accepted != Accepted::Key(0) || sessionless;
+        if reissued {
+            // Made before a key rotation, by Microdot, or without a session
+            // id: a new token carries the current key's fingerprint and the
+            // session's id.
+            replacement = self
+                .reissue(token, replacement, &redeemed, &auth, &session_id)
+                .await;
+        }
+        // The checks above waited on the store and the user loader: an
+        // ending may have landed meanwhile, a cut-off whose second is past
+        // by now, which the login written below (made now) would outlive.
+        let held = replacement.as_deref().or(Some(token));
+        if self
+            .remember_refused(&redeemed, Some(&session_id), token, held)
+            .await
+        {
+            return Resolved::Anonymous;
+        }
         let days = redeemed.days;
         let user_json = redeemed.user_id.to_string();
         let restored = self.write(|| {
             self.session()
                 .set_login(redeemed.user_id, auth, session_id.clone(), false);
-            if let (Some(tag), Accepted::Key(0)) = (redeemed.confirmation, accepted) {
+            if let (Some(tag), false) = (redeemed.confirmation, reissued) {
                 // The browser's next request shows whether it got the new token.
                 self.session().set_remember_confirmation(tag);
             }
@@ -773,6 +770,46 @@ impl<U: User> LoginContext<U> {
                 .await;
         }
         Resolved::User { user, fresh: false }
+    }
+
+    /// Whether the registry refuses the login that a remember cookie
+    /// restores (into `session_id`): its session was ended, it was issued
+    /// before its user's cut-off, or the registry is stale. If so, the
+    /// cookie is dealt with: revoked and deleted (`held`, the token the
+    /// browser would hold after this response, or else `token`), or, for a
+    /// stale registry, kept for later.
+    async fn remember_refused(
+        &self,
+        redeemed: &crate::remember::Redeemed,
+        session_id: Option<&str>,
+        token: &str,
+        held: Option<&str>,
+    ) -> bool {
+        let Some(registry) = &self.config.registry else {
+            return false;
+        };
+        let key = session_id.and_then(random::session_key).map(SessionKey);
+        let issued = redeemed.issued_at.map(|at| whole_seconds(seconds(at)));
+        let now = self.clock().unix_secs();
+        match registry.refusal(key, &redeemed.user_id, None, issued, now) {
+            None => false,
+            Some(Refused::Ended(reason)) => {
+                tracing::debug!(target: "latch", reason, "remember cookie rejected: its session was ended");
+                let held = held.unwrap_or(token);
+                if let Err(error) = self.config.remember.revoke(self.keys(), held).await {
+                    tracing::error!(target: "latch", %error, "remember token not revoked");
+                }
+                self.delete_remember_cookie();
+                true
+            }
+            Some(Refused::Stale) => {
+                tracing::warn!(target: "latch", "remembered login refused: the session registry is out of date");
+                if let Some(held) = held.filter(|held| *held != token) {
+                    self.set_remember_cookie(held, redeemed.days);
+                }
+                true
+            }
+        }
     }
 
     /// The first request of a session made from a remember-me cookie that
@@ -809,6 +846,7 @@ impl<U: User> LoginContext<U> {
         replacement: Option<String>,
         redeemed: &crate::remember::Redeemed,
         auth: &str,
+        session_id: &str,
     ) -> Option<String> {
         let remember = &self.config.remember;
         let grant = crate::remember::RememberGrant {
@@ -818,7 +856,7 @@ impl<U: User> LoginContext<U> {
             days: redeemed.days,
             now: self.clock().unix_secs(),
             user_agent: self.user_agent(),
-            session_id: redeemed.session_id.as_deref(),
+            session_id: Some(session_id),
         };
         // The old token goes first: a store may keep one token per session id.
         let old = replacement.as_deref().unwrap_or(token);

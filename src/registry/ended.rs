@@ -38,14 +38,64 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// A user's cut-off: sessions that logged in at or before `not_before`
-/// are ended, but for `except`.
-#[derive(Debug, Clone)]
+/// A cut-off: sessions that logged in at or before `not_before` are ended,
+/// but for `except`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cutoff {
-    user_id: Box<str>,
     not_before: u64,
     except: Option<SessionKey>,
     until: u64,
+}
+
+impl Cutoff {
+    /// Whether this cut-off ends a login made at `login_at` (`None`:
+    /// unknown) in the session `key`.
+    fn ends(&self, login_at: Option<u64>, key: Option<SessionKey>) -> bool {
+        let kept = key.is_some() && self.except == key;
+        !kept && login_at.is_none_or(|at| at <= self.not_before)
+    }
+
+    /// Whether this cut-off ends every login `other` ends, for at least as
+    /// long: `other` then adds nothing.
+    fn covers(&self, other: &Cutoff) -> bool {
+        self.not_before >= other.not_before
+            && (self.except.is_none() || self.except == other.except)
+            && self.until >= other.until
+    }
+}
+
+/// The most cut-offs kept per user; past it, the two earliest are merged
+/// into one that ends at least what both did.
+const MAX_CUTOFFS: usize = 8;
+
+/// A user's cut-offs. A login is ended if any of them ends it: each does
+/// what its maker asked, whatever order an instance hears them in. Most
+/// users have one; a cut-off that another covers is dropped.
+#[derive(Debug, Clone)]
+struct UserCutoffs {
+    user_id: Box<str>,
+    cutoffs: Vec<Cutoff>,
+}
+
+impl UserCutoffs {
+    fn add(&mut self, cutoff: Cutoff) {
+        if self.cutoffs.iter().any(|kept| kept.covers(&cutoff)) {
+            return;
+        }
+        self.cutoffs.retain(|kept| !cutoff.covers(kept));
+        self.cutoffs.push(cutoff);
+        if self.cutoffs.len() > MAX_CUTOFFS {
+            // The safe side: one cut-off as late as the later of the two,
+            // keeping a session only if both kept it.
+            self.cutoffs.sort_by_key(|c| c.not_before);
+            let first = self.cutoffs.remove(0);
+            let second = &mut self.cutoffs[0];
+            if second.except != first.except {
+                second.except = None;
+            }
+            second.until = second.until.max(first.until);
+        }
+    }
 }
 
 /// Ended sessions (until they could no longer be valid anyway) and the
@@ -53,9 +103,9 @@ struct Cutoff {
 pub(crate) struct EndedSet {
     /// Ended session → when it may be forgotten (seconds, saturated to u32).
     sessions: RwLock<HashMap<SessionKey, u32, BuildHasherDefault<KeyHasher>>>,
-    /// Hash of the user id's JSON text → that user's cut-off (more than one
-    /// only when two ids share a hash).
-    users: RwLock<HashMap<u64, Vec<Cutoff>, BuildHasherDefault<KeyHasher>>>,
+    /// Hash of the user id's JSON text → that user's cut-offs (more than one
+    /// user only when two ids share a hash).
+    users: RwLock<HashMap<u64, Vec<UserCutoffs>, BuildHasherDefault<KeyHasher>>>,
     /// How many users have a cut-off: none, and requests skip hashing the id.
     user_count: AtomicUsize,
 }
@@ -158,16 +208,13 @@ impl EndedSet {
             None => user_hash(user_id),
         };
         let users = self.users.read().unwrap_or_else(lock_poisoned);
-        let Some(cutoffs) = users.get(&hash) else {
+        let Some(entries) = users.get(&hash) else {
             return false;
         };
-        cutoffs
+        entries
             .iter()
-            .find(|cutoff| Self::same_user(user_id, &cutoff.user_id))
-            .is_some_and(|cutoff| {
-                let kept = key.is_some() && cutoff.except == key;
-                !kept && login_at.is_none_or(|at| at <= cutoff.not_before)
-            })
+            .find(|entry| Self::same_user(user_id, &entry.user_id))
+            .is_some_and(|entry| entry.cutoffs.iter().any(|c| c.ends(login_at, key)))
     }
 
     /// Takes in an ending (heard from the feed, or made here). Applying the
@@ -195,7 +242,6 @@ impl EndedSet {
                 until,
             } => {
                 let cutoff = Cutoff {
-                    user_id: user_id.as_str().into(),
                     not_before: *not_before,
                     except: except
                         .as_deref()
@@ -205,23 +251,19 @@ impl EndedSet {
                 };
                 let hash = text_hash(user_id);
                 let mut users = self.users.write().unwrap_or_else(lock_poisoned);
-                let cutoffs = users.entry(hash).or_default();
-                match cutoffs.iter_mut().find(|c| *c.user_id == **user_id) {
-                    // The later cut-off wins: it ends all the earlier one
-                    // did, and the session that one kept, which the later
-                    // one's maker meant to end (or keeps itself). Two at the
-                    // same second keep neither's session, so that every
-                    // instance ends up alike whatever order it hears them in.
-                    Some(old) if old.not_before > cutoff.not_before => {}
-                    Some(old) if old.not_before == cutoff.not_before => {
-                        if old.except != cutoff.except {
-                            old.except = None;
-                        }
-                        old.until = old.until.max(cutoff.until);
-                    }
-                    Some(old) => *old = cutoff,
+                let entries = users.entry(hash).or_default();
+                // Every cut-off ends what it ends: a later one does not undo
+                // an earlier one heard after it (an admin's "made before the
+                // compromise", another instance's clock), which would end
+                // the session the later one kept. Two at the same second
+                // keep neither's session.
+                match entries.iter_mut().find(|e| *e.user_id == **user_id) {
+                    Some(entry) => entry.add(cutoff),
                     None => {
-                        cutoffs.push(cutoff);
+                        entries.push(UserCutoffs {
+                            user_id: user_id.as_str().into(),
+                            cutoffs: vec![cutoff],
+                        });
                         self.user_count.fetch_add(1, Ordering::AcqRel);
                     }
                 }
@@ -238,11 +280,14 @@ impl EndedSet {
             .retain(|_, until| *until > now32);
         let mut users = self.users.write().unwrap_or_else(lock_poisoned);
         let mut removed = 0;
-        users.retain(|_, cutoffs| {
-            let before = cutoffs.len();
-            cutoffs.retain(|cutoff| cutoff.until > now);
-            removed += before - cutoffs.len();
-            !cutoffs.is_empty()
+        users.retain(|_, entries| {
+            let before = entries.len();
+            for entry in entries.iter_mut() {
+                entry.cutoffs.retain(|cutoff| cutoff.until > now);
+            }
+            entries.retain(|entry| !entry.cutoffs.is_empty());
+            removed += before - entries.len();
+            !entries.is_empty()
         });
         self.user_count.fetch_sub(removed, Ordering::AcqRel);
     }
@@ -322,15 +367,90 @@ mod tests {
         assert!(!set.cut_off(&user, None, Some(5), Some(key(&kept))));
         assert!(!set.cut_off(&Value::from("david"), None, Some(5), None));
         assert!(!set.cut_off(&Value::from(42), None, Some(5), None));
-        // An earlier cut-off arriving late changes nothing.
+        // An earlier cut-off arriving late still ends what it ends: the
+        // kept session, if it began before it.
         set.apply(&cutoff(8, None), 0);
-        assert!(!set.cut_off(&user, None, Some(5), Some(key(&kept))));
-        // A later one replaces it, and ends the session the first kept.
-        set.apply(&cutoff(20, None), 0);
         assert!(set.cut_off(&user, None, Some(5), Some(key(&kept))));
+        assert!(!set.cut_off(&user, None, Some(9), Some(key(&kept))));
+        assert!(set.cut_off(&user, None, Some(9), None));
+        // A later one ends the session the first kept.
+        set.apply(&cutoff(20, None), 0);
+        assert!(set.cut_off(&user, None, Some(15), Some(key(&kept))));
         assert_eq!(set.len(), (0, 1));
         set.purge(1000);
         assert!(!set.cut_off(&user, None, Some(5), None));
+        assert_eq!(set.len(), (0, 0));
+    }
+
+    #[test]
+    fn cut_offs_end_the_same_logins_whatever_order_they_arrive_in() {
+        let user = Value::from("susan");
+        let ids: Vec<String> = (0..3).map(|_| random::session_id().unwrap()).collect();
+        let cutoffs = [(10, Some(0)), (8, None), (10, Some(1)), (12, Some(2))].map(
+            |(not_before, except): (u64, Option<usize>)| Ending::User {
+                user_id: user.to_string(),
+                not_before,
+                except: except.map(|i| ids[i].clone()),
+                until: 1000,
+            },
+        );
+        let answers = |order: &[usize]| {
+            let set = EndedSet::default();
+            for &i in order {
+                set.apply(&cutoffs[i], 0);
+            }
+            let mut seen = Vec::new();
+            for at in [5, 8, 9, 10, 11, 12, 13] {
+                for id in ids.iter().map(|id| Some(key(id))).chain([None]) {
+                    seen.push(set.cut_off(&user, None, Some(at), id));
+                }
+            }
+            seen
+        };
+        let first = answers(&[0, 1, 2, 3]);
+        for order in [[3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]] {
+            assert_eq!(answers(&order), first, "{order:?}");
+        }
+        // The session kept at 12 began at 9: the cut-off at 10 (which kept
+        // another) ends it.
+        let set = EndedSet::default();
+        for cutoff in &cutoffs {
+            set.apply(cutoff, 0);
+        }
+        assert!(set.cut_off(&user, None, Some(9), Some(key(&ids[2]))));
+        assert!(!set.cut_off(&user, None, Some(11), Some(key(&ids[2]))));
+    }
+
+    #[test]
+    fn a_users_cut_offs_are_bounded_and_merged_on_the_safe_side() {
+        let set = EndedSet::default();
+        let user = Value::from(7);
+        let ids: Vec<String> = (0..20).map(|_| random::session_id().unwrap()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            set.apply(
+                &Ending::User {
+                    user_id: "7".to_owned(),
+                    not_before: 100 + i as u64,
+                    except: Some(id.clone()),
+                    until: 1000,
+                },
+                0,
+            );
+        }
+        assert_eq!(set.len(), (0, 1));
+        let users = set.users.read().unwrap();
+        let kept: usize = users.values().flatten().map(|e| e.cutoffs.len()).sum();
+        assert!(kept <= MAX_CUTOFFS, "{kept}");
+        drop(users);
+        // Every login each cut-off ended is still ended.
+        for i in 0..ids.len() {
+            let other = &ids[(i + 1) % ids.len()];
+            assert!(set.cut_off(&user, None, Some(100 + i as u64), Some(key(other))));
+        }
+        // The last one's kept session, made after the others, still works.
+        assert!(!set.cut_off(&user, None, Some(119), Some(key(&ids[19]))));
+        assert!(set.cut_off(&user, None, Some(119), Some(key(&ids[18]))));
+        set.purge(1000);
         assert_eq!(set.len(), (0, 0));
     }
 

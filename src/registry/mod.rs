@@ -239,7 +239,10 @@ impl RegistryBuilder {
     /// has not heard from its store for `limit`: for apps where accepting a
     /// session that may have been ended elsewhere is worse than logging
     /// everyone out during a store outage. Off by default: the registry logs
-    /// an error and keeps serving with the endings it knows.
+    /// an error and keeps serving with the endings it knows. With it, the
+    /// registry reads its store at least every third of `limit` (a shorter
+    /// [`poll_every`](Self::poll_every) stands), so that a healthy store is
+    /// never taken for a stale one.
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
@@ -280,7 +283,14 @@ impl RegistryBuilder {
     ///
     /// [`RegistryError::Store`] if the store cannot be read: an instance
     /// that does not know the endings made so far must not start serving.
-    pub async fn connect(self) -> Result<SessionRegistry, RegistryError> {
+    pub async fn connect(mut self) -> Result<SessionRegistry, RegistryError> {
+        if let Some(limit) = self.settings.refuse_when_stale {
+            // A healthy store must be read well within the limit, or every
+            // session is refused between two reads.
+            let within = (limit / 3).max(Duration::from_millis(10));
+            let every = self.settings.poll_every.map_or(within, |every| every.min(within));
+            self.settings.poll_every = Some(every);
+        }
         let registry = SessionRegistry {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -349,9 +359,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The JSON text of a user id, as stores key users.
+/// The JSON text of a user id, as stores key users: written from its JSON
+/// value, as sessions carry it (a struct's fields then come in the order a
+/// JSON map keeps them, not the struct's).
 fn user_json(user_id: &impl Serialize) -> Result<String, RegistryError> {
-    serde_json::to_string(user_id).map_err(RegistryError::UserId)
+    serde_json::to_value(user_id)
+        .and_then(|value| serde_json::to_string(&value))
+        .map_err(RegistryError::UserId)
 }
 
 impl SessionRegistry {
@@ -643,15 +657,24 @@ impl SessionRegistry {
         if let Some(key) = crate::crypto::random::session_key(&record.session_id) {
             lock(&self.inner.touched).insert(SessionKey(key), record.last_active_at);
         }
-        let Some(max) = self.inner.settings.max_per_user else {
-            return;
-        };
         let mut sessions = match self.inner.store.list(&record.user_id, self.now()).await {
             Ok(sessions) => sessions,
             Err(error) => {
-                tracing::error!(target: "latch", %error, "sessions over the cap not ended: the store failed");
+                tracing::error!(target: "latch", %error, "session's record not checked: the store failed");
                 return;
             }
+        };
+        if !sessions.iter().any(|r| r.session_id == record.session_id) {
+            // The store keeps this session ended: a restore raced a cut-off
+            // that this instance has not heard of yet (or heard of after
+            // checking). The login it wrote begins after the cut-off, so
+            // the cut-off alone would never refuse it: end it by its id.
+            tracing::info!(target: "latch", user_id = %record.user_id, "session ended: the store had ended it as it was restored");
+            self.end_recorded(&record).await;
+            return;
+        }
+        let Some(max) = self.inner.settings.max_per_user else {
+            return;
         };
         sessions.retain(|other| !self.record_ended(other));
         if sessions.len() <= max {
@@ -696,6 +719,11 @@ impl SessionRegistry {
             ));
         }
         None
+    }
+
+    /// Whether this instance knows the session to have been ended by its id.
+    pub(crate) fn ended_here(&self, key: SessionKey) -> bool {
+        self.inner.ended.session_ended(key)
     }
 
     /// Notes that a session was seen at `now`: at most once per touch

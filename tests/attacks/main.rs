@@ -9,4 +9,6 @@ mod cookies;
 mod expired_sessions;
 mod forged_tokens;
 mod open_redirect;
+#[cfg(feature = "memory")]
+mod registry;
 mod remember_replay;

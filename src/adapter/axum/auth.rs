@@ -433,6 +433,11 @@ impl<U: User> Auth<U> {
         let Some(session_id) = login.session_id.as_deref() else {
             return;
         };
+        // A copy of a cookie ended before (replayed to a logout, as often as
+        // anyone likes) would append its ending to the feed every time.
+        if login.session_key.is_some_and(|key| registry.ended_here(key)) {
+            return;
+        }
         let now = self.context.session().site().clock.unix_secs();
         let absolute = self.context.session().config().absolute_timeout.as_secs();
         // What the registry recorded says how long the session (and its
