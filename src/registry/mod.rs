@@ -288,7 +288,10 @@ impl RegistryBuilder {
             // A healthy store must be read well within the limit, or every
             // session is refused between two reads.
             let within = (limit / 3).max(Duration::from_millis(10));
-            let every = self.settings.poll_every.map_or(within, |every| every.min(within));
+            let every = self
+                .settings
+                .poll_every
+                .map_or(within, |every| every.min(within));
             self.settings.poll_every = Some(every);
         }
         let registry = SessionRegistry {
@@ -298,6 +301,7 @@ impl RegistryBuilder {
                 settings: self.settings,
                 last_seq: AtomicU64::new(0),
                 resync: std::sync::atomic::AtomicBool::new(false),
+                last_change: Mutex::new(None),
                 heard_at: AtomicU64::new(0),
                 pending: Mutex::new(Vec::new()),
                 touched: Mutex::default(),
@@ -320,6 +324,8 @@ pub(crate) struct Inner {
     last_seq: AtomicU64,
     /// Set when the store was out of reach: read every change again.
     resync: std::sync::atomic::AtomicBool,
+    /// The last change applied, checked on every read of the feed.
+    last_change: Mutex<Option<Change>>,
     /// When the store last answered a read of the feed (seconds).
     heard_at: AtomicU64,
     /// Endings made here that the store has not taken yet.
@@ -782,10 +788,20 @@ impl SessionRegistry {
     /// changes from the start again, and applying a change twice is harmless.
     pub(crate) async fn catch_up(&self) -> Result<(), StoreError> {
         const PAGE: usize = 10_000;
-        if self.inner.resync.swap(false, Ordering::AcqRel) {
-            self.inner.last_seq.store(0, Ordering::Release);
+        let result = async {
+            if !self.inner.resync.load(Ordering::Acquire) && !self.last_change_still_there().await? {
+                // The store's numbering started over (restored, flushed,
+                // truncated) without an error seen here.
+                tracing::warn!(target: "latch", "session store's change feed started over; reading it all again");
+                self.resync();
+            }
+            if self.inner.resync.swap(false, Ordering::AcqRel) {
+                self.inner.last_seq.store(0, Ordering::Release);
+                *lock(&self.inner.last_change) = None;
+            }
+            self.read_changes(PAGE).await
         }
-        let result = self.read_changes(PAGE).await;
+        .await;
         if result.is_err() {
             self.inner.resync.store(true, Ordering::Release);
         }
@@ -795,6 +811,17 @@ impl SessionRegistry {
     /// Marks that the next catch-up must read every change again.
     pub(crate) fn resync(&self) {
         self.inner.resync.store(true, Ordering::Release);
+    }
+
+    /// Whether the last change applied here is still in the store under
+    /// its number. A store that lost its feed and numbers anew would hand
+    /// out numbers this instance believes it has read.
+    async fn last_change_still_there(&self) -> Result<bool, StoreError> {
+        let Some(last) = lock(&self.inner.last_change).clone() else {
+            return Ok(true);
+        };
+        let found = self.inner.store.changes(last.seq - 1, 1).await?;
+        Ok(found.first() == Some(&last))
     }
 
     async fn read_changes(&self, page: usize) -> Result<(), StoreError> {
@@ -807,6 +834,7 @@ impl SessionRegistry {
             }
             if let Some(last) = changes.last() {
                 self.inner.last_seq.fetch_max(last.seq, Ordering::AcqRel);
+                *lock(&self.inner.last_change) = Some(last.clone());
             }
             if changes.len() < page {
                 self.inner.heard_at.store(now, Ordering::Release);

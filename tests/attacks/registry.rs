@@ -63,9 +63,11 @@ fn app<L: UserLoader<Account>>(
         )
         .route(
             "/sessions/end",
-            post(|auth: Auth<Account>, Form(form): Form<EndForm>| async move {
-                format!("{:?}", auth.end_session(&form.id).await.ok())
-            }),
+            post(
+                |auth: Auth<Account>, Form(form): Form<EndForm>| async move {
+                    format!("{:?}", auth.end_session(&form.id).await.ok())
+                },
+            ),
         )
         .route(
             "/sessions/others",
@@ -86,7 +88,10 @@ fn builder(store: impl SessionStore, clock: &Clock) -> RegistryBuilder {
 }
 
 async fn registry(store: impl SessionStore, clock: &Clock) -> SessionRegistry {
-    builder(store, clock).connect().await.expect("the store answers")
+    builder(store, clock)
+        .connect()
+        .await
+        .expect("the store answers")
 }
 
 async fn status_of(client: &mut Client) -> StatusCode {
@@ -261,8 +266,20 @@ async fn a_restore_on_a_lagging_instance_outlives_end_all() {
         &clock,
     )
     .await;
-    let a = app(&db, loader(db.clone()), registry_a.clone(), StatelessRemember, &clock);
-    let b = app(&db, loader(db.clone()), registry_b.clone(), StatelessRemember, &clock);
+    let a = app(
+        &db,
+        loader(db.clone()),
+        registry_a.clone(),
+        StatelessRemember,
+        &clock,
+    );
+    let b = app(
+        &db,
+        loader(db.clone()),
+        registry_b.clone(),
+        StatelessRemember,
+        &clock,
+    );
     let mut victim = Client::new(a.clone());
     log_in(&mut victim, "user001", "on").await;
     let copy = victim.cookie("_remember").unwrap();
@@ -276,7 +293,11 @@ async fn a_restore_on_a_lagging_instance_outlives_end_all() {
     status_of(&mut thief).await;
     hold.store(false, Ordering::SeqCst);
     until(|| registry_b.ended_size().users == 1).await;
-    assert_eq!(registry_b.ended_size().users, 1, "B has heard of the cut-off");
+    assert_eq!(
+        registry_b.ended_size().users,
+        1,
+        "B has heard of the cut-off"
+    );
 
     assert_eq!(
         status_of(&mut thief).await,
@@ -306,7 +327,13 @@ async fn an_earlier_cut_off_heard_after_end_others_still_ends_the_kept_session()
     let store = MemoryStore::new();
     let clock = Clock::manual(SystemTime::now());
     let registry = registry(store.clone(), &clock).await;
-    let site = app(&db, loader(db.clone()), registry.clone(), StatelessRemember, &clock);
+    let site = app(
+        &db,
+        loader(db.clone()),
+        registry.clone(),
+        StatelessRemember,
+        &clock,
+    );
     let t0 = clock.now();
     let mut attacker = Client::new(site.clone());
     log_in(&mut attacker, "user001", "off").await;
@@ -422,7 +449,13 @@ async fn ending_a_browser_whose_remember_cookie_has_no_session_id_logs_it_out() 
     let db = Db::new();
     let clock = Clock::system();
     let registry = registry(MemoryStore::new(), &clock).await;
-    let site = app(&db, loader(db.clone()), registry.clone(), StatelessRemember, &clock);
+    let site = app(
+        &db,
+        loader(db.clone()),
+        registry.clone(),
+        StatelessRemember,
+        &clock,
+    );
     // A remember cookie of latch's format without `_sid`.
     let mut scratch = Client::new(site.clone());
     log_in(&mut scratch, "user001", "on").await;
@@ -434,10 +467,7 @@ async fn ending_a_browser_whose_remember_cookie_has_no_session_id_logs_it_out() 
     let mut phone = browser_with(&site, &[("_remember", &old_format)]);
     assert_eq!(status_of(&mut phone).await, StatusCode::OK, "restored");
     let phone_sid = phone.get("/sid").await.body;
-    assert!(registry
-        .end_session(&"user001", &phone_sid)
-        .await
-        .unwrap());
+    assert!(registry.end_session(&"user001", &phone_sid).await.unwrap());
     assert_eq!(status_of(&mut phone).await, LOGIN_REDIRECT);
     assert_eq!(
         status_of(&mut phone).await,
@@ -559,8 +589,20 @@ async fn a_store_whose_numbering_starts_over_makes_an_instance_miss_an_ending() 
     let store = Resettable(Arc::new(Mutex::new(MemoryStore::new())));
     let registry_a = registry(store.clone(), &clock).await;
     let registry_b = registry(store.clone(), &clock).await;
-    let a = app(&db, loader(db.clone()), registry_a, StatelessRemember, &clock);
-    let b = app(&db, loader(db.clone()), registry_b.clone(), StatelessRemember, &clock);
+    let a = app(
+        &db,
+        loader(db.clone()),
+        registry_a,
+        StatelessRemember,
+        &clock,
+    );
+    let b = app(
+        &db,
+        loader(db.clone()),
+        registry_b.clone(),
+        StatelessRemember,
+        &clock,
+    );
     // One ending before the reset, which B applies: B is at number 1.
     let mut earlier = Client::new(a.clone());
     log_in(&mut earlier, "user002", "off").await;
@@ -581,4 +623,3 @@ async fn a_store_whose_numbering_starts_over_makes_an_instance_miss_an_ending() 
         "B hears of the logout"
     );
 }
-

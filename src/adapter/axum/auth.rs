@@ -435,7 +435,10 @@ impl<U: User> Auth<U> {
         };
         // A copy of a cookie ended before (replayed to a logout, as often as
         // anyone likes) would append its ending to the feed every time.
-        if login.session_key.is_some_and(|key| registry.ended_here(key)) {
+        if login
+            .session_key
+            .is_some_and(|key| registry.ended_here(key))
+        {
             return;
         }
         let now = self.context.session().site().clock.unix_secs();
