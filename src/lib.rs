@@ -121,6 +121,7 @@
 #![warn(missing_docs)]
 
 mod adapter;
+pub mod api;
 mod boxed_error;
 pub mod clock;
 mod config;
@@ -128,6 +129,7 @@ mod cookies;
 pub mod cross_origin;
 mod crypto;
 mod error;
+pub mod events;
 pub mod guide;
 mod login;
 pub mod registry;
@@ -136,20 +138,20 @@ pub mod session;
 pub mod stores;
 pub mod throttle;
 
-pub use adapter::axum::{Auth, CurrentUser, FreshUser, SessionData};
+pub use adapter::axum::{Allowed, Auth, CurrentUser, FreshUser, SessionData};
 pub use boxed_error::BoxError;
 pub use cookies::ConfigError;
 pub use cross_origin::CrossOriginGuard;
 pub use crypto::{KeyError, KeyRing, SecretKey};
 pub use error::AuthError;
 pub use login::next;
-pub use login::{Login, User, UserLoader};
+pub use login::{Login, Permission, User, UserLoader};
 pub use remember::Remember;
 pub use session::Session;
 
 /// Why a request that needs a login was refused, as responses.
 pub mod rejection {
-    pub use crate::adapter::axum::{LoginRejection, LoginRequired, MissingLayer};
+    pub use crate::adapter::axum::{Forbidden, LoginRejection, LoginRequired, MissingLayer};
 }
 
 /// The services and response futures of latch's layers: the types a

@@ -25,6 +25,10 @@ pub enum ConfigError {
     /// A URL latch redirects to that is not a path on this site.
     #[error("{0:?} cannot be a redirect target here: use a path on this site, such as `/login`")]
     LocalUrl(String),
+    /// A value for a response header that a header cannot carry (a line
+    /// break or another control character).
+    #[error("{0:?} cannot be a header value: it has a line break or another control character")]
+    Header(String),
 }
 
 /// The attributes latch gives both of its cookies.

@@ -12,12 +12,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::cookies::Lookup;
 use crate::crypto::fingerprint;
 use crate::crypto::random;
+use crate::events::{EventKind, LoginEvent, LoginMethod};
 use crate::login::cache::UserCache;
 use crate::login::request::RequestState;
 use crate::login::state::{Found, LoginState, Want};
 use crate::login::user::BoxError;
 use crate::login::{LoginConfig, User};
 use crate::registry::{Refused, SessionKey, SessionRecord};
+use crate::remember::Redemption;
 use crate::session::state::SessionState;
 use crate::session::verified::LoginClaims;
 
@@ -336,8 +338,101 @@ impl<U: User> LoginContext<U> {
         let finder = self.finder();
         match finder.session().login() {
             Some(login) => finder.check_session_login(login).await,
-            None => finder.restore_remembered().await,
+            None => finder.restore_or_load().await,
         }
+    }
+
+    /// A request without a login in its session: the user of its remember
+    /// cookie, else the one the request loader finds from its headers.
+    async fn restore_or_load(&self) -> Resolved<U> {
+        match self.restore_remembered().await {
+            Resolved::Anonymous => self.load_from_request().await,
+            resolved => resolved,
+        }
+    }
+
+    /// The user the app's request loader finds from the request's headers
+    /// (an API client's token): never fresh, and nothing written.
+    async fn load_from_request(&self) -> Resolved<U> {
+        let (Some(loader), Some(headers)) = (&self.config.request_loader, self.state().headers())
+        else {
+            return Resolved::Anonymous;
+        };
+        let credentials = headers.contains_key(http::header::AUTHORIZATION);
+        match loader.load(headers.clone()).await {
+            Ok(Some(user)) => Resolved::User {
+                user: Arc::new(user),
+                fresh: false,
+            },
+            Ok(None) => {
+                if credentials {
+                    tracing::debug!(target: "latch", "request credentials rejected: the request loader found no user");
+                    self.state().set_credentials_refused();
+                }
+                Resolved::Anonymous
+            }
+            Err(error) => {
+                tracing::error!(target: "latch", %error, "request loader failed");
+                Resolved::Failed
+            }
+        }
+    }
+
+    /// The `WWW-Authenticate` of a `401` for this request: with a request
+    /// loader, its challenge, saying `invalid_token` when the request's
+    /// `Authorization` named no user.
+    pub fn challenge(&self) -> Option<HeaderValue> {
+        self.config.request_loader.as_ref()?;
+        let challenge = &self.config.challenge;
+        if !self.state().credentials_refused() {
+            return Some(challenge.clone());
+        }
+        let text = challenge.to_str().unwrap_or("Bearer");
+        let separator = if text.contains(' ') { ", " } else { " " };
+        HeaderValue::from_str(&format!("{text}{separator}error=\"invalid_token\""))
+            .ok()
+            .or_else(|| Some(challenge.clone()))
+    }
+
+    /// Sends an event to the app's hook, if it listens, about the user
+    /// with this id.
+    pub fn emit(&self, kind: EventKind, user_id: Option<U::Id>, session_id: Option<String>) {
+        let Some(events) = &self.config.events else {
+            return;
+        };
+        events.send(LoginEvent {
+            kind,
+            user_id,
+            at: self.clock().now(),
+            device: Some(crate::remember::device::summarize(self.user_agent())),
+            client: self.state().client(),
+            session_id,
+        });
+    }
+
+    /// [`emit`](Self::emit) for a user id as stored (JSON).
+    pub fn emit_json(&self, kind: EventKind, user_id: Option<&Value>, session_id: Option<String>) {
+        if self.config.events.is_none() {
+            return;
+        }
+        let user_id = user_id.and_then(|id| U::Id::deserialize(id).ok());
+        self.emit(kind, user_id, session_id);
+    }
+
+    /// Tells the app's hook that the request's user needed a fresh login.
+    pub fn emit_fresh_login_required(&self) {
+        if self.config.events.is_none() {
+            return;
+        }
+        let user_id = match self.state().found().map(|found| self.downcast(found)) {
+            Some(Resolved::User { user, .. }) => Some(user.id()),
+            _ => None,
+        };
+        let session_id = self
+            .session()
+            .login()
+            .and_then(|login| login.session_id.as_deref().map(str::to_owned));
+        self.emit(EventKind::FreshLoginRequired, user_id, session_id);
     }
 
     /// The first step of finding the user, for the login layer's future:
@@ -347,7 +442,7 @@ impl<U: User> LoginContext<U> {
         let finder = self.finder();
         match finder.session().login() {
             Some(login) => finder.start_with(login),
-            None => Step::Slow(Box::pin(async move { finder.restore_remembered().await })),
+            None => Step::Slow(Box::pin(async move { finder.restore_or_load().await })),
         }
     }
 
@@ -524,6 +619,11 @@ impl<U: User> LoginContext<U> {
                     None => return Step::Done(Resolved::Anonymous),
                 };
                 tracing::info!(target: "latch", user_id = ?user.id(), "Microdot login adopted");
+                self.emit(
+                    EventKind::LoggedIn(LoginMethod::Adopted),
+                    Some(user.id()),
+                    Some(session_id.clone()),
+                );
                 if let Some(registry) = self.config.registry.clone() {
                     // An adopted login is a login: the registry records it.
                     let remembered = self.remember_cookie().is_some().then_some(0);
@@ -649,11 +749,16 @@ impl<U: User> LoginContext<U> {
         };
         let remember = &self.config.remember;
         let redeemed = remember
-            .redeem(self.keys(), token, self.clock().now(), self.user_agent())
+            .redeem_outcome(self.keys(), token, self.clock().now(), self.user_agent())
             .await;
         let redeemed = match redeemed {
-            Ok(Some(redeemed)) => redeemed,
-            Ok(None) => {
+            Ok(Redemption::Redeemed(redeemed)) => redeemed,
+            Ok(Redemption::Stolen { user_id }) => {
+                self.emit_json(EventKind::RememberTheft, user_id.as_ref(), None);
+                self.delete_remember_cookie();
+                return Resolved::Anonymous;
+            }
+            Ok(_) => {
                 self.delete_remember_cookie();
                 return Resolved::Anonymous;
             }
@@ -764,6 +869,14 @@ impl<U: User> LoginContext<U> {
             return Resolved::Anonymous;
         }
         tracing::info!(target: "latch", user_id = ?user.id(), "login restored from remember cookie");
+        if redeemed.replacement.is_some() {
+            self.emit(EventKind::RememberRotated, Some(user.id()), None);
+        }
+        self.emit(
+            EventKind::LoggedIn(LoginMethod::Remembered),
+            Some(user.id()),
+            Some(session_id.clone()),
+        );
         if let Some(registry) = &self.config.registry {
             registry
                 .record(self.session_record(session_id, user_json, Some(days)))

@@ -4,7 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
+
+use crate::api::RequestLoader;
 use crate::cookies::ConfigError;
+use crate::events::{EventHook, Events};
 use crate::login::cache::UserCache;
 use crate::login::next::is_safe_next;
 use crate::login::user::DynLoader;
@@ -84,6 +88,12 @@ pub(crate) struct LoginConfig<U: User> {
     pub fresh_within: Option<Duration>,
     pub cache: Option<Arc<UserCache<U>>>,
     pub registry: Option<SessionRegistry>,
+    /// Where events go, if the app listens.
+    pub events: Option<Arc<Events<U::Id>>>,
+    /// Logs in API clients from their headers, when the request has no login.
+    pub request_loader: Option<Arc<dyn RequestLoader<U>>>,
+    /// The `WWW-Authenticate` of a `401`, with a request loader.
+    pub challenge: HeaderValue,
 }
 
 impl<U: User, L> Clone for Login<U, L> {
@@ -105,6 +115,9 @@ impl<U: User> Clone for LoginConfig<U> {
             fresh_within: self.fresh_within,
             cache: self.cache.clone(),
             registry: self.registry.clone(),
+            events: self.events.clone(),
+            request_loader: self.request_loader.clone(),
+            challenge: self.challenge.clone(),
         }
     }
 }
@@ -134,6 +147,9 @@ impl<U: User, L: UserLoader<U>> Login<U, L> {
                 fresh_within: None,
                 cache: None,
                 registry: None,
+                events: None,
+                request_loader: None,
+                challenge: HeaderValue::from_static("Bearer"),
             }),
         }
     }
@@ -289,6 +305,81 @@ impl<U: User, L: UserLoader<U>> Login<U, L> {
             c.registry = Some(registry);
         })
     }
+
+    /// Calls `hook` with every [`LoginEvent`](crate::events::LoginEvent):
+    /// logins, logouts, sessions ended, remember-me tokens rotated or
+    /// stolen, fresh logins asked for, and the failed and throttled logins
+    /// the app reports. The hook runs in the background and never holds up
+    /// or fails a request; see [`events`](crate::events).
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64 }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// use axum_latch::events::LoginEvent;
+    /// use axum_latch::Login;
+    ///
+    /// let login = Login::new(load).on_event(|event: LoginEvent<u64>| async move {
+    ///     println!("{} user={:?} device={:?}", event.kind.name(), event.user_id, event.device);
+    /// });
+    /// ```
+    pub fn on_event(self, hook: impl EventHook<U::Id>) -> Self {
+        self.edit(|c| c.events = Some(Arc::new(Events::new(hook))))
+    }
+
+    /// Logs in API clients: when a request has no login in its session and
+    /// no remember-me cookie, latch asks `loader` for the user its headers
+    /// name (`Authorization: Bearer ...`, say; see
+    /// [`api::bearer_token`](crate::api::bearer_token)), so that
+    /// [`CurrentUser`](crate::CurrentUser) and the route layers work for
+    /// API clients too.
+    ///
+    /// Such a login lasts for its request only: it is never fresh, sets no
+    /// cookie, and is not a session of the [registry](crate::registry).
+    /// Without a user, an API client gets `401` with `WWW-Authenticate:
+    /// Bearer` (see [`challenge`](Self::challenge)), and
+    /// `Bearer error="invalid_token"` when it sent an `Authorization`
+    /// header that the loader refused. See [`api`](crate::api).
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64 }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// # async fn account_of_token(_: &str) -> Option<Account> { None }
+    /// use axum_latch::api::bearer_token;
+    /// use axum_latch::Login;
+    /// use http::HeaderMap;
+    ///
+    /// let login = Login::new(load).request_loader(|headers: HeaderMap| async move {
+    ///     let Some(token) = bearer_token(&headers) else {
+    ///         return Ok::<_, std::convert::Infallible>(None);
+    ///     };
+    ///     Ok(account_of_token(token).await)
+    /// });
+    /// ```
+    pub fn request_loader(self, loader: impl RequestLoader<U>) -> Self {
+        self.edit(|c| c.request_loader = Some(Arc::new(loader)))
+    }
+
+    /// The `WWW-Authenticate` header of a `401` to an API client, with a
+    /// [request loader](Self::request_loader) (default `Bearer`; a realm,
+    /// say: `Bearer realm="example"`). An error if it is not a header value.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64 }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// use axum_latch::Login;
+    ///
+    /// let login = Login::new(load).challenge(r#"Bearer realm="example""#)?;
+    /// assert!(Login::new(load).challenge("Bearer\n").is_err());
+    /// # Ok::<(), axum_latch::ConfigError>(())
+    /// ```
+    pub fn challenge(self, challenge: &str) -> Result<Self, ConfigError> {
+        let value = HeaderValue::from_str(challenge)
+            .map_err(|_| ConfigError::Header(challenge.to_owned()))?;
+        Ok(self.edit(|c| c.challenge = value))
+    }
 }
 
 fn check_local(url: &str) -> Result<(), ConfigError> {
@@ -302,8 +393,10 @@ fn check_local(url: &str) -> Result<(), ConfigError> {
 pub(crate) mod cache;
 pub(crate) mod context;
 pub mod next;
+pub(crate) mod permission;
 pub(crate) mod request;
 pub(crate) mod state;
 pub(crate) mod user;
 
+pub use permission::Permission;
 pub use user::{User, UserLoader};

@@ -18,7 +18,11 @@ impl RequestState {
     /// remember cookie and the `User-Agent`. Nothing is copied otherwise.
     pub fn prime(&self, request: &RequestView<'_>, remember: bool) {
         self.session.prime(request);
-        if !(remember || self.session.login_needs_remember()) {
+        let needs_remember = self.session.login_needs_remember();
+        if needs_remember && self.login.wants_headers() {
+            self.login.keep_headers(request.headers);
+        }
+        if !(remember || needs_remember) {
             return;
         }
         let name = &self.session.site().remember_cookie;

@@ -3,8 +3,9 @@
 //! the remember-me cookie's fate, and the hand-over by which the login
 //! layer's future runs the user loader for the extractors that wait on it.
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use std::any::Any;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Waker};
@@ -69,6 +70,15 @@ pub(crate) struct LoginState {
     changes: Mutex<u64>,
     /// A second login layer saw the request: a wiring mistake.
     second_layer: AtomicBool,
+    /// The client's address, for events, when the login layer has a hook.
+    client: OnceLock<Option<IpAddr>>,
+    /// The login layer has a request loader: keep the headers of a request
+    /// without a login in its session for it.
+    wants_headers: AtomicBool,
+    /// The headers kept for the request loader.
+    headers: OnceLock<HeaderMap>,
+    /// The request loader found no user for the request's `Authorization`.
+    credentials_refused: AtomicBool,
 }
 
 /// Who finds the user, and who waits for it.
@@ -94,6 +104,10 @@ impl Default for LoginState {
             remember_duplicated: AtomicBool::new(false),
             changes: Mutex::new(0),
             second_layer: AtomicBool::new(false),
+            client: OnceLock::new(),
+            wants_headers: AtomicBool::new(false),
+            headers: OnceLock::new(),
+            credentials_refused: AtomicBool::new(false),
         }
     }
 }
@@ -136,6 +150,51 @@ impl LoginState {
     ) {
         self.remember_cookie.get_or_init(remember_cookie);
         self.user_agent.get_or_init(|| user_agent.cloned());
+    }
+
+    /// Keeps, for events, the request's `User-Agent` and the client's address.
+    pub fn keep_for_events(&self, user_agent: Option<&HeaderValue>, client: Option<IpAddr>) {
+        self.user_agent.get_or_init(|| user_agent.cloned());
+        self.client.get_or_init(|| client);
+    }
+
+    /// The client's address, if the login layer kept one.
+    pub fn client(&self) -> Option<IpAddr> {
+        self.client.get().copied().flatten()
+    }
+
+    /// Asks for the headers of a request without a login in its session,
+    /// for the request loader.
+    pub fn want_headers(&self) {
+        self.wants_headers.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the login layer has a request loader.
+    pub fn wants_headers(&self) -> bool {
+        self.wants_headers.load(Ordering::Relaxed)
+    }
+
+    /// Keeps a copy of the request's headers for the request loader (the
+    /// first call counts).
+    pub fn keep_headers(&self, headers: &HeaderMap) {
+        self.headers.get_or_init(|| headers.clone());
+    }
+
+    /// The headers kept for the request loader.
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        self.headers.get()
+    }
+
+    /// Records that the request loader found no user for the request's
+    /// `Authorization` header.
+    pub fn set_credentials_refused(&self) {
+        self.credentials_refused.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the request loader found no user for the request's
+    /// `Authorization` header.
+    pub fn credentials_refused(&self) -> bool {
+        self.credentials_refused.load(Ordering::Relaxed)
     }
 
     /// The login layer's configuration, if a login layer has seen the request.

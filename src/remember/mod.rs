@@ -130,6 +130,26 @@ pub struct Redeemed {
     pub session_id: Option<String>,
 }
 
+/// What checking a remember-me token found, as
+/// [`RememberTokens::redeem_outcome`] tells it: latch reports a stolen
+/// token to the app's [event hook](crate::events).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Redemption {
+    /// The token is good.
+    Redeemed(Redeemed),
+    /// The token is not (or no longer) good.
+    Refused,
+    /// The token is a copy of one that has been used since: someone else
+    /// holds the cookie. The tokens' own defences have run (every token of
+    /// the user revoked, for [`RevocableRemember`]); the request is
+    /// anonymous.
+    Stolen {
+        /// The user whose cookie it was, if known.
+        user_id: Option<Value>,
+    },
+}
+
 /// Makes, checks and revokes the tokens of the `_remember` cookie.
 ///
 /// latch ships [`StatelessRemember`] (the default) and
@@ -156,6 +176,24 @@ pub trait RememberTokens: Send + Sync + 'static {
         now: SystemTime,
         user_agent: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Redeemed>, RememberError>>;
+
+    /// [`redeem`](Self::redeem), telling a stolen token from a bad one.
+    /// latch calls this one; the default calls `redeem`, for tokens that
+    /// cannot tell theft.
+    fn redeem_outcome<'a>(
+        &'a self,
+        keys: &'a KeyRing,
+        token: &'a str,
+        now: SystemTime,
+        user_agent: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Redemption, RememberError>> {
+        Box::pin(async move {
+            Ok(match self.redeem(keys, token, now, user_agent).await? {
+                Some(redeemed) => Redemption::Redeemed(redeemed),
+                None => Redemption::Refused,
+            })
+        })
+    }
 
     /// Records that the browser holds `token`, the remember cookie of a
     /// request that carries the `confirmation` of an earlier

@@ -16,7 +16,9 @@ use crate::crypto::fingerprint;
 use crate::crypto::key::KeyRing;
 use crate::remember::device;
 use crate::remember::store::{RememberStore, Rotation, StoreError, StoredToken};
-use crate::remember::{Redeemed, RememberError, RememberGrant, RememberTokens, RememberedDevice};
+use crate::remember::{
+    Redeemed, Redemption, RememberError, RememberGrant, RememberTokens, RememberedDevice,
+};
 
 /// How many random bytes a selector and a validator each have (128 bits).
 const PART_BYTES: usize = 16;
@@ -480,28 +482,49 @@ impl<S: RememberStore> RememberTokens for RevocableRemember<S> {
 
     fn redeem<'a>(
         &'a self,
+        keys: &'a KeyRing,
+        token: &'a str,
+        now: SystemTime,
+        user_agent: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Redeemed>, RememberError>> {
+        Box::pin(async move {
+            Ok(
+                match self.redeem_outcome(keys, token, now, user_agent).await? {
+                    Redemption::Redeemed(redeemed) => Some(redeemed),
+                    Redemption::Refused | Redemption::Stolen { .. } => None,
+                },
+            )
+        })
+    }
+
+    fn redeem_outcome<'a>(
+        &'a self,
         _keys: &'a KeyRing,
         token: &'a str,
         now: SystemTime,
         _user_agent: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<Redeemed>, RememberError>> {
+    ) -> BoxFuture<'a, Result<Redemption, RememberError>> {
         Box::pin(async move {
             let consumed = self.consume(token, now).await.map_err(store_error)?;
             let confirmation = consumed.confirmation();
             let (stored, replacement) = match consumed {
                 Consumed::Rotated { token, stored } => (stored, Some(token)),
                 Consumed::Grace(stored) => (stored, None),
-                Consumed::Theft(_) => return Ok(None),
+                Consumed::Theft(stored) => {
+                    return Ok(Redemption::Stolen {
+                        user_id: serde_json::from_str(&stored.user_id).ok(),
+                    })
+                }
                 Consumed::Rejected(reason) => {
                     tracing::debug!(target: "latch", reason, "remember cookie rejected");
-                    return Ok(None);
+                    return Ok(Redemption::Refused);
                 }
             };
             let Ok(user_id) = serde_json::from_str::<Value>(&stored.user_id) else {
                 tracing::debug!(target: "latch", "remember cookie rejected: stored user id is not JSON");
-                return Ok(None);
+                return Ok(Redemption::Refused);
             };
-            Ok(Some(Redeemed {
+            Ok(Redemption::Redeemed(Redeemed {
                 user_id,
                 fingerprint: Some(stored.fingerprint),
                 issued_at: Some(UNIX_EPOCH + Duration::from_secs(stored.created_at)),

@@ -10,11 +10,13 @@ use crate::adapter::axum::request::login_context;
 use crate::crypto::fingerprint::fingerprint;
 use crate::crypto::random;
 use crate::error::AuthError;
+use crate::events::{Ended, EventKind, LoginMethod};
 use crate::login::context::{LoaderFailed, LoginContext, Resolved};
 use crate::login::next;
 use crate::login::user::User;
 use crate::registry::{ActiveSession, Ending, SessionRegistry};
 use crate::remember::{Remember, RememberGrant, RememberedDevice};
+use crate::throttle::Throttled;
 
 /// Logs users in and out. Needs the [`Session`](crate::Session) and
 /// [`Login`](crate::Login) layers; without them it rejects with a `500`
@@ -135,10 +137,17 @@ impl<U: User> Auth<U> {
             self.context.set_remember_cookie(&token, days);
         }
         if let Some(registry) = &self.context.config().registry {
-            let record = self.context.session_record(session_id, user_json, days);
+            let record = self
+                .context
+                .session_record(session_id.clone(), user_json, days);
             registry.record(record).await;
         }
         tracing::info!(target: "latch", user_id = ?user.id(), remember_days = ?remember.days(), "user logged in");
+        self.context.emit(
+            EventKind::LoggedIn(LoginMethod::Password),
+            Some(user.id()),
+            Some(session_id),
+        );
         let location = next::location(self.next_url());
         Ok(Redirect::to(&location))
     }
@@ -168,7 +177,8 @@ impl<U: User> Auth<U> {
     /// ```
     pub async fn logout_user(&self) {
         self.context.begin_change();
-        if let Some(login) = self.context.session().login() {
+        let login = self.context.session().login();
+        if let Some(login) = &login {
             self.context.forget_cached_user(&login.user_id);
         }
         self.end_this_session().await;
@@ -176,6 +186,76 @@ impl<U: User> Auth<U> {
         self.context.set_resolved(Resolved::Anonymous);
         self.forget_remembered().await;
         tracing::info!(target: "latch", "user logged out");
+        if let Some(login) = login {
+            self.context.emit_json(
+                EventKind::LoggedOut,
+                Some(&login.user_id),
+                login.session_id.as_deref().map(str::to_owned),
+            );
+        }
+    }
+
+    /// Tells the [event hook](crate::Login::on_event) that a login attempt
+    /// failed (a wrong password, an unknown user name): a
+    /// [`LoginFailed`](EventKind::LoginFailed) event, with the user's id
+    /// when the name was a user's. Does nothing else (the
+    /// [throttle](crate::throttle) counts failures).
+    ///
+    /// ```
+    /// use axum::{http::StatusCode, response::{IntoResponse, Response}};
+    /// use axum_latch::{Auth, Remember, User};
+    /// # #[derive(Clone)] struct Account { id: u64, hash: String }
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// # async fn find(_: &str) -> Option<Account> { None }
+    /// # fn password_ok(_: &Account, _: &str) -> bool { false }
+    ///
+    /// async fn log_in(auth: Auth<Account>, name: &str, password: &str) -> Response {
+    ///     let account = find(name).await;
+    ///     match account {
+    ///         Some(user) if password_ok(&user, password) => {
+    ///             auth.login_user(&user, Remember::Off).await.into_response()
+    ///         }
+    ///         _ => {
+    ///             auth.report_failed_login(account.map(|user| user.id));
+    ///             (StatusCode::UNAUTHORIZED, "wrong user name or password").into_response()
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn report_failed_login(&self, user_id: Option<U::Id>) {
+        self.context.emit(EventKind::LoginFailed, user_id, None);
+    }
+
+    /// Tells the [event hook](crate::Login::on_event) that the
+    /// [throttle](crate::throttle) refused a login attempt: a
+    /// [`Throttled`](EventKind::Throttled) event, with the user's id when
+    /// the attempt named a user.
+    ///
+    /// ```
+    /// use axum::response::{IntoResponse, Response};
+    /// use axum_latch::throttle::Throttle;
+    /// use axum_latch::{Auth, User};
+    /// # #[derive(Clone)] struct Account { id: u64 }
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
+    ///
+    /// async fn log_in(auth: Auth<Account>, throttle: Throttle, name: &str, address: std::net::IpAddr) -> Response {
+    ///     let attempt = match throttle.attempt(name, None::<u64>, Some(address)).await {
+    ///         Ok(attempt) => attempt,
+    ///         Err(throttled) => {
+    ///             auth.report_throttled(None, &throttled);
+    ///             return throttled.into_response();
+    ///         }
+    ///     };
+    ///     // ... check the password, then attempt.succeeded() or attempt.failed()
+    /// #   attempt.failed();
+    ///     "...".into_response()
+    /// }
+    /// ```
+    pub fn report_throttled(&self, user_id: Option<U::Id>, throttled: &Throttled) {
+        let kind = EventKind::Throttled {
+            retry_after: throttled.retry_after,
+        };
+        self.context.emit(kind, user_id, None);
     }
 
     /// Keeps this session logged in after the user's `auth_hash` changed
@@ -568,6 +648,7 @@ impl<U: User> Auth<U> {
         };
         registry.end_listed(&user_id, session).await;
         tracing::info!(target: "latch", user_id = %user_id, device = %session.device, "session ended");
+        self.emit_ended(&user_id, current, Ended::Session(session.id.clone()));
         Ok(true)
     }
 
@@ -599,6 +680,7 @@ impl<U: User> Auth<U> {
         let keep = current.as_deref().unwrap_or_default();
         registry.cut_off_json(&user_id, Some(keep)).await;
         tracing::info!(target: "latch", user_id = %user_id, "other sessions ended");
+        self.emit_ended(&user_id, current, Ended::Others);
         Ok(true)
     }
 
@@ -622,14 +704,23 @@ impl<U: User> Auth<U> {
     /// ```
     pub async fn end_all_sessions(&self) -> Result<bool, AuthError> {
         let registry = self.registry()?;
-        let Some((user_id, _)) = self.this_login().await? else {
+        let Some((user_id, current)) = self.this_login().await? else {
             return Ok(false);
         };
         self.logout_user().await;
         registry.cut_off_json(&user_id, None).await;
         registry.revoke_remembered_json(&user_id).await;
         tracing::info!(target: "latch", user_id = %user_id, "every session ended");
+        self.emit_ended(&user_id, current, Ended::All);
         Ok(true)
+    }
+
+    /// Tells the event hook that the user (`user_id`, as JSON text) ended
+    /// sessions from this browser's (`current`).
+    fn emit_ended(&self, user_id: &str, current: Option<String>, ended: Ended) {
+        let user_id = serde_json::from_str(user_id).ok();
+        self.context
+            .emit_json(EventKind::SessionsEnded(ended), user_id.as_ref(), current);
     }
 
     /// Revokes and deletes the browser's remember cookie, if it has one.

@@ -1,13 +1,16 @@
-//! Extractors for the logged-in user: `CurrentUser`, `FreshUser`, and
-//! `Option<CurrentUser>` where a login is optional.
+//! Extractors for the logged-in user: `CurrentUser`, `FreshUser`,
+//! `Option<CurrentUser>` where a login is optional, and `Allowed` where a
+//! permission is needed.
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::adapter::axum::rejection::{LoginRejection, LoginRequired};
+use crate::adapter::axum::rejection::{Forbidden, LoginRejection, LoginRequired};
 use crate::adapter::axum::request::login_context;
 use crate::login::context::{LoaderFailed, Refusal};
+use crate::login::permission::Permission;
 use crate::login::user::User;
 
 /// The logged-in user. Anonymous requests are refused with a redirect to
@@ -82,13 +85,72 @@ async fn require<U: User>(parts: &Parts, fresh: bool) -> Result<Arc<U>, LoginRej
         .map_err(|refusal| match refusal {
             Refusal::LoaderFailed => LoginRejection::LoaderFailed,
             Refusal::Anonymous | Refusal::NotFresh => {
-                LoginRejection::LoginRequired(LoginRequired::from_parts(
+                if refusal == Refusal::NotFresh {
+                    context.emit_fresh_login_required();
+                }
+                let required = LoginRequired::from_parts(
                     parts,
                     &context.config().login_url,
                     refusal == Refusal::NotFresh,
-                ))
+                );
+                LoginRejection::LoginRequired(required.with_challenge(context.challenge()))
             }
         })
+}
+
+/// The logged-in user, if the [`Permission`] `P` allows them: a logged-in
+/// user it refuses gets `403 Forbidden` ([`Forbidden`]), an anonymous
+/// request what [`CurrentUser`] answers (the login page, or a `401`).
+///
+/// For a whole group of routes, the route layer
+/// [`Login::require`](crate::Login::require) does the same with a closure.
+///
+/// ```
+/// use axum_latch::{Allowed, Permission, User};
+/// # #[derive(Clone)] struct Account { id: u64, name: String, is_admin: bool }
+/// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
+///
+/// struct Admin;
+///
+/// impl Permission<Account> for Admin {
+///     async fn allows(user: &Account) -> bool {
+///         user.is_admin
+///     }
+/// }
+///
+/// async fn users(Allowed(admin, ..): Allowed<Account, Admin>) -> String {
+///     format!("{} may see every user", admin.name)
+/// }
+/// ```
+pub struct Allowed<U, P>(pub Arc<U>, pub PhantomData<fn() -> P>);
+
+impl<U, P> Clone for Allowed<U, P> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone(), PhantomData)
+    }
+}
+
+impl<U: std::fmt::Debug, P> std::fmt::Debug for Allowed<U, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Allowed").field(&self.0).finish()
+    }
+}
+
+impl<S: Send + Sync, U: User, P: Permission<U>> FromRequestParts<S> for Allowed<U, P> {
+    type Rejection = LoginRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let user = require::<U>(parts, false).await?;
+        if P::allows(&user).await {
+            Ok(Allowed(user, PhantomData))
+        } else {
+            tracing::debug!(target: "latch", user_id = ?user.id(), "request refused: the user lacks the permission");
+            Err(LoginRejection::Forbidden(Forbidden::new(
+                &parts.headers,
+                &parts.extensions,
+            )))
+        }
+    }
 }
 
 impl<S: Send + Sync, U: User> FromRequestParts<S> for CurrentUser<U> {

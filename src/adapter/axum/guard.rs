@@ -1,5 +1,6 @@
-//! Route layers that let only logged-in (or freshly logged-in) users
-//! through: `Login::required()` and `Login::fresh()`.
+//! Route layers that let only logged-in (or freshly logged-in, or
+//! permitted) users through: `Login::required()`, `Login::fresh()` and
+//! `Login::require(...)`.
 
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
@@ -14,7 +15,7 @@ use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::adapter::axum::rejection::{ApiRoutes, LoginRejection, LoginRequired};
+use crate::adapter::axum::rejection::{ApiRoutes, Forbidden, LoginRejection, LoginRequired};
 use crate::adapter::axum::request::login_context;
 use crate::login::context::{LoginContext, Refusal, Resolved};
 use crate::login::user::User;
@@ -27,7 +28,23 @@ pub struct RequireLogin<U> {
     login_url: Arc<str>,
     fresh: bool,
     api: bool,
+    check: Option<Check<U>>,
     user: PhantomData<fn() -> U>,
+}
+
+/// A permission check on the logged-in user, as a route layer keeps it.
+enum Check<U> {
+    Sync(Arc<dyn Fn(&U) -> bool + Send + Sync>),
+    Async(Arc<dyn Fn(Arc<U>) -> BoxFuture<'static, bool> + Send + Sync>),
+}
+
+impl<U> Clone for Check<U> {
+    fn clone(&self) -> Self {
+        match self {
+            Check::Sync(check) => Check::Sync(check.clone()),
+            Check::Async(check) => Check::Async(check.clone()),
+        }
+    }
 }
 
 impl<U> RequireLogin<U> {
@@ -36,8 +53,14 @@ impl<U> RequireLogin<U> {
             login_url: Arc::from(login_url),
             fresh,
             api: false,
+            check: None,
             user: PhantomData,
         }
+    }
+
+    fn checking(mut self, check: Check<U>) -> Self {
+        self.check = Some(check);
+        self
     }
 
     /// Makes the routes behind this layer an API: every request without a
@@ -71,6 +94,7 @@ impl<U> Clone for RequireLogin<U> {
             login_url: self.login_url.clone(),
             fresh: self.fresh,
             api: self.api,
+            check: self.check.clone(),
             user: PhantomData,
         }
     }
@@ -82,6 +106,7 @@ impl<U> std::fmt::Debug for RequireLogin<U> {
             .field("login_url", &self.login_url)
             .field("fresh", &self.fresh)
             .field("api", &self.api)
+            .field("check", &self.check.is_some())
             .finish()
     }
 }
@@ -146,6 +171,7 @@ where
                 inner: Some(inner),
                 login_url: self.layer.login_url.clone(),
                 fresh: self.layer.fresh,
+                check: self.layer.check.clone(),
             },
             Err(missing) => Step::Answered {
                 response: Some(missing.into_response()),
@@ -175,6 +201,13 @@ pin_project! {
             inner: Option<S>,
             login_url: Arc<str>,
             fresh: bool,
+            check: Option<Check<U>>,
+        },
+        /// Logged in: waiting for an async permission check.
+        Permitting {
+            check: BoxFuture<'static, bool>,
+            request: Option<Request<B>>,
+            inner: Option<S>,
         },
         /// Let through: the route answers.
         Calling { #[pin] future: S::Future },
@@ -202,19 +235,39 @@ where
                     inner,
                     login_url,
                     fresh,
+                    check,
                 } => {
                     let resolved = std::task::ready!(context.poll_resolve(cx, own));
                     let (Some(request), Some(mut inner)) = (request.take(), inner.take()) else {
                         unreachable!("a check is finished once");
                     };
                     match LoginContext::required(resolved, *fresh) {
-                        Ok(_) => Step::Calling {
-                            future: inner.call(request),
+                        Ok(user) => match check.take() {
+                            None => Step::Calling {
+                                future: inner.call(request),
+                            },
+                            Some(Check::Sync(check)) => {
+                                if check(&user) {
+                                    Step::Calling {
+                                        future: inner.call(request),
+                                    }
+                                } else {
+                                    forbidden::<S, U, B>(&user, &request)
+                                }
+                            }
+                            Some(Check::Async(check)) => Step::Permitting {
+                                check: check(user),
+                                request: Some(request),
+                                inner: Some(inner),
+                            },
                         },
                         Err(Refusal::LoaderFailed) => Step::Answered {
                             response: Some(LoginRejection::LoaderFailed.into_response()),
                         },
                         Err(refusal) => {
+                            if refusal == Refusal::NotFresh {
+                                context.emit_fresh_login_required();
+                            }
                             let rejection = LoginRequired::new(
                                 request.method(),
                                 request.uri(),
@@ -222,10 +275,34 @@ where
                                 request.extensions(),
                                 login_url,
                                 refusal == Refusal::NotFresh,
-                            );
+                            )
+                            .with_challenge(context.challenge());
                             Step::Answered {
                                 response: Some(rejection.into_response()),
                             }
+                        }
+                    }
+                }
+                StepProj::Permitting {
+                    check,
+                    request,
+                    inner,
+                } => {
+                    let allowed = std::task::ready!(check.as_mut().poll(cx));
+                    let (Some(request), Some(mut inner)) = (request.take(), inner.take()) else {
+                        unreachable!("a check is finished once");
+                    };
+                    if allowed {
+                        Step::Calling {
+                            future: inner.call(request),
+                        }
+                    } else {
+                        tracing::debug!(target: "latch", "request refused: the user lacks the permission");
+                        Step::Answered {
+                            response: Some(
+                                Forbidden::new(request.headers(), request.extensions())
+                                    .into_response(),
+                            ),
                         }
                     }
                 }
@@ -243,6 +320,14 @@ where
             };
             step.set(next);
         }
+    }
+}
+
+/// The answer to a logged-in user a permission check refused.
+fn forbidden<S: Service<Request<B>>, U: User, B>(user: &U, request: &Request<B>) -> Step<S, U, B> {
+    tracing::debug!(target: "latch", user_id = ?user.id(), "request refused: the user lacks the permission");
+    Step::Answered {
+        response: Some(Forbidden::new(request.headers(), request.extensions()).into_response()),
     }
 }
 
@@ -288,5 +373,63 @@ impl<U: User, L> Login<U, L> {
     /// ```
     pub fn fresh(&self) -> RequireLogin<U> {
         RequireLogin::new(&self.config.login_url, true)
+    }
+
+    /// A route layer that lets through only logged-in users for whom
+    /// `allows` is true: `login.require(|user| user.is_admin)`. A logged-in
+    /// user it refuses gets `403 Forbidden` (an HTML page for a browser's
+    /// navigation, JSON for an API client; see
+    /// [`Forbidden`](crate::rejection::Forbidden)), never a redirect to the
+    /// login page; an anonymous request is refused as by
+    /// [`required`](Self::required). For a check that must wait (a
+    /// database), use [`require_async`](Self::require_async); for a handler,
+    /// the [`Allowed`](crate::Allowed) extractor.
+    ///
+    /// ```
+    /// # use axum::{routing::get, Router};
+    /// # use axum_latch::{Login, SecretKey, Session, User};
+    /// # #[derive(Clone)] struct Account { id: u64, is_admin: bool }
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// let login = Login::new(load);
+    /// let app: Router = Router::new()
+    ///     .route("/admin", get(|| async { "the admin page" }))
+    ///     .route_layer(login.require(|user: &Account| user.is_admin))
+    ///     .layer(login)
+    ///     .layer(Session::new(SecretKey::generate()?));
+    /// # Ok::<(), axum_latch::KeyError>(())
+    /// ```
+    pub fn require<F>(&self, allows: F) -> RequireLogin<U>
+    where
+        F: Fn(&U) -> bool + Send + Sync + 'static,
+    {
+        self.required().checking(Check::Sync(Arc::new(allows)))
+    }
+
+    /// [`require`](Self::require) with a check that waits: `allows` gets
+    /// the user and returns a future of the answer.
+    ///
+    /// ```
+    /// # use axum::{routing::get, Router};
+    /// # use axum_latch::{Login, User};
+    /// # use std::sync::Arc;
+    /// # #[derive(Clone)] struct Account { id: u64 }
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// # async fn has_role(_: u64, _: &str) -> bool { false }
+    /// let login = Login::new(load);
+    /// let billing: Router = Router::new()
+    ///     .route("/billing", get(|| async { "billing" }))
+    ///     .route_layer(login.require_async(|user: Arc<Account>| async move {
+    ///         has_role(user.id, "billing").await
+    ///     }));
+    /// ```
+    pub fn require_async<F, Fut>(&self, allows: F) -> RequireLogin<U>
+    where
+        F: Fn(Arc<U>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        let check = move |user: Arc<U>| -> BoxFuture<'static, bool> { Box::pin(allows(user)) };
+        self.required().checking(Check::Async(Arc::new(check)))
     }
 }

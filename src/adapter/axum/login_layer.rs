@@ -15,6 +15,7 @@ use tower_service::Service;
 use crate::adapter::axum::rejection::MissingLayer;
 use crate::adapter::axum::request::request_state;
 use crate::cookies;
+use crate::events::ClientAddress;
 use crate::login::context::{LoginContext, PendingLoad, Step};
 use crate::login::request::RequestState;
 use crate::login::{Login, LoginConfig, User, UserLoader};
@@ -79,6 +80,16 @@ where
                     // An outer login layer already serves this request: a
                     // wiring mistake, which the route's extractors refuse.
                     tracing::error!(target: "latch", "{}", MissingLayer::TwoLogins);
+                } else {
+                    if self.config.events.is_some() {
+                        state.login.keep_for_events(
+                            request.headers().get(http::header::USER_AGENT),
+                            client_address(request.extensions()),
+                        );
+                    }
+                    if self.config.request_loader.is_some() {
+                        state.login.want_headers();
+                    }
                 }
                 attached.then(|| Driver::new(state.clone(), self))
             }
@@ -93,6 +104,13 @@ where
             driver,
         }
     }
+}
+
+/// The client's address for events, if the app gave it ([`ClientAddress`]).
+fn client_address(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<ClientAddress>()
+        .map(|ClientAddress(address)| *address)
 }
 
 /// What the login layer's future keeps to find the request's user.

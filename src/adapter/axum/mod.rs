@@ -13,9 +13,9 @@ mod session_layer;
 
 pub use auth::Auth;
 pub use cross_origin::{CrossOriginGuardFuture, CrossOriginGuardService};
-pub use extract::{CurrentUser, FreshUser};
+pub use extract::{Allowed, CurrentUser, FreshUser};
 pub use guard::{RequireLogin, RequireLoginFuture, RequireLoginService};
 pub use login_layer::{LoginFuture, LoginService};
-pub use rejection::{LoginRejection, LoginRequired, MissingLayer};
+pub use rejection::{Forbidden, LoginRejection, LoginRequired, MissingLayer};
 pub use session_data::SessionData;
 pub use session_layer::{SessionFuture, SessionService};

@@ -1,9 +1,10 @@
 //! What latch answers when a request cannot go on: no login, no fresh login,
-//! a layer missing from the router, or a user loader that failed.
+//! a user a permission check refuses, a layer missing from the router, or a
+//! user loader that failed.
 
 use axum::extract::OriginalUri;
 use axum::response::{IntoResponse, Response};
-use http::header::{ACCEPT, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use http::header::{ACCEPT, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
@@ -86,12 +87,18 @@ impl IntoResponse for MissingLayer {
 ///     .route("/me", get(me))
 ///     .route_layer(login.required().api()); // 401, never a redirect
 /// ```
+///
+/// With a [request loader](crate::Login::request_loader), the `401`
+/// carries `WWW-Authenticate: Bearer` (or the
+/// [challenge](crate::Login::challenge) set), with `error="invalid_token"`
+/// when the request's `Authorization` header named no user.
 #[derive(Debug, Clone)]
 pub struct LoginRequired {
     location: String,
     redirect: StatusCode,
     api: bool,
     fresh: bool,
+    challenge: Option<HeaderValue>,
 }
 
 impl LoginRequired {
@@ -116,8 +123,9 @@ impl LoginRequired {
             } else {
                 StatusCode::SEE_OTHER
             },
-            api: extensions.get::<ApiRoutes>().is_some() || !is_navigation(headers),
+            api: is_api(headers, extensions),
             fresh,
+            challenge: None,
         }
     }
 
@@ -130,6 +138,12 @@ impl LoginRequired {
             login_url,
             fresh,
         )
+    }
+
+    /// Adds the `WWW-Authenticate` header of the `401` (not of a redirect).
+    pub(crate) fn with_challenge(mut self, challenge: Option<HeaderValue>) -> Self {
+        self.challenge = challenge;
+        self
     }
 
     /// Where a browser is sent: the login page with `next`.
@@ -188,12 +202,16 @@ impl IntoResponse for LoginRequired {
                 "login_required"
             };
             let body = serde_json::json!({ "error": error, "login_url": self.location });
-            return (
+            let mut response = (
                 StatusCode::UNAUTHORIZED,
                 [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
                 body.to_string(),
             )
                 .into_response();
+            if let Some(challenge) = self.challenge {
+                response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+            }
+            return response;
         }
         match HeaderValue::try_from(self.location) {
             Ok(location) => (self.redirect, [(LOCATION, location)]).into_response(),
@@ -202,6 +220,77 @@ impl IntoResponse for LoginRequired {
             Err(_) => StatusCode::UNAUTHORIZED.into_response(),
         }
     }
+}
+
+/// A logged-in user who may not use this route: `403 Forbidden`, never a
+/// redirect to the login page (which would loop, the user being logged in
+/// already). A browser navigating to a page gets a short HTML page; an API
+/// client (see [`LoginRequired`] for which requests are navigations) gets
+/// `{"error":"forbidden"}`.
+///
+/// Made by the permission checks: [`Login::require`](crate::Login::require),
+/// [`Login::require_async`](crate::Login::require_async) and the
+/// [`Allowed`](crate::Allowed) extractor.
+///
+/// ```
+/// use axum::response::{IntoResponse, Response};
+/// use axum_latch::rejection::LoginRejection;
+/// use axum_latch::{Allowed, Permission, User};
+/// # #[derive(Clone)] struct Account { id: u64, is_admin: bool }
+/// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
+/// # struct Admin;
+/// # impl Permission<Account> for Admin { async fn allows(user: &Account) -> bool { user.is_admin } }
+///
+/// async fn admin(user: Result<Allowed<Account, Admin>, LoginRejection>) -> Response {
+///     match user {
+///         Ok(Allowed(user, ..)) => format!("admin {}", user.id).into_response(),
+///         Err(LoginRejection::Forbidden(_)) => "Ask an admin for access".into_response(),
+///         Err(other) => other.into_response(),
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Forbidden {
+    api: bool,
+}
+
+impl Forbidden {
+    pub(crate) fn new(headers: &HeaderMap, extensions: &Extensions) -> Self {
+        Self {
+            api: is_api(headers, extensions),
+        }
+    }
+}
+
+/// The page a browser gets for a route its user may not use.
+const FORBIDDEN_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Forbidden</title></head>\n<body><h1>Forbidden</h1><p>You are logged in, but this page is not open to your account.</p></body></html>\n";
+
+impl IntoResponse for Forbidden {
+    fn into_response(self) -> Response {
+        if self.api {
+            return (
+                StatusCode::FORBIDDEN,
+                [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                r#"{"error":"forbidden"}"#,
+            )
+                .into_response();
+        }
+        (
+            StatusCode::FORBIDDEN,
+            [(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            FORBIDDEN_PAGE,
+        )
+            .into_response()
+    }
+}
+
+/// Whether a refusal answers as to an API client: inside an API group, or
+/// a request that is not a browser's navigation.
+fn is_api(headers: &HeaderMap, extensions: &Extensions) -> bool {
+    extensions.get::<ApiRoutes>().is_some() || !is_navigation(headers)
 }
 
 /// Marks a request to a group of routes that always answers as an API,
@@ -244,6 +333,8 @@ pub enum LoginRejection {
     MissingLayer(MissingLayer),
     /// The user loader failed: a `500` (the error is logged).
     LoaderFailed,
+    /// Logged in, but a permission check refused the user: a `403`.
+    Forbidden(Forbidden),
 }
 
 impl IntoResponse for LoginRejection {
@@ -251,6 +342,7 @@ impl IntoResponse for LoginRejection {
         match self {
             LoginRejection::LoginRequired(rejection) => rejection.into_response(),
             LoginRejection::MissingLayer(missing) => missing.into_response(),
+            LoginRejection::Forbidden(forbidden) => forbidden.into_response(),
             LoginRejection::LoaderFailed => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
             }
