@@ -87,6 +87,18 @@
 //! [`Auth::end_all_sessions`] end them; requests are still checked in
 //! memory, with no store round trip. See [`registry`].
 //!
+//! # Permissions, API clients, events
+//!
+//! - [`Login::require`] (a route layer) and the [`Allowed`] extractor let
+//!   through only users a check allows; a logged-in user it refuses gets
+//!   `403 Forbidden` ([`rejection::Forbidden`]), never the login page.
+//! - [`Login::request_loader`] logs in API clients from their headers (a
+//!   bearer token: [`api::bearer_token`]): never fresh, no cookie; an API
+//!   client without a user gets `401` with `WWW-Authenticate`. See [`api`].
+//! - [`Login::on_event`] hears logins, logouts, ended sessions, remember-me
+//!   rotations and thefts, and the failed logins the app reports, for an
+//!   audit trail, in the background. See [`events`].
+//!
 //! # Features
 //!
 //! None is on by default: the session, login, stateless remember-me,
@@ -111,7 +123,8 @@
 //! The crate root holds what a typical app names. The rest lives with its
 //! idea: [`session`] (the session layer's settings), [`remember`]
 //! (remember-me tokens and the store trait), [`registry`] (ending sessions
-//! on the server), [`stores`], [`throttle`],
+//! on the server), [`stores`], [`throttle`], [`api`] (logins of API
+//! clients), [`events`] (the audit trail's hook),
 //! [`cross_origin`], [`next`] (the rule for `next`), [`clock`] (the time
 //! latch reads, and a clock tests move), [`rejection`] (why a request was
 //! refused) and [`service`] (the layers' service and future types).

@@ -18,8 +18,11 @@ impl RequestState {
     /// remember cookie and the `User-Agent`. Nothing is copied otherwise.
     pub fn prime(&self, request: &RequestView<'_>, remember: bool) {
         self.session.prime(request);
-        let needs_remember = self.session.login_needs_remember();
-        if needs_remember && self.login.wants_headers() {
+        let wants_headers = self.login.wants_headers();
+        // Asked only when it matters: `Auth` primes the remember cookie anyway.
+        let needs_remember = (!remember || wants_headers) && self.session.login_needs_remember();
+        if needs_remember && wants_headers {
+            // For the request loader: a request without a login in its session.
             self.login.keep_headers(request.headers);
         }
         if !(remember || needs_remember) {
