@@ -74,7 +74,7 @@ use http::HeaderMap;
 use std::future::Future;
 
 use crate::boxed_error::BoxError;
-use crate::login::User;
+use crate::login::user::User;
 
 /// The longest bearer token [`bearer_token`] returns, in bytes: longer ones
 /// are not tokens an app made, and are refused before any lookup.

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::login::User;
+use crate::login::user::User;
 
 /// A rule on the logged-in user, named as a type, for the
 /// [`Allowed`](crate::Allowed) extractor: `Allowed<Account, Admin>` lets
