@@ -6,6 +6,7 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::remember::{RememberStore, Rotation, StoreError, StoredToken};
+use crate::stores::sql_column::column;
 #[cfg(feature = "postgres")]
 use crate::stores::sql_sessions::POSTGRES_SESSION_SCHEMA;
 #[cfg(feature = "sqlite")]
@@ -175,14 +176,6 @@ where
     })
 }
 
-pub(super) fn column<'r, R, T>(row: &'r R, name: &'static str) -> Result<T, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    T: Decode<'r, R::Database> + Type<R::Database>,
-{
-    row.try_get(name).map_err(StoreError::new)
-}
 
 fn to_hash(bytes: &[u8], name: &str) -> Result<[u8; 32], StoreError> {
     bytes.try_into().map_err(|_| {

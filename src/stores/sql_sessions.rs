@@ -22,7 +22,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::registry::{Change, Ending, SessionRecord, SessionStore};
 use crate::remember::StoreError;
-use crate::stores::sql::column;
+use crate::stores::sql_column::column;
 
 // ---------------------------------------------------------------------------
 // Schema
