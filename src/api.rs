@@ -68,13 +68,10 @@
 //! # Ok::<(), axum_latch::KeyError>(())
 //! ```
 
-use futures_util::future::BoxFuture;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
-use std::future::Future;
 
-use crate::boxed_error::BoxError;
-use crate::login::user::User;
+pub use crate::login::request_loader::RequestLoader;
 
 /// The longest bearer token [`bearer_token`] returns, in bytes: longer ones
 /// are not tokens an app made, and are refused before any lookup.
@@ -117,30 +114,6 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
     well_formed.then_some(token)
-}
-
-/// Finds the user of an API client's request from its headers: any
-/// `Fn(HeaderMap) -> impl Future<Output = Result<Option<U>, E>>`, given to
-/// [`Login::request_loader`](crate::Login::request_loader).
-///
-/// `Ok(None)` is "no user": the request is anonymous (a `401` where a login
-/// is needed). `Err` is a failure to look (a database that is down): a `500`.
-pub trait RequestLoader<U: User>: Send + Sync + 'static {
-    /// The user the headers name, if any.
-    fn load(&self, headers: HeaderMap) -> BoxFuture<'static, Result<Option<U>, BoxError>>;
-}
-
-impl<U, F, Fut, E> RequestLoader<U> for F
-where
-    U: User,
-    F: Fn(HeaderMap) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
-    E: Into<BoxError>,
-{
-    fn load(&self, headers: HeaderMap) -> BoxFuture<'static, Result<Option<U>, BoxError>> {
-        let future = self(headers);
-        Box::pin(async move { future.await.map_err(Into::into) })
-    }
 }
 
 #[cfg(test)]

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use crate::api::RequestLoader;
 use crate::cookies::ConfigError;
 use crate::events::{EventHook, Events};
 use crate::login::cache::UserCache;
 use crate::login::next::is_safe_next;
+use crate::login::request_loader::RequestLoader;
 use crate::login::user::DynLoader;
 use crate::registry::SessionRegistry;
 use crate::remember::{RememberTokens, StatelessRemember};
@@ -395,6 +395,7 @@ pub(crate) mod context;
 pub mod next;
 pub(crate) mod permission;
 pub(crate) mod request;
+pub(crate) mod request_loader;
 pub(crate) mod state;
 pub(crate) mod user;
 

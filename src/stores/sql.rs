@@ -176,7 +176,6 @@ where
     })
 }
 
-
 fn to_hash(bytes: &[u8], name: &str) -> Result<[u8; 32], StoreError> {
     bytes.try_into().map_err(|_| {
         StoreError::new(format!(
