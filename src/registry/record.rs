@@ -29,7 +29,12 @@ pub struct SessionRecord {
 }
 
 /// Something that ends sessions, as every instance must hear of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// As JSON (how the Redis store keeps its change feed), it is an object
+/// tagged by `kind`: `{"kind":"session","session_id":..,"user_id":..,"until":..}`
+/// or `{"kind":"user","user_id":..,"not_before":..,"except":..,"until":..}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Ending {
     /// One session ends.
     Session {

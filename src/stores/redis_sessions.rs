@@ -15,7 +15,6 @@ use futures_util::future::{select, Either};
 use futures_util::StreamExt as _;
 use redis::aio::ConnectionLike;
 use redis::Script;
-use serde::{Deserialize, Serialize};
 
 use super::redis::{
     checked_digest, ttl_at, user_digest, Corrupt, RedisStore, Request, AT_OR_BEFORE, EXTEND,
@@ -278,76 +277,6 @@ return 1
     )
 });
 
-/// An ending as the log keeps it (JSON, after its sequence number).
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Entry {
-    Session {
-        session_id: String,
-        user_id: String,
-        until: u64,
-    },
-    User {
-        user_id: String,
-        not_before: u64,
-        except: Option<String>,
-        until: u64,
-    },
-}
-
-impl From<&Ending> for Entry {
-    fn from(ending: &Ending) -> Self {
-        match ending.clone() {
-            Ending::Session {
-                session_id,
-                user_id,
-                until,
-            } => Entry::Session {
-                session_id,
-                user_id,
-                until,
-            },
-            Ending::User {
-                user_id,
-                not_before,
-                except,
-                until,
-            } => Entry::User {
-                user_id,
-                not_before,
-                except,
-                until,
-            },
-        }
-    }
-}
-
-impl From<Entry> for Ending {
-    fn from(entry: Entry) -> Self {
-        match entry {
-            Entry::Session {
-                session_id,
-                user_id,
-                until,
-            } => Ending::Session {
-                session_id,
-                user_id,
-                until,
-            },
-            Entry::User {
-                user_id,
-                not_before,
-                except,
-                until,
-            } => Ending::User {
-                user_id,
-                not_before,
-                except,
-                until,
-            },
-        }
-    }
-}
 
 /// The change feed's subscription failed.
 #[derive(Debug, thiserror::Error)]
@@ -644,7 +573,7 @@ where
     }
 
     async fn end(&self, ending: &Ending) -> Result<u64, StoreError> {
-        let json = serde_json::to_string(&Entry::from(ending)).map_err(StoreError::new)?;
+        let json = serde_json::to_string(ending).map_err(StoreError::new)?;
         let mut script = FEED_END.key(self.feed_key("seq"));
         script
             .key(self.feed_key("log"))
@@ -722,11 +651,8 @@ fn parse_entry(entry: &str) -> Result<Change, StoreError> {
     };
     let (seq, json) = entry.split_once(' ').ok_or_else(bad)?;
     let seq = seq.parse().map_err(|_| bad())?;
-    let entry: Entry = serde_json::from_str(json).map_err(|_| bad())?;
-    Ok(Change {
-        seq,
-        ending: entry.into(),
-    })
+    let ending: Ending = serde_json::from_str(json).map_err(|_| bad())?;
+    Ok(Change { seq, ending })
 }
 
 fn corrupt(key: &str, field: &'static str) -> StoreError {
@@ -807,7 +733,7 @@ mod tests {
             },
         ];
         for (seq, ending) in endings.into_iter().enumerate() {
-            let json = serde_json::to_string(&Entry::from(&ending)).unwrap();
+            let json = serde_json::to_string(&ending).unwrap();
             let change = parse_entry(&format!("{seq} {json}")).unwrap();
             assert_eq!(
                 change,
