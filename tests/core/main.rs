@@ -1,5 +1,5 @@
 //! latch's core: sessions, logins, cross-origin checks, key rotation, the
-//! login throttle and the user cache.
+//! login throttle, the user cache, and the `testing` feature's logins.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -9,5 +9,6 @@ mod key_rotation;
 mod login;
 mod registry;
 mod session;
+mod testing;
 mod throttle;
 mod user_cache;
