@@ -66,10 +66,11 @@ use crate::crypto::fingerprint::fingerprint;
 use crate::crypto::random;
 use crate::login::context::LoginContext;
 use crate::login::request::RequestState;
+use crate::login::{Login, User};
 use crate::registry::{Refused, SessionKey};
 use crate::remember::{Remember, RememberError, RememberGrant};
 use crate::session::state::{RequestView, SessionState};
-use crate::{Login, Session, User};
+use crate::session::Session;
 
 /// A login made for a test, as a browser would hold it after logging in:
 /// set it up with the methods below, then take its [`cookies`](Self::cookies).
