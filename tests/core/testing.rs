@@ -23,7 +23,7 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tower::ServiceExt as _;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -411,6 +411,7 @@ async fn a_registry_lists_the_test_login_and_ending_it_refuses_its_cookies() {
     use axum_latch::registry::SessionRegistry;
     use axum_latch::remember::RevocableRemember;
     use axum_latch::stores::MemoryStore;
+    use std::time::UNIX_EPOCH;
 
     let site = Site::new();
     let store = MemoryStore::new();
