@@ -112,6 +112,7 @@
 //! | `postgres` | [`stores::PostgresStore`] | `sqlx` 0.8 (`postgres`) |
 //! | `redis` | [`stores::RedisStore`] (on one server or Redis Cluster), and the throttle shared through Redis or Redis Cluster ([`throttle::Throttle::redis`], [`throttle::Throttle::redis_cluster`]) | `redis` 1 (`tokio-comp`, `connection-manager`, `cluster-async`, `script`) |
 //! | `tokio` | [`remember::RevocableRemember::spawn_purge`] (every store turns it on) | |
+//! | `testing` | [`testing`]: the cookies of a login for the app's own tests, made with its real key and settings (for `[dev-dependencies]`) | |
 //!
 //! ```toml
 //! [dependencies]
@@ -127,7 +128,9 @@
 //! clients), [`events`] (the audit trail's hook),
 //! [`cross_origin`], [`next`] (the rule for `next`), [`clock`] (the time
 //! latch reads, and a clock tests move), [`rejection`] (why a request was
-//! refused) and [`service`] (the layers' service and future types).
+//! refused), [`service`] (the layers' service and future types) and, with
+//! the `testing` feature, [`testing`] (logged-in requests for the app's
+//! own tests).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -149,6 +152,9 @@ pub mod registry;
 pub mod remember;
 pub mod session;
 pub mod stores;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod throttle;
 
 pub use adapter::axum::{Allowed, Auth, CurrentUser, FreshUser, SessionData};
@@ -182,7 +188,7 @@ pub mod service {
 pub mod fuzzing;
 
 /// The README's examples, compiled and run as doctests (one needs the
-/// `postgres` store).
-#[cfg(all(doctest, feature = "postgres"))]
+/// `postgres` store, one the `testing` module).
+#[cfg(all(doctest, feature = "postgres", feature = "testing"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -234,9 +234,29 @@ impl SessionState {
 
     /// Records a login in the session, under the new `session_id`.
     pub fn set_login(&self, user_id: Value, auth: String, session_id: String, fresh: bool) {
-        let mut state = self.state();
         let now = self.config.site.clock.unix_secs();
-        add_login(state.claims_mut(), user_id, auth, session_id, fresh, now);
+        self.set_login_at(user_id, auth, session_id, fresh, now);
+    }
+
+    /// Records a login made at `login_at` (seconds since the Unix epoch):
+    /// its absolute timeout and its freshness window count from then.
+    pub fn set_login_at(
+        &self,
+        user_id: Value,
+        auth: String,
+        session_id: String,
+        fresh: bool,
+        login_at: u64,
+    ) {
+        let mut state = self.state();
+        add_login(
+            state.claims_mut(),
+            user_id,
+            auth,
+            session_id,
+            fresh,
+            login_at,
+        );
     }
 
     /// Whether the session still fits in a cookie with this login in it.
@@ -325,6 +345,16 @@ impl SessionState {
         tag
     }
 
+    /// The session cookie's value as [`write_to`](Self::write_to) would
+    /// write it at `now` (seconds since the Unix epoch), for the cookies
+    /// that `testing` makes.
+    #[cfg(feature = "testing")]
+    pub(crate) fn token_at(&self, now: u64) -> String {
+        let mut state = self.raw_lock();
+        state.parse();
+        state.token(&self.config, now)
+    }
+
     /// Adds `Vary: Cookie` and the session cookie to a response, as needed.
     pub(crate) fn write_to(&self, headers: &mut HeaderMap) {
         let mut state = self
@@ -353,28 +383,7 @@ impl SessionState {
             return;
         }
         let now = config.site.clock.unix_secs();
-        let mut claims = state.claims.clone();
-        claims.insert(PURPOSE.to_owned(), Value::from(SESSION_PURPOSE));
-        // A login latch has not adopted yet (Microdot's, with no
-        // fingerprint) is dated by the token's `iat`: re-issuing it must
-        // keep that, or a copy made before a password change would come
-        // back dated after it.
-        let unadopted = claims.contains_key(USER_ID) && !claims.contains_key(FINGERPRINT);
-        let iat = match (unadopted, state.issued_at) {
-            (false, _) => Some(Value::from(now)),
-            (true, Some(at)) if at.fract() == 0.0 && (0.0..=9e15).contains(&at) => {
-                Some(Value::from(at as u64))
-            }
-            (true, at) => at.map(Value::from),
-        };
-        if let Some(iat) = iat {
-            claims.insert(IAT.to_owned(), iat);
-        }
-        claims.insert(
-            EXP.to_owned(),
-            Value::from(now + config.idle_timeout.as_secs()),
-        );
-        let value = token::encode(&claims, config.site.keys.current());
+        let value = state.token(config, now);
         cookies::append(
             headers,
             config
@@ -402,6 +411,33 @@ impl StateGuard<'_> {
 }
 
 impl State {
+    /// The session cookie's value for these claims, as written at `now`
+    /// (seconds since the Unix epoch): it expires an idle timeout later.
+    fn token(&self, config: &SessionConfig, now: u64) -> String {
+        let mut claims = self.claims.clone();
+        claims.insert(PURPOSE.to_owned(), Value::from(SESSION_PURPOSE));
+        // A login latch has not adopted yet (Microdot's, with no
+        // fingerprint) is dated by the token's `iat`: re-issuing it must
+        // keep that, or a copy made before a password change would come
+        // back dated after it.
+        let unadopted = claims.contains_key(USER_ID) && !claims.contains_key(FINGERPRINT);
+        let iat = match (unadopted, self.issued_at) {
+            (false, _) => Some(Value::from(now)),
+            (true, Some(at)) if at.fract() == 0.0 && (0.0..=9e15).contains(&at) => {
+                Some(Value::from(at as u64))
+            }
+            (true, at) => at.map(Value::from),
+        };
+        if let Some(iat) = iat {
+            claims.insert(IAT.to_owned(), iat);
+        }
+        claims.insert(
+            EXP.to_owned(),
+            Value::from(now + config.idle_timeout.as_secs()),
+        );
+        token::encode(&claims, config.site.keys.current())
+    }
+
     /// Reads the session cookie found in the request. Returns the verified
     /// token, if it checked out, for the memo of whole `Cookie` headers.
     fn load(

@@ -1,5 +1,6 @@
 //! latch's core: sessions, logins, cross-origin checks, key rotation, the
-//! login throttle, the user cache, events, API tokens and permissions.
+//! login throttle, the user cache, events, API tokens, permissions, and
+//! the `testing` feature's logins.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -12,5 +13,6 @@ mod login;
 mod permissions;
 mod registry;
 mod session;
+mod testing;
 mod throttle;
 mod user_cache;
