@@ -1,6 +1,7 @@
 //! Attacks on latch's cookies: tampered, forged, expired and replayed
-//! tokens, and open redirects through `next`. Each refused case also pins
-//! the check that refused it, through latch's `debug` events.
+//! tokens, and open redirects through `next`; and on API token logins,
+//! login events and permission checks. Each refused case also pins the
+//! check that refused it, through latch's `debug` events.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -12,3 +13,5 @@ mod open_redirect;
 #[cfg(feature = "memory")]
 mod registry;
 mod remember_replay;
+#[cfg(feature = "memory")]
+mod tokens_and_events;
