@@ -22,6 +22,11 @@
 //!   should answer `Ok(None)` for any token it cannot use (garbage, the
 //!   wrong shape, too long, revoked), so that bad tokens are a `401`.
 //!
+//! Tokens are the app's: latch keeps none, so a new password, "log out
+//! everywhere" ([`Auth::end_all_sessions`](crate::Auth::end_all_sessions))
+//! and the [registry](crate::registry) leave them working. Revoke a user's
+//! tokens where the app keeps them when it should (say so on the page).
+//!
 //! Keep tokens as hashes (SHA-256 of a random token of 128 bits or more
 //! is enough: such a token cannot be guessed, so it needs no slow hash) and
 //! look them up by hash: the comparison then reveals nothing through its

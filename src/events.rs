@@ -25,8 +25,15 @@
 //! order latch saw them. It cannot slow down, block or fail a request: the
 //! request only puts the event in a queue of 1,024; while the queue is full
 //! (a hook much slower than the site's logins), further events are dropped
-//! and counted in a `warn` log. A hook that panics loses that event only.
-//! The task needs a Tokio runtime, which axum apps have.
+//! and counted in a `warn` log. The last quarter of the queue is kept for
+//! the events an anonymous client cannot cause at will: a flood of failed
+//! logins, throttled logins or fresh logins asked for gives way there, so
+//! it cannot push out the login that follows it. A hook that panics loses
+//! that event only. The task needs a Tokio runtime, which axum apps have.
+//!
+//! The queue bounds the number of events, not their size: report failed
+//! logins with the id of the user the name belongs to (or `None`), not
+//! with the name a client typed.
 //!
 //! The client's address is the one in a [`ClientAddress`] extension that
 //! the app puts in the request: the connection's peer (from axum's
@@ -59,6 +66,10 @@ use tokio::sync::mpsc;
 
 /// How many events wait for the hook before new ones are dropped.
 const QUEUE: usize = 1024;
+
+/// Room in the queue kept for the events an anonymous client cannot cause
+/// at will (logins, logouts, thefts...).
+const RESERVED: usize = QUEUE / 4;
 
 /// Something that happened to a user's logins, for an audit trail.
 ///
@@ -107,7 +118,10 @@ pub enum EventKind {
         /// How long the throttle asked the client to wait.
         retry_after: Duration,
     },
-    /// A page needed a fresh login, and the user's was not.
+    /// A page needed a fresh login, and the user's was not: a
+    /// [`FreshUser`](crate::FreshUser) or [`Login::fresh`](crate::Login::fresh)
+    /// refused the request (heard even when the handler takes the
+    /// rejection and answers itself).
     FreshLoginRequired,
     /// A login attempt failed (wrong password, unknown user), reported by
     /// the app.
@@ -140,6 +154,16 @@ pub enum Ended {
 }
 
 impl EventKind {
+    /// Whether anyone, logged in or not, can cause this event as often as
+    /// they like: reported failed and throttled logins, and fresh logins
+    /// asked for. These give way first when the hook is behind.
+    fn anyone_can_cause(&self) -> bool {
+        matches!(
+            self,
+            EventKind::LoginFailed | EventKind::Throttled { .. } | EventKind::FreshLoginRequired
+        )
+    }
+
     /// A short name for storing or showing the event: `logged_in`,
     /// `logged_in_remembered`, `logged_in_adopted`, `logged_out`,
     /// `sessions_ended`, `remember_rotated`, `remember_theft`,
@@ -239,11 +263,18 @@ impl<Id: Send + 'static> Events<Id> {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let event = match queue.as_ref() {
             None => event,
+            Some(sender) if sender.capacity() <= RESERVED && event.kind.anyone_can_cause() => {
+                // Failed logins and the like can be sent by the thousand by
+                // anyone: past three quarters of the queue they give way,
+                // so that a flood of them cannot push out the login that
+                // follows it.
+                self.drop_one();
+                return;
+            }
             Some(sender) => match sender.try_send(event) {
                 Ok(()) => return,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                    tracing::warn!(target: "latch", dropped, "login event dropped: the event hook is behind");
+                    self.drop_one();
                     return;
                 }
                 // The task ended with its runtime (a test's, say): start anew.
@@ -258,11 +289,11 @@ impl<Id: Send + 'static> Events<Id> {
         let hook = self.hook.clone();
         runtime.spawn(async move {
             while let Some(event) = receiver.recv().await {
-                if AssertUnwindSafe(hook.handle(event))
-                    .catch_unwind()
-                    .await
-                    .is_err()
-                {
+                // The hook is called inside the caught future: a closure
+                // that panics before it returns its future loses its
+                // event only, not the task and the events queued behind.
+                let handled = AssertUnwindSafe(async { hook.handle(event).await });
+                if handled.catch_unwind().await.is_err() {
                     tracing::error!(target: "latch", "the login event hook panicked: that event is lost");
                 }
             }
@@ -270,6 +301,17 @@ impl<Id: Send + 'static> Events<Id> {
         // A new channel has room.
         let _ = sender.try_send(event);
         *queue = Some(sender);
+    }
+}
+
+impl<Id> Events<Id> {
+    /// Counts an event dropped for want of room, and says so in the log
+    /// at the 1st, 2nd, 4th, 8th... drop, not once for each.
+    fn drop_one(&self) {
+        let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if dropped.is_power_of_two() {
+            tracing::warn!(target: "latch", dropped, "login events dropped: the event hook is behind");
+        }
     }
 }
 

@@ -387,9 +387,10 @@ impl<U: User> LoginContext<U> {
         if !self.state().credentials_refused() {
             return Some(challenge.clone());
         }
-        let text = challenge.to_str().unwrap_or("Bearer");
-        let separator = if text.contains(' ') { ", " } else { " " };
-        HeaderValue::from_str(&format!("{text}{separator}error=\"invalid_token\""))
+        let text = challenge.as_bytes();
+        let separator: &[u8] = if text.contains(&b' ') { b", " } else { b" " };
+        let value = [text, separator, br#"error="invalid_token""#].concat();
+        HeaderValue::from_bytes(&value)
             .ok()
             .or_else(|| Some(challenge.clone()))
     }

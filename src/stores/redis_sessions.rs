@@ -277,7 +277,6 @@ return 1
     )
 });
 
-
 /// The change feed's subscription failed.
 #[derive(Debug, thiserror::Error)]
 enum FeedError {

@@ -211,3 +211,45 @@ async fn the_challenge_can_name_a_realm_and_is_absent_without_a_request_loader()
         .challenge("Bearer\r\nX: y")
         .is_err());
 }
+
+/// "Log out everywhere else" from a token would keep no session: it is
+/// refused (`false`) instead of ending every browser of the user.
+#[cfg(feature = "memory")]
+#[tokio::test]
+async fn a_token_cannot_log_the_user_out_everywhere_else() {
+    use axum::routing::post;
+    use axum_latch::registry::SessionRegistry;
+    use axum_latch::stores::MemoryStore;
+
+    async fn end_others(auth: Auth<Account>) -> String {
+        format!("{:?}", auth.end_other_sessions().await.ok())
+    }
+    let db = Db::new();
+    let registry = SessionRegistry::connect(MemoryStore::new()).await.unwrap();
+    let login = login_for(&db).sessions(registry);
+    let router = Router::new()
+        .route("/", get(me))
+        .route("/end-others", post(end_others))
+        .merge(account_routes(log_in_handler))
+        .with_state(db)
+        .layer(login)
+        .layer(Session::new(key()));
+    let mut browser = Client::new(router);
+    log_in_through_the_form(&mut browser, "user001", "off", None).await;
+    let mut script = browser.another_browser();
+    let bearer = format!("Bearer {SUSAN_TOKEN}");
+    let headers = [
+        ("accept", "application/json"),
+        ("authorization", bearer.as_str()),
+    ];
+    let res = script
+        .request(Method::POST, "/end-others", &headers, Body::empty())
+        .await;
+    assert_eq!(res.body, "Some(false)", "refused for a token login");
+    let res = browser.get("/").await;
+    assert!(
+        res.body.starts_with("susan session=Some("),
+        "the browser stays: {}",
+        res.body
+    );
+}

@@ -176,8 +176,19 @@ impl<U: User> Auth<U> {
     /// }
     /// ```
     pub async fn logout_user(&self) {
-        self.context.begin_change();
         let login = self.context.session().login();
+        // Only a login latch accepts is heard as a logout: a dead copy of a
+        // cookie (ended, made before a password change) replayed to the
+        // logout is nobody's logout. The user is found before the change,
+        // as any other request would find it.
+        let live = match (&login, &self.context.config().events) {
+            (Some(_), Some(_)) => match self.context.resolve().await {
+                Resolved::User { user, .. } => Some(user.id()),
+                _ => None,
+            },
+            _ => None,
+        };
+        self.context.begin_change();
         if let Some(login) = &login {
             self.context.forget_cached_user(&login.user_id);
         }
@@ -186,12 +197,10 @@ impl<U: User> Auth<U> {
         self.context.set_resolved(Resolved::Anonymous);
         self.forget_remembered().await;
         tracing::info!(target: "latch", "user logged out");
-        if let Some(login) = login {
-            self.context.emit_json(
-                EventKind::LoggedOut,
-                Some(&login.user_id),
-                login.session_id.as_deref().map(str::to_owned),
-            );
+        if let (Some(login), Some(user_id)) = (login, live) {
+            let session_id = login.session_id.as_deref().map(str::to_owned);
+            self.context
+                .emit(EventKind::LoggedOut, Some(user_id), session_id);
         }
     }
 
@@ -654,7 +663,9 @@ impl<U: User> Auth<U> {
 
     /// Ends every session of the logged-in user but this one ("log out
     /// everywhere else"), in one write, with their remember-me cookies.
-    /// Returns `false` on an anonymous request.
+    /// Returns `false` on an anonymous request, and on a request logged in
+    /// by an API token ([`Login::request_loader`](crate::Login::request_loader)),
+    /// which has no session of its own to keep.
     ///
     /// # Errors
     ///
@@ -674,10 +685,13 @@ impl<U: User> Auth<U> {
     /// ```
     pub async fn end_other_sessions(&self) -> Result<bool, AuthError> {
         let registry = self.registry()?;
-        let Some((user_id, current)) = self.this_login().await? else {
+        let Some((user_id, Some(current))) = self.this_login().await? else {
+            // Anonymous, or an API client's token login, which has no
+            // browser session to keep: "everywhere else" is not asked of it.
             return Ok(false);
         };
-        let keep = current.as_deref().unwrap_or_default();
+        let keep = current.as_str();
+        let current = Some(current.clone());
         registry.cut_off_json(&user_id, Some(keep)).await;
         tracing::info!(target: "latch", user_id = %user_id, "other sessions ended");
         self.emit_ended(&user_id, current, Ended::Others);
