@@ -1,7 +1,7 @@
 //! The demo app: a user database (SQLite or PostgreSQL), argon2 password
 //! hashes, revocable remember-me, a session registry, and the pages of
 //! Microdot's login example, plus an account page that lists where the user
-//! is logged in.
+//! is logged in and their recent activity.
 //!
 //! `main.rs` reads the environment and serves [`build`]'s router;
 //! `tests/demo/site.rs` builds the same router and drives it over real HTTP.
@@ -12,11 +12,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use askama::Template;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, Form, RawQuery, State};
+use axum::extract::{ConnectInfo, Form, RawQuery, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
+use axum_latch::events::{ClientAddress, LoginEvent};
 use axum_latch::next::is_safe_next;
 use axum_latch::throttle::Throttle;
 use axum_latch::{
@@ -29,6 +31,8 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::AnyPool;
 use sqlx::Row;
 
+#[path = "activity.rs"]
+mod activity;
 #[path = "hashing.rs"]
 pub mod hashing;
 #[path = "sessions.rs"]
@@ -115,17 +119,28 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         Some(url) => Throttle::redis(store::connect_redis(url).await?).prefix(&config.redis_prefix),
         None => Throttle::in_memory(),
     };
+    let login = Login::new({
+        let db = db.clone();
+        move |id: String| {
+            let db = db.clone();
+            async move { user_by_id(&db, &id).await }
+        }
+    })
+    // Every login, logout, failed login, ... goes to the activity table.
+    .on_event({
+        let recorder = activity::Recorder::new(db.clone());
+        move |event: LoginEvent<String>| {
+            let recorder = recorder.clone();
+            async move { recorder.record_event(event).await }
+        }
+    });
+    let login = store::with_stores(login, &config).await?;
     let state = AppState {
-        db: db.clone(),
+        db,
         throttle,
         hasher,
         dummy_hash: dummy_hash.into(),
     };
-    let login = Login::new(move |id: String| {
-        let db = db.clone();
-        async move { user_by_id(&db, &id).await }
-    });
-    let login = store::with_stores(login, &config).await?;
     let session = Session::new(config.secret_key).secure(false);
     let session = match config.microdot_compat {
         Some(until) => session.microdot_compat(until),
@@ -152,10 +167,27 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         // This demo serves plain HTTP on localhost, so its cookies go
         // without `Secure`. Behind HTTPS, leave `secure` at its default.
         .layer(session)
-        // Outermost: cross-site POSTs (login CSRF, forged logouts) are
-        // refused before anything else runs.
-        .layer(CrossOriginGuard::new());
+        // Cross-site POSTs (login CSRF, forged logouts) are refused before
+        // anything else runs.
+        .layer(CrossOriginGuard::new())
+        // Outside the login layer: the address its events record.
+        .layer(middleware::from_fn(client_address));
     Ok(router)
+}
+
+/// Puts the connection's peer address in the request for latch's events
+/// (the activity list shows it). The demo is served directly, not behind
+/// a proxy; behind one, take the address the proxy gives, from a proxy
+/// you trust only.
+async fn client_address(mut request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    if let Some(address) = peer {
+        request.extensions_mut().insert(ClientAddress(address));
+    }
+    next.run(request).await
 }
 
 #[derive(Clone)]
@@ -184,21 +216,18 @@ pub struct Account {
 }
 
 impl Account {
-    fn new(
-        id: String,
-        username: String,
-        password_hash: String,
-        auth_changed_at_ms: Option<i64>,
-    ) -> Self {
-        let auth_changed_at = auth_changed_at_ms
+    /// The user of a `users` row; `row` has its columns under their names.
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        let auth_changed_at = row
+            .try_get::<Option<i64>, _>("auth_changed_at")?
             .and_then(|ms| u64::try_from(ms).ok())
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-        Self {
-            id,
-            username,
-            password_hash,
+        Ok(Self {
+            id: row.try_get("id")?,
+            username: row.try_get("username")?,
+            password_hash: row.try_get("password_hash")?,
             auth_changed_at,
-        }
+        })
     }
 }
 
@@ -225,6 +254,15 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(since.as_millis() + 1).unwrap_or(i64::MAX)
+}
+
+/// 128 random bits as 22 characters of base64url: the ids of activity
+/// entries.
+fn random_id() -> Result<String, getrandom::Error> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> {
@@ -291,6 +329,7 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
             "new user database {url}: users susan (password hello) and david (password bye)"
         );
     }
+    activity::create_table(&db).await?;
     Ok(db)
 }
 
@@ -318,15 +357,7 @@ async fn find_user(
     value: &str,
 ) -> Result<Option<Account>, sqlx::Error> {
     let row = sqlx::query(sql).bind(value).fetch_optional(db).await?;
-    row.map(|row| {
-        Ok(Account::new(
-            row.try_get("id")?,
-            row.try_get("username")?,
-            row.try_get("password_hash")?,
-            row.try_get("auth_changed_at")?,
-        ))
-    })
-    .transpose()
+    row.as_ref().map(Account::from_row).transpose()
 }
 
 // ---------------------------------------------------------------- forms
@@ -437,6 +468,7 @@ struct AccountPage<'a> {
     min_password_chars: usize,
     sessions: Vec<sessions::SessionRow>,
     sessions_error: Option<&'a str>,
+    activity: Vec<activity::ActivityRow>,
 }
 
 #[derive(Template)]
@@ -610,6 +642,9 @@ async fn login_submit(
         Ok(attempt) => attempt,
         Err(throttled) => {
             tracing::info!(username, address = %client.ip(), "login throttled");
+            // Recorded under the account the username names, if any: its
+            // owner sees on the account page that someone tried.
+            auth.report_throttled(user.as_ref().map(|user| user.id.clone()), &throttled);
             let minutes = throttled.retry_after_secs().div_ceil(60);
             let plural = if minutes == 1 { "" } else { "s" };
             let message = format!(
@@ -649,7 +684,9 @@ async fn login_submit(
         }
         user => {
             attempt.failed();
-            tracing::info!(user_id = user.map(|user| user.id), "failed login");
+            let user_id = user.map(|user| user.id);
+            tracing::info!(user_id, "failed login");
+            auth.report_failed_login(user_id);
             show_form(
                 StatusCode::OK,
                 "That username and password do not match. Please try again.",
@@ -701,22 +738,34 @@ async fn to_account() -> Redirect {
 const NOTICE: &str = "notice";
 
 async fn account(
+    State(state): State<AppState>,
     FreshUser(user): FreshUser<Account>,
     auth: Auth<Account>,
     session: SessionData,
 ) -> Result<Response, AppError> {
     let notice = take_notice(&session);
-    account_page(StatusCode::OK, &auth, &user, notice.as_deref(), None).await
+    account_page(
+        StatusCode::OK,
+        &state,
+        &auth,
+        &user,
+        notice.as_deref(),
+        None,
+    )
+    .await
 }
 
 async fn account_page(
     status: StatusCode,
+    state: &AppState,
     auth: &Auth<Account>,
     user: &Account,
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Result<Response, AppError> {
     let (sessions, sessions_error) = sessions::rows(auth).await;
+    let this_session = auth.session_id().await;
+    let activity = activity::rows(&state.db, &user.id, this_session.as_deref()).await?;
     render(
         status,
         &AccountPage {
@@ -727,6 +776,7 @@ async fn account_page(
             min_password_chars: MIN_PASSWORD_CHARS,
             sessions,
             sessions_error,
+            activity,
         },
     )
 }
@@ -766,18 +816,42 @@ async fn change_password(
         Err(rejection) => {
             log_rejection(&rejection);
             let error = "The form came in garbled: please try again.";
-            return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
+            return account_page(
+                StatusCode::BAD_REQUEST,
+                &state,
+                &auth,
+                &user,
+                None,
+                Some(error),
+            )
+            .await;
         }
     };
     let (current, new) = match (field(&form.current_password), field(&form.new_password)) {
         (Ok(current), Ok(new)) => (current, new),
         (Err(FormProblem::Missing), _) | (_, Err(FormProblem::Missing)) => {
             let error = "Please enter your current password and a new one.";
-            return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
+            return account_page(
+                StatusCode::BAD_REQUEST,
+                &state,
+                &auth,
+                &user,
+                None,
+                Some(error),
+            )
+            .await;
         }
         _ => {
             let error = "The form came in garbled: please try again.";
-            return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
+            return account_page(
+                StatusCode::BAD_REQUEST,
+                &state,
+                &auth,
+                &user,
+                None,
+                Some(error),
+            )
+            .await;
         }
     };
     // The current password is a password check too: throttled under the
@@ -789,9 +863,11 @@ async fn change_password(
     {
         Ok(attempt) => attempt,
         Err(throttled) => {
+            auth.report_throttled(Some(user.id.clone()), &throttled);
             let error = "Too many wrong passwords. Please wait a few minutes and try again.";
             let mut response = account_page(
                 StatusCode::TOO_MANY_REQUESTS,
+                &state,
                 &auth,
                 &user,
                 None,
@@ -817,13 +893,15 @@ async fn change_password(
         .await?;
     if !matches {
         attempt.failed();
+        // A wrong password, as at the login form: the activity list shows it.
+        auth.report_failed_login(Some(user.id.clone()));
         let error = "Your current password is not right, so the password was not changed.";
-        return account_page(StatusCode::OK, &auth, &user, None, Some(error)).await;
+        return account_page(StatusCode::OK, &state, &auth, &user, None, Some(error)).await;
     }
     attempt.succeeded().await;
     if new.chars().count() < MIN_PASSWORD_CHARS {
         let error = format!("Your new password needs at least {MIN_PASSWORD_CHARS} characters.");
-        return account_page(StatusCode::OK, &auth, &user, None, Some(&error)).await;
+        return account_page(StatusCode::OK, &state, &auth, &user, None, Some(&error)).await;
     }
     let hash = state.hasher.hash(new.to_owned()).await?;
     sqlx::query("UPDATE users SET password_hash = $1, auth_changed_at = $3 WHERE id = $2")
@@ -834,6 +912,11 @@ async fn change_password(
         .await?;
     stay_logged_in(&state, &auth, &user).await?;
     tracing::info!(user_id = user.id, "password changed");
+    activity::Entry::new(&user.id, activity::PASSWORD_CHANGED)
+        .in_browser(&auth, client.ip())
+        .await
+        .save(&state.db)
+        .await;
     Ok(back_to_account(
         &session,
         "Your password is changed. Every other browser that was logged in as you is logged out.",
