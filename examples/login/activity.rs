@@ -5,7 +5,8 @@
 //! latch's event hook ([`Login::on_event`](axum_latch::Login::on_event))
 //! hands every login, logout, failed login, ... to [`Recorder`], which
 //! writes it to the `activity` table of the user database, under the user
-//! it names. The demo adds an entry of its own for a new password.
+//! it names. The demo adds a few entries of its own: a new password, and
+//! API tokens made and revoked.
 //!
 //! Nothing secret goes in: no token, cookie or password; a session id
 //! names a login without proving anything.
@@ -22,8 +23,10 @@ use sqlx::{AnyPool, Row};
 use super::sessions::{now_secs, time_ago};
 use super::{random_id, Account};
 
-/// The demo's own kind of entry, beside latch's event names.
+/// The demo's own kinds of entry, beside latch's event names.
 pub(super) const PASSWORD_CHANGED: &str = "password_changed";
+pub(super) const TOKEN_CREATED: &str = "token_created";
+pub(super) const TOKEN_REVOKED: &str = "token_revoked";
 
 /// latch's name for a throttled login, whose repeats are merged.
 const THROTTLED: &str = "throttled";
@@ -87,6 +90,12 @@ impl Entry {
             client: None,
             session_id: None,
         }
+    }
+
+    /// What the entry is about: a token's name.
+    pub(super) fn detail(mut self, detail: &str) -> Self {
+        self.detail = Some(detail.to_owned());
+        self
     }
 
     /// Done from this browser at `client`: its device and login, as the
@@ -184,6 +193,9 @@ impl Recorder {
             EventKind::SessionsEnded(Ended::Session(_)) => Some("session"),
             EventKind::SessionsEnded(Ended::Others) => Some("others"),
             EventKind::SessionsEnded(Ended::All) => Some("all"),
+            // Every browser login of the demo has a session id: a login
+            // without one is an API token's.
+            EventKind::FreshLoginRequired if event.session_id.is_none() => Some("token"),
             _ => None,
         };
         let at_us = micros(event.at);
@@ -294,9 +306,15 @@ fn describe(kind: &str, detail: Option<&str>, repeats: i64) -> (String, bool) {
             true,
         ),
         THROTTLED => ("Login refused: too many wrong passwords".to_owned(), true),
+        "fresh_login_required" if detail == "token" => (
+            "An API token was refused a page that needs the password".to_owned(),
+            true,
+        ),
         "fresh_login_required" => ("Asked for the password again".to_owned(), false),
         "login_failed" => ("Wrong password".to_owned(), true),
         PASSWORD_CHANGED => ("Password changed".to_owned(), false),
+        TOKEN_CREATED => (format!("API token \u{201c}{detail}\u{201d} created"), false),
+        TOKEN_REVOKED => (format!("API token \u{201c}{detail}\u{201d} revoked"), false),
         other => (other.replace('_', " "), false),
     };
     if repeats > 1 {

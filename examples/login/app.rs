@@ -1,7 +1,8 @@
 //! The demo app: a user database (SQLite or PostgreSQL), argon2 password
 //! hashes, revocable remember-me, a session registry, and the pages of
 //! Microdot's login example, plus an account page that lists where the user
-//! is logged in and their recent activity.
+//! is logged in, their recent activity and their API tokens, and a JSON
+//! API (`/api/me`) for a cookie login or a token alike.
 //!
 //! `main.rs` reads the environment and serves [`build`]'s router;
 //! `tests/demo/site.rs` builds the same router and drives it over real HTTP.
@@ -33,12 +34,16 @@ use sqlx::Row;
 
 #[path = "activity.rs"]
 mod activity;
+#[path = "api.rs"]
+mod api;
 #[path = "hashing.rs"]
 pub mod hashing;
 #[path = "sessions.rs"]
 mod sessions;
 #[path = "store.rs"]
 mod store;
+#[path = "tokens.rs"]
+mod tokens;
 
 use hashing::{Busy, Hasher};
 
@@ -126,6 +131,14 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
             async move { user_by_id(&db, &id).await }
         }
     })
+    // API clients log in with a personal access token (see tokens.rs).
+    .request_loader({
+        let db = db.clone();
+        move |headers: axum::http::HeaderMap| {
+            let db = db.clone();
+            async move { tokens::account_of_request(&db, &headers).await }
+        }
+    })
     // Every login, logout, failed login, ... goes to the activity table.
     .on_event({
         let recorder = activity::Recorder::new(db.clone());
@@ -161,6 +174,12 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
             "/account/sessions/end",
             get(to_account).post(sessions::end_session),
         )
+        .route("/account/tokens", get(to_account).post(tokens::create))
+        .route(
+            "/account/tokens/revoke",
+            get(to_account).post(tokens::revoke),
+        )
+        .nest("/api", api::routes(&login))
         .fallback(not_found)
         .with_state(state)
         .layer(login)
@@ -213,6 +232,9 @@ pub struct Account {
     /// When the password last changed, if it has since this column was
     /// added: what ends copies of Microdot's cookies in interop mode.
     auth_changed_at: Option<SystemTime>,
+    /// The id of the API token this request logged in with, if it did
+    /// (a token login lasts for its request only).
+    token_id: Option<String>,
 }
 
 impl Account {
@@ -227,6 +249,7 @@ impl Account {
             username: row.try_get("username")?,
             password_hash: row.try_get("password_hash")?,
             auth_changed_at,
+            token_id: None,
         })
     }
 }
@@ -256,8 +279,8 @@ fn now_ms() -> i64 {
     i64::try_from(since.as_millis() + 1).unwrap_or(i64::MAX)
 }
 
-/// 128 random bits as 22 characters of base64url: the ids of activity
-/// entries.
+/// 128 random bits as 22 characters of base64url: the ids of tokens and
+/// activity entries.
 fn random_id() -> Result<String, getrandom::Error> {
     use base64::Engine as _;
     let mut bytes = [0u8; 16];
@@ -330,6 +353,7 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
         );
     }
     activity::create_table(&db).await?;
+    tokens::create_table(&db).await?;
     Ok(db)
 }
 
@@ -468,6 +492,8 @@ struct AccountPage<'a> {
     min_password_chars: usize,
     sessions: Vec<sessions::SessionRow>,
     sessions_error: Option<&'a str>,
+    tokens: Vec<tokens::TokenRow>,
+    max_token_name_chars: usize,
     activity: Vec<activity::ActivityRow>,
 }
 
@@ -494,6 +520,8 @@ enum AppError {
     Busy(#[from] Busy),
     #[error("login: {0}")]
     Auth(#[from] AuthError),
+    #[error("no random bytes: {0}")]
+    Random(String),
 }
 
 impl IntoResponse for AppError {
@@ -764,6 +792,7 @@ async fn account_page(
     error: Option<&str>,
 ) -> Result<Response, AppError> {
     let (sessions, sessions_error) = sessions::rows(auth).await;
+    let tokens = tokens::rows(&state.db, &user.id).await?;
     let this_session = auth.session_id().await;
     let activity = activity::rows(&state.db, &user.id, this_session.as_deref()).await?;
     render(
@@ -776,6 +805,8 @@ async fn account_page(
             min_password_chars: MIN_PASSWORD_CHARS,
             sessions,
             sessions_error,
+            tokens,
+            max_token_name_chars: tokens::MAX_NAME_CHARS,
             activity,
         },
     )
