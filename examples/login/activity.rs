@@ -5,8 +5,8 @@
 //! latch's event hook ([`Login::on_event`](axum_latch::Login::on_event))
 //! hands every login, logout, failed login, ... to [`Recorder`], which
 //! writes it to the `activity` table of the user database, under the user
-//! it names. The demo adds a few entries of its own: a new password, and
-//! API tokens made and revoked.
+//! it names. The demo adds a few entries of its own: a new password, API
+//! tokens made and revoked, and an admin ending the user's sessions.
 //!
 //! Nothing secret goes in: no token, cookie or password; a session id
 //! names a login without proving anything.
@@ -27,6 +27,7 @@ use super::{random_id, Account};
 pub(super) const PASSWORD_CHANGED: &str = "password_changed";
 pub(super) const TOKEN_CREATED: &str = "token_created";
 pub(super) const TOKEN_REVOKED: &str = "token_revoked";
+pub(super) const ENDED_BY_ADMIN: &str = "ended_by_admin";
 
 /// latch's name for a throttled login, whose repeats are merged.
 const THROTTLED: &str = "throttled";
@@ -92,7 +93,7 @@ impl Entry {
         }
     }
 
-    /// What the entry is about: a token's name.
+    /// What the entry is about: a token's name, an admin's username.
     pub(super) fn detail(mut self, detail: &str) -> Self {
         self.detail = Some(detail.to_owned());
         self
@@ -315,6 +316,10 @@ fn describe(kind: &str, detail: Option<&str>, repeats: i64) -> (String, bool) {
         PASSWORD_CHANGED => ("Password changed".to_owned(), false),
         TOKEN_CREATED => (format!("API token \u{201c}{detail}\u{201d} created"), false),
         TOKEN_REVOKED => (format!("API token \u{201c}{detail}\u{201d} revoked"), false),
+        ENDED_BY_ADMIN => (
+            format!("Logged out everywhere by an admin ({detail})"),
+            true,
+        ),
         other => (other.replace('_', " "), false),
     };
     if repeats > 1 {

@@ -24,7 +24,7 @@ pub(super) fn routes<L>(login: &Login<Account, L>) -> Router<AppState> {
         .fallback(unknown)
 }
 
-/// `{"id", "username", "via"}`: `via` is `"token"` for a
+/// `{"id", "username", "is_admin", "via"}`: `via` is `"token"` for a
 /// token login, `"session"` for a cookie login.
 async fn me(CurrentUser(user): CurrentUser<Account>) -> Response {
     let via = if user.token_id.is_some() {
@@ -35,6 +35,7 @@ async fn me(CurrentUser(user): CurrentUser<Account>) -> Response {
     let body = json!({
         "id": user.id,
         "username": user.username,
+        "is_admin": user.is_admin,
         "via": via,
     });
     // Whose data it is depends on the cookie or the token: no cache keeps it.

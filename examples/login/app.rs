@@ -1,8 +1,8 @@
 //! The demo app: a user database (SQLite or PostgreSQL), argon2 password
 //! hashes, revocable remember-me, a session registry, and the pages of
 //! Microdot's login example, plus an account page that lists where the user
-//! is logged in, their recent activity and their API tokens, and a JSON
-//! API (`/api/me`) for a cookie login or a token alike.
+//! is logged in, their recent activity and their API tokens, a JSON API
+//! (`/api/me`) for a cookie login or a token alike, and an admin page.
 //!
 //! `main.rs` reads the environment and serves [`build`]'s router;
 //! `tests/demo/site.rs` builds the same router and drives it over real HTTP.
@@ -17,10 +17,11 @@ use axum::extract::{ConnectInfo, Form, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use axum_latch::events::{ClientAddress, LoginEvent};
 use axum_latch::next::is_safe_next;
+use axum_latch::registry::SessionRegistry;
 use axum_latch::throttle::Throttle;
 use axum_latch::{
     Auth, AuthError, CrossOriginGuard, CurrentUser, FreshUser, KeyError, Login, Remember,
@@ -34,6 +35,8 @@ use sqlx::Row;
 
 #[path = "activity.rs"]
 mod activity;
+#[path = "admin.rs"]
+mod admin;
 #[path = "api.rs"]
 mod api;
 #[path = "hashing.rs"]
@@ -62,6 +65,9 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 /// The users the database starts with: id, username, password.
 pub const SEED_USERS: [(&str, &str, &str); 2] =
     [("user001", "susan", "hello"), ("user002", "david", "bye")];
+
+/// The ids of the seed users who are admins: susan.
+pub const SEED_ADMINS: [&str; 1] = ["user001"];
 
 /// The prefix of the demo's keys in Redis.
 pub const DEFAULT_REDIS_PREFIX: &str = "latch-demo:";
@@ -147,12 +153,13 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
             async move { recorder.record_event(event).await }
         }
     });
-    let login = store::with_stores(login, &config).await?;
+    let (login, registry) = store::with_stores(login, &config).await?;
     let state = AppState {
         db,
         throttle,
         hasher,
         dummy_hash: dummy_hash.into(),
+        registry,
     };
     let session = Session::new(config.secret_key).secure(false);
     let session = match config.microdot_compat {
@@ -179,6 +186,8 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
             "/account/tokens/revoke",
             get(to_account).post(tokens::revoke),
         )
+        .route("/admin", get(admin::page))
+        .route("/admin/sessions/end", post(admin::end_sessions))
         .nest("/api", api::routes(&login))
         .fallback(not_found)
         .with_state(state)
@@ -217,6 +226,8 @@ struct AppState {
     /// The password hashing threads.
     hasher: Hasher,
     dummy_hash: Arc<str>,
+    /// Where every user is logged in: the admin page lists and ends them.
+    registry: SessionRegistry,
 }
 
 // ---------------------------------------------------------------- users
@@ -232,6 +243,8 @@ pub struct Account {
     /// When the password last changed, if it has since this column was
     /// added: what ends copies of Microdot's cookies in interop mode.
     auth_changed_at: Option<SystemTime>,
+    /// Whether the user may use the admin page.
+    is_admin: bool,
     /// The id of the API token this request logged in with, if it did
     /// (a token login lasts for its request only).
     token_id: Option<String>,
@@ -249,6 +262,7 @@ impl Account {
             username: row.try_get("username")?,
             password_hash: row.try_get("password_hash")?,
             auth_changed_at,
+            is_admin: row.try_get::<i64, _>("is_admin")? != 0,
             token_id: None,
         })
     }
@@ -314,7 +328,8 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
             id TEXT PRIMARY KEY NOT NULL,
             username TEXT NOT NULL,
             password_hash TEXT NOT NULL,
-            auth_changed_at BIGINT
+            auth_changed_at BIGINT,
+            is_admin BIGINT NOT NULL DEFAULT 0
         )",
     )
     .execute(&db)
@@ -329,6 +344,24 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
             .execute(&db)
             .await?;
     }
+    // Likewise `is_admin` (0 or 1: a BIGINT reads the same from SQLite and
+    // PostgreSQL); the seed admins get it when the column is added, and
+    // keep whatever it says afterwards.
+    if sqlx::query("SELECT is_admin FROM users LIMIT 1")
+        .fetch_optional(&db)
+        .await
+        .is_err()
+    {
+        sqlx::query("ALTER TABLE users ADD COLUMN is_admin BIGINT NOT NULL DEFAULT 0")
+            .execute(&db)
+            .await?;
+        for id in SEED_ADMINS {
+            sqlx::query("UPDATE users SET is_admin = 1 WHERE id = $1")
+                .bind(id)
+                .execute(&db)
+                .await?;
+        }
+    }
     sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS users_username ON users (lower(username))")
         .execute(&db)
         .await?;
@@ -339,17 +372,19 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
         for (id, username, password) in SEED_USERS {
             let hash = hasher.hash(password.to_owned()).await?;
             sqlx::query(
-                "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)
+                "INSERT INTO users (id, username, password_hash, is_admin) VALUES ($1, $2, $3, $4)
                  ON CONFLICT DO NOTHING",
             )
             .bind(id)
             .bind(username)
             .bind(hash)
+            .bind(i64::from(SEED_ADMINS.contains(&id)))
             .execute(&db)
             .await?;
         }
         tracing::info!(
-            "new user database {url}: users susan (password hello) and david (password bye)"
+            "new user database {url}: users susan (password hello, an admin) \
+             and david (password bye)"
         );
     }
     activity::create_table(&db).await?;
@@ -361,7 +396,7 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
 async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Error> {
     find_user(
         db,
-        "SELECT id, username, password_hash, auth_changed_at
+        "SELECT id, username, password_hash, auth_changed_at, is_admin
          FROM users WHERE id = $1",
         id,
     )
@@ -370,7 +405,7 @@ async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Err
 
 /// The user with this username (compared without regard to case).
 async fn user_by_username(db: &AnyPool, username: &str) -> Result<Option<Account>, sqlx::Error> {
-    let sql = "SELECT id, username, password_hash, auth_changed_at
+    let sql = "SELECT id, username, password_hash, auth_changed_at, is_admin
                FROM users WHERE lower(username) = lower($1)";
     find_user(db, sql, username).await
 }
@@ -472,6 +507,7 @@ struct LoginPage<'a> {
 struct IndexPage<'a> {
     title: &'a str,
     username: &'a str,
+    is_admin: bool,
     notice: Option<&'a str>,
 }
 
@@ -480,6 +516,7 @@ struct IndexPage<'a> {
 struct FreshPage<'a> {
     title: &'a str,
     username: &'a str,
+    is_admin: bool,
 }
 
 #[derive(Template)]
@@ -487,6 +524,7 @@ struct FreshPage<'a> {
 struct AccountPage<'a> {
     title: &'a str,
     username: &'a str,
+    is_admin: bool,
     notice: Option<&'a str>,
     error: Option<&'a str>,
     min_password_chars: usize,
@@ -520,6 +558,8 @@ enum AppError {
     Busy(#[from] Busy),
     #[error("login: {0}")]
     Auth(#[from] AuthError),
+    #[error("session registry: {0}")]
+    Registry(#[from] axum_latch::registry::RegistryError),
     #[error("no random bytes: {0}")]
     Random(String),
 }
@@ -553,6 +593,7 @@ async fn index(
         &IndexPage {
             title: "Home",
             username: &user.username,
+            is_admin: user.is_admin,
             notice: notice.as_deref(),
         },
     )
@@ -564,6 +605,7 @@ async fn fresh(FreshUser(user): FreshUser<Account>) -> Result<Response, AppError
         &FreshPage {
             title: "Fresh login",
             username: &user.username,
+            is_admin: user.is_admin,
         },
     )
 }
@@ -800,6 +842,7 @@ async fn account_page(
         &AccountPage {
             title: "Your account",
             username: &user.username,
+            is_admin: user.is_admin,
             notice,
             error,
             min_password_chars: MIN_PASSWORD_CHARS,

@@ -126,7 +126,7 @@ pub(super) async fn account_of_request(
     };
     let row = sqlx::query(
         "SELECT t.id AS token_id, t.last_used_at,
-                u.id, u.username, u.password_hash, u.auth_changed_at
+                u.id, u.username, u.password_hash, u.auth_changed_at, u.is_admin
          FROM api_tokens t JOIN users u ON u.id = t.user_id
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
     )
@@ -203,6 +203,7 @@ pub(super) async fn rows(db: &AnyPool, user_id: &str) -> Result<Vec<TokenRow>, s
 struct TokenCreatedPage<'a> {
     title: &'a str,
     username: &'a str,
+    is_admin: bool,
     name: &'a str,
     token: &'a str,
     host: &'a str,
@@ -295,6 +296,7 @@ pub(super) async fn create(
         &TokenCreatedPage {
             title: "Your new API token",
             username: &user.username,
+            is_admin: user.is_admin,
             name,
             token: &token,
             host,
