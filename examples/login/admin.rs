@@ -206,6 +206,11 @@ async fn admin_page(
     )
 }
 
+/// A `GET` of the form's address: back to the page.
+pub(super) async fn to_admin() -> Redirect {
+    Redirect::to("/admin")
+}
+
 /// The "End all sessions" form's field: the user's id.
 #[derive(Deserialize)]
 pub(super) struct EndFields {

@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, Form, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use axum_latch::events::{ClientAddress, LoginEvent};
 use axum_latch::next::is_safe_next;
@@ -187,7 +187,10 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
             get(to_account).post(tokens::revoke),
         )
         .route("/admin", get(admin::page))
-        .route("/admin/sessions/end", post(admin::end_sessions))
+        .route(
+            "/admin/sessions/end",
+            get(admin::to_admin).post(admin::end_sessions),
+        )
         .nest("/api", api::routes(&login))
         .fallback(not_found)
         .with_state(state)
