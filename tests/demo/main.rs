@@ -9,3 +9,4 @@ mod browser;
 mod instances;
 mod sessions;
 mod site;
+mod tokens;
