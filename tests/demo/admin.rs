@@ -207,3 +207,57 @@ async fn ends_a_users_sessions(demo: &Demo) {
     other_susan.assert_home("susan").await;
     laptop.assert_home("david").await;
 }
+
+/// A user database made before the admin page gets the `is_admin` column
+/// when the demo opens it, with the seed admin (susan) marked; its users
+/// and passwords are kept.
+#[tokio::test]
+async fn an_older_database_gets_the_admin_column_with_susan_as_admin() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database_url = format!("sqlite://{}", dir.path().join("users.db").display());
+    let old = sqlx::SqlitePool::connect(&format!("{database_url}?mode=rwc"))
+        .await
+        .expect("a new SQLite file");
+    sqlx::query(
+        "CREATE TABLE users (
+            id TEXT PRIMARY KEY NOT NULL,
+            username TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            auth_changed_at BIGINT
+        )",
+    )
+    .execute(&old)
+    .await
+    .expect("the old users table");
+    for (id, username, password) in [
+        ("user001", "susan", "an older password"),
+        ("user002", "david", "bye"),
+    ] {
+        sqlx::query("INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(username)
+            .bind(password_auth::generate_hash(password))
+            .execute(&old)
+            .await
+            .expect("a user");
+    }
+    old.close().await;
+
+    let demo = serve(app::Config {
+        secret_key: axum_latch::SecretKey::generate().expect("a random key"),
+        database_url,
+        redis_url: None,
+        redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
+        remember_grace: axum_latch::remember::DEFAULT_GRACE,
+        microdot_compat: None,
+    })
+    .await;
+    let susan = Browser::new(&demo);
+    susan.log_in("susan", "an older password", false).await;
+    let (status, page) = text(susan.get("/admin").await).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let david = Browser::new(&demo);
+    david.log_in("david", "bye", false).await;
+    assert_eq!(david.get("/admin").await.status(), StatusCode::FORBIDDEN);
+    drop(demo);
+}
