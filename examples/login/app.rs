@@ -1,7 +1,8 @@
 //! The demo app: a user database (SQLite or PostgreSQL), argon2 password
 //! hashes, revocable remember-me, a session registry, and the pages of
 //! Microdot's login example, plus an account page that lists where the user
-//! is logged in.
+//! is logged in, their recent activity and their API tokens, a JSON API
+//! (`/api/me`) for a cookie login or a token alike, and an admin page.
 //!
 //! `main.rs` reads the environment and serves [`build`]'s router;
 //! `tests/demo/site.rs` builds the same router and drives it over real HTTP.
@@ -12,12 +13,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use askama::Template;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, Form, RawQuery, State};
+use axum::extract::{ConnectInfo, Form, RawQuery, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
+use axum_latch::events::{ClientAddress, LoginEvent};
 use axum_latch::next::is_safe_next;
+use axum_latch::registry::SessionRegistry;
 use axum_latch::throttle::Throttle;
 use axum_latch::{
     Auth, AuthError, CrossOriginGuard, CurrentUser, FreshUser, KeyError, Login, Remember,
@@ -29,12 +33,20 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::AnyPool;
 use sqlx::Row;
 
+#[path = "activity.rs"]
+mod activity;
+#[path = "admin.rs"]
+mod admin;
+#[path = "api.rs"]
+mod api;
 #[path = "hashing.rs"]
 pub mod hashing;
 #[path = "sessions.rs"]
 mod sessions;
 #[path = "store.rs"]
 mod store;
+#[path = "tokens.rs"]
+mod tokens;
 
 use hashing::{Busy, Hasher};
 
@@ -53,6 +65,9 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 /// The users the database starts with: id, username, password.
 pub const SEED_USERS: [(&str, &str, &str); 2] =
     [("user001", "susan", "hello"), ("user002", "david", "bye")];
+
+/// The ids of the seed users who are admins: susan.
+pub const SEED_ADMINS: [&str; 1] = ["user001"];
 
 /// The prefix of the demo's keys in Redis.
 pub const DEFAULT_REDIS_PREFIX: &str = "latch-demo:";
@@ -115,17 +130,37 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         Some(url) => Throttle::redis(store::connect_redis(url).await?).prefix(&config.redis_prefix),
         None => Throttle::in_memory(),
     };
+    let login = Login::new({
+        let db = db.clone();
+        move |id: String| {
+            let db = db.clone();
+            async move { user_by_id(&db, &id).await }
+        }
+    })
+    // API clients log in with a personal access token (see tokens.rs).
+    .request_loader({
+        let db = db.clone();
+        move |headers: axum::http::HeaderMap| {
+            let db = db.clone();
+            async move { tokens::account_of_request(&db, &headers).await }
+        }
+    })
+    // Every login, logout, failed login, ... goes to the activity table.
+    .on_event({
+        let recorder = activity::Recorder::new(db.clone());
+        move |event: LoginEvent<String>| {
+            let recorder = recorder.clone();
+            async move { recorder.record_event(event).await }
+        }
+    });
+    let (login, registry) = store::with_stores(login, &config).await?;
     let state = AppState {
-        db: db.clone(),
+        db,
         throttle,
         hasher,
         dummy_hash: dummy_hash.into(),
+        registry,
     };
-    let login = Login::new(move |id: String| {
-        let db = db.clone();
-        async move { user_by_id(&db, &id).await }
-    });
-    let login = store::with_stores(login, &config).await?;
     let session = Session::new(config.secret_key).secure(false);
     let session = match config.microdot_compat {
         Some(until) => session.microdot_compat(until),
@@ -146,16 +181,44 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
             "/account/sessions/end",
             get(to_account).post(sessions::end_session),
         )
+        .route("/account/tokens", get(to_account).post(tokens::create))
+        .route(
+            "/account/tokens/revoke",
+            get(to_account).post(tokens::revoke),
+        )
+        .route("/admin", get(admin::page))
+        .route(
+            "/admin/sessions/end",
+            get(admin::to_admin).post(admin::end_sessions),
+        )
+        .nest("/api", api::routes(&login))
         .fallback(not_found)
         .with_state(state)
         .layer(login)
         // This demo serves plain HTTP on localhost, so its cookies go
         // without `Secure`. Behind HTTPS, leave `secure` at its default.
         .layer(session)
-        // Outermost: cross-site POSTs (login CSRF, forged logouts) are
-        // refused before anything else runs.
-        .layer(CrossOriginGuard::new());
+        // Cross-site POSTs (login CSRF, forged logouts) are refused before
+        // anything else runs.
+        .layer(CrossOriginGuard::new())
+        // Outside the login layer: the address its events record.
+        .layer(middleware::from_fn(client_address));
     Ok(router)
+}
+
+/// Puts the connection's peer address in the request for latch's events
+/// (the activity list shows it). The demo is served directly, not behind
+/// a proxy; behind one, take the address the proxy gives, from a proxy
+/// you trust only.
+async fn client_address(mut request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    if let Some(address) = peer {
+        request.extensions_mut().insert(ClientAddress(address));
+    }
+    next.run(request).await
 }
 
 #[derive(Clone)]
@@ -166,6 +229,8 @@ struct AppState {
     /// The password hashing threads.
     hasher: Hasher,
     dummy_hash: Arc<str>,
+    /// Where every user is logged in: the admin page lists and ends them.
+    registry: SessionRegistry,
 }
 
 // ---------------------------------------------------------------- users
@@ -181,24 +246,28 @@ pub struct Account {
     /// When the password last changed, if it has since this column was
     /// added: what ends copies of Microdot's cookies in interop mode.
     auth_changed_at: Option<SystemTime>,
+    /// Whether the user may use the admin page.
+    is_admin: bool,
+    /// The id of the API token this request logged in with, if it did
+    /// (a token login lasts for its request only).
+    token_id: Option<String>,
 }
 
 impl Account {
-    fn new(
-        id: String,
-        username: String,
-        password_hash: String,
-        auth_changed_at_ms: Option<i64>,
-    ) -> Self {
-        let auth_changed_at = auth_changed_at_ms
+    /// The user of a `users` row; `row` has its columns under their names.
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        let auth_changed_at = row
+            .try_get::<Option<i64>, _>("auth_changed_at")?
             .and_then(|ms| u64::try_from(ms).ok())
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-        Self {
-            id,
-            username,
-            password_hash,
+        Ok(Self {
+            id: row.try_get("id")?,
+            username: row.try_get("username")?,
+            password_hash: row.try_get("password_hash")?,
             auth_changed_at,
-        }
+            is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+            token_id: None,
+        })
     }
 }
 
@@ -227,6 +296,15 @@ fn now_ms() -> i64 {
     i64::try_from(since.as_millis() + 1).unwrap_or(i64::MAX)
 }
 
+/// 128 random bits as 22 characters of base64url: the ids of tokens and
+/// activity entries.
+fn random_id() -> Result<String, getrandom::Error> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> {
     sqlx::any::install_default_drivers();
     let sqlite = url.starts_with("sqlite:");
@@ -253,7 +331,8 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
             id TEXT PRIMARY KEY NOT NULL,
             username TEXT NOT NULL,
             password_hash TEXT NOT NULL,
-            auth_changed_at BIGINT
+            auth_changed_at BIGINT,
+            is_admin BIGINT NOT NULL DEFAULT 0
         )",
     )
     .execute(&db)
@@ -268,6 +347,24 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
             .execute(&db)
             .await?;
     }
+    // Likewise `is_admin` (0 or 1: a BIGINT reads the same from SQLite and
+    // PostgreSQL); the seed admins get it when the column is added, and
+    // keep whatever it says afterwards.
+    if sqlx::query("SELECT is_admin FROM users LIMIT 1")
+        .fetch_optional(&db)
+        .await
+        .is_err()
+    {
+        sqlx::query("ALTER TABLE users ADD COLUMN is_admin BIGINT NOT NULL DEFAULT 0")
+            .execute(&db)
+            .await?;
+        for id in SEED_ADMINS {
+            sqlx::query("UPDATE users SET is_admin = 1 WHERE id = $1")
+                .bind(id)
+                .execute(&db)
+                .await?;
+        }
+    }
     sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS users_username ON users (lower(username))")
         .execute(&db)
         .await?;
@@ -278,19 +375,23 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
         for (id, username, password) in SEED_USERS {
             let hash = hasher.hash(password.to_owned()).await?;
             sqlx::query(
-                "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)
+                "INSERT INTO users (id, username, password_hash, is_admin) VALUES ($1, $2, $3, $4)
                  ON CONFLICT DO NOTHING",
             )
             .bind(id)
             .bind(username)
             .bind(hash)
+            .bind(i64::from(SEED_ADMINS.contains(&id)))
             .execute(&db)
             .await?;
         }
         tracing::info!(
-            "new user database {url}: users susan (password hello) and david (password bye)"
+            "new user database {url}: users susan (password hello, an admin) \
+             and david (password bye)"
         );
     }
+    activity::create_table(&db).await?;
+    tokens::create_table(&db).await?;
     Ok(db)
 }
 
@@ -298,7 +399,7 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
 async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Error> {
     find_user(
         db,
-        "SELECT id, username, password_hash, auth_changed_at
+        "SELECT id, username, password_hash, auth_changed_at, is_admin
          FROM users WHERE id = $1",
         id,
     )
@@ -307,7 +408,7 @@ async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Err
 
 /// The user with this username (compared without regard to case).
 async fn user_by_username(db: &AnyPool, username: &str) -> Result<Option<Account>, sqlx::Error> {
-    let sql = "SELECT id, username, password_hash, auth_changed_at
+    let sql = "SELECT id, username, password_hash, auth_changed_at, is_admin
                FROM users WHERE lower(username) = lower($1)";
     find_user(db, sql, username).await
 }
@@ -318,15 +419,7 @@ async fn find_user(
     value: &str,
 ) -> Result<Option<Account>, sqlx::Error> {
     let row = sqlx::query(sql).bind(value).fetch_optional(db).await?;
-    row.map(|row| {
-        Ok(Account::new(
-            row.try_get("id")?,
-            row.try_get("username")?,
-            row.try_get("password_hash")?,
-            row.try_get("auth_changed_at")?,
-        ))
-    })
-    .transpose()
+    row.as_ref().map(Account::from_row).transpose()
 }
 
 // ---------------------------------------------------------------- forms
@@ -417,6 +510,7 @@ struct LoginPage<'a> {
 struct IndexPage<'a> {
     title: &'a str,
     username: &'a str,
+    is_admin: bool,
     notice: Option<&'a str>,
 }
 
@@ -425,6 +519,7 @@ struct IndexPage<'a> {
 struct FreshPage<'a> {
     title: &'a str,
     username: &'a str,
+    is_admin: bool,
 }
 
 #[derive(Template)]
@@ -432,11 +527,15 @@ struct FreshPage<'a> {
 struct AccountPage<'a> {
     title: &'a str,
     username: &'a str,
+    is_admin: bool,
     notice: Option<&'a str>,
     error: Option<&'a str>,
     min_password_chars: usize,
     sessions: Vec<sessions::SessionRow>,
     sessions_error: Option<&'a str>,
+    tokens: Vec<tokens::TokenRow>,
+    max_token_name_chars: usize,
+    activity: Vec<activity::ActivityRow>,
 }
 
 #[derive(Template)]
@@ -462,6 +561,10 @@ enum AppError {
     Busy(#[from] Busy),
     #[error("login: {0}")]
     Auth(#[from] AuthError),
+    #[error("session registry: {0}")]
+    Registry(#[from] axum_latch::registry::RegistryError),
+    #[error("no random bytes: {0}")]
+    Random(String),
 }
 
 impl IntoResponse for AppError {
@@ -493,6 +596,7 @@ async fn index(
         &IndexPage {
             title: "Home",
             username: &user.username,
+            is_admin: user.is_admin,
             notice: notice.as_deref(),
         },
     )
@@ -504,6 +608,7 @@ async fn fresh(FreshUser(user): FreshUser<Account>) -> Result<Response, AppError
         &FreshPage {
             title: "Fresh login",
             username: &user.username,
+            is_admin: user.is_admin,
         },
     )
 }
@@ -610,6 +715,9 @@ async fn login_submit(
         Ok(attempt) => attempt,
         Err(throttled) => {
             tracing::info!(username, address = %client.ip(), "login throttled");
+            // Recorded under the account the username names, if any: its
+            // owner sees on the account page that someone tried.
+            auth.report_throttled(user.as_ref().map(|user| user.id.clone()), &throttled);
             let minutes = throttled.retry_after_secs().div_ceil(60);
             let plural = if minutes == 1 { "" } else { "s" };
             let message = format!(
@@ -649,7 +757,9 @@ async fn login_submit(
         }
         user => {
             attempt.failed();
-            tracing::info!(user_id = user.map(|user| user.id), "failed login");
+            let user_id = user.map(|user| user.id);
+            tracing::info!(user_id, "failed login");
+            auth.report_failed_login(user_id);
             show_form(
                 StatusCode::OK,
                 "That username and password do not match. Please try again.",
@@ -701,32 +811,49 @@ async fn to_account() -> Redirect {
 const NOTICE: &str = "notice";
 
 async fn account(
+    State(state): State<AppState>,
     FreshUser(user): FreshUser<Account>,
     auth: Auth<Account>,
     session: SessionData,
 ) -> Result<Response, AppError> {
     let notice = take_notice(&session);
-    account_page(StatusCode::OK, &auth, &user, notice.as_deref(), None).await
+    account_page(
+        StatusCode::OK,
+        &state,
+        &auth,
+        &user,
+        notice.as_deref(),
+        None,
+    )
+    .await
 }
 
 async fn account_page(
     status: StatusCode,
+    state: &AppState,
     auth: &Auth<Account>,
     user: &Account,
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Result<Response, AppError> {
     let (sessions, sessions_error) = sessions::rows(auth).await;
+    let tokens = tokens::rows(&state.db, &user.id).await?;
+    let this_session = auth.session_id().await;
+    let activity = activity::rows(&state.db, &user.id, this_session.as_deref()).await?;
     render(
         status,
         &AccountPage {
             title: "Your account",
             username: &user.username,
+            is_admin: user.is_admin,
             notice,
             error,
             min_password_chars: MIN_PASSWORD_CHARS,
             sessions,
             sessions_error,
+            tokens,
+            max_token_name_chars: tokens::MAX_NAME_CHARS,
+            activity,
         },
     )
 }
@@ -766,18 +893,42 @@ async fn change_password(
         Err(rejection) => {
             log_rejection(&rejection);
             let error = "The form came in garbled: please try again.";
-            return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
+            return account_page(
+                StatusCode::BAD_REQUEST,
+                &state,
+                &auth,
+                &user,
+                None,
+                Some(error),
+            )
+            .await;
         }
     };
     let (current, new) = match (field(&form.current_password), field(&form.new_password)) {
         (Ok(current), Ok(new)) => (current, new),
         (Err(FormProblem::Missing), _) | (_, Err(FormProblem::Missing)) => {
             let error = "Please enter your current password and a new one.";
-            return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
+            return account_page(
+                StatusCode::BAD_REQUEST,
+                &state,
+                &auth,
+                &user,
+                None,
+                Some(error),
+            )
+            .await;
         }
         _ => {
             let error = "The form came in garbled: please try again.";
-            return account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error)).await;
+            return account_page(
+                StatusCode::BAD_REQUEST,
+                &state,
+                &auth,
+                &user,
+                None,
+                Some(error),
+            )
+            .await;
         }
     };
     // The current password is a password check too: throttled under the
@@ -789,9 +940,11 @@ async fn change_password(
     {
         Ok(attempt) => attempt,
         Err(throttled) => {
+            auth.report_throttled(Some(user.id.clone()), &throttled);
             let error = "Too many wrong passwords. Please wait a few minutes and try again.";
             let mut response = account_page(
                 StatusCode::TOO_MANY_REQUESTS,
+                &state,
                 &auth,
                 &user,
                 None,
@@ -817,13 +970,15 @@ async fn change_password(
         .await?;
     if !matches {
         attempt.failed();
+        // A wrong password, as at the login form: the activity list shows it.
+        auth.report_failed_login(Some(user.id.clone()));
         let error = "Your current password is not right, so the password was not changed.";
-        return account_page(StatusCode::OK, &auth, &user, None, Some(error)).await;
+        return account_page(StatusCode::OK, &state, &auth, &user, None, Some(error)).await;
     }
     attempt.succeeded().await;
     if new.chars().count() < MIN_PASSWORD_CHARS {
         let error = format!("Your new password needs at least {MIN_PASSWORD_CHARS} characters.");
-        return account_page(StatusCode::OK, &auth, &user, None, Some(&error)).await;
+        return account_page(StatusCode::OK, &state, &auth, &user, None, Some(&error)).await;
     }
     let hash = state.hasher.hash(new.to_owned()).await?;
     sqlx::query("UPDATE users SET password_hash = $1, auth_changed_at = $3 WHERE id = $2")
@@ -834,6 +989,11 @@ async fn change_password(
         .await?;
     stay_logged_in(&state, &auth, &user).await?;
     tracing::info!(user_id = user.id, "password changed");
+    activity::Entry::new(&user.id, activity::PASSWORD_CHANGED)
+        .in_browser(&auth, client.ip())
+        .await
+        .save(&state.db)
+        .await;
     Ok(back_to_account(
         &session,
         "Your password is changed. Every other browser that was logged in as you is logged out.",

@@ -4,7 +4,7 @@
 //! cargo run --all-features --example login    # then open http://127.0.0.1:5000
 //! ```
 //!
-//! Users `susan` (password `hello`) and `david` (password `bye`).
+//! Users `susan` (password `hello`, an admin) and `david` (password `bye`).
 //!
 //! Environment:
 //! - `PORT`: the port on 127.0.0.1 (default 5000).
@@ -30,7 +30,15 @@
 //! Pages: `/` (logged in), `/login`, `/fresh` (a fresh login only), and
 //! `/account` (a fresh login only): change the password, see where you're
 //! logged in and log any of those browsers out, or log out everywhere
-//! else. The header's "Log out" button posts to `/logout`.
+//! else; make and revoke API tokens; and see the recent activity of your
+//! logins (logins, logouts, wrong passwords, ...). The header's "Log out"
+//! button posts to `/logout`.
+//!
+//! `GET /api/me` answers JSON about the logged-in user, for a cookie login
+//! or for an API token (`curl -H "Authorization: Bearer latch_..."`).
+//!
+//! `/admin` (admins only, with a fresh login) lists every user and where
+//! each is logged in, and ends all of a user's sessions.
 
 mod app;
 

@@ -4,14 +4,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::Form;
+use axum::extract::{Form, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_latch::registry::ActiveSession;
 use axum_latch::{Auth, FreshUser, SessionData};
 use serde::Deserialize;
 
-use super::{account_page, back_to_account, log_rejection, Account, AppError, Submitted};
+use super::{account_page, back_to_account, log_rejection, Account, AppError, AppState, Submitted};
 
 /// The longest session id the form takes: latch's are 22 characters.
 const MAX_ID_CHARS: usize = 64;
@@ -27,7 +27,7 @@ pub(super) struct SessionRow {
 }
 
 impl SessionRow {
-    fn new(session: &ActiveSession, now: u64) -> Self {
+    pub(super) fn new(session: &ActiveSession, now: u64) -> Self {
         Self {
             id: session.id.clone(),
             device: session.device.clone(),
@@ -51,9 +51,7 @@ pub(super) async fn rows(auth: &Auth<Account>) -> (Vec<SessionRow>, Option<&'sta
             return (Vec::new(), Some(message));
         }
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
+    let now = now_secs();
     let rows = sessions
         .iter()
         .map(|session| SessionRow::new(session, now))
@@ -61,8 +59,15 @@ pub(super) async fn rows(auth: &Auth<Account>) -> (Vec<SessionRow>, Option<&'sta
     (rows, None)
 }
 
+/// Now, in seconds since the Unix epoch.
+pub(super) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
 /// "just now", "5 minutes ago", "3 days ago".
-fn time_ago(now: u64, then: u64) -> String {
+pub(super) fn time_ago(now: u64, then: u64) -> String {
     let seconds = now.saturating_sub(then);
     let (count, unit) = match seconds {
         0..60 => return "just now".to_owned(),
@@ -92,13 +97,21 @@ fn looks_like_an_id(id: &str) -> bool {
 /// browser's own session logs it out here too. An id that is not one of the
 /// user's sessions (ended already, or another user's) ends nothing.
 pub(super) async fn end_session(
+    State(state): State<AppState>,
     FreshUser(user): FreshUser<Account>,
     auth: Auth<Account>,
     session: SessionData,
     form: Submitted<EndFields>,
 ) -> Result<Response, AppError> {
     let bad_form = |error: &'static str| {
-        account_page(StatusCode::BAD_REQUEST, &auth, &user, None, Some(error))
+        account_page(
+            StatusCode::BAD_REQUEST,
+            &state,
+            &auth,
+            &user,
+            None,
+            Some(error),
+        )
     };
     let id = match form {
         Ok(Form(fields)) => fields.session.unwrap_or_default(),
@@ -132,6 +145,7 @@ pub(super) async fn end_session(
             let error = "That browser could not be logged out just now: please try again.";
             account_page(
                 StatusCode::SERVICE_UNAVAILABLE,
+                &state,
                 &auth,
                 &user,
                 None,

@@ -25,11 +25,12 @@ const TOUCH_EVERY: Duration = Duration::from_secs(60);
 /// registry uses the store.
 ///
 /// The registry reads every ending still in force before the demo serves:
-/// if the store cannot be reached, the demo does not start.
+/// if the store cannot be reached, the demo does not start. It is returned
+/// too, for the admin page.
 pub(super) async fn with_stores<L: UserLoader<Account>>(
     login: Login<Account, L>,
     config: &Config,
-) -> Result<Login<Account, L>, BoxError> {
+) -> Result<(Login<Account, L>, SessionRegistry), BoxError> {
     if let Some(url) = &config.redis_url {
         // Pub/sub needs a connection of its own: other instances' endings
         // are heard through it at once.
@@ -57,7 +58,7 @@ async fn keep_in<S, L>(
     login: Login<Account, L>,
     store: S,
     config: &Config,
-) -> Result<Login<Account, L>, BoxError>
+) -> Result<(Login<Account, L>, SessionRegistry), BoxError>
 where
     S: RememberStore + SessionStore + Clone,
     L: UserLoader<Account>,
@@ -72,7 +73,7 @@ where
         None => login.remember_tokens(revocable(store, config.remember_grace, &registry)),
     };
     // After `remember_tokens`: ending a session revokes its remember-me token.
-    Ok(login.sessions(registry))
+    Ok((login.sessions(registry.clone()), registry))
 }
 
 /// Remember-me tokens that are rotated, listed and revoked. When a copied

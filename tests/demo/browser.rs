@@ -1,8 +1,10 @@
 //! The demo (`examples/login`) in a real browser: headless Chromium, driven
 //! through ChromeDriver, logs in, is remembered across a restart, logs in
-//! freshly, changes the password and logs out; and two browsers (two
+//! freshly, changes the password and logs out; two browsers (two
 //! profiles) log in as one user, and one logs the other out from the
-//! account page. Any console error fails a test.
+//! account page; and an admin reads her recent activity, makes an API
+//! token that a script then uses, and ends another user's sessions from
+//! the admin page. Any console error fails a test.
 
 use crate::support::demo as demo_support;
 
@@ -63,6 +65,14 @@ async fn a_browser_logs_another_out_from_the_account_page() {
     tokio::time::timeout(WHOLE_TEST, two_browsers())
         .await
         .unwrap_or_else(|_| panic!("the two-browser scenario took over {WHOLE_TEST:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_reads_her_activity_makes_a_token_and_ends_a_users_sessions() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    tokio::time::timeout(WHOLE_TEST, admin())
+        .await
+        .unwrap_or_else(|_| panic!("the admin scenario took over {WHOLE_TEST:?}"));
 }
 
 fn assert_installed() {
@@ -306,6 +316,174 @@ async fn two_browsers() {
         .await;
     first.close(&first_profile).await;
     second.close(&second_profile).await;
+}
+
+/// Susan, an admin, types a wrong password, logs in, and finds both on her
+/// account page's "Recent activity"; she makes an API token, which a
+/// script (reqwest) then uses for `/api/me`; on the admin page she sees
+/// david's two browsers (reqwest clients) and ends their sessions, after
+/// which each is sent to log in.
+async fn admin() {
+    assert_installed();
+    let profile = Profile::new();
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let demo = start_demo(&data).await;
+    let blank = BlankPage::serve().await;
+    let driver = ChromeDriver::start().await;
+    let mut shots = Screenshots::under("admin");
+
+    // David is logged in on a laptop (remembered) and a phone.
+    let david_laptop = demo_support::Browser::with_user_agent(
+        &demo,
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    );
+    david_laptop.log_in("david", "bye", true).await;
+    let david_phone = demo_support::Browser::with_user_agent(
+        &demo,
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 \
+         (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    );
+    david_phone.log_in("david", "bye", false).await;
+
+    // 1. Susan mistypes her password, then logs in.
+    let browser = Browser::open(&driver, &profile, &demo, &blank).await;
+    browser.go("/login").await;
+    browser
+        .arrive("/login", "Please log in", &mut shots, "login")
+        .await;
+    browser.fill("#username", "susan").await;
+    browser.fill("#password", "hullo").await;
+    browser.click("main form button[type=submit]").await;
+    browser
+        .arrive(
+            "/login",
+            "That username and password do not match",
+            &mut shots,
+            "wrong-password",
+        )
+        .await;
+    browser.fill("#password", "hello").await;
+    browser.click("main form button[type=submit]").await;
+    browser
+        .arrive("/", "Hello, susan!", &mut shots, "home")
+        .await;
+
+    // 2. Her account page lists both, newest first. (The hook writes
+    //    them in the background: the page is loaded again until it does.)
+    let deadline = Deadline::new("both entries in Recent activity", WAIT);
+    let rows = loop {
+        browser.go("/account").await;
+        browser
+            .arrive("/account", "Recent activity", &mut shots, "account")
+            .await;
+        let rows = browser.texts("ol.activity li").await;
+        if rows.len() >= 2 {
+            break rows;
+        }
+        deadline.pause(format!("{rows:?}")).await;
+    };
+    assert!(rows[0].contains("Logged in with the password"), "{rows:?}");
+    assert!(rows[0].contains("This browser"), "{rows:?}");
+    assert!(rows[1].contains("Wrong password"), "{rows:?}");
+    for row in &rows {
+        assert!(row.contains("127.0.0.1") && row.contains("Chrom"), "{row}");
+    }
+    shots
+        .take_element(&browser.client, "ol.activity", "recent-activity")
+        .await;
+
+    // 3. She makes a token: shown once, on the page that made it.
+    browser.fill("#token_name", "Backup script").await;
+    browser
+        .click("form[action='/account/tokens'] button[type=submit]")
+        .await;
+    browser
+        .arrive(
+            "/account/tokens",
+            "it is shown only this once",
+            &mut shots,
+            "token-shown-once",
+        )
+        .await;
+    let token = browser
+        .find("#token")
+        .await
+        .text()
+        .await
+        .expect("the token's text");
+    assert!(
+        token.starts_with("latch_") && token.len() == 49,
+        "{token:?}"
+    );
+
+    // 4. A script uses it.
+    let response = demo_support::with_token(&demo, "/api/me", &token).await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let me: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        me,
+        json!({"id": "user001", "username": "susan", "is_admin": true, "via": "token"})
+    );
+
+    // 5. Back on the account page, the token is listed by name, used just
+    //    now, and not shown.
+    browser.click("a[href='/account#tokens']").await;
+    browser
+        .arrive("/account", "last used just now", &mut shots, "token-listed")
+        .await;
+    let page = browser.find("body").await.text().await.expect("the page");
+    assert!(!page.contains(&token), "the token is shown once only");
+    shots
+        .take_element(&browser.client, "ul.tokens", "token-list")
+        .await;
+
+    // 6. The header's Admin link: both users, and where each is logged in.
+    browser.click("header a[href='/admin']").await;
+    browser
+        .arrive("/admin", "End all sessions", &mut shots, "admin")
+        .await;
+    let davids = browser
+        .texts("section[data-user='user002'] ul.sessions li")
+        .await;
+    assert_eq!(davids.len(), 2, "{davids:?}");
+    assert!(
+        davids.iter().any(|row| row.contains("Firefox on Linux"))
+            && davids.iter().any(|row| row.contains("Safari on iPhone")),
+        "{davids:?}"
+    );
+    shots
+        .take_element(
+            &browser.client,
+            "section[data-user='user002']",
+            "admin-david",
+        )
+        .await;
+
+    // 7. She ends david's sessions: each of his browsers must log in again.
+    browser
+        .click("section[data-user='user002'] form button[type=submit]")
+        .await;
+    browser
+        .arrive(
+            "/admin",
+            "Every session of david is ended",
+            &mut shots,
+            "admin-ended",
+        )
+        .await;
+    let davids = browser.texts("section[data-user='user002']").await;
+    assert!(davids[0].contains("Not logged in anywhere"), "{davids:?}");
+    david_laptop.assert_sent_to_login("/").await;
+    david_phone.assert_sent_to_login("/").await;
+    david_laptop
+        .restarted(&demo)
+        .assert_sent_to_login("/")
+        .await;
+    browser.go("/").await;
+    browser
+        .arrive("/", "Hello, susan!", &mut shots, "susan-still-in")
+        .await;
+    browser.close(&profile).await;
 }
 
 /// The demo on a fresh SQLite file in `data`, with the fixed key.
@@ -773,6 +951,20 @@ impl Browser {
             rows.push(item.text().await.expect("a row's text"));
         }
         rows
+    }
+
+    /// The text of each element `css` finds.
+    async fn texts(&self, css: &str) -> Vec<String> {
+        let elements = self
+            .client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("{css} not found: {error}"));
+        let mut texts = Vec::new();
+        for element in elements {
+            texts.push(element.text().await.expect("an element's text"));
+        }
+        texts
     }
 
     /// The cookies the browser keeps for the current page's host, by name.

@@ -4,7 +4,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod activity;
+mod admin;
 mod browser;
 mod instances;
 mod sessions;
 mod site;
+mod tokens;

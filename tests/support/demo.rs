@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 /// The demo, served on 127.0.0.1 on a port of its own.
 pub struct Demo {
     pub base: Url,
+    /// Its user database, for a test that looks at the tables.
+    pub database_url: String,
     server: JoinHandle<()>,
     _dir: Option<TempDir>,
 }
@@ -71,6 +73,7 @@ async fn start_on_own_database(
 
 /// The demo with this configuration.
 pub async fn serve(config: app::Config) -> Demo {
+    let database_url = config.database_url.clone();
     let router = app::build(config).await.expect("the demo builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -86,9 +89,70 @@ pub async fn serve(config: app::Config) -> Demo {
     });
     Demo {
         base: format!("http://{address}/").parse().expect("a URL"),
+        database_url,
         server,
         _dir: None,
     }
+}
+
+/// Runs `scenario` on the demo with its own fresh SQLite file.
+pub async fn on_sqlite(scenario: impl AsyncFnOnce(&Demo)) {
+    scenario(&start().await).await;
+}
+
+/// Runs `scenario` on the demo with its user database (and its remember-me
+/// tokens and sessions) in a PostgreSQL schema of its own, the kit's server
+/// (`TEST_POSTGRES_URL`, or its own); the schema is dropped afterwards,
+/// pass or fail. Without a server, the test says `SKIPPED`.
+pub async fn on_postgres(scenario: impl AsyncFnOnce(&Demo)) {
+    use futures_util::FutureExt as _;
+    let Some(postgres_url) = super::backend::postgres_url() else {
+        return;
+    };
+    let schema = super::backend::PgSchema::create(&postgres_url, 1).await;
+    let name = &schema.name;
+    let separator = if postgres_url.contains('?') { '&' } else { '?' };
+    let database_url = format!("{postgres_url}{separator}options=-c%20search_path%3D{name}");
+    let demo = serve(app::Config {
+        secret_key: axum_latch::SecretKey::generate().expect("a random key"),
+        database_url,
+        redis_url: None,
+        redis_prefix: app::DEFAULT_REDIS_PREFIX.to_owned(),
+        remember_grace: axum_latch::remember::DEFAULT_GRACE,
+        microdot_compat: None,
+    })
+    .await;
+    let outcome = std::panic::AssertUnwindSafe(scenario(&demo))
+        .catch_unwind()
+        .await;
+    drop(demo);
+    schema.drop_schema().await;
+    outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}
+
+/// A connection pool on the demo's user database, to look at its tables.
+pub async fn database(demo: &Demo) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&demo.database_url)
+        .await
+        .expect("the demo's database")
+}
+
+/// `GET path` as a script would send it: no cookies, no browser headers,
+/// and this `Authorization` header, if any.
+pub async fn api_get(demo: &Demo, path: &str, authorization: Option<&str>) -> Response {
+    let mut request = reqwest::Client::new().get(demo.base.join(path).expect("a path"));
+    if let Some(value) = authorization {
+        request = request.header(reqwest::header::AUTHORIZATION, value);
+    }
+    request.send().await.expect("a response")
+}
+
+/// [`api_get`] with `Authorization: Bearer <token>`.
+pub async fn with_token(demo: &Demo, path: &str, token: &str) -> Response {
+    api_get(demo, path, Some(&format!("Bearer {token}"))).await
 }
 
 /// A browser: a cookie jar, and redirects left for the test to follow.
@@ -265,6 +329,55 @@ impl Browser {
             .unwrap_or_else(|| panic!("no row marked This browser: {rows:?}"))
     }
 
+    /// A request made by the page's script (`fetch()`), with the browser's
+    /// cookies: not a navigation.
+    pub async fn fetch(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .header("sec-fetch-mode", "cors")
+            .header(reqwest::header::ACCEPT, "*/*")
+            .send()
+            .await
+            .expect("a response")
+    }
+
+    /// The lines of "Recent activity" on the account page, newest first.
+    pub async fn activity(&self) -> Vec<ActivityRow> {
+        let (status, page) = text(self.get("/account").await).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        activity_rows(&page)
+    }
+
+    /// The lines of "Recent activity" once `ready` says they are all there:
+    /// latch hands events to the demo's hook in the background, so the
+    /// last ones may take a moment to be written. Asks again every 20 ms,
+    /// for up to [`SOON`].
+    pub async fn activity_once(&self, ready: impl Fn(&[ActivityRow]) -> bool) -> Vec<ActivityRow> {
+        let deadline = Instant::now() + SOON;
+        loop {
+            let rows = self.activity().await;
+            if ready(&rows) {
+                return rows;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the activity list is not as expected after {SOON:?}: {rows:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Makes an API token with this name on the account page, and returns
+    /// it from the page that shows it once.
+    pub async fn make_token(&self, name: &str) -> String {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("name", name)
+            .finish();
+        let (status, page) = text(self.post("/account/tokens", form).await).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        between(&page, "<code id=\"token\">", "</code>").to_owned()
+    }
+
     /// Posts the account page's "Log out" form for the session `id`.
     pub async fn end_session(&self, id: &str) -> Response {
         let form = form_urlencoded::Serializer::new(String::new())
@@ -304,8 +417,53 @@ pub fn session_rows(page: &str) -> Vec<SessionRow> {
         .collect()
 }
 
+/// One line of "Recent activity".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityRow {
+    /// The stored kind: latch's event name (`logged_in`, `login_failed`,
+    /// ...) or the demo's own (`password_changed`, ...).
+    pub kind: String,
+    /// What the page says happened.
+    pub what: String,
+    pub device: Option<String>,
+    pub address: Option<String>,
+    pub this_browser: bool,
+    /// Marked as worth a second look.
+    pub alert: bool,
+}
+
+/// The lines of "Recent activity" in an account page.
+pub fn activity_rows(page: &str) -> Vec<ActivityRow> {
+    let Some(start) = page.find("<ol class=\"activity\">") else {
+        return Vec::new();
+    };
+    let list = &page[start..];
+    let list = &list[..list.find("</ol>").expect("the end of the list")];
+    let optional = |row: &str, class: &str| {
+        let before = format!("<span class=\"{class}\">");
+        row.contains(&before)
+            .then(|| between(row, &before, "</span>").to_owned())
+    };
+    list.split("<li ")
+        .skip(1)
+        .map(|row| ActivityRow {
+            kind: between(row, "data-kind=\"", "\"").to_owned(),
+            what: between(row, "<strong>", "</strong>").to_owned(),
+            device: optional(row, "device"),
+            address: optional(row, "client"),
+            this_browser: row.contains(">This browser<"),
+            alert: row.contains("class=\"alert\""),
+        })
+        .collect()
+}
+
+/// The kinds of a list of activity lines, newest first.
+pub fn kinds(rows: &[ActivityRow]) -> Vec<&str> {
+    rows.iter().map(|row| row.kind.as_str()).collect()
+}
+
 /// The text between `before` and the next `after` in `text`.
-fn between<'a>(text: &'a str, before: &str, after: &str) -> &'a str {
+pub fn between<'a>(text: &'a str, before: &str, after: &str) -> &'a str {
     let from = text
         .find(before)
         .map(|at| at + before.len())
