@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -67,7 +66,7 @@ struct ForbiddenPage<'a> {
     is_admin: bool,
 }
 
-/// The `403` for a user who is not an admin. latch decides whether the
+/// The `403` for a user who is not an admin. latch tells whether the
 /// request is a browser's navigation (an HTML page) or an API client's
 /// (`{"error":"forbidden"}`); a browser gets the site's own page instead
 /// of latch's plain one.
@@ -76,19 +75,13 @@ async fn forbidden_page<S: Send + Sync>(
     state: &S,
     forbidden: Forbidden,
 ) -> Response {
-    let latchs = forbidden.into_response();
-    let html = latchs
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("text/html"));
-    if !html {
-        return latchs;
+    if forbidden.is_api_client() {
+        return forbidden.into_response();
     }
     // Found already, for the permission check: not loaded again.
     let Ok(CurrentUser(user)) = CurrentUser::<Account>::from_request_parts(parts, state).await
     else {
-        return latchs;
+        return forbidden.into_response();
     };
     let page = ForbiddenPage {
         title: "Not for your account",

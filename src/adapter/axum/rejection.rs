@@ -260,6 +260,26 @@ impl Forbidden {
             api: is_api(headers, extensions),
         }
     }
+
+    /// Whether the refused request came from an API client (JSON is its
+    /// answer) rather than a browser navigating to a page (HTML): for an
+    /// app that answers browsers with a page of its own.
+    ///
+    /// ```
+    /// use axum::response::{Html, IntoResponse, Response};
+    /// use axum_latch::rejection::Forbidden;
+    ///
+    /// fn answer(forbidden: Forbidden) -> Response {
+    ///     if forbidden.is_api_client() {
+    ///         forbidden.into_response() // {"error":"forbidden"}
+    ///     } else {
+    ///         (http::StatusCode::FORBIDDEN, Html("<h1>Not for your account</h1>")).into_response()
+    ///     }
+    /// }
+    /// ```
+    pub fn is_api_client(&self) -> bool {
+        self.api
+    }
 }
 
 /// The page a browser gets for a route its user may not use.
