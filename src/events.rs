@@ -139,6 +139,9 @@ pub enum LoginMethod {
     Remembered,
     /// A Microdot login adopted in [interop mode](crate::Session::microdot_compat).
     Adopted,
+    /// A [two-step login](crate::two_step), completed with the second
+    /// factor the app names (`"totp"`, `"recovery_code"`...).
+    SecondFactor(&'static str),
 }
 
 /// Which sessions an [`EventKind::SessionsEnded`] ended.
@@ -165,7 +168,8 @@ impl EventKind {
     }
 
     /// A short name for storing or showing the event: `logged_in`,
-    /// `logged_in_remembered`, `logged_in_adopted`, `logged_out`,
+    /// `logged_in_remembered`, `logged_in_adopted`, `logged_in_two_step`,
+    /// `logged_out`,
     /// `sessions_ended`, `remember_rotated`, `remember_theft`,
     /// `throttled`, `fresh_login_required` or `login_failed`.
     ///
@@ -180,6 +184,7 @@ impl EventKind {
             EventKind::LoggedIn(LoginMethod::Password) => "logged_in",
             EventKind::LoggedIn(LoginMethod::Remembered) => "logged_in_remembered",
             EventKind::LoggedIn(LoginMethod::Adopted) => "logged_in_adopted",
+            EventKind::LoggedIn(LoginMethod::SecondFactor(_)) => "logged_in_two_step",
             EventKind::LoggedOut => "logged_out",
             EventKind::SessionsEnded(_) => "sessions_ended",
             EventKind::RememberRotated => "remember_rotated",
@@ -378,6 +383,7 @@ mod tests {
             EventKind::LoggedIn(LoginMethod::Password),
             EventKind::LoggedIn(LoginMethod::Remembered),
             EventKind::LoggedIn(LoginMethod::Adopted),
+            EventKind::LoggedIn(LoginMethod::SecondFactor("totp")),
             EventKind::LoggedOut,
             EventKind::SessionsEnded(Ended::All),
             EventKind::RememberRotated,

@@ -168,6 +168,43 @@ pub use login::{Login, Permission, User, UserLoader};
 pub use remember::Remember;
 pub use session::Session;
 
+/// Two-step login: a password checked, a second factor pending.
+///
+/// [`Auth::begin_two_step`] (instead of [`Auth::login_user`]) checks the
+/// password and starts a **pending** login, then sends the browser to the
+/// second step's page, keeping `next`. A pending login is not a login:
+/// [`CurrentUser`], [`FreshUser`], the route layers and the request loader
+/// all treat the browser as anonymous, and the [session
+/// registry](crate::registry) does not list it. The second step's handler
+/// takes a [`PendingLogin`](two_step::PendingLogin) (its user, its tries
+/// left) and calls [`verify`](two_step::PendingLogin::verify) with the
+/// app's check of the code; a right code makes a normal, fresh login with
+/// the remember-me choice of the password form, heard as
+/// [`LoginMethod::SecondFactor`](events::LoginMethod::SecondFactor).
+///
+/// The limits, set with [`Login::two_step`]:
+///
+/// - a pending login lasts 5 minutes ([`TwoStep::expires_after`](two_step::TwoStep::expires_after));
+/// - it allows 5 wrong codes ([`TwoStep::max_attempts`](two_step::TwoStep::max_attempts)),
+///   counted in this instance's memory by its random id, not in the
+///   cookie, so a replayed older cookie gets no new tries; with
+///   [`TwoStep::throttle`](two_step::TwoStep::throttle), every code attempt
+///   is also counted under the user in the throttle (shared by every
+///   instance on Redis), so starting over from the password or on another
+///   instance gives no new tries either;
+/// - it completes once: a copy of the cookie, or the cookie replayed after
+///   the login, is sent back to the login page (on other instances, once
+///   they hear of it from the registry's feed, when there is a registry);
+/// - a new password (another `auth_hash`) ends it.
+///
+/// Codes themselves are the app's: TOTP (RFC 6238) with a crate such as
+/// `totp-rs`, recovery codes stored as hashes; the demo in `examples/login`
+/// has both.
+pub mod two_step {
+    pub use crate::adapter::axum::{PendingLogin, Verified};
+    pub use crate::login::two_step::TwoStep;
+}
+
 /// Why a request that needs a login was refused, as responses.
 pub mod rejection {
     pub use crate::adapter::axum::{Forbidden, LoginRejection, LoginRequired, MissingLayer};

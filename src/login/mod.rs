@@ -11,6 +11,7 @@ use crate::events::{EventHook, Events};
 use crate::login::cache::UserCache;
 use crate::login::next::is_safe_next;
 use crate::login::request_loader::RequestLoader;
+use crate::login::two_step::{Ledger, TwoStep};
 use crate::login::user::DynLoader;
 use crate::registry::SessionRegistry;
 use crate::remember::{RememberTokens, StatelessRemember};
@@ -94,6 +95,10 @@ pub(crate) struct LoginConfig<U: User> {
     pub request_loader: Option<Arc<dyn RequestLoader<U>>>,
     /// The `WWW-Authenticate` of a `401`, with a request loader.
     pub challenge: HeaderValue,
+    /// How two-step logins behave.
+    pub two_step: TwoStep,
+    /// What this instance knows of pending logins (shared by clones).
+    pub pending: Arc<Ledger>,
 }
 
 impl<U: User, L> Clone for Login<U, L> {
@@ -118,6 +123,8 @@ impl<U: User> Clone for LoginConfig<U> {
             events: self.events.clone(),
             request_loader: self.request_loader.clone(),
             challenge: self.challenge.clone(),
+            two_step: self.two_step.clone(),
+            pending: self.pending.clone(),
         }
     }
 }
@@ -150,6 +157,8 @@ impl<U: User, L: UserLoader<U>> Login<U, L> {
                 events: None,
                 request_loader: None,
                 challenge: HeaderValue::from_static("Bearer"),
+                two_step: TwoStep::default(),
+                pending: Arc::new(Ledger::default()),
             }),
         }
     }
@@ -361,6 +370,25 @@ impl<U: User, L: UserLoader<U>> Login<U, L> {
         self.edit(|c| c.request_loader = Some(Arc::new(loader)))
     }
 
+    /// How two-step logins behave (see [`two_step`](crate::two_step)):
+    /// where the second step is, how long a pending login lasts, how many
+    /// wrong codes it allows, and the throttle that counts them.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct Account { id: u64 }
+    /// # impl axum_latch::User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { b"" } }
+    /// # async fn load(_: u64) -> Result<Option<Account>, std::convert::Infallible> { Ok(None) }
+    /// use axum_latch::throttle::Throttle;
+    /// use axum_latch::two_step::TwoStep;
+    /// use axum_latch::Login;
+    ///
+    /// let throttle = Throttle::in_memory(); // the password form's, too
+    /// let login = Login::new(load).two_step(TwoStep::new().throttle(throttle.clone()));
+    /// ```
+    pub fn two_step(self, two_step: TwoStep) -> Self {
+        self.edit(|c| c.two_step = two_step)
+    }
+
     /// The `WWW-Authenticate` header of a `401` to an API client, with a
     /// [request loader](Self::request_loader) (default `Bearer`; a realm,
     /// say: `Bearer realm="example"`). An error if it is not a header value.
@@ -397,6 +425,7 @@ pub(crate) mod permission;
 pub(crate) mod request;
 pub(crate) mod request_loader;
 pub(crate) mod state;
+pub(crate) mod two_step;
 pub(crate) mod user;
 
 pub use permission::Permission;

@@ -27,14 +27,18 @@ pub(crate) const SESSION_PURPOSE: &str = "session";
 /// until the browser shows it holds the new token (its next request with
 /// this session carries it).
 pub(crate) const REMEMBER_CONFIRM: &str = "_remember_confirm";
+/// A login whose password was checked and whose second factor is
+/// pending: not a login (see `login::two_step`).
+pub(crate) const PENDING: &str = "_pending";
 /// Every claim of a login, removed together when it ends.
-pub(crate) const LOGIN_CLAIMS: [&str; 6] = [
+pub(crate) const LOGIN_CLAIMS: [&str; 7] = [
     USER_ID,
     FRESH,
     FINGERPRINT,
     LOGIN_AT,
     SESSION_ID,
     REMEMBER_CONFIRM,
+    PENDING,
 ];
 /// Standard JWT claims, set by latch on every token.
 pub(crate) const EXP: &str = "exp";
@@ -157,6 +161,8 @@ pub(crate) fn add_login(
     fresh: bool,
     now: u64,
 ) {
+    // A login replaces a pending one.
+    claims.remove(PENDING);
     claims.insert(SESSION_ID.to_owned(), Value::String(session_id));
     claims.insert(USER_ID.to_owned(), user_id);
     claims.insert(FRESH.to_owned(), Value::Bool(fresh));

@@ -310,6 +310,29 @@ impl SessionState {
         Some(session_id)
     }
 
+    /// The pending login of a two-step login, as the session holds it.
+    pub fn pending(&self) -> Option<Value> {
+        self.state().claims().get(PENDING).cloned()
+    }
+
+    /// Starts a pending login: the session's login, if any, is removed.
+    pub fn set_pending(&self, pending: Value) {
+        let mut state = self.state();
+        let claims = state.claims_mut();
+        for name in LOGIN_CLAIMS {
+            claims.remove(name);
+        }
+        claims.insert(PENDING.to_owned(), pending);
+    }
+
+    /// Removes the pending login, if any.
+    pub fn clear_pending(&self) {
+        let mut state = self.state();
+        if state.claims().contains_key(PENDING) {
+            state.claims_mut().remove(PENDING);
+        }
+    }
+
     /// Removes the login from the session, keeping the app's own data.
     pub fn clear_login(&self) {
         let mut state = self.state();

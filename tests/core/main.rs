@@ -1,6 +1,6 @@
 //! latch's core: sessions, logins, cross-origin checks, key rotation, the
 //! login throttle, the user cache, events, API tokens, permissions, and
-//! the `testing` feature's logins.
+//! the `testing` feature's logins, and two-step login.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -15,4 +15,5 @@ mod registry;
 mod session;
 mod testing;
 mod throttle;
+mod two_step;
 mod user_cache;

@@ -13,6 +13,8 @@ use crate::error::AuthError;
 use crate::events::{Ended, EventKind, LoginMethod};
 use crate::login::context::{LoaderFailed, LoginContext, Resolved};
 use crate::login::next;
+use crate::login::next::login_redirect;
+use crate::login::two_step::Pending;
 use crate::login::user::User;
 use crate::registry::{ActiveSession, Ending, SessionRegistry};
 use crate::remember::{Remember, RememberGrant, RememberedDevice};
@@ -94,7 +96,18 @@ impl<U: User> Auth<U> {
         user: &U,
         remember: impl Into<Remember>,
     ) -> Result<Redirect, AuthError> {
-        let remember = remember.into();
+        self.log_in(user, remember.into(), LoginMethod::Password)
+            .await
+    }
+
+    /// Logs `user` in (see [`login_user`](Self::login_user)), heard as a
+    /// login by `method`.
+    pub(crate) async fn log_in(
+        &self,
+        user: &U,
+        remember: Remember,
+        method: LoginMethod,
+    ) -> Result<Redirect, AuthError> {
         let user_id = serde_json::to_value(user.id()).map_err(AuthError::UserId)?;
         let session = self.context.session();
         let keys = &session.site().keys;
@@ -144,12 +157,88 @@ impl<U: User> Auth<U> {
         }
         tracing::info!(target: "latch", user_id = ?user.id(), remember_days = ?remember.days(), "user logged in");
         self.context.emit(
-            EventKind::LoggedIn(LoginMethod::Password),
+            EventKind::LoggedIn(method),
             Some(user.id()),
             Some(session_id),
         );
         let location = next::location(self.next_url());
         Ok(Redirect::to(&location))
+    }
+
+    /// Checks the password and asks for a second factor: starts a login
+    /// that is **pending** until [`PendingLogin::verify`] accepts a code
+    /// (see [`two_step`](crate::two_step)), and returns the `303 See Other`
+    /// to the second step's page ([`TwoStep::url`]), keeping the safe `next`.
+    ///
+    /// A pending login is not a login: every extractor and route layer
+    /// treats the browser as anonymous until the second step completes it.
+    /// The browser's earlier login, if any, ends now (as for a new login).
+    /// `remember` is the choice made on the password form: the completed
+    /// login gets it.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::UserId`] if the user's id cannot be written as JSON,
+    /// [`AuthError::SessionTooLarge`] if the session has no room for it,
+    /// [`AuthError::Random`] if no id could be made; nothing has changed.
+    ///
+    /// ```
+    /// use axum::response::{IntoResponse, Response};
+    /// use axum_latch::{Auth, Remember, User};
+    /// # #[derive(Clone)] struct Account { id: u64, hash: String, totp_secret: Option<String> }
+    /// # impl User for Account { type Id = u64; fn id(&self) -> u64 { self.id } fn auth_hash(&self) -> &[u8] { self.hash.as_bytes() } }
+    /// # async fn check_password(_: &str, _: &str) -> Option<Account> { None }
+    ///
+    /// async fn log_in(auth: Auth<Account>, name: &str, password: &str) -> Response {
+    ///     match check_password(name, password).await {
+    ///         // Two-step login turned on: the code page next.
+    ///         Some(user) if user.totp_secret.is_some() => {
+    ///             auth.begin_two_step(&user, Remember::Off).await.into_response()
+    ///         }
+    ///         Some(user) => auth.login_user(&user, Remember::Off).await.into_response(),
+    ///         None => (axum::http::StatusCode::UNAUTHORIZED, "wrong password").into_response(),
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// [`PendingLogin::verify`]: crate::two_step::PendingLogin::verify
+    /// [`TwoStep::url`]: crate::two_step::TwoStep::url
+    pub async fn begin_two_step(
+        &self,
+        user: &U,
+        remember: impl Into<Remember>,
+    ) -> Result<Redirect, AuthError> {
+        let remember = remember.into();
+        let user_id = serde_json::to_value(user.id()).map_err(AuthError::UserId)?;
+        let session = self.context.session();
+        let auth = fingerprint(session.site().keys.current(), user.auth_hash());
+        if !session.login_fits(&user_id, &auth) {
+            return Err(AuthError::SessionTooLarge);
+        }
+        let id = random::session_id().ok_or(AuthError::Random)?;
+        let pending = Pending {
+            user_id,
+            fingerprint: auth,
+            started_at: session.site().clock.unix_secs(),
+            remember_days: remember.days(),
+            id,
+        };
+        let pending = serde_json::to_value(&pending).map_err(AuthError::UserId)?;
+        self.context.begin_change();
+        // The browser's earlier login ends, as it would with a new login.
+        if let Some(login) = session.login() {
+            self.context.forget_cached_user(&login.user_id);
+        }
+        self.end_this_session().await;
+        session.set_pending(pending);
+        self.context.set_resolved(Resolved::Anonymous);
+        self.forget_remembered().await;
+        tracing::info!(target: "latch", user_id = ?user.id(), "password checked: second factor pending");
+        let two_step = &self.context.config().two_step;
+        Ok(Redirect::to(&login_redirect(
+            &two_step.url,
+            self.next_url(),
+        )))
     }
 
     /// Logs the user out: the login leaves the session (the app's own session
@@ -746,6 +835,14 @@ impl<U: User> Auth<U> {
             }
         }
         self.context.delete_remember_cookie();
+    }
+}
+
+impl<U: User> Auth<U> {
+    /// The handle of a request whose login context is found, with the
+    /// `next` of its query.
+    pub(crate) fn from_context(context: LoginContext<U>, next: Option<String>) -> Self {
+        Self { context, next }
     }
 }
 

@@ -140,6 +140,15 @@ impl LoginRequired {
         )
     }
 
+    /// Back to the login page, with `next` set to `next` (a path on this
+    /// site) rather than to the request's own path: for a second step
+    /// whose pending login is gone.
+    pub(crate) fn back_to_login(parts: &Parts, login_url: &str, next: &str) -> Self {
+        let mut required = Self::from_parts(parts, login_url, false);
+        required.location = login_redirect(login_url, next);
+        required
+    }
+
     /// Adds the `WWW-Authenticate` header of the `401` (not of a redirect).
     pub(crate) fn with_challenge(mut self, challenge: Option<HeaderValue>) -> Self {
         self.challenge = challenge;

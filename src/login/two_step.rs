@@ -1,0 +1,297 @@
+//! Two-step login: a password checked, a second factor pending. The
+//! pending state as the session keeps it, its settings, and the ledger of
+//! wrong codes and finished pending logins that the server keeps.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::throttle::Throttle;
+
+/// How a two-step login behaves: where its second step is, how long a
+/// pending login lasts, and how many wrong codes it allows. Give it to
+/// [`Login::two_step`](crate::Login::two_step); the defaults hold without.
+///
+/// ```
+/// use axum_latch::throttle::Throttle;
+/// use axum_latch::two_step::TwoStep;
+/// use std::time::Duration;
+///
+/// let two_step = TwoStep::new()
+///     .url("/login/code")?                     // default /login/two-step
+///     .expires_after(Duration::from_secs(300)) // the default: 5 minutes
+///     .max_attempts(5)                         // the default
+///     .throttle(Throttle::in_memory());        // wrong codes count under the user
+/// # Ok::<(), axum_latch::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct TwoStep {
+    pub(crate) url: String,
+    pub(crate) expires_after: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) throttle: Option<Throttle>,
+}
+
+impl Default for TwoStep {
+    fn default() -> Self {
+        Self {
+            url: "/login/two-step".to_owned(),
+            expires_after: Duration::from_secs(5 * 60),
+            max_attempts: 5,
+            throttle: None,
+        }
+    }
+}
+
+impl TwoStep {
+    /// The defaults: the second step at `/login/two-step`, pending logins
+    /// that last 5 minutes and allow 5 wrong codes, no throttle.
+    ///
+    /// ```
+    /// let two_step = axum_latch::two_step::TwoStep::new();
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The page of the second step, where
+    /// [`Auth::begin_two_step`](crate::Auth::begin_two_step) sends the
+    /// browser (with `next`). A path on this site.
+    ///
+    /// ```
+    /// use axum_latch::two_step::TwoStep;
+    ///
+    /// assert!(TwoStep::new().url("/login/code").is_ok());
+    /// assert!(TwoStep::new().url("https://elsewhere.example/").is_err());
+    /// ```
+    pub fn url(mut self, url: &str) -> Result<Self, crate::ConfigError> {
+        if !crate::next::is_safe_next(url) {
+            return Err(crate::ConfigError::LocalUrl(url.to_owned()));
+        }
+        self.url = url.to_owned();
+        Ok(self)
+    }
+
+    /// How long a pending login lasts after the password (default 5
+    /// minutes): past it, the browser goes back to the login page.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let two_step = axum_latch::two_step::TwoStep::new().expires_after(Duration::from_secs(120));
+    /// ```
+    pub fn expires_after(mut self, duration: Duration) -> Self {
+        self.expires_after = duration;
+        self
+    }
+
+    /// How many wrong codes a pending login allows (default 5, at least
+    /// 1); the last one discards it, and the user starts again from the
+    /// password.
+    ///
+    /// ```
+    /// let two_step = axum_latch::two_step::TwoStep::new().max_attempts(3);
+    /// ```
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Counts every code attempt under the user in `throttle` too (as
+    /// [`Throttle::attempt_account`] with the user's id does), so that
+    /// starting over from the password, or on another instance, does not
+    /// give an attacker new tries: past the throttle's limit, codes are
+    /// refused for a while whatever the pending login. A right code resets
+    /// the count. Use the throttle of the password form.
+    ///
+    /// ```
+    /// use axum_latch::throttle::Throttle;
+    /// let throttle = Throttle::in_memory();
+    /// let two_step = axum_latch::two_step::TwoStep::new().throttle(throttle.clone());
+    /// ```
+    pub fn throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+}
+
+/// A pending login as the session keeps it (claim `_pending`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Pending {
+    /// The user's id (JSON).
+    #[serde(rename = "u")]
+    pub user_id: Value,
+    /// The fingerprint of the user's `auth_hash` when the password was
+    /// checked: a password changed meanwhile ends the pending login.
+    #[serde(rename = "a")]
+    pub fingerprint: String,
+    /// When the password was checked (seconds since the Unix epoch).
+    #[serde(rename = "t")]
+    pub started_at: u64,
+    /// The remember-me days chosen on the password form, if any.
+    #[serde(rename = "d")]
+    pub remember_days: Option<u32>,
+    /// The pending login's own random id (of a session id's shape).
+    #[serde(rename = "id")]
+    pub id: String,
+}
+
+impl Pending {
+    /// The pending login in a session's claim, if it has latch's shape.
+    pub fn from_claim(claim: &Value) -> Option<Self> {
+        let pending: Self = serde_json::from_value(claim.clone()).ok()?;
+        crate::crypto::random::is_session_id(&pending.id).then_some(pending)
+    }
+
+    /// When it ends, in seconds since the Unix epoch.
+    pub fn expires_at(&self, settings: &TwoStep) -> u64 {
+        self.started_at
+            .saturating_add(settings.expires_after.as_secs())
+    }
+}
+
+/// The most pending logins one instance keeps count of; past it, the
+/// oldest are forgotten (counted by the throttle still, when there is one).
+const LEDGER_CAPACITY: usize = 100_000;
+
+/// What the server knows of pending logins, by id: wrong codes so far, and
+/// whether it has been completed (or discarded). The session's copy of the
+/// pending login could be replayed from an older cookie, so these counts
+/// live here, in this instance's memory.
+#[derive(Default)]
+pub(crate) struct Ledger {
+    entries: Mutex<HashMap<String, LedgerEntry>>,
+}
+
+#[derive(Clone, Copy)]
+struct LedgerEntry {
+    wrong: u32,
+    finished: bool,
+    /// When the entry may go (seconds since the Unix epoch).
+    until: u64,
+}
+
+/// What [`Ledger::wrong_code`] says of a pending login after a wrong code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterWrong {
+    /// Tries left.
+    Left(u32),
+    /// No tries left: it is finished.
+    Discarded,
+}
+
+impl Ledger {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LedgerEntry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many wrong codes the pending login `id` has had, or `None` if
+    /// it is finished (completed or discarded).
+    pub fn wrong_so_far(&self, id: &str) -> Option<u32> {
+        match self.lock().get(id) {
+            Some(entry) if entry.finished => None,
+            Some(entry) => Some(entry.wrong),
+            None => Some(0),
+        }
+    }
+
+    /// Counts a wrong code; `max` of them discard the pending login.
+    pub fn wrong_code(&self, id: &str, max: u32, until: u64, now: u64) -> AfterWrong {
+        let mut entries = self.lock();
+        Self::make_room(&mut entries, now);
+        let entry = entries.entry(id.to_owned()).or_insert(LedgerEntry {
+            wrong: 0,
+            finished: false,
+            until,
+        });
+        if entry.finished {
+            return AfterWrong::Discarded;
+        }
+        entry.wrong = entry.wrong.saturating_add(1);
+        if entry.wrong >= max {
+            entry.finished = true;
+            AfterWrong::Discarded
+        } else {
+            AfterWrong::Left(max - entry.wrong)
+        }
+    }
+
+    /// Marks the pending login `id` finished. Returns `false` if it was
+    /// already: a second completion (a replayed or copied cookie) fails.
+    pub fn finish(&self, id: &str, until: u64, now: u64) -> bool {
+        let mut entries = self.lock();
+        Self::make_room(&mut entries, now);
+        let entry = entries.entry(id.to_owned()).or_insert(LedgerEntry {
+            wrong: 0,
+            finished: false,
+            until,
+        });
+        !std::mem::replace(&mut entry.finished, true)
+    }
+
+    /// Drops entries past their time; if still full, the ones that end first.
+    fn make_room(entries: &mut HashMap<String, LedgerEntry>, now: u64) {
+        if entries.len() < LEDGER_CAPACITY {
+            return;
+        }
+        entries.retain(|_, entry| entry.until > now);
+        if entries.len() >= LEDGER_CAPACITY {
+            let mut ends: Vec<u64> = entries.values().map(|entry| entry.until).collect();
+            ends.sort_unstable();
+            let cut = ends[ends.len() / 10];
+            entries.retain(|_, entry| entry.until > cut);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_codes_count_to_the_limit_and_a_pending_login_finishes_once() {
+        let ledger = Ledger::default();
+        assert_eq!(ledger.wrong_so_far("a"), Some(0));
+        assert_eq!(ledger.wrong_code("a", 3, 100, 0), AfterWrong::Left(2));
+        assert_eq!(ledger.wrong_code("a", 3, 100, 0), AfterWrong::Left(1));
+        assert_eq!(ledger.wrong_so_far("a"), Some(2));
+        assert_eq!(ledger.wrong_code("a", 3, 100, 0), AfterWrong::Discarded);
+        assert_eq!(ledger.wrong_so_far("a"), None);
+        assert!(!ledger.finish("a", 100, 0), "discarded: cannot complete");
+        assert!(ledger.finish("b", 100, 0));
+        assert!(!ledger.finish("b", 100, 0), "a second completion fails");
+        assert_eq!(ledger.wrong_code("b", 3, 100, 0), AfterWrong::Discarded);
+    }
+
+    #[test]
+    fn a_full_ledger_forgets_what_has_ended_first() {
+        let ledger = Ledger::default();
+        for i in 0..LEDGER_CAPACITY {
+            ledger.finish(&i.to_string(), if i < 10 { 5 } else { 1_000 }, 0);
+        }
+        ledger.finish("new", 1_000, 10);
+        assert_eq!(ledger.wrong_so_far("3"), Some(0), "ended, forgotten");
+        assert_eq!(ledger.wrong_so_far("500"), None, "still kept");
+        assert_eq!(ledger.wrong_so_far("new"), None);
+    }
+
+    #[test]
+    fn a_claim_of_another_shape_is_no_pending_login() {
+        let good = serde_json::json!({
+            "u": "user001", "a": "fp", "t": 10, "d": null, "id": "AAAAAAAAAAAAAAAAAAAAAA"
+        });
+        assert!(Pending::from_claim(&good).is_some());
+        for bad in [
+            serde_json::json!({ "u": "user001", "a": "fp", "t": 10, "d": null, "id": "short" }),
+            serde_json::json!({ "u": "user001", "t": 10, "id": "AAAAAAAAAAAAAAAAAAAAAA" }),
+            serde_json::json!({ "u": "user001", "a": "fp", "t": -1, "d": null, "id": "AAAAAAAAAAAAAAAAAAAAAA" }),
+            serde_json::json!("a string"),
+            serde_json::json!([1, 2]),
+        ] {
+            assert!(Pending::from_claim(&bad).is_none(), "{bad}");
+        }
+    }
+}
