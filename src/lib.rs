@@ -87,7 +87,7 @@
 //! [`Auth::end_all_sessions`] end them; requests are still checked in
 //! memory, with no store round trip. See [`registry`].
 //!
-//! # Permissions, API clients, events
+//! # Permissions, API clients, two-step login, events
 //!
 //! - [`Login::require`] (a route layer) and the [`Allowed`] extractor let
 //!   through only users a check allows; a logged-in user it refuses gets
@@ -95,6 +95,9 @@
 //! - [`Login::request_loader`] logs in API clients from their headers (a
 //!   bearer token: [`api::bearer_token`]): never fresh, no cookie; an API
 //!   client without a user gets `401` with `WWW-Authenticate`. See [`api`].
+//! - [`Auth::begin_two_step`] starts a login pending a second factor,
+//!   which [`two_step::PendingLogin`] completes once the app accepts a
+//!   code: a pending login is anonymous everywhere. See [`two_step`].
 //! - [`Login::on_event`] hears logins, logouts, ended sessions, remember-me
 //!   rotations and thefts, and the failed logins the app reports, for an
 //!   audit trail, in the background. See [`events`].
@@ -125,7 +128,8 @@
 //! idea: [`session`] (the session layer's settings), [`remember`]
 //! (remember-me tokens and the store trait), [`registry`] (ending sessions
 //! on the server), [`stores`], [`throttle`], [`api`] (logins of API
-//! clients), [`events`] (the audit trail's hook),
+//! clients), [`two_step`] (a second factor), [`events`] (the audit
+//! trail's hook),
 //! [`cross_origin`], [`next`] (the rule for `next`), [`clock`] (the time
 //! latch reads, and a clock tests move), [`rejection`] (why a request was
 //! refused), [`service`] (the layers' service and future types) and, with

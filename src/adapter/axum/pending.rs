@@ -65,6 +65,7 @@ use crate::throttle::{LoginAttempt, Throttled};
 ///         }
 ///         Ok(Verified::Discarded(back)) => back.into_response(), // the login page
 ///         Ok(Verified::Throttled(throttled)) => throttled.into_response(),
+///         Ok(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
 ///         Err(error) => error.into_response(),
 ///     }
 /// }
