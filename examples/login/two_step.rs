@@ -271,12 +271,11 @@ struct Settings {
 }
 
 async fn settings(db: &AnyPool, user_id: &str) -> Result<Option<Settings>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT two_step, totp_secret, totp_pending_secret FROM users WHERE id = $1",
-    )
-    .bind(user_id)
-    .fetch_optional(db)
-    .await?;
+    let row =
+        sqlx::query("SELECT two_step, totp_secret, totp_pending_secret FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
     row.map(|row| {
         Ok(Settings {
             on: row.try_get::<i64, _>("two_step")? != 0,
@@ -310,7 +309,8 @@ pub(super) async fn use_code(
             else {
                 return Ok(None);
             };
-            let Some(step) = authenticator(&secret, user_id).and_then(|totp| step_of(&totp, digits))
+            let Some(step) =
+                authenticator(&secret, user_id).and_then(|totp| step_of(&totp, digits))
             else {
                 return Ok(None);
             };
@@ -344,12 +344,10 @@ pub(super) async fn use_code(
 
 /// How many of the user's recovery codes are left.
 pub(super) async fn codes_left(db: &AnyPool, user_id: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
-    )
-    .bind(user_id)
-    .fetch_one(db)
-    .await
+    sqlx::query_scalar("SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
+        .bind(user_id)
+        .fetch_one(db)
+        .await
 }
 
 /// A code field.
@@ -466,7 +464,13 @@ pub(super) async fn code_submit(
         Ok(code) => code,
         Err(message) => {
             let left = pending.attempts_left();
-            return code_form(StatusCode::BAD_REQUEST, &pending, query, Some(message), left);
+            return code_form(
+                StatusCode::BAD_REQUEST,
+                &pending,
+                query,
+                Some(message),
+                left,
+            );
         }
     };
     // What the check saw, for after `verify`: the factor that accepted the
@@ -515,12 +519,15 @@ pub(super) async fn code_submit(
             Ok(redirect.into_response())
         }
         Verified::Wrong { attempts_left } => {
-            let plural = if attempts_left == 1 { "y" } else { "ies" };
-            let message = format!(
-                "That code is not right. Check the app shows the demo's code for you, \
-                 and try again ({attempts_left} tr{plural} left)."
-            );
-            code_form(StatusCode::OK, &pending, query, Some(&message), attempts_left)
+            let message = "That code is not right. Check that the app shows the code for \
+                           the latch demo and you, and try again; a recovery code works once.";
+            code_form(
+                StatusCode::OK,
+                &pending,
+                query,
+                Some(message),
+                attempts_left,
+            )
         }
         Verified::Discarded(back) => {
             let message = match factor {
@@ -544,9 +551,8 @@ fn throttled_form(
 ) -> Result<Response, AppError> {
     let minutes = throttled.retry_after_secs().div_ceil(60);
     let plural = if minutes == 1 { "" } else { "s" };
-    let message = format!(
-        "Too many wrong codes. Please wait {minutes} minute{plural} before trying again."
-    );
+    let message =
+        format!("Too many wrong codes. Please wait {minutes} minute{plural} before trying again.");
     let left = pending.attempts_left();
     let mut response = code_form(
         StatusCode::TOO_MANY_REQUESTS,
@@ -722,12 +728,14 @@ pub(super) async fn enable(
         .await?;
     let now = now_ms();
     for code in &codes {
-        sqlx::query("INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)")
-            .bind(&user.id)
-            .bind(recovery_hash(&user.id, &code.replace('-', "")))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(&user.id)
+        .bind(recovery_hash(&user.id, &code.replace('-', "")))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     tracing::info!(user_id = user.id, "two-step login turned on");
@@ -865,7 +873,9 @@ mod tests {
     fn recovery_codes_have_the_shape_they_are_read_in() {
         let code = new_recovery_code().unwrap();
         assert_eq!(code.len(), 14, "{code}");
-        assert!(matches!(parse_code(&code), Ok(Code::Recovery(letters)) if letters == code.replace('-', "")));
+        assert!(
+            matches!(parse_code(&code), Ok(Code::Recovery(letters)) if letters == code.replace('-', ""))
+        );
         assert_ne!(code, new_recovery_code().unwrap());
     }
 }
