@@ -112,6 +112,39 @@ fn well_formed(code: &str) -> bool {
         })
 }
 
+/// What the page's QR code says, read as a camera would: the SVG's dark
+/// rectangles drawn on a bitmap, then found and decoded by `rqrr`.
+fn qr_text(page: &str) -> String {
+    let svg = between(page, "<svg class=\"qr\"", "</svg>");
+    let size = |name: &str| -> usize {
+        between(svg, &format!(" {name}=\""), "\"")
+            .parse()
+            .expect("a size in pixels")
+    };
+    let (width, height) = (size("width"), size("height"));
+    let mut dark = vec![false; width * height];
+    // The renderer draws each run of dark modules as `M{left} {top}h{width}v{height}H{left}V{top}`.
+    let path = between(svg, "<path fill=\"#000\" d=\"", "\"");
+    for rect in path.split('M').skip(1) {
+        let numbers: Vec<usize> = rect
+            .split(|c: char| c.is_ascii_alphabetic() || c == ' ')
+            .filter(|part| !part.is_empty())
+            .map(|part| part.parse().expect("a number"))
+            .collect();
+        let (left, top, w, h) = (numbers[0], numbers[1], numbers[2], numbers[3]);
+        for y in top..top + h {
+            for x in left..left + w {
+                dark[y * width + x] = true;
+            }
+        }
+    }
+    let mut image =
+        rqrr::PreparedImage::prepare_from_bitmap(width, height, |x, y| dark[y * width + x]);
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code");
+    grids[0].decode().expect("a readable QR code").1
+}
+
 /// The user's two-step columns: on, secret, last step, pending secret.
 async fn stored(demo: &Demo, user_id: &str) -> (i64, Option<String>, Option<i64>, Option<String>) {
     let db = database(demo).await;
@@ -212,6 +245,11 @@ async fn turning_on(demo: &Demo) {
     assert!(secret
         .bytes()
         .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+    // The QR code holds the same secret, for the app to add.
+    assert_eq!(
+        qr_text(&page),
+        format!("otpauth://totp/latch%20demo:susan?secret={secret}&issuer=latch%20demo")
+    );
     // Kept on the server until it is confirmed, and in no cookie.
     assert_eq!(
         stored(demo, "user001").await,
@@ -390,6 +428,16 @@ async fn logging_in(demo: &Demo) {
         "the form keeps next: {page}"
     );
 
+    // The code that turned two-step login on is used up.
+    let response = susan.enter_code("/account", &app.last_code()).await;
+    assert_code_form(
+        response,
+        StatusCode::OK,
+        "That code is not right",
+        "4 tries",
+    )
+    .await;
+
     // The app's code: logged in, fresh, at `next`, remembered as the
     // password form asked.
     let response = susan.enter_code("/account", &app.next_code().await).await;
@@ -459,6 +507,31 @@ async fn logging_in(demo: &Demo) {
     assert_redirect(&response, StatusCode::SEE_OTHER, "/");
     susan.assert_home("susan").await;
     assert_eq!(codes_left_shown(&susan).await, "8");
+
+    // "Remember me" after a two-step login restores it without a code; a
+    // page that needs a fresh login asks for the password and a code again
+    // (the remembered login ends with the password).
+    susan.post("/logout", "").await;
+    let response = susan.login("/login?next=/", "susan", "hello", true).await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/login/two-step?next=/");
+    let response = susan.enter_code("/", &codes[2]).await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/");
+    let restored = susan.restarted(demo);
+    restored.assert_home("susan").await;
+    restored.assert_sent_to_login("/account").await;
+    let response = restored
+        .login("/login?next=/account", "susan", "hello", true)
+        .await;
+    assert_redirect(
+        &response,
+        StatusCode::SEE_OTHER,
+        "/login/two-step?next=/account",
+    );
+    restored.assert_sent_to_login("/").await;
+    let response = restored.enter_code("/account", &codes[3]).await;
+    assert_redirect(&response, StatusCode::SEE_OTHER, "/account");
+    assert_eq!(codes_left_shown(&restored).await, "6");
+    assert!(restored.cookie("_remember").is_some());
 
     // A user without two-step login is not asked for a code.
     let david = Browser::new(demo);
