@@ -1,8 +1,10 @@
 //! The demo app: a user database (SQLite or PostgreSQL), argon2 password
 //! hashes, revocable remember-me, a session registry, and the pages of
 //! Microdot's login example, plus an account page that lists where the user
-//! is logged in, their recent activity and their API tokens, a JSON API
-//! (`/api/me`) for a cookie login or a token alike, and an admin page.
+//! is logged in, their recent activity and their API tokens, two-step login
+//! (an authenticator app's code or a recovery code after the password), a
+//! JSON API (`/api/me`) for a cookie login or a token alike, and an admin
+//! page.
 //!
 //! `main.rs` reads the environment and serves [`build`]'s router;
 //! `tests/demo/site.rs` builds the same router and drives it over real HTTP.
