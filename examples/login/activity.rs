@@ -6,17 +6,19 @@
 //! hands every login, logout, failed login, ... to [`Recorder`], which
 //! writes it to the `activity` table of the user database, under the user
 //! it names. The demo adds a few entries of its own: a new password, API
-//! tokens made and revoked, and an admin ending the user's sessions.
+//! tokens made and revoked, an admin ending the user's sessions, two-step
+//! login turned on or off, and a recovery code used.
 //!
 //! Nothing secret goes in: no token, cookie or password; a session id
 //! names a login without proving anything.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum_latch::events::{Ended, EventKind, LoginEvent};
+use axum_latch::events::{Ended, EventKind, LoginEvent, LoginMethod};
 use axum_latch::Auth;
 use sqlx::{AnyPool, Row};
 
@@ -28,6 +30,20 @@ pub(super) const PASSWORD_CHANGED: &str = "password_changed";
 pub(super) const TOKEN_CREATED: &str = "token_created";
 pub(super) const TOKEN_REVOKED: &str = "token_revoked";
 pub(super) const ENDED_BY_ADMIN: &str = "ended_by_admin";
+pub(super) const TWO_STEP_ENABLED: &str = "two_step_enabled";
+pub(super) const TWO_STEP_DISABLED: &str = "two_step_disabled";
+pub(super) const RECOVERY_CODE_USED: &str = "recovery_code_used";
+
+/// latch's name for a login completed with a second factor; its detail
+/// says which.
+const LOGGED_IN_TWO_STEP: &str = "logged_in_two_step";
+
+/// The detail of a failed login that was a wrong code, not a password.
+const WRONG_CODE: &str = "code";
+
+/// The most users with wrong codes not yet heard from latch: past it, the
+/// list is cleared (a few failed logins then say "password" for a code).
+const MAX_CODE_FAILURES: usize = 10_000;
 
 /// latch's name for a throttled login, whose repeats are merged.
 const THROTTLED: &str = "throttled";
@@ -173,6 +189,9 @@ pub(super) struct Recorder {
     /// latch saw the events in even within one microsecond (a remember-me
     /// login and its token's rotation come from one request).
     last_us: Arc<AtomicI64>,
+    /// How many of each user's next failed logins are wrong codes: latch
+    /// reports a wrong code as a failed login, as it does a wrong password.
+    code_failures: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 impl Recorder {
@@ -180,7 +199,38 @@ impl Recorder {
         Self {
             db,
             last_us: Arc::new(AtomicI64::new(0)),
+            code_failures: Arc::default(),
         }
+    }
+
+    /// Says that the user's next failed login is a wrong code: call it
+    /// before latch reports it (from the check `PendingLogin::verify`
+    /// runs, say), and the activity list says "Wrong two-step code".
+    pub(super) fn expect_code_failure(&self, user_id: &str) {
+        let mut failures = self.failures();
+        if failures.len() >= MAX_CODE_FAILURES {
+            failures.clear();
+        }
+        *failures.entry(user_id.to_owned()).or_default() += 1;
+    }
+
+    /// Whether a failed login of the user is one said to be a wrong code.
+    fn take_code_failure(&self, user_id: &str) -> bool {
+        let mut failures = self.failures();
+        let Some(count) = failures.get_mut(user_id) else {
+            return false;
+        };
+        *count -= 1;
+        if *count == 0 {
+            failures.remove(user_id);
+        }
+        true
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.code_failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records one event, under its user. An event without one (a failed
@@ -197,6 +247,9 @@ impl Recorder {
             // Every browser login of the demo has a session id: a login
             // without one is an API token's.
             EventKind::FreshLoginRequired if event.session_id.is_none() => Some("token"),
+            // Which second factor: "totp" or "recovery_code".
+            EventKind::LoggedIn(LoginMethod::SecondFactor(factor)) => Some(*factor),
+            EventKind::LoginFailed if self.take_code_failure(&user_id) => Some(WRONG_CODE),
             _ => None,
         };
         let at_us = micros(event.at);
@@ -312,10 +365,28 @@ fn describe(kind: &str, detail: Option<&str>, repeats: i64) -> (String, bool) {
             true,
         ),
         "fresh_login_required" => ("Asked for the password again".to_owned(), false),
+        LOGGED_IN_TWO_STEP => match detail {
+            "totp" => (
+                "Logged in with the password and an authenticator code".to_owned(),
+                false,
+            ),
+            "recovery_code" => (
+                "Logged in with the password and a recovery code".to_owned(),
+                false,
+            ),
+            other => (format!("Logged in with the password and {other}"), false),
+        },
+        "login_failed" if detail == WRONG_CODE => ("Wrong two-step code".to_owned(), true),
         "login_failed" => ("Wrong password".to_owned(), true),
         PASSWORD_CHANGED => ("Password changed".to_owned(), false),
         TOKEN_CREATED => (format!("API token \u{201c}{detail}\u{201d} created"), false),
         TOKEN_REVOKED => (format!("API token \u{201c}{detail}\u{201d} revoked"), false),
+        TWO_STEP_ENABLED => ("Two-step login turned on".to_owned(), false),
+        TWO_STEP_DISABLED => ("Two-step login turned off".to_owned(), true),
+        RECOVERY_CODE_USED => match detail {
+            "1" => ("Recovery code used: 1 left".to_owned(), true),
+            left => (format!("Recovery code used: {left} left"), true),
+        },
         ENDED_BY_ADMIN => (
             format!("Logged out everywhere by an admin ({detail})"),
             true,

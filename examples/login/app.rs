@@ -1,8 +1,10 @@
 //! The demo app: a user database (SQLite or PostgreSQL), argon2 password
 //! hashes, revocable remember-me, a session registry, and the pages of
 //! Microdot's login example, plus an account page that lists where the user
-//! is logged in, their recent activity and their API tokens, a JSON API
-//! (`/api/me`) for a cookie login or a token alike, and an admin page.
+//! is logged in, their recent activity and their API tokens, two-step login
+//! (an authenticator app's code or a recovery code after the password), a
+//! JSON API (`/api/me`) for a cookie login or a token alike, and an admin
+//! page.
 //!
 //! `main.rs` reads the environment and serves [`build`]'s router;
 //! `tests/demo/site.rs` builds the same router and drives it over real HTTP.
@@ -23,6 +25,7 @@ use axum_latch::events::{ClientAddress, LoginEvent};
 use axum_latch::next::is_safe_next;
 use axum_latch::registry::SessionRegistry;
 use axum_latch::throttle::Throttle;
+use axum_latch::two_step::TwoStep;
 use axum_latch::{
     Auth, AuthError, CrossOriginGuard, CurrentUser, FreshUser, KeyError, Login, Remember,
     SecretKey, Session, SessionData, User,
@@ -47,6 +50,8 @@ mod sessions;
 mod store;
 #[path = "tokens.rs"]
 mod tokens;
+#[path = "two_step.rs"]
+mod two_step;
 
 use hashing::{Busy, Hasher};
 
@@ -130,6 +135,7 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         Some(url) => Throttle::redis(store::connect_redis(url).await?).prefix(&config.redis_prefix),
         None => Throttle::in_memory(),
     };
+    let recorder = activity::Recorder::new(db.clone());
     let login = Login::new({
         let db = db.clone();
         move |id: String| {
@@ -147,12 +153,20 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
     })
     // Every login, logout, failed login, ... goes to the activity table.
     .on_event({
-        let recorder = activity::Recorder::new(db.clone());
+        let recorder = recorder.clone();
         move |event: LoginEvent<String>| {
             let recorder = recorder.clone();
             async move { recorder.record_event(event).await }
         }
-    });
+    })
+    // Users with two-step login on type a code after the password (see
+    // two_step.rs). Wrong codes count under the user in the password
+    // form's throttle: starting over from the password gives no new tries.
+    .two_step(
+        TwoStep::new()
+            .url("/login/two-step")?
+            .throttle(throttle.clone()),
+    );
     let (login, registry) = store::with_stores(login, &config).await?;
     let state = AppState {
         db,
@@ -160,6 +174,7 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         hasher,
         dummy_hash: dummy_hash.into(),
         registry,
+        recorder,
     };
     let session = Session::new(config.secret_key).secure(false);
     let session = match config.microdot_compat {
@@ -169,6 +184,10 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
     let router = Router::new()
         .route("/", get(index))
         .route("/login", get(login_page).post(login_submit))
+        .route(
+            "/login/two-step",
+            get(two_step::code_page).post(two_step::code_submit),
+        )
         .route("/fresh", get(fresh))
         .route("/logout", get(to_home).post(logout))
         .route("/account", get(account))
@@ -185,6 +204,18 @@ pub async fn build(config: Config) -> Result<Router, BoxError> {
         .route(
             "/account/tokens/revoke",
             get(to_account).post(tokens::revoke),
+        )
+        .route(
+            "/account/two-step",
+            get(two_step::enrol_page).post(two_step::start),
+        )
+        .route(
+            "/account/two-step/enable",
+            get(to_two_step).post(two_step::enable),
+        )
+        .route(
+            "/account/two-step/disable",
+            get(to_account).post(two_step::disable),
         )
         .route("/admin", get(admin::page))
         .route(
@@ -231,6 +262,8 @@ struct AppState {
     dummy_hash: Arc<str>,
     /// Where every user is logged in: the admin page lists and ends them.
     registry: SessionRegistry,
+    /// Writes the activity list; told which failed logins were codes.
+    recorder: activity::Recorder,
 }
 
 // ---------------------------------------------------------------- users
@@ -248,6 +281,8 @@ pub struct Account {
     auth_changed_at: Option<SystemTime>,
     /// Whether the user may use the admin page.
     is_admin: bool,
+    /// Whether the user has two-step login on: a code after the password.
+    two_step: bool,
     /// The id of the API token this request logged in with, if it did
     /// (a token login lasts for its request only).
     token_id: Option<String>,
@@ -266,6 +301,7 @@ impl Account {
             password_hash: row.try_get("password_hash")?,
             auth_changed_at,
             is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+            two_step: row.try_get::<i64, _>("two_step")? != 0,
             token_id: None,
         })
     }
@@ -332,7 +368,11 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
             username TEXT NOT NULL,
             password_hash TEXT NOT NULL,
             auth_changed_at BIGINT,
-            is_admin BIGINT NOT NULL DEFAULT 0
+            is_admin BIGINT NOT NULL DEFAULT 0,
+            two_step BIGINT NOT NULL DEFAULT 0,
+            totp_secret TEXT,
+            totp_last_step BIGINT,
+            totp_pending_secret TEXT
         )",
     )
     .execute(&db)
@@ -365,6 +405,8 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
                 .await?;
         }
     }
+    // And two-step login's columns and table.
+    two_step::migrate(&db).await?;
     sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS users_username ON users (lower(username))")
         .execute(&db)
         .await?;
@@ -399,7 +441,7 @@ async fn open_database(url: &str, hasher: &Hasher) -> Result<AnyPool, BoxError> 
 async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Error> {
     find_user(
         db,
-        "SELECT id, username, password_hash, auth_changed_at, is_admin
+        "SELECT id, username, password_hash, auth_changed_at, is_admin, two_step
          FROM users WHERE id = $1",
         id,
     )
@@ -408,7 +450,7 @@ async fn user_by_id(db: &AnyPool, id: &str) -> Result<Option<Account>, sqlx::Err
 
 /// The user with this username (compared without regard to case).
 async fn user_by_username(db: &AnyPool, username: &str) -> Result<Option<Account>, sqlx::Error> {
-    let sql = "SELECT id, username, password_hash, auth_changed_at, is_admin
+    let sql = "SELECT id, username, password_hash, auth_changed_at, is_admin, two_step
                FROM users WHERE lower(username) = lower($1)";
     find_user(db, sql, username).await
 }
@@ -536,6 +578,11 @@ struct AccountPage<'a> {
     tokens: Vec<tokens::TokenRow>,
     max_token_name_chars: usize,
     activity: Vec<activity::ActivityRow>,
+    /// Whether two-step login is on, and how many recovery codes are left
+    /// of how many.
+    two_step: bool,
+    recovery_codes_left: i64,
+    recovery_codes: usize,
 }
 
 #[derive(Template)]
@@ -565,6 +612,8 @@ enum AppError {
     Registry(#[from] axum_latch::registry::RegistryError),
     #[error("no random bytes: {0}")]
     Random(String),
+    #[error("two-step login: {0}")]
+    TwoStep(String),
 }
 
 impl IntoResponse for AppError {
@@ -615,9 +664,11 @@ async fn fresh(FreshUser(user): FreshUser<Account>) -> Result<Response, AppError
 
 async fn login_page(
     user: Option<CurrentUser<Account>>,
+    session: SessionData,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let user = user.map(|CurrentUser(user)| user);
+    let message = take_login_message(&session);
     let next = safe_next(query.as_deref());
     // Someone logged in who lands here was most likely sent back for a page
     // that needs a fresh login, from a login that "remember me" restored:
@@ -634,7 +685,7 @@ async fn login_page(
             action: login_action(next.as_deref()),
             username,
             remember_me: user.is_some(),
-            error: None,
+            error: message.as_deref(),
             confirm: user.is_some(),
         },
     )
@@ -751,6 +802,19 @@ async fn login_submit(
     };
     let matches = turn.verify(password.to_owned(), hash.to_owned()).await?;
     match user {
+        Some(user) if matches && user.two_step => {
+            // The password is right, but this is not a login yet: the
+            // attempt is taken back without resetting the account's count,
+            // which the code page's wrong codes add to. Only a right code
+            // resets it, so starting over from the password gives no new
+            // tries at the code.
+            attempt.not_checked().await;
+            tracing::info!(user_id = user.id, "password right: code next");
+            Ok(auth
+                .begin_two_step(&user, Remember::from(remember_me))
+                .await?
+                .into_response())
+        }
         Some(user) if matches => {
             attempt.succeeded().await;
             log_in(&auth, &session, &user, remember_me).await
@@ -807,6 +871,10 @@ async fn to_account() -> Redirect {
     Redirect::to("/account")
 }
 
+async fn to_two_step() -> Redirect {
+    Redirect::to("/account/two-step")
+}
+
 /// The session key of the account page's one-time notice.
 const NOTICE: &str = "notice";
 
@@ -840,6 +908,10 @@ async fn account_page(
     let tokens = tokens::rows(&state.db, &user.id).await?;
     let this_session = auth.session_id().await;
     let activity = activity::rows(&state.db, &user.id, this_session.as_deref()).await?;
+    let recovery_codes_left = match user.two_step {
+        true => two_step::codes_left(&state.db, &user.id).await?,
+        false => 0,
+    };
     render(
         status,
         &AccountPage {
@@ -854,8 +926,31 @@ async fn account_page(
             tokens,
             max_token_name_chars: tokens::MAX_NAME_CHARS,
             activity,
+            two_step: user.two_step,
+            recovery_codes_left,
+            recovery_codes: two_step::RECOVERY_CODES,
         },
     )
+}
+
+/// The session key of the login page's one-time message.
+const LOGIN_MESSAGE: &str = "login_message";
+
+/// Saves a message for the login page to show once: why the browser was
+/// sent back to it.
+fn save_login_message(session: &SessionData, message: &str) {
+    if let Err(error) = session.insert(LOGIN_MESSAGE, message) {
+        tracing::error!(%error, "login page message not saved");
+    }
+}
+
+/// Takes the message saved for the login page, if any.
+fn take_login_message(session: &SessionData) -> Option<String> {
+    let message: Option<String> = session.get(LOGIN_MESSAGE);
+    if message.is_some() {
+        session.remove(LOGIN_MESSAGE);
+    }
+    message
 }
 
 /// Saves a message for the next page to show once.

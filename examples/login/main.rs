@@ -30,9 +30,14 @@
 //! Pages: `/` (logged in), `/login`, `/fresh` (a fresh login only), and
 //! `/account` (a fresh login only): change the password, see where you're
 //! logged in and log any of those browsers out, or log out everywhere
-//! else; make and revoke API tokens; and see the recent activity of your
-//! logins (logins, logouts, wrong passwords, ...). The header's "Log out"
-//! button posts to `/logout`.
+//! else; make and revoke API tokens; turn two-step login on or off; and
+//! see the recent activity of your logins (logins, logouts, wrong
+//! passwords, ...). The header's "Log out" button posts to `/logout`.
+//!
+//! Two-step login: once it is on (the account page shows a QR code for an
+//! authenticator app, and ten single-use recovery codes), the password page
+//! leads to `/login/two-step`, which asks for the app's 6-digit code (TOTP,
+//! RFC 6238) or a recovery code before the login is made.
 //!
 //! `GET /api/me` answers JSON about the logged-in user, for a cookie login
 //! or for an API token (`curl -H "Authorization: Bearer latch_..."`).

@@ -126,7 +126,7 @@ pub(super) async fn account_of_request(
     };
     let row = sqlx::query(
         "SELECT t.id AS token_id, t.last_used_at,
-                u.id, u.username, u.password_hash, u.auth_changed_at, u.is_admin
+                u.id, u.username, u.password_hash, u.auth_changed_at, u.is_admin, u.two_step
          FROM api_tokens t JOIN users u ON u.id = t.user_id
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
     )

@@ -4,7 +4,9 @@
 //! profiles) log in as one user, and one logs the other out from the
 //! account page; and an admin reads her recent activity, makes an API
 //! token that a script then uses, and ends another user's sessions from
-//! the admin page. Any console error fails a test.
+//! the admin page; and a user turns two-step login on, then logs in with
+//! an authenticator code and with a recovery code, which works once. Any
+//! console error fails a test.
 
 use crate::support::demo as demo_support;
 
@@ -73,6 +75,14 @@ async fn an_admin_reads_her_activity_makes_a_token_and_ends_a_users_sessions() {
     tokio::time::timeout(WHOLE_TEST, admin())
         .await
         .unwrap_or_else(|_| panic!("the admin scenario took over {WHOLE_TEST:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_turns_two_step_login_on_and_logs_in_with_codes() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    tokio::time::timeout(WHOLE_TEST, two_step())
+        .await
+        .unwrap_or_else(|_| panic!("the two-step scenario took over {WHOLE_TEST:?}"));
 }
 
 fn assert_installed() {
@@ -482,6 +492,211 @@ async fn admin() {
     browser.go("/").await;
     browser
         .arrive("/", "Hello, susan!", &mut shots, "susan-still-in")
+        .await;
+    browser.close(&profile).await;
+}
+
+/// Susan turns two-step login on from her account page, scanning nothing:
+/// the test reads the key shown beside the QR code, as a person types it
+/// into an authenticator app, and computes its codes. She logs out and in
+/// with the app's code, then with a recovery code, which is refused the
+/// second time.
+async fn two_step() {
+    assert_installed();
+    let profile = Profile::new();
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let demo = start_demo(&data).await;
+    let blank = BlankPage::serve().await;
+    let driver = ChromeDriver::start().await;
+    let mut shots = Screenshots::under("two-step");
+
+    // 1. Susan logs in with her password, and turns two-step login on.
+    let browser = Browser::open(&driver, &profile, &demo, &blank).await;
+    browser.go("/login").await;
+    browser
+        .arrive("/login", "Please log in", &mut shots, "login")
+        .await;
+    browser.log_in_form("susan", "hello").await;
+    browser
+        .arrive("/", "Hello, susan!", &mut shots, "home")
+        .await;
+    browser.go("/account").await;
+    browser
+        .arrive("/account", "Two-step login", &mut shots, "account")
+        .await;
+    shots
+        .take_element(&browser.client, "#two-step", "two-step-off")
+        .await;
+    browser
+        .click("form[action='/account/two-step'] button[type=submit]")
+        .await;
+    browser
+        .arrive(
+            "/account/two-step",
+            "Scan this QR code",
+            &mut shots,
+            "enrolment",
+        )
+        .await;
+    shots
+        .take_element(&browser.client, "div.qr", "qr-code")
+        .await;
+    let size = browser
+        .client
+        .execute(
+            "const box = document.querySelector('svg.qr').getBoundingClientRect(); \
+             return [box.width, box.height];",
+            Vec::new(),
+        )
+        .await
+        .expect("the QR code's size");
+    assert_eq!(size, json!([232, 232]), "the QR code is drawn");
+    let key = browser
+        .find("#secret")
+        .await
+        .text()
+        .await
+        .expect("the key's text");
+    let mut app = demo_support::Authenticator::new(&key);
+
+    // 2. A wrong code leaves it off; the app's code turns it on and shows
+    //    the recovery codes, once.
+    browser.fill("#code", &app.wrong_code()).await;
+    browser
+        .click("form[action='/account/two-step/enable'] button[type=submit]")
+        .await;
+    browser
+        .arrive(
+            "/account/two-step/enable",
+            "That code is not right",
+            &mut shots,
+            "enrolment-wrong-code",
+        )
+        .await;
+    browser.fill("#code", &app.next_code().await).await;
+    browser
+        .click("form[action='/account/two-step/enable'] button[type=submit]")
+        .await;
+    browser
+        .arrive(
+            "/account/two-step/enable",
+            "Your recovery codes",
+            &mut shots,
+            "recovery-codes",
+        )
+        .await;
+    let codes = browser.texts("ol.recovery-codes li").await;
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    shots
+        .take_element(&browser.client, "ol.recovery-codes", "recovery-code-list")
+        .await;
+    browser.click("a[href='/account#two-step']").await;
+    browser
+        .arrive(
+            "/account",
+            "You have 10 recovery codes left",
+            &mut shots,
+            "account-on",
+        )
+        .await;
+    shots
+        .take_element(&browser.client, "#two-step", "two-step-on")
+        .await;
+
+    // 3. Out, and in again: the password, then the app's code.
+    browser.log_out().await;
+    browser.log_in_form("susan", "hello").await;
+    browser
+        .arrive(
+            "/login/two-step?next=/",
+            "Enter your code",
+            &mut shots,
+            "code-page",
+        )
+        .await;
+    browser.fill("#code", &app.next_code().await).await;
+    browser.click("main form button[type=submit]").await;
+    browser
+        .arrive("/", "Hello, susan!", &mut shots, "home-with-code")
+        .await;
+
+    // 4. Out, and in with a recovery code.
+    browser.log_out().await;
+    browser.log_in_form("susan", "hello").await;
+    browser
+        .arrive(
+            "/login/two-step?next=/",
+            "Enter your code",
+            &mut shots,
+            "code-page-again",
+        )
+        .await;
+    browser.fill("#code", &codes[0]).await;
+    browser.click("main form button[type=submit]").await;
+    browser
+        .arrive(
+            "/",
+            "You logged in with a recovery code",
+            &mut shots,
+            "home-with-recovery-code",
+        )
+        .await;
+    let deadline = Deadline::new("the logins in Recent activity", WAIT);
+    let rows = loop {
+        browser.go("/account").await;
+        browser
+            .arrive(
+                "/account",
+                "You have 9 recovery codes left",
+                &mut shots,
+                "account-nine-left",
+            )
+            .await;
+        let rows = browser.texts("ol.activity li").await;
+        if rows.len() >= 4 && rows[1].contains("a recovery code") {
+            break rows;
+        }
+        deadline.pause(format!("{rows:?}")).await;
+    };
+    assert!(rows[0].contains("Recovery code used: 9 left"), "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|row| row.contains("with the password and an authenticator code")),
+        "{rows:?}"
+    );
+    shots
+        .take_element(&browser.client, "ol.activity", "activity")
+        .await;
+
+    // 5. Out, and the same recovery code again: refused, and still out.
+    browser.log_out().await;
+    browser.log_in_form("susan", "hello").await;
+    browser
+        .arrive(
+            "/login/two-step?next=/",
+            "Enter your code",
+            &mut shots,
+            "code-page-third",
+        )
+        .await;
+    browser.fill("#code", &codes[0]).await;
+    browser.click("main form button[type=submit]").await;
+    browser
+        .arrive(
+            // The form posts back to its own address, `next` encoded.
+            "/login/two-step?next=%2F",
+            "That code is not right",
+            &mut shots,
+            "recovery-code-refused",
+        )
+        .await;
+    assert!(
+        browser.texts("#tries").await[0].starts_with("4 tries left"),
+        "the tries left are shown"
+    );
+    browser.go("/").await;
+    browser
+        .arrive("/login?next=/", "Please log in", &mut shots, "still-out")
         .await;
     browser.close(&profile).await;
 }
@@ -920,6 +1135,22 @@ impl Browser {
         let field = self.find(css).await;
         field.clear().await.expect("the field cleared");
         field.send_keys(text).await.expect("the text typed");
+    }
+
+    /// Fills the login form and sends it (without "remember me").
+    async fn log_in_form(&self, username: &str, password: &str) {
+        self.fill("#username", username).await;
+        self.fill("#password", password).await;
+        self.click("main form button[type=submit]").await;
+    }
+
+    /// The header's "Log out" button: the login page follows.
+    async fn log_out(&self) {
+        self.click("form[action='/logout'] button").await;
+        let deadline = Deadline::new("the login page after logging out", WAIT);
+        while let Err(seen) = self.shows("/login?next=/", "Please log in").await {
+            deadline.pause(seen).await;
+        }
     }
 
     /// Ticks a checkbox.

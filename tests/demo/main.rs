@@ -11,3 +11,4 @@ mod instances;
 mod sessions;
 mod site;
 mod tokens;
+mod two_step;

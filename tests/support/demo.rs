@@ -378,12 +378,166 @@ impl Browser {
         between(&page, "<code id=\"token\">", "</code>").to_owned()
     }
 
+    /// Turns two-step login on from the account page (the browser has a
+    /// fresh login): the secret from the page that sets it up, as an
+    /// authenticator app would read it (its first code used up), and the
+    /// recovery codes shown once.
+    pub async fn turn_on_two_step(&self) -> (Authenticator, Vec<String>) {
+        let response = self.post("/account/two-step", "").await;
+        assert_redirect(&response, StatusCode::SEE_OTHER, "/account/two-step");
+        let (status, page) = text(self.get("/account/two-step").await).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let mut app = Authenticator::new(between(&page, "<code id=\"secret\">", "</code>"));
+        let code = app.next_code().await;
+        let (status, page) = text(
+            self.post("/account/two-step/enable", code_form(&code))
+                .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let codes = recovery_codes(&page);
+        assert_eq!(codes.len(), 10, "{page}");
+        (app, codes)
+    }
+
+    /// The password form, for a user with two-step login on: checks that it
+    /// leads to the code page, keeping `next`.
+    pub async fn password_step(&self, username: &str, password: &str, next: &str) {
+        let response = self
+            .login(&format!("/login?next={next}"), username, password, false)
+            .await;
+        assert_redirect(
+            &response,
+            StatusCode::SEE_OTHER,
+            &format!("/login/two-step?next={next}"),
+        );
+    }
+
+    /// Posts the code page's form, with `next`.
+    pub async fn enter_code(&self, next: &str, code: &str) -> Response {
+        self.post(&format!("/login/two-step?next={next}"), code_form(code))
+            .await
+    }
+
+    /// Logs in with the password and a code, and checks that it worked.
+    pub async fn log_in_with_code(&self, username: &str, password: &str, code: &str) {
+        self.password_step(username, password, "/").await;
+        let response = self.enter_code("/", code).await;
+        assert_redirect(&response, StatusCode::SEE_OTHER, "/");
+    }
+
     /// Posts the account page's "Log out" form for the session `id`.
     pub async fn end_session(&self, id: &str) -> Response {
         let form = form_urlencoded::Serializer::new(String::new())
             .append_pair("session", id)
             .finish();
         self.post("/account/sessions/end", form).await
+    }
+}
+
+/// A form with one field, `code`.
+pub fn code_form(code: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", code)
+        .finish()
+}
+
+/// The recovery codes on the page that shows them once.
+pub fn recovery_codes(page: &str) -> Vec<String> {
+    let list = between(page, "<ol class=\"recovery-codes\">", "</ol>");
+    list.split("<code>")
+        .skip(1)
+        .map(|item| item[..item.find("</code>").expect("a code's end")].to_owned())
+        .collect()
+}
+
+/// An authenticator app for a two-step secret (RFC 6238: SHA-1, 6 digits,
+/// 30-second steps), which hands out each step's code once, as the demo
+/// accepts each step once.
+pub struct Authenticator {
+    totp: totp_rs::Totp,
+    /// The last step whose code was handed out, and the one before it.
+    last: Option<u64>,
+    before: Option<u64>,
+}
+
+impl Authenticator {
+    /// The app for a base32 secret, as a page shows it (spaces allowed).
+    pub fn new(secret: &str) -> Self {
+        let secret: String = secret.split_whitespace().collect();
+        let bytes = totp_rs::Secret::try_from_base32(&secret)
+            .unwrap_or_else(|error| panic!("{secret:?} is not base32: {error:?}"));
+        let totp = totp_rs::Builder::new()
+            .with_secret(bytes)
+            .with_digits(6)
+            .with_step_duration(30)
+            .build()
+            .expect("a TOTP");
+        Self {
+            totp,
+            last: None,
+            before: None,
+        }
+    }
+
+    /// The code of a time step.
+    pub fn code_at(&self, step: u64) -> String {
+        self.totp.generate(step * 30).to_string()
+    }
+
+    /// The step of now, and how many seconds of it are gone.
+    fn now() -> (u64, u64) {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        (secs / 30, secs % 30)
+    }
+
+    /// The step of the last code handed out.
+    pub fn last_step(&self) -> u64 {
+        self.last.expect("a code handed out")
+    }
+
+    /// The last code handed out again: one the demo has used up.
+    pub fn last_code(&self) -> String {
+        self.code_at(self.last_step())
+    }
+
+    /// A code the demo accepts now (within a step of its clock) and that
+    /// has not been handed out: the earliest such step after the last one.
+    /// The step before now is taken only early in the present step, and
+    /// the step after now always is, so that a step boundary passing before
+    /// the demo checks the code leaves it within the demo's window. When
+    /// all of them are used, waits for the next step.
+    pub async fn next_code(&mut self) -> String {
+        loop {
+            let (now, gone) = Self::now();
+            let earliest = if gone <= 20 { now - 1 } else { now };
+            let step = self.last.map_or(earliest, |last| (last + 1).max(earliest));
+            if step <= now + 1 {
+                self.before = self.last.replace(step);
+                return self.code_at(step);
+            }
+            tokio::time::sleep(Duration::from_secs(30 - gone) + Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Takes the last code handed out back, as one the demo did not use
+    /// (it refused the request before checking it): the next one may be it.
+    pub fn not_used(&mut self) {
+        self.last = self.before.take();
+    }
+
+    /// A 6-digit code that is not the code of any step near now.
+    pub fn wrong_code(&self) -> String {
+        let (now, _) = Self::now();
+        let near: Vec<String> = (now - 3..=now + 3).map(|step| self.code_at(step)).collect();
+        let right = self.code_at(now);
+        (0..10u32)
+            .map(|digit| format!("{digit}{}", &right[1..]))
+            .find(|code| !near.contains(code))
+            .expect("a wrong code")
     }
 }
 
