@@ -803,12 +803,10 @@ async fn login_submit(
     let matches = turn.verify(password.to_owned(), hash.to_owned()).await?;
     match user {
         Some(user) if matches && user.two_step => {
-            // The password is right, but this is not a login yet: the
-            // attempt is taken back without resetting the account's count,
-            // which the code page's wrong codes add to. Only a right code
-            // resets it, so starting over from the password gives no new
-            // tries at the code.
-            attempt.not_checked().await;
+            // The password is right; the code is next. latch counts the
+            // codes under the user apart from the passwords, so this reset
+            // of the password count gives no new tries at the code.
+            attempt.succeeded().await;
             tracing::info!(user_id = user.id, "password right: code next");
             Ok(auth
                 .begin_two_step(&user, Remember::from(remember_me))

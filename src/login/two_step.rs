@@ -98,12 +98,14 @@ impl TwoStep {
         self
     }
 
-    /// Counts every code attempt under the user in `throttle` too (as
-    /// [`Throttle::attempt_account`] with the user's id does), so that
-    /// starting over from the password, or on another instance, does not
-    /// give an attacker new tries: past the throttle's limit, codes are
-    /// refused for a while whatever the pending login. A right code resets
-    /// the count. Use the throttle of the password form.
+    /// Counts every code attempt under the user in `throttle` too, so
+    /// that starting over from the password, or on another instance, does
+    /// not give an attacker new tries: past the throttle's limit (its
+    /// per-account limit), codes are refused for a while whatever the
+    /// pending login. The codes have a count of their own, apart from the
+    /// account's passwords: the right password (which resets the
+    /// password count) does not reset it; only a right code does. The
+    /// throttle of the password form does, on Redis for several instances.
     ///
     /// ```
     /// use axum_latch::throttle::Throttle;

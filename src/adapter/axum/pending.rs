@@ -246,13 +246,11 @@ impl<U: User> PendingLogin<U> {
         Ok(Verified::LoggedIn(redirect))
     }
 
-    /// The user's id as the throttle knows the account: a string id
-    /// without its JSON quotes, as an app passes `Some(user.id)`.
+    /// The key the throttle counts this user's codes under: apart from
+    /// the account's passwords, so that the right password, which resets
+    /// the account's count, does not give new tries at the code.
     fn throttle_key(&self) -> String {
-        match &self.pending.user_id {
-            serde_json::Value::String(id) => id.clone(),
-            other => other.to_string(),
-        }
+        format!("two-step:{}", self.pending.user_id)
     }
 
     /// Removes the pending login from the session.
