@@ -1,7 +1,7 @@
 //! Attacks on latch's cookies: tampered, forged, expired and replayed
-//! tokens, and open redirects through `next`; and on API token logins,
-//! login events and permission checks. Each refused case also pins the
-//! check that refused it, through latch's `debug` events.
+//! tokens, and open redirects through `next`; on API token logins, login
+//! events and permission checks; and on two-step logins. Each refused case
+//! also pins the check that refused it, through latch's `debug` events.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -15,3 +15,5 @@ mod registry;
 mod remember_replay;
 #[cfg(feature = "memory")]
 mod tokens_and_events;
+#[cfg(feature = "memory")]
+mod two_step;
