@@ -40,14 +40,17 @@ impl Default for TwoStep {
             url: "/login/two-step".to_owned(),
             expires_after: Duration::from_secs(5 * 60),
             max_attempts: 5,
-            throttle: None,
+            throttle: Some(Throttle::in_memory()),
         }
     }
 }
 
 impl TwoStep {
     /// The defaults: the second step at `/login/two-step`, pending logins
-    /// that last 5 minutes and allow 5 wrong codes, no throttle.
+    /// that last 5 minutes and allow 5 wrong codes, and codes counted under
+    /// the user in a throttle of this instance's memory (see
+    /// [`throttle`](Self::throttle): give it the app's shared one when the
+    /// app runs on several instances).
     ///
     /// ```
     /// let two_step = axum_latch::two_step::TwoStep::new();
@@ -75,14 +78,15 @@ impl TwoStep {
     }
 
     /// How long a pending login lasts after the password (default 5
-    /// minutes): past it, the browser goes back to the login page.
+    /// minutes, at most a day): past it, the browser goes back to the login
+    /// page.
     ///
     /// ```
     /// use std::time::Duration;
     /// let two_step = axum_latch::two_step::TwoStep::new().expires_after(Duration::from_secs(120));
     /// ```
     pub fn expires_after(mut self, duration: Duration) -> Self {
-        self.expires_after = duration;
+        self.expires_after = duration.min(MAX_PENDING);
         self
     }
 
@@ -117,6 +121,9 @@ impl TwoStep {
         self
     }
 }
+
+/// The longest a pending login may last: the time to fetch a phone.
+const MAX_PENDING: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A pending login as the session keeps it (claim `_pending`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -154,8 +161,13 @@ impl Pending {
 }
 
 /// The most pending logins one instance keeps count of; past it, the
-/// oldest are forgotten (counted by the throttle still, when there is one).
+/// expired and then the unfinished ones are forgotten (the throttle still
+/// counts their codes), never a finished one that has not expired.
+#[cfg(not(test))]
 const LEDGER_CAPACITY: usize = 100_000;
+/// Smaller in unit tests, which fill it.
+#[cfg(test)]
+const LEDGER_CAPACITY: usize = 1_000;
 
 /// What the server knows of pending logins, by id: wrong codes so far, and
 /// whether it has been completed (or discarded). The session's copy of the
@@ -174,13 +186,14 @@ struct LedgerEntry {
     until: u64,
 }
 
-/// What [`Ledger::wrong_code`] says of a pending login after a wrong code.
+/// What [`Ledger::reserve`] says of a code about to be checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AfterWrong {
-    /// Tries left.
+pub(crate) enum Reserved {
+    /// The code may be checked; if it is wrong, this many tries are left.
     Left(u32),
-    /// No tries left: it is finished.
-    Discarded,
+    /// No code may be checked: the pending login is finished (completed,
+    /// out of tries), or this instance cannot keep count of it.
+    Refused,
 }
 
 impl Ledger {
@@ -200,52 +213,76 @@ impl Ledger {
         }
     }
 
-    /// Counts a wrong code; `max` of them discard the pending login.
-    pub fn wrong_code(&self, id: &str, max: u32, until: u64, now: u64) -> AfterWrong {
+    /// Counts a code as wrong *before* it is checked, in one step with the
+    /// check of the count: however many arrive at once, or are cut off
+    /// during the check, no more than `max` are checked. A right code is
+    /// then [`finish`](Self::finish)ed; a wrong one that used the last try
+    /// is [`discard`](Self::discard)ed.
+    pub fn reserve(&self, id: &str, max: u32, until: u64, now: u64) -> Reserved {
         let mut entries = self.lock();
-        Self::make_room(&mut entries, now);
-        let entry = entries.entry(id.to_owned()).or_insert(LedgerEntry {
-            wrong: 0,
-            finished: false,
-            until,
-        });
-        if entry.finished {
-            return AfterWrong::Discarded;
-        }
-        entry.wrong = entry.wrong.saturating_add(1);
-        if entry.wrong >= max {
+        let Some(entry) = Self::entry(&mut entries, id, until, now) else {
+            return Reserved::Refused;
+        };
+        if entry.finished || entry.wrong >= max {
             entry.finished = true;
-            AfterWrong::Discarded
-        } else {
-            AfterWrong::Left(max - entry.wrong)
+            return Reserved::Refused;
         }
+        entry.wrong += 1;
+        Reserved::Left(max - entry.wrong)
     }
 
     /// Marks the pending login `id` finished. Returns `false` if it was
-    /// already: a second completion (a replayed or copied cookie) fails.
+    /// already (or cannot be kept count of): a second completion (a
+    /// replayed or copied cookie) fails.
     pub fn finish(&self, id: &str, until: u64, now: u64) -> bool {
         let mut entries = self.lock();
-        Self::make_room(&mut entries, now);
-        let entry = entries.entry(id.to_owned()).or_insert(LedgerEntry {
-            wrong: 0,
-            finished: false,
-            until,
-        });
+        let Some(entry) = Self::entry(&mut entries, id, until, now) else {
+            return false;
+        };
         !std::mem::replace(&mut entry.finished, true)
     }
 
-    /// Drops entries past their time; if still full, the ones that end first.
-    fn make_room(entries: &mut HashMap<String, LedgerEntry>, now: u64) {
+    /// Marks the pending login `id` finished without a login: out of
+    /// tries, logged out, or replaced by a new one.
+    pub fn discard(&self, id: &str, until: u64, now: u64) {
+        let mut entries = self.lock();
+        if let Some(entry) = Self::entry(&mut entries, id, until, now) {
+            entry.finished = true;
+        }
+    }
+
+    /// The entry of `id`, made if needed; `None` when the ledger is full of
+    /// pending logins that are finished and not yet expired, which it must
+    /// not forget (one would then complete twice): fail closed.
+    fn entry<'a>(
+        entries: &'a mut HashMap<String, LedgerEntry>,
+        id: &str,
+        until: u64,
+        now: u64,
+    ) -> Option<&'a mut LedgerEntry> {
+        if !entries.contains_key(id) && !Self::make_room(entries, now) {
+            tracing::error!(target: "latch", "two-step ledger full: a code is refused");
+            return None;
+        }
+        Some(entries.entry(id.to_owned()).or_insert(LedgerEntry {
+            wrong: 0,
+            finished: false,
+            until,
+        }))
+    }
+
+    /// Makes room for one more entry: drops the expired ones, then the
+    /// unfinished ones (whose codes the throttle counts too). Returns
+    /// whether there is room.
+    fn make_room(entries: &mut HashMap<String, LedgerEntry>, now: u64) -> bool {
         if entries.len() < LEDGER_CAPACITY {
-            return;
+            return true;
         }
-        entries.retain(|_, entry| entry.until > now);
+        entries.retain(|_, entry| entry.until >= now);
         if entries.len() >= LEDGER_CAPACITY {
-            let mut ends: Vec<u64> = entries.values().map(|entry| entry.until).collect();
-            ends.sort_unstable();
-            let cut = ends[ends.len() / 10];
-            entries.retain(|_, entry| entry.until > cut);
+            entries.retain(|_, entry| entry.finished);
         }
+        entries.len() < LEDGER_CAPACITY
     }
 }
 
@@ -254,30 +291,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wrong_codes_count_to_the_limit_and_a_pending_login_finishes_once() {
+    fn codes_are_counted_before_they_are_checked_and_a_login_finishes_once() {
         let ledger = Ledger::default();
         assert_eq!(ledger.wrong_so_far("a"), Some(0));
-        assert_eq!(ledger.wrong_code("a", 3, 100, 0), AfterWrong::Left(2));
-        assert_eq!(ledger.wrong_code("a", 3, 100, 0), AfterWrong::Left(1));
+        assert_eq!(ledger.reserve("a", 3, 100, 0), Reserved::Left(2));
+        assert_eq!(ledger.reserve("a", 3, 100, 0), Reserved::Left(1));
         assert_eq!(ledger.wrong_so_far("a"), Some(2));
-        assert_eq!(ledger.wrong_code("a", 3, 100, 0), AfterWrong::Discarded);
-        assert_eq!(ledger.wrong_so_far("a"), None);
-        assert!(!ledger.finish("a", 100, 0), "discarded: cannot complete");
+        assert_eq!(ledger.reserve("a", 3, 100, 0), Reserved::Left(0));
+        assert_eq!(ledger.reserve("a", 3, 100, 0), Reserved::Refused);
+        assert_eq!(ledger.wrong_so_far("a"), None, "out of tries: finished");
+        assert!(!ledger.finish("a", 100, 0), "cannot complete");
         assert!(ledger.finish("b", 100, 0));
         assert!(!ledger.finish("b", 100, 0), "a second completion fails");
-        assert_eq!(ledger.wrong_code("b", 3, 100, 0), AfterWrong::Discarded);
+        assert_eq!(ledger.reserve("b", 3, 100, 0), Reserved::Refused);
+        ledger.discard("c", 100, 0);
+        assert_eq!(ledger.wrong_so_far("c"), None);
     }
 
     #[test]
-    fn a_full_ledger_forgets_what_has_ended_first() {
+    fn a_full_ledger_forgets_the_expired_then_the_unfinished_never_a_finished_one() {
         let ledger = Ledger::default();
         for i in 0..LEDGER_CAPACITY {
-            ledger.finish(&i.to_string(), if i < 10 { 5 } else { 1_000 }, 0);
+            let until = if i < 10 { 5 } else { 1_000 };
+            if i % 2 == 0 {
+                ledger.finish(&i.to_string(), until, 0);
+            } else {
+                ledger.reserve(&i.to_string(), 5, until, 0);
+            }
         }
-        ledger.finish("new", 1_000, 10);
-        assert_eq!(ledger.wrong_so_far("3"), Some(0), "ended, forgotten");
-        assert_eq!(ledger.wrong_so_far("500"), None, "still kept");
-        assert_eq!(ledger.wrong_so_far("new"), None);
+        assert!(ledger.finish("new", 1_000, 10));
+        assert_eq!(ledger.wrong_so_far("4"), Some(0), "expired, forgotten");
+        assert_eq!(ledger.wrong_so_far("500"), None, "finished, kept");
+        // Full of finished ones: the unfinished go first.
+        for i in 0..LEDGER_CAPACITY {
+            ledger.finish(&format!("f{i}"), 1_000, 10);
+        }
+        assert_eq!(ledger.wrong_so_far("501"), Some(0), "unfinished, forgotten");
+        assert_eq!(ledger.wrong_so_far("500"), None, "finished, still kept");
+        assert_eq!(
+            ledger.reserve("another", 5, 1_000, 10),
+            Reserved::Refused,
+            "full of live finished ones: fail closed"
+        );
     }
 
     #[test]

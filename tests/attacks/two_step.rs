@@ -58,6 +58,17 @@ struct Setup {
     remember_down: Option<Arc<AtomicBool>>,
 }
 
+impl Setup {
+    /// The defaults, with a throttle that lets this test's many codes
+    /// through: for tests about something else than counting codes.
+    fn lenient() -> Self {
+        Self {
+            two_step: TwoStep::new().throttle(Throttle::in_memory().username_limit(1_000)),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for Setup {
     fn default() -> Self {
         Self {
@@ -541,7 +552,7 @@ async fn the_second_step_never_sends_the_browser_off_site() {
     let encode = |next: &str| form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>();
     for next in hostile {
         let query = encode(next);
-        let mut h = harness(Setup::default()).await;
+        let mut h = harness(Setup::lenient()).await;
         // Anonymous at the code page.
         let res = h
             .browser
@@ -581,7 +592,7 @@ async fn the_second_step_never_sends_the_browser_off_site() {
         assert_eq!(res.status, StatusCode::SEE_OTHER, "{next:?}");
         assert_eq!(res.location(), Some("/"), "{next:?}");
         // Two `next`s: neither is trusted.
-        let mut h = harness(Setup::default()).await;
+        let mut h = harness(Setup::lenient()).await;
         let both = format!("next=/sudo&next={query}");
         h.browser
             .post_form(&format!("/login?{both}"), "user=user001")
@@ -634,7 +645,6 @@ async fn an_api_client_whose_pending_login_ends_gets_401() {
 /// and he has 4 more, for ever. The codes tried must stay bounded by the
 /// throttle's limit (its clock stands still: no block runs out).
 #[tokio::test]
-#[ignore = "finding 1: a right password resets the count of wrong codes"]
 async fn typing_the_password_again_does_not_reset_the_wrong_codes() {
     let throttle_clock = Clock::manual(SystemTime::now());
     let throttle = Throttle::in_memory()
@@ -674,7 +684,6 @@ async fn typing_the_password_again_does_not_reset_the_wrong_codes() {
 /// login whenever he likes: the codes a user's pending logins may try have
 /// no bound at all.
 #[tokio::test]
-#[ignore = "finding 2: by default, starting over gives 5 new codes every time"]
 async fn starting_over_by_default_gives_no_new_codes() {
     let mut h = harness(Setup::default()).await;
     for round in 0..6 {
@@ -696,7 +705,6 @@ async fn starting_over_by_default_gives_no_new_codes() {
 /// slower for a wrong code), so all 20 are checked, and a right code among
 /// them completes the login, even as the 20th guess.
 #[tokio::test]
-#[ignore = "finding 3: codes are counted after the app's check, not before"]
 async fn a_burst_of_codes_gets_no_more_checks_than_the_tries_allowed() {
     let mut h = harness(Setup {
         wrong_code_takes: Duration::from_millis(100),
@@ -730,7 +738,6 @@ async fn a_burst_of_codes_gets_no_more_checks_than_the_tries_allowed() {
 /// app's check never reaches the count of wrong codes: one pending login
 /// then allows any number of guesses, each answered "wrong" by silence.
 #[tokio::test]
-#[ignore = "finding 3: a code cut off during the app's check is not counted"]
 async fn a_code_request_cut_off_during_the_check_still_counts() {
     let mut h = harness(Setup {
         wrong_code_takes: Duration::from_millis(300),
@@ -826,7 +833,7 @@ async fn a_wrong_code_is_a_failed_login_of_the_pending_user() {
 ///
 /// Slow (200,000 requests): run it on its own.
 #[tokio::test]
-#[ignore = "finding 4: a full ledger forgets completed pending logins"]
+#[ignore = "slow: 200,000 requests (minutes); the ledger's unit tests pin the rule; run with --ignored"]
 async fn a_flood_of_pending_logins_does_not_revive_a_completed_one() {
     let mut h = harness(Setup {
         registry: false,
@@ -855,7 +862,6 @@ async fn a_flood_of_pending_logins_does_not_revive_a_completed_one() {
 /// that panics on `PendingLogin::expires_at`, and a second step that must
 /// still complete.
 #[tokio::test]
-#[ignore = "finding 5: PendingLogin::expires_at overflows SystemTime"]
 async fn a_pending_login_that_never_expires_does_not_panic() {
     let mut h = harness(Setup {
         two_step: TwoStep::new().expires_after(Duration::MAX),
@@ -897,7 +903,6 @@ async fn a_pending_login_that_never_expires_completes() {
 /// code must make a login (without remember-me), or leave the pending
 /// login to complete once the store is back.
 #[tokio::test]
-#[ignore = "finding 6: a right code with the remember-me store down spends the pending login"]
 async fn a_right_code_with_the_remember_store_down_is_not_lost() {
     let down = Arc::new(AtomicBool::new(false));
     let mut h = harness(Setup {

@@ -136,6 +136,7 @@ impl<U: User> Auth<U> {
         };
         // From here on, a search for the user begun before writes nothing.
         self.context.begin_change();
+        self.spend_pending();
         // The browser's earlier login, if any, ends with its cookie.
         self.end_this_session().await;
         let user_json = user_id.to_string();
@@ -225,6 +226,7 @@ impl<U: User> Auth<U> {
         };
         let pending = serde_json::to_value(&pending).map_err(AuthError::UserId)?;
         self.context.begin_change();
+        self.spend_pending();
         // The browser's earlier login ends, as it would with a new login.
         if let Some(login) = session.login() {
             self.context.forget_cached_user(&login.user_id);
@@ -278,6 +280,7 @@ impl<U: User> Auth<U> {
             _ => None,
         };
         self.context.begin_change();
+        self.spend_pending();
         if let Some(login) = &login {
             self.context.forget_cached_user(&login.user_id);
         }
@@ -816,6 +819,20 @@ impl<U: User> Auth<U> {
         tracing::info!(target: "latch", user_id = %user_id, "every session ended");
         self.emit_ended(&user_id, current, Ended::All);
         Ok(true)
+    }
+
+    /// Spends the browser's pending two-step login, if any, on the server:
+    /// once it leaves this browser (a logout, a new login), an older copy
+    /// of the cookie cannot complete it either.
+    fn spend_pending(&self) {
+        let session = self.context.session();
+        let Some(pending) = session.pending().as_ref().and_then(Pending::from_claim) else {
+            return;
+        };
+        let config = self.context.config();
+        let until = pending.expires_at(&config.two_step);
+        let now = session.site().clock.unix_secs();
+        config.pending.discard(&pending.id, until, now);
     }
 
     /// Tells the event hook that the user (`user_id`, as JSON text) ended

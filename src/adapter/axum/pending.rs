@@ -18,7 +18,7 @@ use crate::error::AuthError;
 use crate::events::{EventKind, LoginMethod};
 use crate::login::context::LoginContext;
 use crate::login::next;
-use crate::login::two_step::{AfterWrong, Pending};
+use crate::login::two_step::{Pending, Reserved};
 use crate::login::user::User;
 use crate::registry::{Ending, SessionKey};
 use crate::remember::Remember;
@@ -159,15 +159,19 @@ impl<U: User> PendingLogin<U> {
     /// ```
     pub fn expires_at(&self) -> SystemTime {
         let at = self.pending.expires_at(&self.context.config().two_step);
-        UNIX_EPOCH + Duration::from_secs(at)
+        UNIX_EPOCH
+            .checked_add(Duration::from_secs(at))
+            .unwrap_or(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)))
     }
 
     /// Checks a code with `check`, which returns the name of the factor
     /// that accepted it (`Some("totp")`, `Some("recovery_code")`) or
     /// `None` for a wrong code, and completes the login if it is right.
     ///
-    /// With a [throttle](crate::two_step::TwoStep::throttle), the attempt
-    /// is counted under the user before `check` runs. A right code
+    /// The code counts against the pending login's tries before `check`
+    /// runs, and, with a [throttle](crate::two_step::TwoStep::throttle)
+    /// (on by default), under the user too: however many copies of the
+    /// cookie send codes at once, no more are checked than allowed. A right code
     /// completes the pending login once: a copy of the cookie, or the same
     /// cookie replayed, finds it gone. A wrong code counts against the
     /// pending login's tries (in this instance's memory, not in the
@@ -176,8 +180,10 @@ impl<U: User> PendingLogin<U> {
     /// # Errors
     ///
     /// What [`Auth::login_user`](crate::Auth::login_user) may return when
-    /// the code was right but the login could not be made (the remember-me
-    /// store failed, say); the pending login is spent then.
+    /// the code was right but the login could not be made (the session is
+    /// too large, say); the pending login is spent then. A remember-me
+    /// store that fails is not one of them: the login is made without
+    /// remember-me (and the error logged).
     pub async fn verify<F, Fut>(&self, check: F) -> Result<Verified, AuthError>
     where
         F: FnOnce(Arc<U>) -> Fut,
@@ -197,25 +203,37 @@ impl<U: User> PendingLogin<U> {
             },
             None => None,
         };
-        let factor = check(self.user.clone()).await;
         let now = self.context.session().site().clock.unix_secs();
         let until = self.pending.expires_at(two_step);
         let ledger = &self.context.config().pending;
-        let Some(factor) = factor else {
+        // Counted as wrong before it is checked: a burst of copies, or a
+        // request cut off during the check, gets no more checks than the
+        // tries allowed.
+        let left = match ledger.reserve(&self.pending.id, two_step.max_attempts, until, now) {
+            Reserved::Left(left) => left,
+            Reserved::Refused => {
+                if let Some(attempt) = attempt {
+                    attempt.not_checked().await;
+                }
+                self.discard();
+                return Ok(Verified::Discarded(self.back_to_login()));
+            }
+        };
+        let Some(factor) = check(self.user.clone()).await else {
             if let Some(attempt) = attempt {
                 attempt.failed();
             }
             self.context
                 .emit(EventKind::LoginFailed, Some(self.user.id()), None);
-            let after = ledger.wrong_code(&self.pending.id, two_step.max_attempts, until, now);
-            return Ok(match after {
-                AfterWrong::Left(attempts_left) => Verified::Wrong { attempts_left },
-                AfterWrong::Discarded => {
-                    tracing::info!(target: "latch", user_id = ?self.user.id(), "pending login discarded: too many wrong codes");
-                    self.discard();
-                    Verified::Discarded(self.back_to_login())
-                }
-            });
+            if left > 0 {
+                return Ok(Verified::Wrong {
+                    attempts_left: left,
+                });
+            }
+            tracing::info!(target: "latch", user_id = ?self.user.id(), "pending login discarded: too many wrong codes");
+            ledger.discard(&self.pending.id, until, now);
+            self.discard();
+            return Ok(Verified::Discarded(self.back_to_login()));
         };
         if !ledger.finish(&self.pending.id, until, now) {
             // Completed (or discarded) meanwhile by a copy of this cookie.
@@ -240,9 +258,17 @@ impl<U: User> PendingLogin<U> {
             .remember_days
             .map_or(Remember::Off, Remember::Days);
         let auth = Auth::from_context(self.context.clone(), self.next.clone());
-        let redirect = auth
-            .log_in(&self.user, remember, LoginMethod::SecondFactor(factor))
-            .await?;
+        let method = LoginMethod::SecondFactor(factor);
+        let redirect = match auth.log_in(&self.user, remember, method).await {
+            Err(AuthError::Remember(error)) => {
+                // The pending login is spent: rather than lose the login,
+                // it is made without remember-me (nothing changed when the
+                // remember-me store failed).
+                tracing::error!(target: "latch", %error, "remember-me store failed: two-step login completed without remember-me");
+                auth.log_in(&self.user, Remember::Off, method).await?
+            }
+            other => other?,
+        };
         Ok(Verified::LoggedIn(redirect))
     }
 
