@@ -189,13 +189,14 @@ pub use session::Session;
 /// The limits, set with [`Login::two_step`]:
 ///
 /// - a pending login lasts 5 minutes ([`TwoStep::expires_after`](two_step::TwoStep::expires_after));
-/// - it allows 5 wrong codes ([`TwoStep::max_attempts`](two_step::TwoStep::max_attempts)),
-///   counted in this instance's memory by its random id, not in the
-///   cookie, so a replayed older cookie gets no new tries; with
-///   [`TwoStep::throttle`](two_step::TwoStep::throttle), every code attempt
-///   is also counted under the user in the throttle (shared by every
-///   instance on Redis), so starting over from the password or on another
-///   instance gives no new tries either;
+/// - it allows 5 codes ([`TwoStep::max_attempts`](two_step::TwoStep::max_attempts)),
+///   counted before they are checked, in this instance's memory by its
+///   random id, not in the cookie, so a replayed older cookie or a burst of
+///   copies gets no new tries; every code attempt is also counted under
+///   the user in a throttle (one in memory by default;
+///   [`TwoStep::throttle`](two_step::TwoStep::throttle) shares the app's,
+///   on Redis for several instances), apart from the password count, so
+///   starting over from the password gives no new tries either;
 /// - it completes once: a copy of the cookie, or the cookie replayed after
 ///   the login, is sent back to the login page (on other instances, once
 ///   they hear of it from the registry's feed, when there is a registry);
