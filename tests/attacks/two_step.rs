@@ -837,7 +837,8 @@ async fn a_wrong_code_is_a_failed_login_of_the_pending_user() {
 async fn a_flood_of_pending_logins_does_not_revive_a_completed_one() {
     let mut h = harness(Setup {
         registry: false,
-        ..Setup::lenient()
+        two_step: TwoStep::new().throttle(Throttle::in_memory().username_limit(u32::MAX)),
+        ..Setup::default()
     })
     .await;
     password(&mut h.browser).await;
