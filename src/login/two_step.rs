@@ -161,8 +161,8 @@ impl Pending {
 }
 
 /// The most pending logins one instance keeps count of; past it, the
-/// expired and then the unfinished ones are forgotten (the throttle still
-/// counts their codes), never a finished one that has not expired.
+/// expired and then the open or discarded ones are forgotten (the throttle
+/// still counts their codes), never a completed one that has not expired.
 #[cfg(not(test))]
 const LEDGER_CAPACITY: usize = 100_000;
 /// Smaller in unit tests, which fill it.
@@ -181,9 +181,21 @@ pub(crate) struct Ledger {
 #[derive(Clone, Copy)]
 struct LedgerEntry {
     wrong: u32,
-    finished: bool,
+    finished: Finished,
     /// When the entry may go (seconds since the Unix epoch).
     until: u64,
+}
+
+/// Whether a pending login is finished, and how.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Finished {
+    No,
+    /// Out of tries, logged out, or replaced: an older copy of the cookie
+    /// could only try codes again, which the throttle counts.
+    Discarded,
+    /// Completed into a login: forgetting it would let a copy complete a
+    /// second login.
+    Completed,
 }
 
 /// What [`Ledger::reserve`] says of a code about to be checked.
@@ -207,7 +219,7 @@ impl Ledger {
     /// it is finished (completed or discarded).
     pub fn wrong_so_far(&self, id: &str) -> Option<u32> {
         match self.lock().get(id) {
-            Some(entry) if entry.finished => None,
+            Some(entry) if entry.finished != Finished::No => None,
             Some(entry) => Some(entry.wrong),
             None => Some(0),
         }
@@ -223,8 +235,11 @@ impl Ledger {
         let Some(entry) = Self::entry(&mut entries, id, until, now) else {
             return Reserved::Refused;
         };
-        if entry.finished || entry.wrong >= max {
-            entry.finished = true;
+        if entry.finished != Finished::No {
+            return Reserved::Refused;
+        }
+        if entry.wrong >= max {
+            entry.finished = Finished::Discarded;
             return Reserved::Refused;
         }
         entry.wrong += 1;
@@ -239,7 +254,11 @@ impl Ledger {
         let Some(entry) = Self::entry(&mut entries, id, until, now) else {
             return false;
         };
-        !std::mem::replace(&mut entry.finished, true)
+        if entry.finished != Finished::No {
+            return false;
+        }
+        entry.finished = Finished::Completed;
+        true
     }
 
     /// Marks the pending login `id` finished without a login: out of
@@ -247,13 +266,15 @@ impl Ledger {
     pub fn discard(&self, id: &str, until: u64, now: u64) {
         let mut entries = self.lock();
         if let Some(entry) = Self::entry(&mut entries, id, until, now) {
-            entry.finished = true;
+            if entry.finished == Finished::No {
+                entry.finished = Finished::Discarded;
+            }
         }
     }
 
     /// The entry of `id`, made if needed; `None` when the ledger is full of
-    /// pending logins that are finished and not yet expired, which it must
-    /// not forget (one would then complete twice): fail closed.
+    /// pending logins completed and not yet expired, which it must not
+    /// forget (one would then complete twice): fail closed.
     fn entry<'a>(
         entries: &'a mut HashMap<String, LedgerEntry>,
         id: &str,
@@ -266,21 +287,21 @@ impl Ledger {
         }
         Some(entries.entry(id.to_owned()).or_insert(LedgerEntry {
             wrong: 0,
-            finished: false,
+            finished: Finished::No,
             until,
         }))
     }
 
     /// Makes room for one more entry: drops the expired ones, then the
-    /// unfinished ones (whose codes the throttle counts too). Returns
-    /// whether there is room.
+    /// open and discarded ones (whose codes the throttle counts too), never
+    /// a completed one. Returns whether there is room.
     fn make_room(entries: &mut HashMap<String, LedgerEntry>, now: u64) -> bool {
         if entries.len() < LEDGER_CAPACITY {
             return true;
         }
         entries.retain(|_, entry| entry.until >= now);
         if entries.len() >= LEDGER_CAPACITY {
-            entries.retain(|_, entry| entry.finished);
+            entries.retain(|_, entry| entry.finished == Finished::Completed);
         }
         entries.len() < LEDGER_CAPACITY
     }
@@ -306,6 +327,9 @@ mod tests {
         assert_eq!(ledger.reserve("b", 3, 100, 0), Reserved::Refused);
         ledger.discard("c", 100, 0);
         assert_eq!(ledger.wrong_so_far("c"), None);
+        assert!(!ledger.finish("c", 100, 0), "discarded: cannot complete");
+        ledger.discard("b", 100, 0);
+        assert!(!ledger.finish("b", 100, 0), "still completed");
     }
 
     #[test]
@@ -326,13 +350,23 @@ mod tests {
         for i in 0..LEDGER_CAPACITY {
             ledger.finish(&format!("f{i}"), 1_000, 10);
         }
-        assert_eq!(ledger.wrong_so_far("501"), Some(0), "unfinished, forgotten");
+        assert_eq!(ledger.wrong_so_far("501"), Some(0), "open, forgotten");
         assert_eq!(ledger.wrong_so_far("500"), None, "finished, still kept");
         assert_eq!(
             ledger.reserve("another", 5, 1_000, 10),
             Reserved::Refused,
             "full of live finished ones: fail closed"
         );
+    }
+
+    #[test]
+    fn a_ledger_full_of_discarded_logins_still_takes_new_ones() {
+        let ledger = Ledger::default();
+        for i in 0..LEDGER_CAPACITY {
+            ledger.discard(&i.to_string(), 1_000, 0);
+        }
+        assert_eq!(ledger.reserve("new", 5, 1_000, 0), Reserved::Left(4));
+        assert!(ledger.finish("new", 1_000, 0));
     }
 
     #[test]
