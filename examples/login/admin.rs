@@ -236,7 +236,7 @@ pub(super) async fn end_sessions(
         Ok(Form(fields)) => fields.user.unwrap_or_default(),
         Err(rejection) => {
             log_rejection(&rejection);
-            return refuse("The form came in garbled: please try again.").await;
+            return refuse(super::GARBLED).await;
         }
     };
     if id.is_empty() || id.len() > 200 {

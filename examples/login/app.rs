@@ -720,12 +720,7 @@ async fn login_submit(
         Ok(Form(form)) => form,
         Err(rejection) => {
             log_rejection(&rejection);
-            return show_form(
-                StatusCode::BAD_REQUEST,
-                "The form came in garbled: please try again.",
-                "",
-                false,
-            );
+            return show_form(StatusCode::BAD_REQUEST, GARBLED, "", false);
         }
     };
     let remember_me = form
@@ -751,7 +746,7 @@ async fn login_submit(
         _ => {
             return show_form(
                 StatusCode::BAD_REQUEST,
-                "The form came in garbled: please try again.",
+                GARBLED,
                 typed_username,
                 remember_me,
             )
@@ -937,34 +932,58 @@ const LOGIN_MESSAGE: &str = "login_message";
 /// Saves a message for the login page to show once: why the browser was
 /// sent back to it.
 fn save_login_message(session: &SessionData, message: &str) {
-    if let Err(error) = session.insert(LOGIN_MESSAGE, message) {
-        tracing::error!(%error, "login page message not saved");
-    }
+    save_once(session, LOGIN_MESSAGE, message);
 }
 
 /// Takes the message saved for the login page, if any.
 fn take_login_message(session: &SessionData) -> Option<String> {
-    let message: Option<String> = session.get(LOGIN_MESSAGE);
-    if message.is_some() {
-        session.remove(LOGIN_MESSAGE);
-    }
-    message
+    take_once(session, LOGIN_MESSAGE)
 }
 
 /// Saves a message for the next page to show once.
 fn save_notice(session: &SessionData, notice: &str) {
-    if let Err(error) = session.insert(NOTICE, notice) {
-        tracing::error!(%error, "notice not saved");
-    }
+    save_once(session, NOTICE, notice);
 }
 
 /// Takes the message saved for this page, if any.
 fn take_notice(session: &SessionData) -> Option<String> {
-    let notice: Option<String> = session.get(NOTICE);
-    if notice.is_some() {
-        session.remove(NOTICE);
+    take_once(session, NOTICE)
+}
+
+/// Keeps `message` in the session under `key` until a page takes it.
+fn save_once(session: &SessionData, key: &str, message: &str) {
+    if let Err(error) = session.insert(key, message) {
+        tracing::error!(%error, key, "one-time message not saved");
     }
-    notice
+}
+
+/// Takes the message kept under `key`, if any: it shows once.
+fn take_once(session: &SessionData, key: &str) -> Option<String> {
+    let message: Option<String> = session.get(key);
+    if message.is_some() {
+        session.remove(key);
+    }
+    message
+}
+
+/// What a form whose body could not be read says.
+pub(super) const GARBLED: &str = "The form came in garbled: please try again.";
+
+/// The account page again, `400`, for a form of it that could not be read.
+async fn garbled_account_form(
+    state: &AppState,
+    auth: &Auth<Account>,
+    user: &Account,
+) -> Result<Response, AppError> {
+    account_page(
+        StatusCode::BAD_REQUEST,
+        state,
+        auth,
+        user,
+        None,
+        Some(GARBLED),
+    )
+    .await
 }
 
 /// Saves a message for the account page to show once, and goes there.
@@ -985,16 +1004,7 @@ async fn change_password(
         Ok(Form(form)) => form,
         Err(rejection) => {
             log_rejection(&rejection);
-            let error = "The form came in garbled: please try again.";
-            return account_page(
-                StatusCode::BAD_REQUEST,
-                &state,
-                &auth,
-                &user,
-                None,
-                Some(error),
-            )
-            .await;
+            return garbled_account_form(&state, &auth, &user).await;
         }
     };
     let (current, new) = match (field(&form.current_password), field(&form.new_password)) {
@@ -1012,16 +1022,7 @@ async fn change_password(
             .await;
         }
         _ => {
-            let error = "The form came in garbled: please try again.";
-            return account_page(
-                StatusCode::BAD_REQUEST,
-                &state,
-                &auth,
-                &user,
-                None,
-                Some(error),
-            )
-            .await;
+            return garbled_account_form(&state, &auth, &user).await;
         }
     };
     // The current password is a password check too: throttled under the

@@ -117,7 +117,7 @@ pub(super) async fn end_session(
         Ok(Form(fields)) => fields.session.unwrap_or_default(),
         Err(rejection) => {
             log_rejection(&rejection);
-            return bad_form("The form came in garbled: please try again.").await;
+            return bad_form(super::GARBLED).await;
         }
     };
     if id.is_empty() {

@@ -29,8 +29,8 @@ use sqlx::{AnyPool, Row};
 use super::activity::{self, Entry};
 use super::sessions::{now_secs, time_ago};
 use super::{
-    account_page, back_to_account, log_rejection, now_ms, random_id, render, Account, AppError,
-    AppState, Submitted,
+    account_page, back_to_account, garbled_account_form, log_rejection, now_ms, random_id, render,
+    Account, AppError, AppState, Submitted, GARBLED,
 };
 
 /// What every token starts with.
@@ -242,7 +242,7 @@ pub(super) async fn create(
         Ok(Form(fields)) => fields.name.as_deref().unwrap_or_default().trim(),
         Err(rejection) => {
             log_rejection(rejection);
-            return refuse("The form came in garbled: please try again.".to_owned()).await;
+            return refuse(GARBLED.to_owned()).await;
         }
     };
     if name.is_empty() {
@@ -328,16 +328,7 @@ pub(super) async fn revoke(
         Ok(Form(fields)) => fields.token.unwrap_or_default(),
         Err(rejection) => {
             log_rejection(&rejection);
-            let error = "The form came in garbled: please try again.";
-            return account_page(
-                StatusCode::BAD_REQUEST,
-                &state,
-                &auth,
-                &user,
-                None,
-                Some(error),
-            )
-            .await;
+            return garbled_account_form(&state, &auth, &user).await;
         }
     };
     let well_formed = !id.is_empty()

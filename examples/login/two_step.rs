@@ -362,7 +362,7 @@ fn typed_code(form: &Submitted<CodeFields>) -> Result<Code, &'static str> {
         Ok(Form(fields)) => fields.code.as_deref().unwrap_or_default(),
         Err(rejection) => {
             log_rejection(rejection);
-            return Err("The form came in garbled: please try again.");
+            return Err(super::GARBLED);
         }
     };
     parse_code(typed).map_err(|problem| match problem {
